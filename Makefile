@@ -1,0 +1,52 @@
+# Fabu: the only entry points a newcomer needs.
+#   make run     set everything up, start the stack and the services, print the URL
+#   make test    set everything up and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format deps venv build stack-up stack-down stack-status clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Go builds (cached outside the work tree, keyed by version) and Debian's docker-registry.
+build: venv
+	$(PY) -m devstack build
+
+deps: build
+
+stack-up: deps
+	$(PY) -m devstack up
+
+stack-down: venv
+	$(PY) -m devstack down
+
+stack-status: venv
+	@$(PY) -m devstack status
+
+test: deps
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+run: stack-up
+	$(PY) -m devstack.run
+
+clean: stack-down
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

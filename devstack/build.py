@@ -1,0 +1,132 @@
+"""Build the stack's Go programs once into the cache, keyed by component and version.
+
+Each component is a small wrapper Go module under ``devstack/gomod/<name>`` whose
+``tool`` directives name the upstream main packages; its ``go.mod``/``go.sum`` pin
+every dependency, so a new machine builds exactly the same programs.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.paths import GOMOD, cache_dir
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    module: str  # the upstream module whose version keys the cache
+    programs: dict[str, str]  # binary name -> Go package
+
+    @property
+    def version(self) -> str:
+        return module_version(GOMOD / self.name / "go.mod", self.module)
+
+    @property
+    def bin_dir(self) -> Path:
+        return cache_dir() / "bin" / f"{self.name}-{self.version}"
+
+    def binary(self, program: str) -> Path:
+        return self.bin_dir / program
+
+    def ldflags(self) -> str:
+        if self.name != "kubernetes":
+            return ""
+        # Makes `--version` truthful and keeps kubectl's skew check quiet.
+        major, minor = self.version.lstrip("v").split(".")[:2]
+        pkg = "k8s.io/component-base/version"
+        return " ".join(
+            [
+                f"-X {pkg}.gitVersion={self.version}",
+                f"-X {pkg}.gitMajor={major}",
+                f"-X {pkg}.gitMinor={minor}",
+                f"-X {pkg}.gitTreeState=clean",
+            ]
+        )
+
+
+KUBERNETES = Component(
+    "kubernetes",
+    "k8s.io/kubernetes",
+    {
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    },
+)
+ETCD = Component("etcd", "go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"})
+KWOK = Component("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"})
+FERRETDB = Component(
+    "ferretdb",
+    "github.com/FerretDB/FerretDB",
+    {"ferretdb": "github.com/FerretDB/FerretDB/cmd/ferretdb"},
+)
+NATS = Component(
+    "nats",
+    "github.com/nats-io/nats-server/v2",
+    {"nats-server": "github.com/nats-io/nats-server/v2"},
+)
+COMPONENTS = (KUBERNETES, ETCD, KWOK, FERRETDB, NATS)
+
+REGISTRY_BINARY = "docker-registry"
+
+
+def module_version(go_mod: Path, module: str) -> str:
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", go_mod.read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
+def build(component: Component) -> bool:
+    """Build the component unless its versioned folder is complete. True when it built."""
+    if all(component.binary(p).exists() for p in component.programs):
+        return False
+    staging = component.bin_dir.with_name(component.bin_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false -mod=readonly", "CGO_ENABLED": "0"}
+    started = time.monotonic()
+    for program, package in component.programs.items():
+        print(f"building {program} {component.version} (cached after the first time)", flush=True)
+        cmd = ["go", "build", "-trimpath", "-o", str(staging / program)]
+        if flags := component.ldflags():
+            cmd += ["-ldflags", flags]
+        subprocess.run([*cmd, package], cwd=GOMOD / component.name, env=env, check=True)
+    shutil.rmtree(component.bin_dir, ignore_errors=True)
+    staging.rename(component.bin_dir)
+    print(f"built {component.name} {component.version} in {time.monotonic() - started:.0f}s")
+    return True
+
+
+def ensure_registry() -> None:
+    """Debian's docker-registry is the OCI registry; install it when missing."""
+    if shutil.which(REGISTRY_BINARY):
+        return
+    print("installing Debian's docker-registry", flush=True)
+    apt = ["apt-get", "install", "-y", "--no-install-recommends", REGISTRY_BINARY]
+    if os.geteuid() != 0:
+        apt = ["sudo", *apt]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(apt, env=env, check=False).returncode != 0:
+        update = ["apt-get", "update"] if os.geteuid() == 0 else ["sudo", "apt-get", "update"]
+        subprocess.run(update, env=env, check=True)
+        subprocess.run(apt, env=env, check=True)
+
+
+def build_all(names: list[str] | None = None) -> None:
+    for component in COMPONENTS:
+        if names is None or component.name in names:
+            build(component)
+    if names is None or "registry" in names:
+        ensure_registry()
+
+
+if __name__ == "__main__":
+    build_all(sys.argv[1:] or None)

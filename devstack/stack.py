@@ -1,0 +1,484 @@
+"""Start, stop and report the local stack.
+
+Every process runs on 127.0.0.1 on a port chosen when the stack comes up, in its
+own process group, with its data and log under the state folder. ``up`` writes
+a kubeconfig and an env file; ``down`` stops every process it started. A
+component is left out, and its URL passed through, when the environment already
+names a real one (``KUBECONFIG``, ``FABU_MONGO_URL``, ``FABU_NATS_URL``,
+``FABU_REGISTRY_URL``).
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from devstack import build, kwok, pki
+from devstack.paths import GOMOD, state_dir
+
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+ENV_KEYS = ("KUBECONFIG", "FABU_MONGO_URL", "FABU_NATS_URL", "FABU_REGISTRY_URL", "FABU_KUBECTL")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None, token: str = "") -> bool:
+    request = urllib.request.Request(url)  # noqa: S310 - loopback URLs we built
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _insecure() -> ssl.SSLContext:
+    # Only for the health endpoints of the controller manager and scheduler,
+    # which serve a self-signed certificate on loopback.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _mongo_ok(url: str) -> bool:
+    from pymongo import MongoClient  # noqa: PLC0415 - only the readiness probe needs it
+    from pymongo.errors import PyMongoError  # noqa: PLC0415
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    else:
+        return True
+    finally:
+        client.close()
+
+
+def _alive(pid: int, binary: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == binary
+
+
+class Stack:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or state_dir()
+        self.pid_file = self.root / "pids.json"
+        self.env_file = self.root / "env"
+        self.kubeconfig = self.root / "kubeconfig"
+
+    # ---- reporting -------------------------------------------------------------
+    def pids(self) -> dict[str, tuple[int, str]]:
+        if not self.pid_file.exists():
+            return {}
+        raw: dict[str, list[int | str]] = json.loads(self.pid_file.read_text())
+        return {name: (int(v[0]), str(v[1])) for name, v in raw.items()}
+
+    def running(self) -> dict[str, bool]:
+        return {name: _alive(pid, binary) for name, (pid, binary) in self.pids().items()}
+
+    def is_up(self) -> bool:
+        states = self.running()
+        return self.env_file.exists() and bool(states) and all(states.values())
+
+    def env(self) -> dict[str, str]:
+        if not self.env_file.exists():
+            return {}
+        pairs = (line.split("=", 1) for line in self.env_file.read_text().splitlines() if line)
+        return dict(pairs)
+
+    # ---- up --------------------------------------------------------------------
+    def up(self, ready_delay_ms: int = 1000) -> dict[str, str]:
+        if self.is_up():
+            return self.env()
+        self.down()
+        external = {k: v for k, v in os.environ.items() if k in ENV_KEYS[:4] and v}
+        if external.get("KUBECONFIG") == str(self.kubeconfig):
+            del external["KUBECONFIG"]  # our own, from an earlier `up`
+        build.build_all(self._needed(external))
+        shutil.rmtree(self.root, ignore_errors=True)
+        (self.root / "logs").mkdir(parents=True)
+        started = time.monotonic()
+        env = dict(external)
+        env["FABU_KUBECTL"] = str(build.KUBERNETES.binary("kubectl"))
+        early, late = self._plan(env, external, ready_delay_ms)
+        try:
+            self._start(early)
+            self._wait([p for p in early if p.name == "etcd"])
+            self._start(late["apiserver"])
+            self._wait(late["apiserver"])
+            self._start(late["control"])
+            self._wait(late["control"] + early)
+            if "KUBECONFIG" not in external:
+                self._nodes()
+        except BaseException:
+            self.down()
+            raise
+        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS)
+        self.env_file.write_text(lines)
+        print(f"stack up in {time.monotonic() - started:.1f}s; env in {self.env_file}")
+        return env
+
+    def _needed(self, external: dict[str, str]) -> list[str]:
+        names = ["kubernetes"]  # kubectl is used even against an external cluster
+        if "KUBECONFIG" not in external:
+            names += ["etcd", "kwok"]
+        if "FABU_MONGO_URL" not in external:
+            names.append("ferretdb")
+        if "FABU_NATS_URL" not in external:
+            names.append("nats")
+        if "FABU_REGISTRY_URL" not in external:
+            names.append("registry")
+        return names
+
+    def _plan(
+        self, env: dict[str, str], external: dict[str, str], ready_delay_ms: int
+    ) -> tuple[list[Process], dict[str, list[Process]]]:
+        early: list[Process] = []
+        late: dict[str, list[Process]] = {"apiserver": [], "control": []}
+        if "FABU_NATS_URL" not in external:
+            early.append(self._nats(env))
+        if "FABU_MONGO_URL" not in external:
+            early.append(self._ferretdb(env))
+        if "FABU_REGISTRY_URL" not in external:
+            early.append(self._registry(env))
+        if "KUBECONFIG" not in external:
+            etcd_url = f"http://127.0.0.1:{free_port()}"
+            early.append(self._etcd(etcd_url))
+            late["apiserver"].append(self._apiserver(etcd_url))
+            late["control"] += self._control_plane(ready_delay_ms)
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        return early, late
+
+    # ---- components ------------------------------------------------------------
+    def _nats(self, env: dict[str, str]) -> Process:
+        port, monitor = free_port(), free_port()
+        env["FABU_NATS_URL"] = f"nats://127.0.0.1:{port}"
+        return Process(
+            "nats",
+            [
+                str(build.NATS.binary("nats-server")),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-m",
+                str(monitor),
+                "-js",
+                "-sd",
+                str(self.root / "nats"),
+            ],
+            lambda: _http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"),
+        )
+
+    def _ferretdb(self, env: dict[str, str]) -> Process:
+        port = free_port()
+        data = self.root / "ferretdb"
+        data.mkdir(parents=True)
+        url = f"mongodb://127.0.0.1:{port}/"
+        env["FABU_MONGO_URL"] = url
+        return Process(
+            "ferretdb",
+            [
+                str(build.FERRETDB.binary("ferretdb")),
+                f"--listen-addr=127.0.0.1:{port}",
+                "--handler=sqlite",
+                f"--sqlite-url=file:{data}/",
+                f"--state-dir={data}",
+                "--telemetry=disable",
+                f"--debug-addr=127.0.0.1:{free_port()}",
+                "--log-level=warn",
+            ],
+            lambda: _mongo_ok(url),
+        )
+
+    def _registry(self, env: dict[str, str]) -> Process:
+        port = free_port()
+        config = self.root / "registry.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 0.1,
+                    "log": {"level": "warn"},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(self.root / "registry")},
+                        "delete": {"enabled": True},
+                    },
+                    "http": {"addr": f"127.0.0.1:{port}"},
+                }
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+        env["FABU_REGISTRY_URL"] = url
+        binary = shutil.which(build.REGISTRY_BINARY) or build.REGISTRY_BINARY
+        return Process("registry", [binary, "serve", str(config)], lambda: _http_ok(f"{url}/v2/"))
+
+    def _etcd(self, url: str) -> Process:
+        peer = f"http://127.0.0.1:{free_port()}"
+        return Process(
+            "etcd",
+            [
+                str(build.ETCD.binary("etcd")),
+                "--name=fabu",
+                f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={url}",
+                f"--advertise-client-urls={url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=fabu={peer}",
+                "--log-level=warn",
+                # Test data only: skipping fsync keeps the control plane fast on small disks.
+                "--unsafe-no-fsync",
+            ],
+            lambda: _http_ok(f"{url}/health"),
+        )
+
+    def _apiserver(self, etcd_url: str) -> Process:
+        certs = self.root / "pki"
+        pki.make(certs)
+        token = secrets.token_hex(24)
+        (certs / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
+        port = free_port()
+        server = f"https://127.0.0.1:{port}"
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "fabu-local",
+                            "cluster": {
+                                "server": server,
+                                "certificate-authority": str(certs / "ca.crt"),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": token}}],
+                    "contexts": [
+                        {
+                            "name": "fabu-local",
+                            "context": {"cluster": "fabu-local", "user": "admin"},
+                        }
+                    ],
+                    "current-context": "fabu-local",
+                }
+            )
+        )
+        self.kubeconfig.chmod(0o600)
+        ca = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        return Process(
+            "kube-apiserver",
+            [
+                str(build.KUBERNETES.binary("kube-apiserver")),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={certs / 'apiserver.crt'}",
+                f"--tls-private-key-file={certs / 'apiserver.key'}",
+                f"--client-ca-file={certs / 'ca.crt'}",
+                f"--token-auth-file={certs / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={certs / 'sa.pub'}",
+                f"--service-account-signing-key-file={certs / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--enable-priority-and-fairness=false",
+                "--max-requests-inflight=2000",
+                "--max-mutating-requests-inflight=1000",
+                "--v=0",
+            ],
+            lambda: _http_ok(f"{server}/readyz", ca, token),
+        )
+
+    def _control_plane(self, ready_delay_ms: int) -> list[Process]:
+        kubeconfig = str(self.kubeconfig)
+        certs = self.root / "pki"
+        delegated = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
+        cm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
+        config = self.root / "kwok.yaml"
+        kwok.write_config(config, _module_dir(build.KWOK), ready_delay_ms)
+        return [
+            Process(
+                "kube-controller-manager",
+                [
+                    str(build.KUBERNETES.binary("kube-controller-manager")),
+                    *delegated,
+                    f"--secure-port={cm_port}",
+                    f"--cert-dir={certs / 'controller-manager'}",
+                    f"--service-account-private-key-file={certs / 'sa.key'}",
+                    f"--root-ca-file={certs / 'ca.crt'}",
+                    "--use-service-account-credentials=false",
+                    "--kube-api-qps=500",
+                    "--kube-api-burst=1000",
+                    "--concurrent-deployment-syncs=20",
+                    "--concurrent-replicaset-syncs=20",
+                ],
+                lambda: _http_ok(f"https://127.0.0.1:{cm_port}/healthz", _insecure()),
+            ),
+            Process(
+                "kube-scheduler",
+                [
+                    str(build.KUBERNETES.binary("kube-scheduler")),
+                    *delegated,
+                    f"--secure-port={sched_port}",
+                    f"--cert-dir={certs / 'scheduler'}",
+                ],
+                lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz", _insecure()),
+            ),
+            Process(
+                "kwok",
+                [
+                    str(build.KWOK.binary("kwok")),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--config={config}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={kwok.NODE_ANNOTATION}=fake",
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={kwok_port}",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                    "--cidr=10.0.0.1/16",
+                    "--node-lease-duration-seconds=40",
+                ],
+                lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"),
+            ),
+        ]
+
+    def _nodes(self) -> None:
+        kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]
+        subprocess.run(
+            [*kubectl, "apply", "-f", "-"],
+            input=kwok.nodes_manifest().encode(),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *kubectl,
+                "wait",
+                "--for=condition=Ready",
+                "node",
+                "--all",
+                f"--timeout={int(READY_TIMEOUT_S)}s",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    # ---- process control -------------------------------------------------------
+    def _start(self, processes: list[Process]) -> None:
+        pids = {name: list(v) for name, v in self.pids().items()}
+        for p in processes:
+            log = (self.root / "logs" / f"{p.name}.log").open("ab")
+            p.popen = subprocess.Popen(
+                p.argv,
+                cwd=p.cwd or self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            log.close()
+            pids[p.name] = [p.popen.pid, p.argv[0]]
+        self.pid_file.write_text(json.dumps(pids))
+
+    def _wait(self, processes: list[Process]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = list(processes)
+        while pending:
+            for p in list(pending):
+                if p.popen is not None and p.popen.poll() is not None:
+                    raise StackError(
+                        f"{p.name} exited with {p.popen.returncode}; "
+                        f"see {self.root / 'logs' / (p.name + '.log')}"
+                    )
+                if p.ready():
+                    pending.remove(p)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(p.name for p in pending)
+                raise StackError(f"not ready after {READY_TIMEOUT_S:.0f}s: {names}")
+            if pending:
+                time.sleep(0.2)
+
+    def down(self) -> list[str]:
+        """Stop every process this stack started; return the names stopped."""
+        pids = self.pids()
+        live = {name: pid for name, (pid, binary) in pids.items() if _alive(pid, binary)}
+        for pid in live.values():
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and any(
+            _alive(pid, pids[name][1]) for name, pid in live.items()
+        ):
+            time.sleep(0.1)
+        for name, pid in live.items():
+            if _alive(pid, pids[name][1]):
+                _signal_group(pid, signal.SIGKILL)
+        while any(_alive(pid, pids[name][1]) for name, pid in live.items()):
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        self.env_file.unlink(missing_ok=True)
+        return sorted(live)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _module_dir(component: build.Component) -> Path:
+    """The pinned module's source in Go's module cache (downloaded if missing)."""
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", f"{component.module}@{component.version}"],
+        cwd=GOMOD / component.name,
+        check=True,
+        capture_output=True,
+    )
+    return Path(json.loads(done.stdout)["Dir"])

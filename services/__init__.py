@@ -1,0 +1,1 @@
+"""Fabu release services."""

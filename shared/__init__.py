@@ -1,0 +1,1 @@
+"""Code the Fabu services share: messages, subjects, settings."""

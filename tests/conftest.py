@@ -1,0 +1,83 @@
+"""Session fixtures: the real local stack, and per-test isolated names on it."""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+
+import nats
+import pytest
+from kubernetes_asyncio import client, config
+from nats.aio.client import Client as NatsClient
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from devstack.stack import Stack
+from tests.support.stack import StackEnv
+
+# Fast pods for tests; the stack keeps whatever it was started with when reused.
+TEST_READY_DELAY_MS = 500
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[StackEnv]:
+    """Bring the local stack up, or reuse a running one; stop it only if we started it."""
+    with ExitStack() as cleanup:
+        if os.environ.get("FABU_STACK") == "containers":
+            from tests.support.containers import nats_and_mongo  # noqa: PLC0415
+
+            os.environ.update(cleanup.enter_context(nats_and_mongo()))
+        stack = Stack()
+        started = not stack.is_up()
+        env = stack.up(ready_delay_ms=TEST_READY_DELAY_MS)
+        if started:
+            cleanup.callback(stack.down)
+        yield StackEnv.from_env(env)
+
+
+@pytest.fixture(scope="session")
+async def kube(stack_env: StackEnv) -> AsyncIterator[client.ApiClient]:
+    api = await config.new_client_from_config(config_file=str(stack_env.kubeconfig))
+    async with api:
+        yield api
+
+
+@pytest.fixture
+async def namespace(kube: client.ApiClient) -> AsyncIterator[str]:
+    """A namespace of the test's own, deleted afterwards."""
+    core = client.CoreV1Api(kube)
+    name = unique("t")
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    await core.delete_namespace(name)
+
+
+@pytest.fixture
+async def mongo_db(stack_env: StackEnv) -> AsyncIterator[AsyncDatabase[dict[str, object]]]:
+    """A database of the test's own, dropped afterwards."""
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(stack_env.mongo_url)
+    name = unique("t").replace("-", "_")
+    try:
+        yield mongo[name]
+        await mongo.drop_database(name)
+    finally:
+        await mongo.close()
+
+
+@pytest.fixture
+async def nats_client(stack_env: StackEnv) -> AsyncIterator[NatsClient]:
+    nc = await nats.connect(stack_env.nats_url)
+    try:
+        yield nc
+    finally:
+        await nc.drain()
+
+
+@pytest.fixture
+def stream_name() -> str:
+    """A JetStream stream name (and subject prefix) of the test's own."""
+    return unique("T").replace("-", "_").upper()
