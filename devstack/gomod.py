@@ -13,7 +13,6 @@ requested version, never written by hand.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +41,8 @@ def _go(args: list[str], cwd: Path) -> str:
 
 def regenerate(component: Component, version: str) -> None:
     folder = GOMOD / component.name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "go.sum").unlink(missing_ok=True)
     header = f"module fabu.local/devstack/{component.name}\n\ngo {GO_DIRECTIVE}\n"
     if component.name == "kubernetes":
         info = json.loads(
@@ -51,8 +50,13 @@ def regenerate(component: Component, version: str) -> None:
         )
         header += "\n" + staging_replaces(version, Path(info["GoMod"]).read_text())
     (folder / "go.mod").write_text(header)
-    # An explicit version on every tool: a bare path would mean @latest.
-    _go(["get", "-tool", *(f"{pkg}@{version}" for pkg in component.programs.values())], folder)
+    upstream = [pkg for pkg in component.programs.values() if pkg != "."]
+    if upstream:
+        # An explicit version on every tool: a bare path would mean @latest.
+        _go(["get", "-tool", *(f"{pkg}@{version}" for pkg in upstream)], folder)
+    else:  # our own main package in the folder imports the module
+        _go(["get", f"{component.module}@{version}"], folder)
+        _go(["mod", "tidy"], folder)
 
 
 def main(argv: list[str]) -> None:

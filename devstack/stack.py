@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -44,8 +44,7 @@ class Process:
     name: str
     argv: list[str]
     ready: Callable[[], bool]
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    pid: int = 0
 
 
 def free_port() -> int:
@@ -91,6 +90,8 @@ def _mongo_ok(url: str) -> bool:
 
 
 def _alive(pid: int, binary: str) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -220,12 +221,7 @@ class Stack:
             [
                 str(build.FERRETDB.binary("ferretdb")),
                 f"--listen-addr=127.0.0.1:{port}",
-                "--handler=sqlite",
                 f"--sqlite-url=file:{data}/",
-                f"--state-dir={data}",
-                "--telemetry=disable",
-                f"--debug-addr=127.0.0.1:{free_port()}",
-                "--log-level=warn",
             ],
             lambda: _mongo_ok(url),
         )
@@ -416,28 +412,32 @@ class Stack:
     def _start(self, processes: list[Process]) -> None:
         pids = {name: list(v) for name, v in self.pids().items()}
         for p in processes:
-            log = (self.root / "logs" / f"{p.name}.log").open("ab")
-            p.popen = subprocess.Popen(
+            # posix_spawn, not Popen: these are daemons that outlive this process,
+            # in a session of their own so that down can signal the whole group.
+            log = str(self.root / "logs" / f"{p.name}.log")
+            p.pid = os.posix_spawn(
+                p.argv[0],
                 p.argv,
-                cwd=p.cwd or self.root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+                setsid=True,
             )
-            log.close()
-            pids[p.name] = [p.popen.pid, p.argv[0]]
-        self.pid_file.write_text(json.dumps(pids))
+            pids[p.name] = [p.pid, p.argv[0]]
+            self.pid_file.write_text(json.dumps(pids))
+            _await_exec(p)
 
     def _wait(self, processes: list[Process]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         pending = list(processes)
         while pending:
             for p in list(pending):
-                if p.popen is not None and p.popen.poll() is not None:
+                if not _alive(p.pid, p.argv[0]):
                     raise StackError(
-                        f"{p.name} exited with {p.popen.returncode}; "
-                        f"see {self.root / 'logs' / (p.name + '.log')}"
+                        f"{p.name} exited; see {self.root / 'logs' / (p.name + '.log')}"
                     )
                 if p.ready():
                     pending.remove(p)
@@ -466,6 +466,15 @@ class Stack:
         self.pid_file.unlink(missing_ok=True)
         self.env_file.unlink(missing_ok=True)
         return sorted(live)
+
+
+def _await_exec(p: Process) -> None:
+    """posix_spawn may return before the exec; until then /proc shows our own command line."""
+    deadline = time.monotonic() + 10
+    while not _alive(p.pid, p.argv[0]):
+        if time.monotonic() > deadline or not Path(f"/proc/{p.pid}").exists():
+            raise StackError(f"{p.name} did not start: {' '.join(p.argv)}")
+        time.sleep(0.01)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
