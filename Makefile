@@ -32,7 +32,7 @@ stack-down: venv
 stack-status: venv
 	@$(PY) -m devstack status
 
-test: deps
+test: deps lint
 	$(PY) -m pytest
 
 lint: venv

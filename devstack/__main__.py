@@ -17,8 +17,8 @@ def main() -> int:
         build.build_all()
     elif args.command == "up":
         delay = int(os.environ.get("FABU_KWOK_READY_DELAY_MS", "1000"))
-        for key, value in stack.up(ready_delay_ms=delay).items():
-            print(f"{key}={value}")
+        stack.up(ready_delay_ms=delay)
+        print(stack.env_file.read_text(), end="")
     elif args.command == "down":
         stopped = stack.down()
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -29,8 +29,7 @@ def main() -> int:
         if not stack.is_up():
             print("stack is not running (make stack-up)", file=sys.stderr)
             return 1
-        for key, value in stack.env().items():
-            print(f"{key}={value}")
+        print(stack.env_file.read_text(), end="")
     return 0
 
 

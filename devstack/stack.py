@@ -131,9 +131,12 @@ class Stack:
         if self.is_up():
             return self.env()
         self.down()
-        external = {k: v for k, v in os.environ.items() if k in ENV_KEYS[:4] and v}
-        if external.get("KUBECONFIG") == str(self.kubeconfig):
-            del external["KUBECONFIG"]  # our own, from an earlier `up`
+        # Values equal to our own earlier env file come from a shell that sourced
+        # it; only other values name real external services.
+        ours = {**self.env(), "KUBECONFIG": str(self.kubeconfig)}
+        external = {
+            k: v for k, v in os.environ.items() if k in ENV_KEYS[:4] and v and v != ours.get(k)
+        }
         build.build_all(self._needed(external))
         shutil.rmtree(self.root, ignore_errors=True)
         (self.root / "logs").mkdir(parents=True)
@@ -464,7 +467,6 @@ class Stack:
         while any(_alive(pid, pids[name][1]) for name, pid in live.items()):
             time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
-        self.env_file.unlink(missing_ok=True)
         return sorted(live)
 
 

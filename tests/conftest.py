@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
+import httpx
 import nats
 import pytest
 from kubernetes_asyncio import client, config
@@ -13,7 +14,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import Stack
+from tests.support.smtp import Inbox, start_smtp
 from tests.support.stack import StackEnv
+from tests.support.system import STAGES, FabuSystem
+from tests.support.wait import eventually
 
 # Fast pods for tests; the stack keeps whatever it was started with when reused.
 TEST_READY_DELAY_MS = 500
@@ -81,3 +85,41 @@ async def nats_client(stack_env: StackEnv) -> AsyncIterator[NatsClient]:
 def stream_name() -> str:
     """A JetStream stream name (and subject prefix) of the test's own."""
     return unique("T").replace("-", "_").upper()
+
+
+@pytest.fixture(scope="session")
+def inbox() -> Iterator[Inbox]:
+    controller, received = start_smtp()
+    try:
+        yield received
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+async def fabu(
+    stack_env: StackEnv, inbox: Inbox, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FabuSystem]:
+    """All five services, started once for the session on their own database and stream."""
+    system = FabuSystem(stack_env, tmp_path_factory.mktemp("fabu"), unique("f"), inbox.port)
+    for stage in STAGES:
+        system.start(stage)
+    try:
+        async with httpx.AsyncClient(base_url=system.api_url) as http:
+
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(healthy, "the API to answer", within=30)
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture
+async def api(fabu: FabuSystem) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=fabu.api_url + "/api/v1", timeout=30) as http:
+        yield http

@@ -1,0 +1,29 @@
+"""FastAPI dependencies: the connections made once in the app's lifespan."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shared.bus import Bus
+from shared.store.catalog import Catalog
+from shared.store.releases import Releases
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def _releases(request: Request) -> Releases:
+    releases: Releases = request.app.state.releases
+    return releases
+
+
+def _bus(request: Request) -> Bus:
+    bus: Bus = request.app.state.bus
+    return bus
+
+
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+ReleasesDep = Annotated[Releases, Depends(_releases)]
+BusDep = Annotated[Bus, Depends(_bus)]

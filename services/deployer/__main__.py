@@ -1,0 +1,4 @@
+from services.deployer.consumer import setup
+from shared.worker import run
+
+run("deployer", setup)

@@ -1,0 +1,4 @@
+from services.notifier.consumer import setup
+from shared.worker import run
+
+run("notifier", setup)

@@ -1,0 +1,69 @@
+"""Renderer: ``release.requested`` in, ``release.rendered`` out.
+
+Idempotency key: the release's state (``requested`` → ``rendered``, one
+conditional write). A redelivered message for a release already rendered only
+republishes ``release.rendered`` (de-duplicated by its event id), which covers
+a crash between the write and the publish. A template that does not render
+fails the release with the template's line; nothing is applied.
+"""
+
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+
+from services.renderer.render import ReleaseParams, RenderError, render
+from shared.messages import ReleaseRendered, ReleaseRequested
+from shared.models import ReleaseState
+from shared.worker import Context, fail_release
+
+
+async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    async def handle(msg: Msg) -> None:
+        await handle_requested(ctx, ReleaseRequested.model_validate_json(msg.data))
+
+    return handle
+
+
+async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
+    release = await ctx.releases.get(event.release_id)
+    if release is None:
+        return
+    if release.state is ReleaseState.RENDERED:
+        await _announce(ctx, release.id, release.manifest_sha256)
+        return
+    if release.state is not ReleaseState.REQUESTED:
+        return
+    template = await ctx.catalog.template(release.template_id)
+    if template is None:
+        reason = f"template {release.template_id!r} not found"
+        await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", reason)
+        return
+    params = ReleaseParams(
+        release_id=release.id,
+        service=release.service,
+        version=release.version,
+        image=release.image,
+        environment=release.environment,
+        namespace=release.namespace,
+    )
+    try:
+        rendered = render(template.content, release.params, params)
+    except RenderError as exc:
+        await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", str(exc))
+        return
+    moved = await ctx.releases.advance(
+        release.id,
+        ReleaseState.REQUESTED,
+        ReleaseState.RENDERED,
+        actor="renderer",
+        manifest=rendered.manifest,
+        manifest_sha256=rendered.sha256,
+        deployment=rendered.deployment,
+    )
+    if moved:
+        await _announce(ctx, release.id, rendered.sha256)
+
+
+async def _announce(ctx: Context, release_id: str, sha: str) -> None:
+    event = ReleaseRendered(release_id=release_id, manifest_sha256=sha)
+    await ctx.bus.publish(ctx.bus.subjects.rendered, event)

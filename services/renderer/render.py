@@ -1,0 +1,109 @@
+"""Template + base parameters + release parameters → the release's manifest.
+
+Templates run in Jinja2's sandbox with ``StrictUndefined``. Every ``{{ … }}``
+emits exactly one YAML value: strings, lists and mappings are written as JSON
+(which YAML reads as flow scalars and collections), so no parameter can add
+keys or documents, whatever characters it holds. Build composite strings
+inside the expression: ``{{ service ~ "-canary" }}``.
+"""
+
+import hashlib
+import json
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from shared.models import BaseParams
+
+TEMPLATE_NAME = "<template>"
+
+
+class RenderError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    release_id: str
+    service: str
+    version: str
+    image: str
+    environment: str
+    namespace: str
+    method: str = "rolling"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    manifest: str
+    sha256: str
+    deployment: str
+    objects: list[dict[str, Any]]
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+_env = SandboxedEnvironment(
+    undefined=StrictUndefined,
+    finalize=_yaml_value,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+def _line_of(exc: BaseException) -> int | None:
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == TEMPLATE_NAME]
+    return frames[-1].lineno if frames else None
+
+
+def context(params: BaseParams, release: ReleaseParams) -> dict[str, Any]:
+    return {
+        **params.model_dump(),
+        "env_list": [{"name": k, "value": v} for k, v in sorted(params.env.items())],
+        "release_id": release.release_id,
+        "service": release.service,
+        "version": release.version,
+        "image": release.image,
+        "environment": release.environment,
+        "namespace": release.namespace,
+        "method": release.method,
+    }
+
+
+def render(template: str, params: BaseParams, release: ReleaseParams) -> Rendered:
+    try:
+        compiled = _env.from_string(template)
+        compiled.filename = TEMPLATE_NAME
+        text = compiled.render(context(params, release))
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
+    except TemplateError as exc:
+        line = _line_of(exc)
+        where = f" at line {line}" if line else ""
+        raise RenderError(f"template error{where}: {exc}") from exc
+    try:
+        objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise RenderError(f"rendered manifest is not valid YAML: {exc}") from exc
+    for index, obj in enumerate(objects, 1):
+        if not isinstance(obj, dict) or not {"apiVersion", "kind", "metadata"} <= obj.keys():
+            raise RenderError(f"document {index} is not a Kubernetes object")
+        if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
+            raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
+    deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+    if len(deployments) != 1:
+        raise RenderError(f"the manifest must hold one Deployment, it holds {len(deployments)}")
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return Rendered(manifest=text, sha256=sha, deployment=deployments[0], objects=objects)

@@ -1,0 +1,108 @@
+"""Tracker: ``release.applied`` in, ``release.completed`` or ``release.failed`` out.
+
+Follows the Deployment through the shared namespace watch and decides with
+kubectl's rollout rules, appending each new status line to the transcript.
+The message stays unacknowledged (kept alive) while the rollout runs, so if
+this process dies JetStream hands the release to another tracker, which
+resumes it. Idempotency key: the release's state (``applied`` → final).
+Failure: ``ProgressDeadlineExceeded``, the Deployment deleted, or the rollout
+not done within the release's timeout (its config's, else the environment's).
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from nats.aio.msg import Msg
+
+from services.tracker.rollout import rollout_status
+from services.tracker.watches import Watches
+from shared.cluster import ClusterError
+from shared.messages import ReleaseApplied, ReleaseCompleted
+from shared.models import Release, ReleaseState, TranscriptLine, now
+from shared.worker import Context, fail_release
+
+
+async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    watches = Watches()
+
+    async def handle(msg: Msg) -> None:
+        await track(ctx, watches, ReleaseApplied.model_validate_json(msg.data))
+
+    return handle
+
+
+def _applied_at(release: Release) -> timedelta:
+    applied = [e.at for e in release.events if e.state is ReleaseState.APPLIED]
+    return now() - (applied[-1] if applied else release.created_at)
+
+
+async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
+    release = await ctx.releases.get(event.release_id)
+    if release is None:
+        return
+    if release.state is ReleaseState.SUCCEEDED:
+        await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))
+        return
+    if release.state is not ReleaseState.APPLIED:
+        return
+    env = await ctx.catalog.environment(release.environment)
+    if env is None:
+        reason = f"environment {release.environment!r} no longer exists"
+        await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+        return
+    try:
+        cluster = await ctx.clusters.get(env)
+    except ClusterError as exc:
+        await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", exc.message)
+        return
+    timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
+    remaining = timeout_s - _applied_at(release).total_seconds()
+    deadline = asyncio.get_running_loop().time() + remaining
+    last = release.transcript[-1].text if release.transcript else ""
+    subscription = watches.subscribe(cluster, release.namespace, release.deployment)
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                obj = await asyncio.wait_for(subscription.updates.get(), max(left, 0))
+            except TimeoutError:
+                reason = f"rollout not finished within {timeout_s}s: {last or 'no status seen'}"
+                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+                return
+            if obj is None:
+                reason = f'deployment "{release.deployment}" was deleted during the rollout'
+                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+                return
+            status = rollout_status(obj, release.generation or 0)
+            line = [TranscriptLine(at=now(), text=status.message)] if status.message != last else []
+            last = status.message
+            if status.failed:
+                await fail_release(
+                    ctx, release.id, ReleaseState.APPLIED, "track", status.message, line
+                )
+                return
+            if status.done:
+                await _succeed(ctx, release, line, obj)
+                return
+            await ctx.releases.append_transcript(release.id, line)
+    finally:
+        subscription.close()
+
+
+async def _succeed(
+    ctx: Context, release: Release, lines: list[TranscriptLine], obj: dict[str, object]
+) -> None:
+    metadata = obj.get("metadata")
+    annotations = metadata.get("annotations", {}) if isinstance(metadata, dict) else {}
+    revision = str((annotations or {}).get("deployment.kubernetes.io/revision", release.revision))
+    moved = await ctx.releases.advance(
+        release.id,
+        ReleaseState.APPLIED,
+        ReleaseState.SUCCEEDED,
+        actor="tracker",
+        lines=lines,
+        revision=revision,
+    )
+    if moved:
+        await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))

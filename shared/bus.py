@@ -1,0 +1,151 @@
+"""NATS JetStream: the release stream, the stage consumers, publishing, and the worker loop.
+
+One stream holds ``release.>`` on file storage; each stage has one durable pull
+consumer that all its replicas share, so JetStream spreads messages across
+them and redelivers what a dead replica held.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from shared.errors import TransientError
+from shared.messages import Event
+from shared.subjects import Subjects
+
+log = structlog.get_logger()
+
+DUPLICATE_WINDOW_S = 120.0
+MAX_DELIVER = 20
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Bus:
+    def __init__(self, nc: Client, subjects: Subjects) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.subjects = subjects
+
+    @classmethod
+    async def connect(cls, url: str, subjects: Subjects, name: str) -> "Bus":
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1)
+        bus = cls(nc, subjects)
+        await bus.ensure_stream()
+        return bus
+
+    async def ensure_stream(self) -> None:
+        config = StreamConfig(
+            name=self.subjects.stream,
+            subjects=[self.subjects.all_releases],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        )
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)  # exists with other settings
+
+    async def ensure_consumer(self, stage: str, ack_wait_s: float, max_in_flight: int) -> None:
+        durable, subjects = self.subjects.consumer(stage)
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=MAX_DELIVER,
+            max_ack_pending=max_in_flight * 4,
+            filter_subjects=subjects,
+        )
+        try:
+            await self.js.add_consumer(self.subjects.stream, config)
+        except BadRequestError as exc:
+            # It exists with other settings (an older version): keep it and
+            # its pending messages rather than lose them by recreating it.
+            log.warning(
+                "consumer kept with its existing settings", consumer=durable, error=str(exc)
+            )
+
+    async def publish(self, subject: str, event: Event) -> None:
+        await self.js.publish(
+            subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.event_id}
+        )
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+
+async def run_worker(
+    bus: Bus,
+    stage: str,
+    handle: Handler,
+    stop: asyncio.Event,
+    *,
+    ack_wait_s: float,
+    max_in_flight: int,
+) -> None:
+    """Fetch and handle messages until ``stop`` is set, then finish those in flight.
+
+    A handler returns normally → ack; raises ``TransientError`` → nak with its
+    delay. Handlers turn permanent failures into a failed release themselves.
+    While a handler runs, the message is kept alive with ``in_progress`` so a
+    long rollout is not redelivered to another replica; if this process dies,
+    JetStream redelivers it after ``ack_wait_s``.
+    """
+    await bus.ensure_consumer(stage, ack_wait_s, max_in_flight)
+    durable, _ = bus.subjects.consumer(stage)
+    subscription = await bus.js.pull_subscribe_bind(durable, stream=bus.subjects.stream)
+    slots = asyncio.Semaphore(max_in_flight)
+    running: set[asyncio.Task[None]] = set()
+
+    async def one(msg: Msg) -> None:
+        keepalive = asyncio.create_task(_keep_alive(msg, ack_wait_s))
+        try:
+            await handle(msg)
+        except TransientError as exc:
+            log.warning("retrying", stage=stage, reason=exc.message, delay=exc.delay)
+            await msg.nak(delay=exc.delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler failed; redelivering", stage=stage)
+            await msg.nak(delay=5.0)
+        else:
+            await msg.ack()
+        finally:
+            keepalive.cancel()
+            slots.release()
+
+    while not stop.is_set():
+        free = max_in_flight - len(running)
+        if free <= 0:
+            await slots.acquire()
+            slots.release()
+            continue
+        try:
+            batch = await subscription.fetch(min(free, 64), timeout=1.0)
+        except TimeoutError:  # nats-py raises asyncio.TimeoutError or its own subclass
+            continue
+        for msg in batch:
+            await slots.acquire()
+            task = asyncio.create_task(one(msg))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    with contextlib.suppress(Exception):
+        await subscription.unsubscribe()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _keep_alive(msg: Msg, ack_wait_s: float) -> None:
+    while True:
+        await asyncio.sleep(ack_wait_s / 3)
+        with contextlib.suppress(Exception):
+            await msg.in_progress()

@@ -1,0 +1,192 @@
+"""The only module that talks to Kubernetes: server-side apply, reads and watches.
+
+Objects stay raw dicts (JSON straight off the wire): the client's model
+deserialisation costs more than the work it wraps on these paths.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+
+from shared.errors import PermanentError, TransientError
+from shared.models import Environment
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "fabu"
+WATCH_TIMEOUT_S = 240
+
+
+class ClusterError(PermanentError):
+    pass
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Obj | None = None,
+        content_type: str = "application/json",
+        request_timeout: float = 30,
+    ) -> aiohttp.ClientResponse:
+        try:
+            response: aiohttp.ClientResponse = await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=request_timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientError(f"cluster unreachable: {exc}", delay=3.0) from exc
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj | None:
+        response = await self._call(method, path, **kwargs)
+        async with response:
+            text = await response.text()
+        if response.status == 404 and method == "GET":
+            return None
+        if response.status >= 500 or response.status == 429:
+            raise TransientError(f"API server answered {response.status}: {_message(text)}")
+        if response.status >= 400:
+            raise ClusterError(_message(text))
+        parsed: Obj = json.loads(text)
+        return parsed
+
+    async def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """The URL prefix of a kind's collection and whether it is namespaced (discovery)."""
+        key = (api_version, kind)
+        if key not in self._resources:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            listing = await self._json("GET", base)
+            for resource in (listing or {}).get("resources", []):
+                if "/" not in resource["name"]:
+                    found = (f"{base}|{resource['name']}", bool(resource["namespaced"]))
+                    self._resources[(api_version, resource["kind"])] = found
+            if key not in self._resources:
+                raise ClusterError(f"the cluster does not serve {kind} in {api_version}")
+        return self._resources[key]
+
+    async def apply(self, namespace: str, obj: Obj) -> Obj:
+        """Server-side apply one object (field manager ``fabu``, conflicts forced)."""
+        api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        name = (obj.get("metadata") or {}).get("name", "")
+        if not (api_version and kind and name):
+            raise ClusterError("every object needs apiVersion, kind and metadata.name")
+        prefix, namespaced = await self._resource(api_version, kind)
+        base, plural = prefix.split("|")
+        if namespaced:
+            obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+            path = f"{base}/namespaces/{namespace}/{plural}/{name}"
+        else:
+            path = f"{base}/{plural}/{name}"
+        try:
+            applied = await self._json(
+                "PATCH",
+                path,
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                body=obj,
+                content_type="application/apply-patch+yaml",
+            )
+        except ClusterError as exc:
+            raise ClusterError(f"{kind} {name!r} rejected: {exc.message}") from exc
+        return applied or {}
+
+    async def deployment(self, namespace: str, name: str) -> Obj | None:
+        return await self._json("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+
+    async def watch_deployments(self, namespace: str) -> AsyncIterator[tuple[str, Obj]]:
+        """List then watch the namespace's Deployments for ever, relisting when needed.
+
+        Yields ``("SYNC", obj)`` for each listed object, then ``(type, obj)`` per event.
+        """
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        while True:
+            listing = await self._json("GET", path)
+            if listing is None:
+                raise ClusterError(f"namespace {namespace!r} cannot be listed")
+            version = listing["metadata"]["resourceVersion"]
+            for item in listing.get("items", []):
+                yield "SYNC", item
+            while True:
+                query = [
+                    ("watch", "1"),
+                    ("resourceVersion", version),
+                    ("allowWatchBookmarks", "true"),
+                    ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+                ]
+                response = await self._call(
+                    "GET", path, query=query, request_timeout=WATCH_TIMEOUT_S + 30
+                )
+                gone = False
+                async with response:
+                    if response.status != 200:
+                        break
+                    async for line in response.content:
+                        event = json.loads(line)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            gone = obj.get("code") == 410
+                            break
+                        version = obj["metadata"]["resourceVersion"]
+                        if event["type"] != "BOOKMARK":
+                            yield event["type"], obj
+                if gone:
+                    break  # too old: list again
+            await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+
+def _message(text: str) -> str:
+    try:
+        status = json.loads(text)
+    except ValueError:
+        return text.strip()[:500]
+    return str(status.get("message") or text)[:2000]
+
+
+class Clusters:
+    """One client per environment's cluster, shared by every release to it."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[str, Cluster] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, env: Environment) -> Cluster:
+        key = "in-cluster" if env.in_cluster else str(env.kubeconfig)
+        async with self._lock:
+            if key not in self._clusters:
+                self._clusters[key] = Cluster(await _client(env))
+            return self._clusters[key]
+
+    async def close(self) -> None:
+        for cluster in self._clusters.values():
+            await cluster.close()
+        self._clusters.clear()
+
+
+async def _client(env: Environment) -> client.ApiClient:
+    try:
+        if env.in_cluster:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        api: client.ApiClient = await config.new_client_from_config(config_file=env.kubeconfig)
+    except (config.ConfigException, OSError) as exc:
+        raise ClusterError(f"environment {env.name!r}: cannot load its cluster: {exc}") from exc
+    return api

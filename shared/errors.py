@@ -1,0 +1,37 @@
+"""One error family: API errors carry an HTTP status; worker errors carry a retry policy."""
+
+
+class FabuError(Exception):
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(FabuError):
+    status = 404
+
+
+class Invalid(FabuError):
+    status = 422
+
+
+class Conflict(FabuError):
+    status = 409
+
+
+class Unavailable(FabuError):
+    status = 503
+
+
+class TransientError(FabuError):
+    """Try again later: the worker naks the message with this delay."""
+
+    def __init__(self, message: str, delay: float = 2.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(FabuError):
+    """Retrying cannot help: the release fails with this message."""

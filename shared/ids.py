@@ -1,0 +1,6 @@
+"""Identifier types."""
+
+from typing import NewType
+
+ReleaseId = NewType("ReleaseId", str)
+TemplateId = NewType("TemplateId", str)

@@ -1,0 +1,55 @@
+"""Every message on NATS, as frozen pydantic models.
+
+Messages carry identifiers only; MongoDB holds the truth. ``event_id`` is the
+JetStream de-duplication key (``Nats-Msg-Id``): one per release and stage, so
+a stage that publishes twice after a crash publishes one message.
+"""
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.ids import ReleaseId
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    release_id: ReleaseId
+    occurred_at: datetime = Field(default_factory=_now)
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.release_id}:{type(self).__name__}"
+
+
+class ReleaseRequested(Event):
+    pass
+
+
+class ReleaseRendered(Event):
+    manifest_sha256: str
+
+
+class ReleaseApplied(Event):
+    generation: int
+
+
+class ReleaseCompleted(Event):
+    pass
+
+
+Stage = Literal["render", "apply", "track"]
+
+
+class ReleaseFailed(Event):
+    stage: Stage
+    reason: str

@@ -1,0 +1,32 @@
+"""Settings, read once from the environment (``FABU_*``) by each service's main."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FABU_", extra="ignore")
+
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "fabu"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_prefix: str = ""
+    registry_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Where this process serves /healthz and /metrics (workers) or the API.
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "fabu@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+
+    # How long a stage may hold a message before JetStream redelivers it to a
+    # replica; trackers keep theirs alive while the rollout runs.
+    ack_wait_s: float = 30.0
+    max_in_flight: int = Field(default=256, ge=1)

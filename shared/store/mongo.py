@@ -1,0 +1,69 @@
+"""Connection, collections and indexes."""
+
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Doc = dict[str, Any]
+
+
+class Mongo:
+    def __init__(self, url: str, database: str) -> None:
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True)
+        self.db: AsyncDatabase[Doc] = self.client[database]
+
+    def collection(self, name: str) -> AsyncCollection[Doc]:
+        return self.db[name]
+
+    async def ensure_indexes(self) -> None:
+        releases = self.collection("releases")
+        await releases.create_index(
+            [("service", ASCENDING), ("environment", ASCENDING), ("_id", DESCENDING)],
+            name="by_service_env",
+        )
+        await releases.create_index([("state", ASCENDING), ("_id", DESCENDING)], name="by_state")
+        await self.collection("services").create_index("name", unique=True, name="name")
+        await self.collection("environments").create_index("name", unique=True, name="name")
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def new_id() -> str:
+    """Time-ordered ids: newest-first pagination sorts on them."""
+    return str(ObjectId())
+
+
+# Maps whose keys are user data (label keys such as ``app.kubernetes.io/name``,
+# resource names such as ``nvidia.com/gpu``) are stored as lists of {k, v}
+# documents: FerretDB refuses field names with dots (and nested arrays).
+def _pairs(mapping: dict[str, Any]) -> list[Doc]:
+    return [{"k": k, "v": v} for k, v in mapping.items()]
+
+
+def _mapping(pairs: list[Doc]) -> dict[str, Any]:
+    return {p["k"]: p["v"] for p in pairs}
+
+
+def encode_params(params: Doc) -> Doc:
+    return {
+        **params,
+        "labels": _pairs(params["labels"]),
+        "env": _pairs(params["env"]),
+        "resources": [{"k": k, "v": _pairs(v)} for k, v in params["resources"].items()],
+    }
+
+
+def decode_params(doc: Doc) -> Doc:
+    return {
+        **doc,
+        "labels": _mapping(doc["labels"]),
+        "env": _mapping(doc["env"]),
+        "resources": {p["k"]: _mapping(p["v"]) for p in doc["resources"]},
+    }

@@ -1,0 +1,138 @@
+"""Releases and the release lock.
+
+Every state change is one conditional update (``{_id, state: expected}``), so
+a redelivered message or a second replica cannot move a release twice.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import Conflict
+from shared.ids import ReleaseId
+from shared.models import Delivery, Release, ReleaseState, TranscriptLine, now
+from shared.store.mongo import Doc, Mongo, decode_params, encode_params
+
+
+def _release(doc: Doc) -> Release:
+    doc["id"] = doc.pop("_id")
+    doc["params"] = decode_params(doc["params"])
+    return Release.model_validate(doc)
+
+
+class Releases:
+    def __init__(self, mongo: Mongo) -> None:
+        self._releases = mongo.collection("releases")
+        self._locks = mongo.collection("locks")
+
+    async def create(self, release: Release) -> None:
+        """Take the service+environment lock, then store the release (409 when held)."""
+        lock = f"{release.service}/{release.environment}"
+        try:
+            await self._locks.insert_one({"_id": lock, "release_id": release.id, "at": now()})
+        except DuplicateKeyError as exc:
+            holder = await self._locks.find_one({"_id": lock})
+            running = holder["release_id"] if holder else "another release"
+            raise Conflict(
+                f"release {running} of {release.service} to {release.environment} is still running"
+            ) from exc
+        try:
+            doc = release.model_dump(exclude={"id"})
+            doc["params"] = encode_params(doc["params"])
+            await self._releases.insert_one({"_id": release.id, **doc})
+        except BaseException:
+            await self._locks.delete_one({"_id": lock, "release_id": release.id})
+            raise
+
+    async def discard(self, release: Release) -> None:
+        """Undo ``create`` when the request could not be handed on."""
+        await self._releases.delete_one({"_id": release.id, "state": ReleaseState.REQUESTED})
+        await self._unlock(release.service, release.environment, release.id)
+
+    async def get(self, release_id: str) -> Release | None:
+        doc = await self._releases.find_one({"_id": release_id})
+        return _release(doc) if doc else None
+
+    async def page(
+        self,
+        *,
+        service: str | None = None,
+        environment: str | None = None,
+        state: ReleaseState | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Release]:
+        query: Doc = {}
+        if service:
+            query["service"] = service
+        if environment:
+            query["environment"] = environment
+        if state:
+            query["state"] = state.value
+        if before:
+            query["_id"] = {"$lt": before}
+        projection = {"manifest": 0, "transcript": 0, "events": 0}
+        cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
+        return [_release(d) async for d in cursor]
+
+    async def advance(
+        self,
+        release_id: ReleaseId,
+        expected: ReleaseState,
+        new: ReleaseState,
+        actor: str,
+        lines: list[TranscriptLine] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move ``expected`` → ``new``; False when the release is not in ``expected``.
+
+        ``lines`` are appended to the transcript in the same write.
+        """
+        at = now()
+        update: Doc = {
+            "$set": {"state": new.value, **fields},
+            "$push": {"events": {"at": at, "state": new.value, "actor": actor}},
+        }
+        if lines:
+            update["$push"]["transcript"] = {"$each": [line.model_dump() for line in lines]}
+        if new.final:
+            update["$set"]["finished_at"] = at
+        result = await self._releases.update_one({"_id": release_id, "state": expected}, update)
+        if result.modified_count and new.final:
+            release = await self.get(release_id)
+            if release:
+                await self._unlock(release.service, release.environment, release_id)
+        return bool(result.modified_count)
+
+    async def append_transcript(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
+        if lines:
+            docs = [line.model_dump() for line in lines]
+            await self._releases.update_one(
+                {"_id": release_id}, {"$push": {"transcript": {"$each": docs}}}
+            )
+
+    async def claim_delivery(self, release_id: ReleaseId, key: str, stale_before: datetime) -> bool:
+        """Claim one notification for sending; False when it was sent or is being sent."""
+        field = f"notifications.{key}"
+        result = await self._releases.update_one(
+            {
+                "_id": release_id,
+                "$or": [
+                    {field: {"$exists": False}},
+                    {f"{field}.state": "failed"},
+                    {f"{field}.state": "sending", f"{field}.at": {"$lt": stale_before}},
+                ],
+            },
+            {"$set": {f"{field}.state": "sending", f"{field}.at": now()}},
+        )
+        return bool(result.modified_count)
+
+    async def record_delivery(self, release_id: ReleaseId, key: str, delivery: Delivery) -> None:
+        await self._releases.update_one(
+            {"_id": release_id}, {"$set": {f"notifications.{key}": delivery.model_dump()}}
+        )
+
+    async def _unlock(self, service: str, environment: str, release_id: str) -> None:
+        await self._locks.delete_one({"_id": f"{service}/{environment}", "release_id": release_id})

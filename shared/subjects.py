@@ -1,0 +1,64 @@
+"""Every NATS subject, stream and durable consumer name Fabu uses; nowhere else spells them.
+
+A deployment may prefix all subjects and the stream (``FABU_NATS_PREFIX``) so
+that several Fabu installations, or test runs, share one NATS server.
+"""
+
+from dataclasses import dataclass
+
+REQUESTED = "release.requested"
+RENDERED = "release.rendered"
+APPLIED = "release.applied"
+COMPLETED = "release.completed"
+FAILED = "release.failed"
+
+RENDERER = "renderer"
+DEPLOYER = "deployer"
+TRACKER = "tracker"
+NOTIFIER = "notifier"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    prefix: str = ""
+
+    def _s(self, subject: str) -> str:
+        return f"{self.prefix}.{subject}" if self.prefix else subject
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix.upper().replace('.', '_')}_RELEASES" if self.prefix else "RELEASES"
+
+    @property
+    def all_releases(self) -> str:
+        return self._s("release.>")
+
+    @property
+    def requested(self) -> str:
+        return self._s(REQUESTED)
+
+    @property
+    def rendered(self) -> str:
+        return self._s(RENDERED)
+
+    @property
+    def applied(self) -> str:
+        return self._s(APPLIED)
+
+    @property
+    def completed(self) -> str:
+        return self._s(COMPLETED)
+
+    @property
+    def failed(self) -> str:
+        return self._s(FAILED)
+
+    def consumer(self, stage: str) -> tuple[str, list[str]]:
+        """The durable name of a stage's consumer and the subjects it takes."""
+        inputs = {
+            RENDERER: [self.requested],
+            DEPLOYER: [self.rendered],
+            TRACKER: [self.applied],
+            NOTIFIER: [self.completed, self.failed],
+        }
+        return stage, inputs[stage]

@@ -1,0 +1,119 @@
+"""What every stage process shares: wiring, shutdown, and failing a release.
+
+``python -m services.<stage>`` builds a :class:`Context` once, starts the
+health/metrics server, and runs the stage's handler over its consumer until
+SIGTERM; then it stops fetching, finishes what is in flight, drains NATS and
+closes its connections.
+"""
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from nats.aio.msg import Msg
+
+from shared import ops, subjects
+from shared.bus import Bus, run_worker
+from shared.cluster import Clusters
+from shared.ids import ReleaseId
+from shared.logs import configure_logging
+from shared.messages import ReleaseFailed, Stage
+from shared.models import ReleaseState, TranscriptLine
+from shared.settings import Settings
+from shared.store.catalog import Catalog
+from shared.store.mongo import Mongo
+from shared.store.releases import Releases
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Context:
+    settings: Settings
+    mongo: Mongo
+    catalog: Catalog
+    releases: Releases
+    bus: Bus
+    clusters: Clusters
+
+
+async def fail_release(
+    ctx: Context,
+    release_id: ReleaseId,
+    expected: ReleaseState,
+    stage: Stage,
+    reason: str,
+    lines: list[TranscriptLine] | None = None,
+) -> None:
+    """Mark the release failed (if it still is in ``expected``) and announce it."""
+    moved = await ctx.releases.advance(
+        release_id, expected, ReleaseState.FAILED, actor=stage, lines=lines, reason=reason
+    )
+    if moved:
+        log.info("release failed", release_id=release_id, stage=stage, reason=reason)
+    release = await ctx.releases.get(release_id)
+    if release and release.state is ReleaseState.FAILED:
+        # Also on redelivery after a crash between the write and the publish;
+        # the event id de-duplicates it.
+        event = ReleaseFailed(release_id=release_id, stage=stage, reason=release.reason)
+        await ctx.bus.publish(ctx.bus.subjects.failed, event)
+
+
+Setup = Callable[[Context], Awaitable[Callable[[Msg], Awaitable[None]]]]
+
+
+def run(stage: str, setup: Setup) -> None:
+    asyncio.run(_main(stage, setup))
+
+
+async def _main(stage: str, setup: Setup) -> None:
+    settings = Settings()
+    configure_logging()
+    mongo = Mongo(settings.mongo_url, settings.mongo_db)
+    await mongo.ensure_indexes()
+    bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), stage)
+    ctx = Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def healthy() -> bool:
+        try:
+            await mongo.ping()
+        except Exception:
+            return False
+        return bus.nc.is_connected
+
+    runner, port = await ops.serve(settings.http_host, settings.http_port, healthy)
+    log.info("started", stage=stage, health=f"http://{settings.http_host}:{port}/healthz")
+    handler = await setup(ctx)
+
+    async def measured(msg: Msg) -> None:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            await handler(msg)
+            outcome = "ok"
+        finally:
+            ops.HANDLED.labels(stage, outcome).inc()
+            ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+
+    try:
+        await run_worker(
+            bus,
+            stage,
+            measured,
+            stop,
+            ack_wait_s=settings.ack_wait_s,
+            max_in_flight=settings.max_in_flight,
+        )
+    finally:
+        log.info("stopping", stage=stage)
+        await bus.close()
+        await ctx.clusters.close()
+        await mongo.close()
+        await runner.cleanup()

@@ -1,0 +1,284 @@
+"""A release end to end through the five real services, on the real stack."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes_asyncio import client
+
+from devstack import kwok
+from tests.conftest import unique
+from tests.support.smtp import Inbox
+from tests.support.stack import StackEnv
+from tests.support.system import FabuSystem
+from tests.support.wait import eventually
+
+DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
+FINAL = {"succeeded", "failed"}
+
+
+async def prepare(
+    api: httpx.AsyncClient,
+    stack_env: StackEnv,
+    namespace: str,
+    template: str = DEMO,
+    **params: Any,
+) -> tuple[str, str]:
+    """An environment on the test's namespace, a template, a service and its config."""
+    environment, service = unique("e"), unique("svc")
+    created = await api.post(
+        "/environments",
+        json={
+            "name": environment,
+            "namespace": namespace,
+            "kubeconfig": str(stack_env.kubeconfig),
+            "rollout_timeout_s": 60,
+        },
+    )
+    assert created.status_code == 201, created.text
+    template_id = (await api.post("/templates", json={"name": "web", "content": template})).json()[
+        "id"
+    ]
+    registry = stack_env.registry_url.removeprefix("http://")
+    created = await api.post(
+        "/services",
+        json={"name": service, "image_repository": f"{registry}/team/{service}", "team": "core"},
+    )
+    assert created.status_code == 201, created.text
+    config = await api.put(
+        f"/services/{service}/config/{environment}",
+        json={"template_id": template_id, "params": params},
+    )
+    assert config.status_code == 200, config.text
+    return service, environment
+
+
+async def release(api: httpx.AsyncClient, service: str, environment: str, version: str) -> str:
+    accepted = await api.post(
+        "/releases",
+        json={"service": service, "environment": environment, "version": version},
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["state"] == "requested"
+    release_id: str = accepted.json()["id"]
+    return release_id
+
+
+async def finished(api: httpx.AsyncClient, release_id: str, within: float = 60) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
+        return body if body["state"] in FINAL else None
+
+    return await eventually(probe, f"release {release_id} to finish", within=within)
+
+
+async def emailed(api: httpx.AsyncClient, release_id: str, key: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
+        delivery = body["notifications"].get(key)
+        return body if delivery and delivery["state"] == "sent" else None
+
+    return await eventually(probe, f"{key} of {release_id} to be sent")
+
+
+async def test_release_succeeds_end_to_end(
+    api: httpx.AsyncClient,
+    stack_env: StackEnv,
+    namespace: str,
+    kube: client.ApiClient,
+    inbox: Inbox,
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, replicas=2, notify_emails=["team@example.com"]
+    )
+
+    release_id = await release(api, service, environment, "1.0.0")
+    body = await finished(api, release_id)
+
+    assert body["state"] == "succeeded", body["reason"]
+    live = await client.AppsV1Api(kube).read_namespaced_deployment(service, namespace)
+    assert live.spec.template.spec.containers[0].image.endswith(f"/team/{service}:1.0.0")
+    assert live.status.available_replicas == 2
+    lines = [line["text"] for line in body["transcript"]]
+    assert all(line.startswith("Waiting for deployment") for line in lines[:-1])
+    progress = re.compile(
+        rf'^Waiting for deployment "{service}" rollout to finish: \d+ (of|out of) 2 '
+    )
+    assert any(progress.match(line) for line in lines), lines
+    assert lines[-1] == f'deployment "{service}" successfully rolled out'
+    assert [e["state"] for e in body["events"]] == ["rendered", "applied", "succeeded"]
+    assert body["manifest_sha256"] == hashlib.sha256(body["manifest"].encode()).hexdigest()
+    assert body["generation"] >= 1
+    assert body["revision"] == "1"
+
+    body = await emailed(api, release_id, "email:succeeded")
+    [mail] = inbox.about(release_id)
+    assert mail["To"] == "team@example.com"
+    assert mail["Subject"] == f"[Fabu] {service} 1.0.0 to {environment} succeeded"
+
+    listed = (await api.get("/releases", params={"service": service})).json()
+    assert [r["id"] for r in listed["items"]] == [release_id]
+    assert listed["items"][0]["state"] == "succeeded"
+
+
+async def test_never_ready_pods_fail_after_the_timeout(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, inbox: Inbox
+) -> None:
+    service, environment = await prepare(
+        api,
+        stack_env,
+        namespace,
+        labels={kwok.FAULT_LABEL: kwok.NEVER_READY},
+        rollout_timeout_s=3,
+        notify_emails=["oncall@example.com"],
+    )
+
+    release_id = await release(api, service, environment, "2.0.0")
+    body = await finished(api, release_id)
+
+    assert body["state"] == "failed"
+    waiting = f'Waiting for deployment "{service}" rollout to finish: 0 of 1 updated replicas are available...'
+    assert body["reason"] == f"rollout not finished within 3s: {waiting}"
+    assert waiting in [line["text"] for line in body["transcript"]]
+    await emailed(api, release_id, "email:failed")
+    [mail] = inbox.about(release_id)
+    assert "FAILED" in mail["Subject"]
+    assert "rollout not finished within 3s" in mail.get_payload()
+
+
+async def test_template_error_fails_at_render_with_the_line(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\ndata: {% if %}\n"
+    service, environment = await prepare(api, stack_env, namespace, template=broken)
+
+    body = await finished(api, await release(api, service, environment, "1.0"))
+
+    assert body["state"] == "failed"
+    assert re.search(r"template error at line 5", body["reason"]), body["reason"]
+    assert [e["state"] for e in body["events"]] == ["failed"]
+    deployments = await client.AppsV1Api(kube).list_namespaced_deployment(namespace)
+    assert deployments.items == []
+
+
+async def test_object_the_api_server_rejects_fails_with_its_message(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    rejected = DEMO.replace("  replicas: {{ replicas }}", "  replicas: -1")
+    service, environment = await prepare(api, stack_env, namespace, template=rejected)
+
+    body = await finished(api, await release(api, service, environment, "1.0"))
+
+    assert body["state"] == "failed"
+    assert body["reason"].startswith(f"Deployment '{service}' rejected:")
+    assert "must be greater than or equal to 0" in body["reason"]
+    assert [e["state"] for e in body["events"]] == ["rendered", "failed"]
+
+
+async def test_one_unfinished_release_per_service_and_environment(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, labels={kwok.FAULT_LABEL: kwok.NEVER_READY}, rollout_timeout_s=2
+    )
+    first = await release(api, service, environment, "1.0")
+
+    second = await api.post(
+        "/releases", json={"service": service, "environment": environment, "version": "1.1"}
+    )
+
+    assert second.status_code == 409
+    assert first in second.json()["detail"]
+    await finished(api, first)
+    third = await release(api, service, environment, "1.2")
+    assert third != first
+
+
+async def test_unknown_names_are_refused_and_nothing_is_written(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    unconfigured = unique("svc")
+    await api.post(
+        "/services", json={"name": unconfigured, "image_repository": "r/x", "team": "core"}
+    )
+
+    cases = [
+        ({"service": "nope", "environment": environment}, 404, "service 'nope' not found"),
+        ({"service": service, "environment": "nowhere"}, 404, "environment 'nowhere' not found"),
+        (
+            {"service": unconfigured, "environment": environment},
+            422,
+            f"service {unconfigured!r} has no release config for environment {environment!r}",
+        ),
+    ]
+    for body, status, detail in cases:
+        answer = await api.post("/releases", json={**body, "version": "1.0"})
+        assert answer.status_code == status
+        assert answer.json()["detail"] == detail
+    bad_version = await api.post(
+        "/releases", json={"service": service, "environment": environment, "version": "a b"}
+    )
+    assert bad_version.status_code == 422
+    assert bad_version.json()["detail"][0]["loc"] == ["body", "version"]
+    for name in (service, unconfigured, "nope"):
+        listed = (await api.get("/releases", params={"service": name})).json()
+        assert listed["items"] == []
+
+
+async def test_a_killed_tracker_is_replaced_and_the_release_finishes_once(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, fabu: FabuSystem, inbox: Inbox
+) -> None:
+    slow = DEMO.replace(
+        "  replicas: {{ replicas }}", "  replicas: {{ replicas }}\n  minReadySeconds: 3"
+    )
+    service, environment = await prepare(
+        api, stack_env, namespace, template=slow, notify_emails=["team@example.com"]
+    )
+    release_id = await release(api, service, environment, "3.0")
+
+    async def tracking() -> bool:
+        body = (await api.get(f"/releases/{release_id}")).json()
+        return body["state"] == "applied" and bool(body["transcript"])
+
+    await eventually(tracking, "the tracker to hold the release")
+    fabu.kill("tracker")
+    fabu.start("tracker")
+
+    body = await finished(api, release_id)
+    assert body["state"] == "succeeded", body["reason"]
+    await emailed(api, release_id, "email:succeeded")
+    assert len(inbox.about(release_id)) == 1
+    lines = [line["text"] for line in body["transcript"]]
+    assert lines[-1] == f'deployment "{service}" successfully rolled out'
+
+
+async def test_stages_serve_health_and_metrics_and_stop_cleanly(
+    fabu: FabuSystem, tmp_path: Path
+) -> None:
+    extra = FabuSystem.__new__(FabuSystem)
+    extra.__dict__.update(fabu.__dict__)
+    extra.processes = {}
+    extra.logs = tmp_path
+    extra.start("renderer")
+
+    async def health_url() -> str | None:
+        for line in extra.log("renderer").splitlines():
+            event = json.loads(line)
+            if event.get("event") == "started":
+                return str(event["health"])
+        return None
+
+    url = await eventually(health_url, "the renderer to start")
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).json() == {"ok": True}
+        metrics = (await http.get(url.replace("/healthz", "/metrics"))).text
+        api_metrics = (await http.get(fabu.api_url + "/metrics/")).text
+    assert "fabu_messages_total" in metrics
+    assert "python_info" in api_metrics
+
+    assert extra.stop() == {"renderer": 0}
+    assert "stopping" in extra.log("renderer")

@@ -1,0 +1,80 @@
+"""The renderer: safe values, strict variables, errors with the template's line."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.renderer.render import ReleaseParams, RenderError, render
+from shared.models import BaseParams
+
+DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
+RELEASE = ReleaseParams(
+    release_id="r1",
+    service="web",
+    version="1.2.3",
+    image="registry.local/team/web:1.2.3",
+    environment="test",
+    namespace="apps",
+)
+
+
+def all_keys(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in all_keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in all_keys(v)}
+    return set()
+
+
+def test_demo_template_renders_a_service_and_a_deployment() -> None:
+    params = BaseParams(replicas=3, labels={"team": "core"}, env={"MODE": "fast"})
+    rendered = render(DEMO, params, RELEASE)
+    service, deployment = rendered.objects
+    assert service["kind"] == "Service"
+    assert rendered.deployment == "web"
+    assert deployment["spec"]["replicas"] == 3
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.local/team/web:1.2.3"
+    assert container["env"] == [{"name": "MODE", "value": "fast"}]
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "web", "team": "core"}
+    assert len(rendered.sha256) == 64
+
+
+@pytest.mark.parametrize("evil", ["x\n  evil: true", 'x"\nevil: true', "x\n---\nkind: Secret"])
+def test_a_parameter_cannot_add_keys_or_documents(evil: str) -> None:
+    params = BaseParams(labels={"team": evil}, env={"MODE": evil}, health_path="/" + evil)
+    rendered = render(DEMO, params, RELEASE)
+    assert len(rendered.objects) == 2
+    deployment = rendered.objects[1]
+    assert "evil" not in deployment["metadata"]["labels"]
+    assert deployment["metadata"]["labels"]["team"] == evil
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "MODE", "value": evil}]
+    assert set(container["readinessProbe"]["httpGet"]) == {"path", "port"}
+    assert "evil" not in all_keys(rendered.objects)
+    assert all(o["kind"] in {"Service", "Deployment"} for o in rendered.objects)
+
+
+def test_syntax_error_names_the_line() -> None:
+    broken = "apiVersion: v1\nkind: ConfigMap\n{% if %}\n"
+    with pytest.raises(RenderError, match="line 3"):
+        render(broken, BaseParams(), RELEASE)
+
+
+def test_undefined_variable_names_the_line() -> None:
+    broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ no_such_thing }}\n"
+    with pytest.raises(RenderError, match=r"line 4.*no_such_thing"):
+        render(broken, BaseParams(), RELEASE)
+
+
+def test_sandbox_refuses_unsafe_attribute_access() -> None:
+    sneaky = "a: {{ service.__class__.__mro__ }}\n"
+    with pytest.raises(RenderError, match="unsafe"):
+        render(sneaky, BaseParams(), RELEASE)
+
+
+def test_manifest_needs_exactly_one_deployment() -> None:
+    only_config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\n"
+    with pytest.raises(RenderError, match="one Deployment"):
+        render(only_config, BaseParams(), RELEASE)
