@@ -1,8 +1,106 @@
-"""``make run``: the stack is up; start the Fabu services that exist and say what to open."""
+"""``make run``: on the running stack, start Fabu's five services with demo data.
 
+Demo data: an environment ``test`` (namespace ``demo`` on the local cluster),
+the shared template ``devstack/demo/web-service.yaml.j2``, and two services
+whose images are pushed to the local registry. Result emails go to a local
+SMTP server that writes them to ``.stack/logs/mail.log``.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
 import sys
+import time
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
 
-from devstack.stack import Stack
+import httpx
+from aiosmtpd.controller import Controller
+
+from devstack.registry import push_image
+from devstack.stack import Stack, free_port
+
+STAGES = ("api", "renderer", "deployer", "tracker", "notifier")
+TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
+DEMO_SERVICES = {"hello": ["1.0.0", "1.1.0", "1.2.0-never-ready"], "greeter": ["2.0.0", "2.1.0"]}
+API_PORT = int(os.environ.get("FABU_HTTP_PORT", "8000"))
+
+
+class MailLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        mail = message_from_bytes(envelope.content)
+        with self.path.open("a") as log:
+            log.write(f"To: {mail['To']}\nSubject: {mail['Subject']}\n\n{mail.get_payload()}\n")
+        return "250 OK"
+
+
+async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
+    if (await api.get("/services/hello")).status_code == 200:
+        return
+    registry = env["FABU_REGISTRY_URL"]
+    for name, tags in DEMO_SERVICES.items():
+        for tag in tags:
+            await push_image(registry, f"demo/{name}", tag)
+    await _ok(
+        api.post(
+            "/environments",
+            json={
+                "name": "test",
+                "namespace": "demo",
+                "kubeconfig": env["KUBECONFIG"],
+                "rollout_timeout_s": 60,
+            },
+        )
+    )
+    template = await _ok(
+        api.post("/templates", json={"name": "web-service", "content": TEMPLATE.read_text()})
+    )
+    host = registry.removeprefix("http://").removeprefix("https://")
+    for name in DEMO_SERVICES:
+        await _ok(
+            api.post(
+                "/services",
+                json={"name": name, "image_repository": f"{host}/demo/{name}", "team": "demo"},
+            )
+        )
+        await _ok(
+            api.put(
+                f"/services/{name}/config/test",
+                json={
+                    "template_id": template["id"],
+                    "params": {
+                        "replicas": 2,
+                        "labels": {"team": "demo"},
+                        "notify_emails": ["team@example.com"],
+                        "rollout_timeout_s": 20,
+                    },
+                },
+            )
+        )
+
+
+async def _ok(request: Any) -> dict[str, Any]:
+    response: httpx.Response = await request
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_healthy(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(300):
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the API at {url} did not become healthy; see .stack/logs/api.log")
 
 
 def main() -> int:
@@ -11,15 +109,70 @@ def main() -> int:
         print("the stack is not running: make stack-up", file=sys.stderr)
         return 1
     env = stack.env()
-    print(
-        "\nFabu's local stack is running (everything real, on 127.0.0.1):\n"
-        f"  Kubernetes   {env['FABU_KUBECTL']} --kubeconfig={env['KUBECONFIG']} get nodes\n"
-        f"  MongoDB wire {env['FABU_MONGO_URL']}\n"
-        f"  NATS         {env['FABU_NATS_URL']}\n"
-        f"  Registry     {env['FABU_REGISTRY_URL']}/v2/_catalog\n"
-        f"\nUse it from a shell:  set -a; . {stack.env_file}; set +a\n"
-        "Stop it with:         make stack-down\n"
+    logs = stack.root / "logs"
+    subprocess.run(
+        [env["FABU_KUBECTL"], f"--kubeconfig={env['KUBECONFIG']}", "create", "namespace", "demo"],
+        capture_output=True,
+        check=False,
     )
+    mail = MailLog(logs / "mail.log")
+    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    url = f"http://127.0.0.1:{API_PORT}"
+    service_env = {
+        **os.environ,
+        **env,
+        "FABU_SMTP_HOST": "127.0.0.1",
+        "FABU_SMTP_PORT": str(smtp.port),
+        "FABU_PUBLIC_URL": url,
+    }
+    processes = []
+    for stage in STAGES:
+        port = str(API_PORT if stage == "api" else 0)
+        with (logs / f"{stage}.log").open("ab") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"services.{stage}"],
+                    env={**service_env, "FABU_HTTP_PORT": port},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        asyncio.run(wait_healthy(url))
+
+        async def seeded() -> None:
+            async with httpx.AsyncClient(base_url=f"{url}/api/v1") as api:
+                await seed(api, env)
+
+        asyncio.run(seeded())
+        print(
+            f"\nFabu is running: {url}/docs (OpenAPI at {url}/openapi.json)\n\n"
+            "Release the demo service:\n"
+            f"  curl -s -X POST {url}/api/v1/releases -H 'Content-Type: application/json' \\\n"
+            '    -d \'{"service": "hello", "environment": "test", "version": "1.1.0"}\'\n'
+            f"  curl -s {url}/api/v1/releases\n\n"
+            f"Result emails: {mail.path}; service logs: {logs}/\n"
+            "Stop with Ctrl-C (the stack keeps running: make stack-down)\n",
+            flush=True,
+        )
+        while not stop and all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+        smtp.stop()
     return 0
 
 

@@ -2,8 +2,8 @@
 
 import httpx
 
+from devstack.registry import push_image
 from tests.conftest import unique
-from tests.support.registry import push_image
 from tests.support.stack import StackEnv
 
 
