@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
+from devstack.system import FabuSystem
 
-STAGES = ("api", "renderer", "deployer", "tracker", "notifier")
 TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
 DEMO_SERVICES = {"hello": ["1.0.0", "1.1.0", "1.2.0-never-ready"], "greeter": ["2.0.0", "2.1.0"]}
 API_PORT = int(os.environ.get("FABU_HTTP_PORT", "8000"))
@@ -118,26 +118,9 @@ def main() -> int:
     mail = MailLog(logs / "mail.log")
     smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    url = f"http://127.0.0.1:{API_PORT}"
-    service_env = {
-        **os.environ,
-        **env,
-        "FABU_SMTP_HOST": "127.0.0.1",
-        "FABU_SMTP_PORT": str(smtp.port),
-        "FABU_PUBLIC_URL": url,
-    }
-    processes = []
-    for stage in STAGES:
-        port = str(API_PORT if stage == "api" else 0)
-        with (logs / f"{stage}.log").open("ab") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", f"services.{stage}"],
-                    env={**service_env, "FABU_HTTP_PORT": port},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    system = FabuSystem(env, logs, smtp_port=smtp.port, api_port=API_PORT)
+    system.start_all()
+    url = system.api_url
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -164,14 +147,10 @@ def main() -> int:
             "Stop with Ctrl-C (the stack keeps running: make stack-down)\n",
             flush=True,
         )
-        while not stop and all(p.poll() is None for p in processes):
+        while not stop and system.alive():
             time.sleep(0.5)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
+        system.stop()
         smtp.stop()
     return 0
 

@@ -114,6 +114,8 @@ class Release(Model):
     kind: str = "deploy"
     state: ReleaseState = ReleaseState.REQUESTED
     created_at: datetime = Field(default_factory=now)
+    # When the deployer sent the first object to the cluster.
+    started_at: datetime | None = None
     finished_at: datetime | None = None
     template_id: TemplateId
     config_version: int

@@ -46,6 +46,7 @@ class ReleaseSummary(BaseModel):
     operator: str
     state: ReleaseState
     created_at: str
+    started_at: str | None
     finished_at: str | None
     reason: str
 
@@ -61,6 +62,7 @@ class ReleaseSummary(BaseModel):
             operator=release.operator,
             state=release.state,
             created_at=release.created_at.isoformat(),
+            started_at=release.started_at.isoformat() if release.started_at else None,
             finished_at=release.finished_at.isoformat() if release.finished_at else None,
             reason=release.reason,
         )

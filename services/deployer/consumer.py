@@ -16,7 +16,7 @@ from services.deployer.apply import objects, revision
 from shared.cluster import ClusterError
 from shared.errors import TransientError
 from shared.messages import ReleaseApplied, ReleaseRendered
-from shared.models import Release, ReleaseState
+from shared.models import Release, ReleaseState, now
 from shared.worker import Context, fail_release
 
 # Deliveries of one message before an unreachable cluster fails the release.
@@ -51,6 +51,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
         reason = f"environment {release.environment!r} no longer exists"
         await fail_release(ctx, release.id, ReleaseState.RENDERED, "apply", reason)
         return
+    started_at = now()
     try:
         cluster = await ctx.clusters.get(env)
         generation, rev = 0, ""
@@ -69,6 +70,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
         actor="deployer",
         generation=generation,
         revision=rev,
+        started_at=started_at,
     )
     if moved:
         await _announce(ctx, release, generation)

@@ -10,10 +10,10 @@ import httpx
 from kubernetes_asyncio import client
 
 from devstack import kwok
+from devstack.system import FabuSystem
 from tests.conftest import unique
 from tests.support.smtp import Inbox
 from tests.support.stack import StackEnv
-from tests.support.system import FabuSystem
 from tests.support.wait import eventually
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
@@ -259,10 +259,8 @@ async def test_a_killed_tracker_is_replaced_and_the_release_finishes_once(
 async def test_stages_serve_health_and_metrics_and_stop_cleanly(
     fabu: FabuSystem, tmp_path: Path
 ) -> None:
-    extra = FabuSystem.__new__(FabuSystem)
-    extra.__dict__.update(fabu.__dict__)
-    extra.processes = {}
-    extra.logs = tmp_path
+    # A second renderer replica on the same database and stream.
+    extra = FabuSystem({}, tmp_path, smtp_port=0, extra_env=fabu.env)
     extra.start("renderer")
 
     async def health_url() -> str | None:

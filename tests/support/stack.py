@@ -12,6 +12,15 @@ class StackEnv:
     registry_url: str
     kubectl: Path
 
+    def as_env(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "FABU_MONGO_URL": self.mongo_url,
+            "FABU_NATS_URL": self.nats_url,
+            "FABU_REGISTRY_URL": self.registry_url,
+            "FABU_KUBECTL": str(self.kubectl),
+        }
+
     @classmethod
     def from_env(cls, env: dict[str, str]) -> "StackEnv":
         return cls(

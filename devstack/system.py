@@ -1,4 +1,4 @@
-"""Fabu's five services as real processes on the local stack, for end-to-end tests."""
+"""Fabu's five services as real processes on the local stack (make run, tests, bench)."""
 
 import os
 import signal
@@ -7,29 +7,36 @@ import sys
 from pathlib import Path
 
 from devstack.stack import free_port
-from tests.support.stack import StackEnv
 
 STAGES = ("api", "renderer", "deployer", "tracker", "notifier")
 
 
 class FabuSystem:
-    def __init__(self, stack: StackEnv, logs: Path, name: str, smtp_port: int) -> None:
-        self.api_port = free_port()
+    def __init__(
+        self,
+        stack_env: dict[str, str],
+        logs: Path,
+        *,
+        smtp_port: int,
+        name: str = "",
+        api_port: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """``name`` gives the system a database and stream of its own (default: ``fabu``)."""
+        self.api_port = api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.logs = logs
         self.env = {
             **os.environ,
-            "FABU_MONGO_URL": stack.mongo_url,
-            "FABU_MONGO_DB": name.replace("-", "_"),
-            "FABU_NATS_URL": stack.nats_url,
-            "FABU_NATS_PREFIX": name.replace("-", "_"),
-            "FABU_REGISTRY_URL": stack.registry_url,
+            **stack_env,
             "FABU_SMTP_HOST": "127.0.0.1",
             "FABU_SMTP_PORT": str(smtp_port),
             "FABU_PUBLIC_URL": self.api_url,
-            # Short, so a killed stage's message reaches its replacement soon.
-            "FABU_ACK_WAIT_S": "3",
+            **(extra_env or {}),
         }
+        if name:
+            self.env["FABU_MONGO_DB"] = name.replace("-", "_")
+            self.env["FABU_NATS_PREFIX"] = name.replace("-", "_")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, stage: str) -> None:
@@ -42,15 +49,23 @@ class FabuSystem:
                 stderr=subprocess.STDOUT,
             )
 
+    def start_all(self) -> None:
+        for stage in STAGES:
+            self.start(stage)
+
     def kill(self, stage: str) -> None:
         process = self.processes.pop(stage)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.processes.values())
+
     def stop(self) -> dict[str, int]:
         """SIGTERM every stage; returns their exit codes."""
         for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         codes = {stage: p.wait(timeout=30) for stage, p in self.processes.items()}
         self.processes.clear()
         return codes
