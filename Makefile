@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format deps venv build stack-up stack-down stack-status clean
+.PHONY: run test bench lint format deps venv build stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ stack-status: venv
 
 test: deps lint
 	$(PY) -m pytest
+
+# Speed and memory, measured on the local stack; prints a table.
+bench: deps
+	$(PY) -m bench
 
 lint: venv
 	$(PY) -m ruff check .

@@ -224,7 +224,8 @@ class Stack:
             [
                 str(build.FERRETDB.binary("ferretdb")),
                 f"--listen-addr=127.0.0.1:{port}",
-                f"--sqlite-url=file:{data}/",
+                # Writers wait for the lock (busy_timeout) instead of failing on upgrade.
+                f"--sqlite-url=file:{data}/?_txlock=immediate&_pragma=synchronous(normal)",
             ],
             lambda: _mongo_ok(url),
         )

@@ -72,7 +72,7 @@ def run(stage: str, setup: Setup) -> None:
 async def _main(stage: str, setup: Setup) -> None:
     settings = Settings()
     configure_logging()
-    mongo = Mongo(settings.mongo_url, settings.mongo_db)
+    mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
     await mongo.ensure_indexes()
     bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), stage)
     ctx = Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters())

@@ -20,7 +20,7 @@ from shared.subjects import Subjects
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = Mongo(settings.mongo_url, settings.mongo_db)
+        mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
         await mongo.ensure_indexes()
         bus = await Bus.connect(settings.nats_url, Subjects(settings.nats_prefix), "api")
         app.state.catalog = Catalog(mongo)

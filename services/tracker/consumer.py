@@ -16,11 +16,13 @@ from datetime import timedelta
 from nats.aio.msg import Msg
 
 from services.tracker.rollout import rollout_status
-from services.tracker.watches import Watches
+from services.tracker.watches import Subscription, Watches
 from shared.cluster import ClusterError
 from shared.messages import ReleaseApplied, ReleaseCompleted
 from shared.models import Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, fail_release
+
+FLUSH_S = 0.25
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
@@ -57,35 +59,52 @@ async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
         await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", exc.message)
         return
     timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
+    await _follow(
+        ctx, watches.subscribe(cluster, release.namespace, release.deployment), release, timeout_s
+    )
+
+
+async def _follow(
+    ctx: Context, subscription: Subscription, release: Release, timeout_s: int
+) -> None:
+    """Judge each new state of the Deployment until the rollout ends or times out."""
     remaining = timeout_s - _applied_at(release).total_seconds()
     deadline = asyncio.get_running_loop().time() + remaining
     last = release.transcript[-1].text if release.transcript else ""
-    subscription = watches.subscribe(cluster, release.namespace, release.deployment)
+    # Lines wait up to FLUSH_S to be written together: fewer writes under load,
+    # and the final write carries whatever is still pending.
+    pending: list[TranscriptLine] = []
+    clock = asyncio.get_running_loop().time
     try:
         while True:
-            left = deadline - asyncio.get_running_loop().time()
+            left = deadline - clock()
+            wait = min(left, FLUSH_S) if pending else left
             try:
-                obj = await asyncio.wait_for(subscription.updates.get(), max(left, 0))
+                obj = await asyncio.wait_for(subscription.updates.get(), max(wait, 0))
             except TimeoutError:
+                if pending and left > 0:
+                    await ctx.releases.append_transcript(release.id, pending)
+                    pending = []
+                    continue
                 reason = f"rollout not finished within {timeout_s}s: {last or 'no status seen'}"
-                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason, pending)
                 return
             if obj is None:
                 reason = f'deployment "{release.deployment}" was deleted during the rollout'
-                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason, pending)
                 return
             status = rollout_status(obj, release.generation or 0)
-            line = [TranscriptLine(at=now(), text=status.message)] if status.message != last else []
+            if status.message != last:
+                pending.append(TranscriptLine(at=now(), text=status.message))
             last = status.message
             if status.failed:
                 await fail_release(
-                    ctx, release.id, ReleaseState.APPLIED, "track", status.message, line
+                    ctx, release.id, ReleaseState.APPLIED, "track", status.message, pending
                 )
                 return
             if status.done:
-                await _succeed(ctx, release, line, obj)
+                await _succeed(ctx, release, pending, obj)
                 return
-            await ctx.releases.append_transcript(release.id, line)
     finally:
         subscription.close()
 

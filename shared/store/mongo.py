@@ -11,8 +11,8 @@ Doc = dict[str, Any]
 
 
 class Mongo:
-    def __init__(self, url: str, database: str) -> None:
-        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True)
+    def __init__(self, url: str, database: str, pool: int = 16) -> None:
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True, maxPoolSize=pool)
         self.db: AsyncDatabase[Doc] = self.client[database]
 
     def collection(self, name: str) -> AsyncCollection[Doc]:
