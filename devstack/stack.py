@@ -32,7 +32,14 @@ from devstack.paths import GOMOD, state_dir
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
-ENV_KEYS = ("KUBECONFIG", "FABU_MONGO_URL", "FABU_NATS_URL", "FABU_REGISTRY_URL", "FABU_KUBECTL")
+ENV_KEYS = (
+    "KUBECONFIG",
+    "FABU_MONGO_URL",
+    "FABU_NATS_URL",
+    "FABU_REGISTRY_URL",
+    "FABU_KUBECTL",
+    "FABU_MONGO_POOL",
+)
 
 
 class StackError(RuntimeError):
@@ -156,7 +163,7 @@ class Stack:
         except BaseException:
             self.down()
             raise
-        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS)
+        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS if key in env)
         self.env_file.write_text(lines)
         print(f"stack up in {time.monotonic() - started:.1f}s; env in {self.env_file}")
         return env
@@ -219,6 +226,9 @@ class Stack:
         data.mkdir(parents=True)
         url = f"mongodb://127.0.0.1:{port}/"
         env["FABU_MONGO_URL"] = url
+        # SQLite takes one writer at a time; more connections per Fabu process
+        # only add lock waits (and SQLITE_BUSY once a wait passes 10 s).
+        env["FABU_MONGO_POOL"] = "4"
         return Process(
             "ferretdb",
             [

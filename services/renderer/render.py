@@ -7,6 +7,7 @@ keys or documents, whatever characters it holds. Build composite strings
 inside the expression: ``{{ service ~ "-canary" }}``.
 """
 
+import functools
 import hashlib
 import json
 import traceback
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.models import BaseParams
@@ -82,11 +83,16 @@ def context(params: BaseParams, release: ReleaseParams) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _compile(template: str) -> Template:
+    compiled = _env.from_string(template)
+    compiled.filename = TEMPLATE_NAME
+    return compiled
+
+
 def render(template: str, params: BaseParams, release: ReleaseParams) -> Rendered:
     try:
-        compiled = _env.from_string(template)
-        compiled.filename = TEMPLATE_NAME
-        text = compiled.render(context(params, release))
+        text = _compile(template).render(context(params, release))
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
     except TemplateError as exc:

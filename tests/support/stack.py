@@ -11,15 +11,10 @@ class StackEnv:
     nats_url: str
     registry_url: str
     kubectl: Path
+    env: dict[str, str]  # everything the stack's env file says
 
     def as_env(self) -> dict[str, str]:
-        return {
-            "KUBECONFIG": str(self.kubeconfig),
-            "FABU_MONGO_URL": self.mongo_url,
-            "FABU_NATS_URL": self.nats_url,
-            "FABU_REGISTRY_URL": self.registry_url,
-            "FABU_KUBECTL": str(self.kubectl),
-        }
+        return dict(self.env)
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> "StackEnv":
@@ -29,4 +24,5 @@ class StackEnv:
             nats_url=env["FABU_NATS_URL"],
             registry_url=env["FABU_REGISTRY_URL"],
             kubectl=Path(env["FABU_KUBECTL"]),
+            env=dict(env),
         )
