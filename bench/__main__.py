@@ -111,19 +111,21 @@ class Bench:
         release_id: str = accepted.raise_for_status().json()["id"]
         return release_id
 
-    async def finished(self, release_ids: list[str]) -> list[dict[str, Any]]:
-        done: dict[str, dict[str, Any]] = {}
+    async def finished(self, environment: str, release_ids: list[str]) -> list[dict[str, Any]]:
+        """Wait with one list query per round (polling each release would load the database)."""
+        wanted = set(release_ids)
         deadline = time.monotonic() + 600
-        while len(done) < len(release_ids):
-            for release_id in release_ids:
-                if release_id not in done:
-                    body = (await self.api.get(f"/releases/{release_id}")).json()
-                    if body["state"] in FINAL:
-                        done[release_id] = body
+        while True:
+            page = await self.api.get(
+                "/releases", params={"environment": environment, "limit": 200}
+            )
+            done = {r["id"] for r in page.json()["items"] if r["state"] in FINAL}
+            if wanted <= done:
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError("releases did not finish in time")
             await asyncio.sleep(0.05)
-        return [done[r] for r in release_ids]
+        return [(await self.api.get(f"/releases/{r}")).json() for r in release_ids]
 
     def image(self, service: str, version: str) -> str:
         return f"{self.registry}/bench/{service}:{version}"
@@ -143,7 +145,7 @@ async def added_latency(bench: Bench, count: int) -> tuple[list[float], list[flo
     try:
         for i in range(count):
             version = f"1.0.{i}"
-            body = (await bench.finished([await bench.release("lat", env, version)]))[0]
+            body = (await bench.finished(env, [await bench.release("lat", env, version)]))[0]
             if body["state"] != "succeeded":
                 raise RuntimeError(f"release failed: {body['reason']}")
             await watch.wait([("lat", bench.image("lat", version))])
@@ -185,7 +187,7 @@ async def fabu_concurrent(bench: Bench, count: int, prefix: str) -> tuple[float,
         await bench.service(name, env)
     started = time.time()
     ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
-    bodies = await bench.finished(list(ids))
+    bodies = await bench.finished(env, list(ids))
     ok = sum(b["state"] == "succeeded" for b in bodies)
     return max(ts(b["finished_at"]) for b in bodies) - started, ok
 
