@@ -17,11 +17,11 @@ from nats.aio.msg import Msg
 
 from shared import ops, subjects
 from shared.bus import Bus, run_worker
-from shared.cluster import Clusters
+from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
 from shared.logs import configure_logging
 from shared.messages import ReleaseFailed, Stage
-from shared.models import ReleaseState, TranscriptLine
+from shared.models import Environment, Release, ReleaseState, TranscriptLine
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
@@ -60,6 +60,20 @@ async def fail_release(
         # the event id de-duplicates it.
         event = ReleaseFailed(release_id=release_id, stage=stage, reason=release.reason)
         await ctx.bus.publish(ctx.bus.subjects.failed, event)
+
+
+async def environment_and_cluster(
+    ctx: Context, release: Release, stage: Stage
+) -> tuple[Environment, Cluster] | None:
+    """The release's environment and a client for its cluster; None after failing the release."""
+    env = await ctx.catalog.environment(release.environment)
+    try:
+        if env is None:
+            raise ClusterError(f"environment {release.environment!r} no longer exists")  # noqa: TRY301
+        return env, await ctx.clusters.get(env)
+    except ClusterError as exc:
+        await fail_release(ctx, release.id, release.state, stage, exc.message)
+        return None
 
 
 Setup = Callable[[Context], Awaitable[Callable[[Msg], Awaitable[None]]]]

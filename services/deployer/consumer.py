@@ -17,7 +17,7 @@ from shared.cluster import ClusterError
 from shared.errors import TransientError
 from shared.messages import ReleaseApplied, ReleaseRendered
 from shared.models import Release, ReleaseState, now
-from shared.worker import Context, fail_release
+from shared.worker import Context, environment_and_cluster, fail_release
 
 # Deliveries of one message before an unreachable cluster fails the release.
 MAX_ATTEMPTS = 5
@@ -46,14 +46,12 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
         return
     if release.state is not ReleaseState.RENDERED:
         return
-    env = await ctx.catalog.environment(release.environment)
-    if env is None:
-        reason = f"environment {release.environment!r} no longer exists"
-        await fail_release(ctx, release.id, ReleaseState.RENDERED, "apply", reason)
+    found = await environment_and_cluster(ctx, release, "apply")
+    if found is None:
         return
+    _, cluster = found
     started_at = now()
     try:
-        cluster = await ctx.clusters.get(env)
         generation, rev = 0, ""
         for obj in objects(release.manifest):
             applied = await cluster.apply(release.namespace, obj)

@@ -17,10 +17,9 @@ from nats.aio.msg import Msg
 
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Watches
-from shared.cluster import ClusterError
 from shared.messages import ReleaseApplied, ReleaseCompleted
 from shared.models import Release, ReleaseState, TranscriptLine, now
-from shared.worker import Context, fail_release
+from shared.worker import Context, environment_and_cluster, fail_release
 
 FLUSH_S = 0.25
 
@@ -48,16 +47,10 @@ async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
         return
     if release.state is not ReleaseState.APPLIED:
         return
-    env = await ctx.catalog.environment(release.environment)
-    if env is None:
-        reason = f"environment {release.environment!r} no longer exists"
-        await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason)
+    found = await environment_and_cluster(ctx, release, "track")
+    if found is None:
         return
-    try:
-        cluster = await ctx.clusters.get(env)
-    except ClusterError as exc:
-        await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", exc.message)
-        return
+    env, cluster = found
     timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
     await _follow(
         ctx, watches.subscribe(cluster, release.namespace, release.deployment), release, timeout_s
