@@ -7,6 +7,7 @@ deserialisation costs more than the work it wraps on these paths.
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -182,6 +183,11 @@ class Clusters:
 
 
 async def _client(env: Environment) -> client.ApiClient:
+    readable = False
+    if env.kubeconfig:
+        readable = await asyncio.to_thread(Path(env.kubeconfig).is_file)
+    if not env.in_cluster and not readable:
+        raise ClusterError(f"environment {env.name!r}: kubeconfig {env.kubeconfig!r} is not a file")
     try:
         if env.in_cluster:
             config.load_incluster_config()  # type: ignore[no-untyped-call]

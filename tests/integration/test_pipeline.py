@@ -280,3 +280,52 @@ async def test_stages_serve_health_and_metrics_and_stop_cleanly(
 
     assert extra.stop() == {"renderer": 0}
     assert "stopping" in extra.log("renderer")
+
+
+async def test_transient_smtp_refusal_is_retried_and_recorded(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, inbox: Inbox
+) -> None:
+    inbox.refuse["flaky@example.com"] = 1
+    service, environment = await prepare(
+        api, stack_env, namespace, notify_emails=["flaky@example.com"]
+    )
+
+    release_id = await release(api, service, environment, "1.0")
+    body = await emailed(api, release_id, "email:succeeded")
+
+    delivery = body["notifications"]["email:succeeded"]
+    assert delivery["attempts"] == 2
+    assert len(inbox.about(release_id)) == 1
+
+
+async def test_unreachable_cluster_fails_the_release_with_the_cause(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, tmp_path: Path
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    dead = tmp_path / "dead.kubeconfig"
+    config = stack_env.kubeconfig.read_text()
+    port = re.search(r"server: https://127\.0\.0\.1:(\d+)", config)
+    assert port is not None
+    dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
+    broken = await api.post(
+        "/environments",
+        json={"name": unique("e"), "namespace": namespace, "kubeconfig": str(dead)},
+    )
+    missing = await api.post(
+        "/environments",
+        json={"name": unique("e"), "namespace": namespace, "kubeconfig": "/no/such/file"},
+    )
+    for env in (broken.json()["name"], missing.json()["name"]):
+        template = (await api.get(f"/services/{service}/config/{environment}")).json()
+        put = await api.put(
+            f"/services/{service}/config/{env}", json={"template_id": template["template_id"]}
+        )
+        assert put.status_code == 200
+
+    unreachable = await finished(api, await release(api, service, broken.json()["name"], "1.0"))
+    no_file = await finished(api, await release(api, service, missing.json()["name"], "1.0"))
+
+    assert unreachable["state"] == "failed"
+    assert unreachable["reason"].startswith("gave up after 5 attempts: cluster unreachable")
+    assert no_file["state"] == "failed"
+    assert no_file["reason"].endswith("kubeconfig '/no/such/file' is not a file")

@@ -13,8 +13,14 @@ class Inbox:
     def __init__(self, port: int) -> None:
         self.port = port
         self.messages: list[Message] = []
+        # Recipients whose next messages get a transient refusal (451), with how many.
+        self.refuse: dict[str, int] = {}
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for recipient in envelope.rcpt_tos:
+            if self.refuse.get(recipient, 0) > 0:
+                self.refuse[recipient] -= 1
+                return "451 4.3.0 Try again later"
         self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
 
