@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
@@ -12,9 +13,11 @@ from shared.bus import Bus
 from shared.errors import FabuError
 from shared.settings import Settings
 from shared.store.catalog import Catalog
-from shared.store.mongo import Mongo
+from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
 from shared.subjects import Subjects
+
+log = structlog.get_logger()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -38,6 +41,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(FabuError)
     async def fabu_error(_: Request, exc: FabuError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        log.error("database error", error=str(exc))
+        return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> JSONResponse:

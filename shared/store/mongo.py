@@ -6,8 +6,11 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 Doc = dict[str, Any]
+# What the store raises when the database fails; callers need not know the driver.
+StoreError = PyMongoError
 
 
 class Mongo:
