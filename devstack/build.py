@@ -5,6 +5,7 @@ Each component is a small wrapper Go module under ``devstack/gomod/<name>`` whos
 every dependency, so a new machine builds exactly the same programs.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,7 +31,16 @@ class Component:
 
     @property
     def bin_dir(self) -> Path:
-        return cache_dir() / "bin" / f"{self.name}-{self.version}"
+        """Keyed by the upstream version and a digest of the wrapper module's files."""
+        return cache_dir() / "bin" / f"{self.name}-{self.version}-{self.source_digest}"
+
+    @property
+    def source_digest(self) -> str:
+        digest = hashlib.sha256()
+        for path in sorted((GOMOD / self.name).iterdir()):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()[:10]
 
     def binary(self, program: str) -> Path:
         return self.bin_dir / program
@@ -103,18 +113,29 @@ def build(component: Component) -> bool:
     return True
 
 
-def ensure_registry() -> None:
-    """Debian's docker-registry is the OCI registry; install it when missing."""
-    if shutil.which(REGISTRY_BINARY):
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL server's bin folder (Debian's layout)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3])
+    )
+    return found[-1].parent if found else None
+
+
+def ensure_debian_packages(names: list[str] | None = None) -> None:
+    """Debian's docker-registry (the OCI registry) and PostgreSQL (FerretDB's backend)."""
+    missing = []
+    if (names is None or "registry" in names) and not shutil.which(REGISTRY_BINARY):
+        missing.append(REGISTRY_BINARY)
+    if (names is None or "postgres" in names) and postgres_bin() is None:
+        missing.append("postgresql")
+    if not missing:
         return
-    print("installing Debian's docker-registry", flush=True)
-    apt = ["apt-get", "install", "-y", "--no-install-recommends", REGISTRY_BINARY]
-    if os.geteuid() != 0:
-        apt = ["sudo", *apt]
+    print(f"installing Debian's {' '.join(missing)}", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    apt = [*sudo, "apt-get", "install", "-y", "--no-install-recommends", *missing]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if subprocess.run(apt, env=env, check=False).returncode != 0:
-        update = ["apt-get", "update"] if os.geteuid() == 0 else ["sudo", "apt-get", "update"]
-        subprocess.run(update, env=env, check=True)
+        subprocess.run([*sudo, "apt-get", "update"], env=env, check=True)
         subprocess.run(apt, env=env, check=True)
 
 
@@ -124,8 +145,7 @@ def build_all(names: list[str] | None = None) -> None:
     with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
         for future in [pool.submit(build, c) for c in wanted]:
             future.result()
-    if names is None or "registry" in names:
-        ensure_registry()
+    ensure_debian_packages(names)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ ENV_KEYS = (
     "FABU_NATS_URL",
     "FABU_REGISTRY_URL",
     "FABU_KUBECTL",
-    "FABU_MONGO_POOL",
 )
 
 
@@ -52,6 +51,12 @@ class Process:
     argv: list[str]
     ready: Callable[[], bool]
     pid: int = 0
+    # The program that ends up running, when argv[0] only execs it (setpriv).
+    program: str = ""
+
+    @property
+    def binary(self) -> str:
+        return self.program or self.argv[0]
 
 
 def free_port() -> int:
@@ -150,20 +155,22 @@ class Stack:
         started = time.monotonic()
         env = dict(external)
         env["FABU_KUBECTL"] = str(build.KUBERNETES.binary("kubectl"))
-        early, late = self._plan(env, external, ready_delay_ms)
+        first, second, third = self._plan(env, external, ready_delay_ms)
         try:
-            self._start(early)
-            self._wait([p for p in early if p.name == "etcd"])
-            self._start(late["apiserver"])
-            self._wait(late["apiserver"])
-            self._start(late["control"])
-            self._wait(late["control"] + early)
+            # etcd and PostgreSQL first; then the API server and FerretDB on
+            # them; then what needs the API server. The rest starts at once.
+            self._start(first)
+            self._wait([p for p in first if p.name in ("etcd", "postgres")])
+            self._start(second)
+            self._wait([p for p in second if p.name == "kube-apiserver"])
+            self._start(third)
+            self._wait(first + second + third)
             if "KUBECONFIG" not in external:
                 self._nodes()
         except BaseException:
             self.down()
             raise
-        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS if key in env)
+        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS)
         self.env_file.write_text(lines)
         print(f"stack up in {time.monotonic() - started:.1f}s; env in {self.env_file}")
         return env
@@ -173,7 +180,7 @@ class Stack:
         if "KUBECONFIG" not in external:
             names += ["etcd", "kwok"]
         if "FABU_MONGO_URL" not in external:
-            names.append("ferretdb")
+            names += ["ferretdb", "postgres"]
         if "FABU_NATS_URL" not in external:
             names.append("nats")
         if "FABU_REGISTRY_URL" not in external:
@@ -182,22 +189,25 @@ class Stack:
 
     def _plan(
         self, env: dict[str, str], external: dict[str, str], ready_delay_ms: int
-    ) -> tuple[list[Process], dict[str, list[Process]]]:
-        early: list[Process] = []
-        late: dict[str, list[Process]] = {"apiserver": [], "control": []}
+    ) -> tuple[list[Process], list[Process], list[Process]]:
+        first: list[Process] = []
+        second: list[Process] = []
+        third: list[Process] = []
         if "FABU_NATS_URL" not in external:
-            early.append(self._nats(env))
+            first.append(self._nats(env))
         if "FABU_MONGO_URL" not in external:
-            early.append(self._ferretdb(env))
+            postgres, postgres_url = self._postgres()
+            first.append(postgres)
+            second.append(self._ferretdb(env, postgres_url))
         if "FABU_REGISTRY_URL" not in external:
-            early.append(self._registry(env))
+            first.append(self._registry(env))
         if "KUBECONFIG" not in external:
             etcd_url = f"http://127.0.0.1:{free_port()}"
-            early.append(self._etcd(etcd_url))
-            late["apiserver"].append(self._apiserver(etcd_url))
-            late["control"] += self._control_plane(ready_delay_ms)
+            first.append(self._etcd(etcd_url))
+            second.append(self._apiserver(etcd_url))
+            third += self._control_plane(ready_delay_ms)
             env["KUBECONFIG"] = str(self.kubeconfig)
-        return early, late
+        return first, second, third
 
     # ---- components ------------------------------------------------------------
     def _nats(self, env: dict[str, str]) -> Process:
@@ -220,22 +230,76 @@ class Stack:
             lambda: _http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"),
         )
 
-    def _ferretdb(self, env: dict[str, str]) -> Process:
-        port = free_port()
-        data = self.root / "ferretdb"
+    def _postgres(self) -> tuple[Process, str]:
+        """PostgreSQL for FerretDB: SQLite takes one writer at a time, which
+        queued concurrent releases for seconds and failed them with SQLITE_BUSY."""
+        bin_dir = build.postgres_bin()
+        if bin_dir is None:
+            raise StackError("PostgreSQL is not installed (make build installs it)")
+        data, port = self.root / "postgres", free_port()
         data.mkdir(parents=True)
+        # PostgreSQL refuses to run as root: as root, run it as the postgres user.
+        as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            setpriv = shutil.which("setpriv") or "setpriv"
+            as_postgres = [setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "fabu",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        ready = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        process = Process(
+            "postgres",
+            [
+                *as_postgres,
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(data),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=400",
+                # Test data only: no fsync keeps the database fast on small disks.
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            lambda: subprocess.run(ready, check=False).returncode == 0,
+            program=str(bin_dir / "postgres"),
+        )
+        return process, f"postgres://fabu@127.0.0.1:{port}/postgres"
+
+    def _ferretdb(self, env: dict[str, str], postgres_url: str) -> Process:
+        port = free_port()
         url = f"mongodb://127.0.0.1:{port}/"
         env["FABU_MONGO_URL"] = url
-        # SQLite takes one writer at a time; more connections per Fabu process
-        # only add lock waits (and SQLITE_BUSY once a wait passes 10 s).
-        env["FABU_MONGO_POOL"] = "4"
         return Process(
             "ferretdb",
             [
                 str(build.FERRETDB.binary("ferretdb")),
                 f"--listen-addr=127.0.0.1:{port}",
-                # Writers wait for the lock (busy_timeout) instead of failing on upgrade.
-                f"--sqlite-url=file:{data}/?_txlock=immediate&_pragma=synchronous(normal)",
+                f"--postgresql-url={postgres_url}",
             ],
             lambda: _mongo_ok(url),
         )
@@ -440,7 +504,7 @@ class Stack:
                 ],
                 setsid=True,
             )
-            pids[p.name] = [p.pid, p.argv[0]]
+            pids[p.name] = [p.pid, p.binary]
             self.pid_file.write_text(json.dumps(pids))
             _await_exec(p)
 
@@ -449,7 +513,7 @@ class Stack:
         pending = list(processes)
         while pending:
             for p in list(pending):
-                if not _alive(p.pid, p.argv[0]):
+                if not _alive(p.pid, p.binary):
                     raise StackError(
                         f"{p.name} exited; see {self.root / 'logs' / (p.name + '.log')}"
                     )
@@ -484,7 +548,7 @@ class Stack:
 def _await_exec(p: Process) -> None:
     """posix_spawn may return before the exec; until then /proc shows our own command line."""
     deadline = time.monotonic() + 10
-    while not _alive(p.pid, p.argv[0]):
+    while not _alive(p.pid, p.binary):
         if time.monotonic() > deadline or not Path(f"/proc/{p.pid}").exists():
             raise StackError(f"{p.name} did not start: {' '.join(p.argv)}")
         time.sleep(0.01)

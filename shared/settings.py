@@ -9,8 +9,7 @@ class Settings(BaseSettings):
 
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "fabu"
-    # Connections per process; a few suffice for single-document operations,
-    # and fewer concurrent writers keep an embedded backend from thrashing.
+    # Connections per process: every operation is one short single-document call.
     mongo_pool: int = Field(default=16, ge=1)
     nats_url: str = "nats://127.0.0.1:4222"
     nats_prefix: str = ""
