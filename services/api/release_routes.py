@@ -1,5 +1,6 @@
 """Releases: request one, read one, list them."""
 
+import asyncio
 from typing import Annotated
 
 import structlog
@@ -21,13 +22,15 @@ log = structlog.get_logger()
 async def create_release(
     body: ReleaseIn, catalog: CatalogDep, releases: ReleasesDep, bus: BusDep
 ) -> ReleaseAccepted:
-    service = await catalog.service(body.service)
+    service, env, config = await asyncio.gather(
+        catalog.service(body.service),
+        catalog.environment(body.environment),
+        catalog.config(body.service, body.environment),
+    )
     if service is None:
         raise NotFound(f"service {body.service!r} not found")
-    env = await catalog.environment(body.environment)
     if env is None:
         raise NotFound(f"environment {body.environment!r} not found")
-    config = await catalog.config(body.service, body.environment)
     if config is None:
         raise Invalid(
             f"service {body.service!r} has no release config for environment {body.environment!r}"
