@@ -39,8 +39,12 @@ class FabuSystem:
             self.env["FABU_NATS_PREFIX"] = name.replace("-", "_")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, stage: str) -> None:
-        env = {**self.env, "FABU_HTTP_PORT": str(self.api_port if stage == "api" else 0)}
+    def start(self, stage: str, extra_env: dict[str, str] | None = None) -> None:
+        env = {
+            **self.env,
+            "FABU_HTTP_PORT": str(self.api_port if stage == "api" else 0),
+            **(extra_env or {}),
+        }
         with (self.logs / f"{stage}.log").open("ab") as log:
             self.processes[stage] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{stage}"],

@@ -7,7 +7,8 @@ them and redelivers what a dead replica held.
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import nats
 import structlog
@@ -102,8 +103,9 @@ async def run_worker(
     await bus.ensure_consumer(stage, ack_wait_s, max_in_flight)
     durable, _ = bus.subjects.consumer(stage)
     subscription = await bus.js.pull_subscribe_bind(durable, stream=bus.subjects.stream)
-    slots = asyncio.Semaphore(max_in_flight)
     running: set[asyncio.Task[None]] = set()
+    room = asyncio.Event()  # set whenever fewer than max_in_flight are running
+    room.set()
 
     async def one(msg: Msg) -> None:
         keepalive = asyncio.create_task(_keep_alive(msg, ack_wait_s))
@@ -121,27 +123,38 @@ async def run_worker(
             await msg.ack()
         finally:
             keepalive.cancel()
-            slots.release()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        room.set()
 
     while not stop.is_set():
         free = max_in_flight - len(running)
         if free <= 0:
-            await slots.acquire()
-            slots.release()
+            room.clear()
+            await _first(room.wait(), stop.wait())
             continue
         try:
             batch = await subscription.fetch(min(free, 64), timeout=1.0)
         except TimeoutError:  # nats-py raises asyncio.TimeoutError or its own subclass
             continue
         for msg in batch:
-            await slots.acquire()
             task = asyncio.create_task(one(msg))
             running.add(task)
-            task.add_done_callback(running.discard)
+            task.add_done_callback(finished)
     with contextlib.suppress(Exception):
         await subscription.unsubscribe()
     if running:
         await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _keep_alive(msg: Msg, ack_wait_s: float) -> None:

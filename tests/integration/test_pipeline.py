@@ -329,3 +329,19 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
     assert unreachable["reason"].startswith("gave up after 5 attempts: cluster unreachable")
     assert no_file["state"] == "failed"
     assert no_file["reason"].endswith("kubeconfig '/no/such/file' is not a file")
+
+
+async def test_a_tracker_at_its_limit_takes_the_next_release_when_one_ends(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, fabu: FabuSystem
+) -> None:
+    fabu.kill("tracker")
+    fabu.start("tracker", {"FABU_MAX_IN_FLIGHT": "1"})
+    try:
+        first = await prepare(api, stack_env, namespace)
+        second = await prepare(api, stack_env, namespace)
+        ids = [await release(api, s, e, "1.0") for s, e in (first, second)]
+        bodies = [await finished(api, release_id) for release_id in ids]
+        assert [b["state"] for b in bodies] == ["succeeded", "succeeded"]
+    finally:
+        fabu.kill("tracker")
+        fabu.start("tracker")
