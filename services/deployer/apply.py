@@ -8,7 +8,7 @@ FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolume
 
 
 def objects(manifest: str) -> list[dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all(manifest) if isinstance(d, dict)]
+    docs = [d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
 
     def rank(obj: dict[str, Any]) -> int:
         kind = obj.get("kind", "")

@@ -100,7 +100,7 @@ def render(template: str, params: BaseParams, release: ReleaseParams) -> Rendere
         where = f" at line {line}" if line else ""
         raise RenderError(f"template error{where}: {exc}") from exc
     try:
-        objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        objects = [doc for doc in yaml.load_all(text, Loader=yaml.CSafeLoader) if doc is not None]
     except yaml.YAMLError as exc:
         raise RenderError(f"rendered manifest is not valid YAML: {exc}") from exc
     for index, obj in enumerate(objects, 1):
