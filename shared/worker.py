@@ -62,6 +62,27 @@ async def fail_release(
         await ctx.bus.publish(ctx.bus.subjects.failed, event)
 
 
+async def pending_release(
+    ctx: Context,
+    release_id: ReleaseId,
+    expected: ReleaseState,
+    moved_on: ReleaseState,
+    republish: Callable[[Release], Awaitable[None]],
+) -> Release | None:
+    """The release if it waits in ``expected`` for this stage, else None.
+
+    A release already in ``moved_on`` gets its next subject published again: the
+    stage may have died between its write and its publish (the event id
+    de-duplicates a second copy).
+    """
+    release = await ctx.releases.get(release_id)
+    if release is not None and release.state is moved_on:
+        await republish(release)
+    if release is None or release.state is not expected:
+        return None
+    return release
+
+
 async def environment_and_cluster(
     ctx: Context, release: Release, stage: Stage
 ) -> tuple[Environment, Cluster] | None:

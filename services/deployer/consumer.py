@@ -17,7 +17,7 @@ from shared.cluster import ClusterError
 from shared.errors import TransientError
 from shared.messages import ReleaseApplied, ReleaseRendered
 from shared.models import Release, ReleaseState, now
-from shared.worker import Context, environment_and_cluster, fail_release
+from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 # Deliveries of one message before an unreachable cluster fails the release.
 MAX_ATTEMPTS = 5
@@ -38,13 +38,14 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
 
 
 async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
-    release = await ctx.releases.get(event.release_id)
+    release = await pending_release(
+        ctx,
+        event.release_id,
+        ReleaseState.RENDERED,
+        ReleaseState.APPLIED,
+        lambda done: _announce(ctx, done, done.generation or 0),
+    )
     if release is None:
-        return
-    if release.state is ReleaseState.APPLIED and release.generation is not None:
-        await _announce(ctx, release, release.generation)
-        return
-    if release.state is not ReleaseState.RENDERED:
         return
     found = await environment_and_cluster(ctx, release, "apply")
     if found is None:

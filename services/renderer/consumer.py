@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from services.renderer.render import ReleaseParams, RenderError, render
 from shared.messages import ReleaseRendered, ReleaseRequested
 from shared.models import ReleaseState
-from shared.worker import Context, fail_release
+from shared.worker import Context, fail_release, pending_release
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
@@ -25,13 +25,14 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
 
 
 async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
-    release = await ctx.releases.get(event.release_id)
+    release = await pending_release(
+        ctx,
+        event.release_id,
+        ReleaseState.REQUESTED,
+        ReleaseState.RENDERED,
+        lambda done: _announce(ctx, done.id, done.manifest_sha256),
+    )
     if release is None:
-        return
-    if release.state is ReleaseState.RENDERED:
-        await _announce(ctx, release.id, release.manifest_sha256)
-        return
-    if release.state is not ReleaseState.REQUESTED:
         return
     template = await ctx.catalog.template(release.template_id)
     if template is None:

@@ -12,6 +12,7 @@ not done within the release's timeout (its config's, else the environment's).
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from nats.aio.msg import Msg
 
@@ -19,7 +20,7 @@ from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Watches
 from shared.messages import ReleaseApplied, ReleaseCompleted
 from shared.models import Release, ReleaseState, TranscriptLine, now
-from shared.worker import Context, environment_and_cluster, fail_release
+from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
 
@@ -39,13 +40,14 @@ def _applied_at(release: Release) -> timedelta:
 
 
 async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
-    release = await ctx.releases.get(event.release_id)
+    release = await pending_release(
+        ctx,
+        event.release_id,
+        ReleaseState.APPLIED,
+        ReleaseState.SUCCEEDED,
+        partial(_completed, ctx),
+    )
     if release is None:
-        return
-    if release.state is ReleaseState.SUCCEEDED:
-        await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))
-        return
-    if release.state is not ReleaseState.APPLIED:
         return
     found = await environment_and_cluster(ctx, release, "track")
     if found is None:
@@ -117,4 +119,8 @@ async def _succeed(
         revision=revision,
     )
     if moved:
-        await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))
+        await _completed(ctx, release)
+
+
+async def _completed(ctx: Context, release: Release) -> None:
+    await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))

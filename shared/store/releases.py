@@ -99,12 +99,14 @@ class Releases:
             update["$push"]["transcript"] = {"$each": [line.model_dump() for line in lines]}
         if new.final:
             update["$set"]["finished_at"] = at
-        result = await self._releases.update_one({"_id": release_id, "state": expected}, update)
-        if result.modified_count and new.final:
-            release = await self.get(release_id)
-            if release:
-                await self._unlock(release.service, release.environment, release_id)
-        return bool(result.modified_count)
+        # The update returns the lock's key, so a final move needs no second read.
+        moved = await self._releases.find_one_and_update(
+            {"_id": release_id, "state": expected},
+            update,  # no projection: FerretDB 1.x does not serve one on findAndModify
+        )
+        if moved is not None and new.final:
+            await self._unlock(moved["service"], moved["environment"], release_id)
+        return moved is not None
 
     async def append_transcript(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
         if lines:
