@@ -56,7 +56,7 @@ class CompletionWatch:
         self.task = asyncio.create_task(self._run(cluster, namespace))
 
     async def _run(self, cluster: Cluster, namespace: str) -> None:
-        async for _, obj in cluster.watch_deployments(namespace):
+        async for _, obj in cluster.watch(namespace, "deployments"):
             seen = time.time()
             image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
             key = (obj["metadata"]["name"], image)

@@ -82,8 +82,8 @@ class Cluster:
                 raise ClusterError(f"the cluster does not serve {kind} in {api_version}")
         return self._resources[key]
 
-    async def apply(self, namespace: str, obj: Obj) -> Obj:
-        """Server-side apply one object (field manager ``fabu``, conflicts forced)."""
+    async def _path(self, namespace: str, obj: Obj) -> tuple[str, Obj]:
+        """The URL of an object, and the object with its namespace set if it has one."""
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
         name = (obj.get("metadata") or {}).get("name", "")
         if not (api_version and kind and name):
@@ -92,30 +92,77 @@ class Cluster:
         base, plural = prefix.split("|")
         if namespaced:
             obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-            path = f"{base}/namespaces/{namespace}/{plural}/{name}"
-        else:
-            path = f"{base}/{plural}/{name}"
+            return f"{base}/namespaces/{namespace}/{plural}/{name}", obj
+        return f"{base}/{plural}/{name}", obj
+
+    async def apply(self, namespace: str, obj: Obj, *, dry_run: bool = False) -> Obj:
+        """Server-side apply one object (field manager ``fabu``, conflicts forced).
+
+        With ``dry_run`` the API server answers with the object as it would be,
+        defaults and admission included, and stores nothing.
+        """
+        path, obj = await self._path(namespace, obj)
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         try:
             applied = await self._json(
-                "PATCH",
-                path,
-                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                body=obj,
-                content_type="application/apply-patch+yaml",
+                "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
             )
         except ClusterError as exc:
-            raise ClusterError(f"{kind} {name!r} rejected: {exc.message}") from exc
+            raise ClusterError(
+                f"{obj['kind']} {obj['metadata']['name']!r} rejected: {exc.message}"
+            ) from exc
         return applied or {}
+
+    async def live(self, namespace: str, obj: Obj) -> Obj | None:
+        """The live version of ``obj`` (same kind, name and namespace), None when absent."""
+        path, _ = await self._path(namespace, obj)
+        return await self._json("GET", path)
 
     async def deployment(self, namespace: str, name: str) -> Obj | None:
         return await self._json("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
-    async def watch_deployments(self, namespace: str) -> AsyncIterator[tuple[str, Obj]]:
-        """List then watch the namespace's Deployments for ever, relisting when needed.
+    async def items(
+        self, namespace: str, resource: str, query: list[tuple[str, str]] | None = None
+    ) -> list[Obj]:
+        """List ``pods``, ``events``, ``replicasets``... of a namespace."""
+        listing = await self._json("GET", _collection(namespace, resource), query=query)
+        return list((listing or {}).get("items", []))
+
+    async def pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool,
+        tail_lines: int,
+        limit_bytes: int,
+    ) -> str:
+        """The tail of a container's log; the API server's reason when there is none."""
+        query = [
+            ("container", container),
+            ("tailLines", str(tail_lines)),
+            ("limitBytes", str(limit_bytes)),
+        ]
+        if previous:
+            query.append(("previous", "true"))
+        response = await self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query
+        )
+        async with response:
+            text = await response.text(errors="replace")
+        if response.status >= 400:
+            return f"(no log: {_message(text)})"
+        return text
+
+    async def watch(self, namespace: str, resource: str) -> AsyncIterator[tuple[str, Obj]]:
+        """List then watch a namespace's ``deployments`` or ``pods`` for ever, relisting as needed.
 
         Yields ``("SYNC", obj)`` for each listed object, then ``(type, obj)`` per event.
         """
-        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        path = _collection(namespace, resource)
         while True:
             listing = await self._json("GET", path)
             if listing is None:
@@ -152,6 +199,11 @@ class Cluster:
 
     async def close(self) -> None:
         await self._api.close()
+
+
+def _collection(namespace: str, resource: str) -> str:
+    group = "/api/v1" if resource in ("pods", "events") else "/apis/apps/v1"
+    return f"{group}/namespaces/{namespace}/{resource}"
 
 
 def _message(text: str) -> str:

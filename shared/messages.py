@@ -53,3 +53,10 @@ Stage = Literal["render", "apply", "track"]
 class ReleaseFailed(Event):
     stage: Stage
     reason: str
+
+
+class ReleaseCancelled(Event):
+    # The state the release was cancelled in: only an ``applied`` one had
+    # reached the cluster.
+    was: str
+    actor: str

@@ -66,6 +66,8 @@ class ServiceConfig(Model):
 
 class Template(Model):
     id: TemplateId
+    # Every stored change is a new version; releases name the version they used.
+    version: int = Field(default=1, ge=1)
     name: str = Field(min_length=1, max_length=100)
     content: str = Field(min_length=1, max_length=200_000)
     created_at: datetime = Field(default_factory=now)
@@ -77,10 +79,19 @@ class ReleaseState(StrEnum):
     APPLIED = "applied"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
-        return self in (ReleaseState.SUCCEEDED, ReleaseState.FAILED)
+        return self in (ReleaseState.SUCCEEDED, ReleaseState.FAILED, ReleaseState.CANCELLED)
+
+
+class ReleaseKind(StrEnum):
+    DEPLOY = "deploy"
+    # Restores an earlier release whole: its image, base parameters and template version.
+    ROLLBACK = "rollback"
+    # The latest release again with the current base parameters, pods restarted.
+    REDEPLOY = "redeploy"
 
 
 class TranscriptLine(Model):
@@ -103,6 +114,74 @@ class Delivery(Model):
     at: datetime = Field(default_factory=now)
 
 
+class PodTimeline(Model):
+    """One pod of the Deployment as the tracker saw it during the release."""
+
+    name: str
+    replica_set: str
+    new: bool  # of the release's ReplicaSet (else an older one)
+    node: str = ""
+    created_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    ready_at: datetime | None = None
+    # When its deletion was requested (the pod is terminating or gone).
+    terminated_at: datetime | None = None
+    # Container waiting/terminated reasons seen while tracked, first seen first.
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ReplicaSetCount(Model):
+    name: str
+    revision: str
+    new: bool
+    desired: int
+    replicas: int
+    ready: int
+    available: int
+
+
+class ContainerDiagnosis(Model):
+    name: str
+    ready: bool
+    restart_count: int
+    state: str  # "waiting: CrashLoopBackOff: back-off restarting failed container"
+    last_state: str  # "terminated: Error (exit code 1)" or ""
+    log: str  # tail of the current container's log
+    previous_log: str  # tail of the previous (crashed) container's log
+
+
+class PodDiagnosis(Model):
+    name: str
+    phase: str
+    node: str
+    containers: list[ContainerDiagnosis]
+    # Reasons the tracker saw during the rollout: a crash loop alternates between
+    # CrashLoopBackOff and running, so the state at the end may not show it.
+    reasons_seen: list[str] = Field(default_factory=list)
+
+
+class KubeEvent(Model):
+    object: str  # "Pod/web-5d9c7-abcde"
+    type: str
+    reason: str
+    message: str
+    count: int
+    last_seen: datetime | None = None
+
+
+class Diagnosis(Model):
+    """Why a rollout failed, gathered from the cluster when it did."""
+
+    condition: str
+    pods: list[PodDiagnosis] = Field(default_factory=list)
+    events: list[KubeEvent] = Field(default_factory=list)
+    # Failing pods beyond the ones shown.
+    pods_not_shown: int = 0
+    # What could not be gathered, and why (the cluster may have been unreachable).
+    errors: list[str] = Field(default_factory=list)
+    collected_at: datetime = Field(default_factory=now)
+
+
 class Release(Model):
     id: ReleaseId
     service: str
@@ -111,13 +190,16 @@ class Release(Model):
     image: str
     description: str = ""
     operator: str = "anonymous"
-    kind: str = "deploy"
+    kind: ReleaseKind = ReleaseKind.DEPLOY
+    # The release a rollback restores or a redeploy repeats.
+    source_release_id: ReleaseId | None = None
     state: ReleaseState = ReleaseState.REQUESTED
     created_at: datetime = Field(default_factory=now)
     # When the deployer sent the first object to the cluster.
     started_at: datetime | None = None
     finished_at: datetime | None = None
     template_id: TemplateId
+    template_version: int = 1
     config_version: int
     params: BaseParams
     namespace: str
@@ -129,4 +211,14 @@ class Release(Model):
     reason: str = ""
     transcript: list[TranscriptLine] = Field(default_factory=list)
     events: list[StateChange] = Field(default_factory=list)
+    pods: list[PodTimeline] = Field(default_factory=list)
+    replica_sets: list[ReplicaSetCount] = Field(default_factory=list)
+    diagnosis: Diagnosis | None = None
     notifications: dict[str, Delivery] = Field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """From the first object sent to the cluster (else from the request) to the end."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - (self.started_at or self.created_at)).total_seconds()

@@ -11,6 +11,8 @@ RENDERED = "release.rendered"
 APPLIED = "release.applied"
 COMPLETED = "release.completed"
 FAILED = "release.failed"
+# Also read by every tracker as a plain subscription: each stops following it.
+CANCELLED = "release.cancelled"
 
 RENDERER = "renderer"
 DEPLOYER = "deployer"
@@ -52,6 +54,10 @@ class Subjects:
     @property
     def failed(self) -> str:
         return self._s(FAILED)
+
+    @property
+    def cancelled(self) -> str:
+        return self._s(CANCELLED)
 
     def consumer(self, stage: str) -> tuple[str, list[str]]:
         """The durable name of a stage's consumer and the subjects it takes."""

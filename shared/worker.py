@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
@@ -47,10 +48,14 @@ async def fail_release(
     stage: Stage,
     reason: str,
     lines: list[TranscriptLine] | None = None,
+    **fields: Any,
 ) -> None:
-    """Mark the release failed (if it still is in ``expected``) and announce it."""
+    """Mark the release failed (if it still is in ``expected``) and announce it.
+
+    ``fields`` are stored with the failure (the tracker's diagnosis).
+    """
     moved = await ctx.releases.advance(
-        release_id, expected, ReleaseState.FAILED, actor=stage, lines=lines, reason=reason
+        release_id, expected, ReleaseState.FAILED, actor=stage, lines=lines, reason=reason, **fields
     )
     if moved:
         log.info("release failed", release_id=release_id, stage=stage, reason=reason)

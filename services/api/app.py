@@ -10,6 +10,7 @@ from prometheus_client import make_asgi_app
 
 from services.api import catalog_routes, release_routes
 from shared.bus import Bus
+from shared.cluster import Clusters
 from shared.errors import FabuError
 from shared.settings import Settings
 from shared.store.catalog import Catalog
@@ -30,9 +31,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.releases = Releases(mongo)
         app.state.bus = bus
         app.state.mongo = mongo
+        app.state.clusters = Clusters()
         try:
             yield
         finally:
+            await app.state.clusters.close()
             await bus.close()
             await mongo.close()
 

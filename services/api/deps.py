@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from shared.bus import Bus
+from shared.cluster import Clusters
 from shared.store.catalog import Catalog
 from shared.store.releases import Releases
 
@@ -24,6 +25,12 @@ def _bus(request: Request) -> Bus:
     return bus
 
 
+def _clusters(request: Request) -> Clusters:
+    clusters: Clusters = request.app.state.clusters
+    return clusters
+
+
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 ReleasesDep = Annotated[Releases, Depends(_releases)]
 BusDep = Annotated[Bus, Depends(_bus)]
+ClustersDep = Annotated[Clusters, Depends(_clusters)]

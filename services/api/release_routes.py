@@ -1,21 +1,65 @@
-"""Releases: request one, read one, list them."""
+"""Releases: request, list, read, follow, roll back, redeploy, cancel."""
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.api.deps import BusDep, CatalogDep, ReleasesDep
-from services.api.schemas import ReleaseAccepted, ReleaseIn, ReleasePage, ReleaseSummary
-from shared.errors import Invalid, NotFound, Unavailable
+from services.api.deps import BusDep, CatalogDep, ClustersDep, ReleasesDep
+from services.api.diff import ManifestDiff, manifest_diff
+from services.api.schemas import (
+    ActionIn,
+    Cancelled,
+    ReleaseAccepted,
+    ReleaseDetail,
+    ReleaseIn,
+    ReleasePage,
+    ReleaseSummary,
+)
+from shared.cluster import ClusterError
+from shared.errors import Conflict, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import ReleaseId
-from shared.messages import ReleaseRequested
-from shared.models import Release, ReleaseState
+from shared.messages import ReleaseCancelled, ReleaseRequested
+from shared.models import Release, ReleaseKind, ReleaseState
+from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
+from shared.store.releases import Releases
 
 router = APIRouter()
 log = structlog.get_logger()
+# How often a followed release is read again for new lines.
+FOLLOW_POLL_S = 0.25
+
+
+async def _start(release: Release, releases: Releases, bus: BusDep) -> ReleaseAccepted:
+    """Store the release (taking its service's lock) and hand it to the renderer."""
+    await releases.create(release)
+    try:
+        await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
+    except Exception as exc:
+        await releases.discard(release)
+        log.exception("could not hand the release on", release_id=release.id)
+        raise Unavailable("the message bus is unavailable; nothing was released") from exc
+    return ReleaseAccepted(id=release.id, state=release.state)
+
+
+async def _found(releases: Releases, release_id: str) -> Release:
+    release = await releases.get(release_id)
+    if release is None:
+        raise NotFound(f"release {release_id!r} not found")
+    return release
+
+
+async def _namespace(catalog: Catalog, environment: str) -> str:
+    env = await catalog.environment(environment)
+    if env is None:
+        raise NotFound(f"environment {environment!r} not found")
+    return env.namespace
 
 
 @router.post("/releases", status_code=202)
@@ -35,6 +79,9 @@ async def create_release(
         raise Invalid(
             f"service {body.service!r} has no release config for environment {body.environment!r}"
         )
+    template = await catalog.template(config.template_id)
+    if template is None:
+        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
     release = Release(
         id=ReleaseId(new_id()),
         service=service.name,
@@ -42,27 +89,18 @@ async def create_release(
         version=body.version,
         image=f"{service.image_repository}:{body.version}",
         description=body.description,
-        template_id=config.template_id,
+        template_id=template.id,
+        template_version=template.version,
         config_version=config.version,
         params=config.params,
         namespace=env.namespace,
     )
-    await releases.create(release)
-    try:
-        await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
-    except Exception as exc:
-        await releases.discard(release)
-        log.exception("could not hand the release on", release_id=release.id)
-        raise Unavailable("the message bus is unavailable; nothing was released") from exc
-    return ReleaseAccepted(id=release.id, state=release.state)
+    return await _start(release, releases, bus)
 
 
 @router.get("/releases/{release_id}")
-async def get_release(release_id: str, releases: ReleasesDep) -> Release:
-    release = await releases.get(release_id)
-    if release is None:
-        raise NotFound(f"release {release_id!r} not found")
-    return release
+async def get_release(release_id: str, releases: ReleasesDep) -> ReleaseDetail:
+    return ReleaseDetail.of(await _found(releases, release_id))
 
 
 @router.get("/releases")
@@ -71,11 +109,193 @@ async def list_releases(
     service: str | None = None,
     environment: str | None = None,
     state: ReleaseState | None = None,
-    cursor: str | None = None,
+    operator: str | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="created before")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReleasePage:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"{name}: give a time zone, e.g. 2026-01-31T08:00:00Z")
     page = await releases.page(
-        service=service, environment=environment, state=state, before=cursor, limit=limit
+        service=service,
+        environment=environment,
+        state=state,
+        operator=operator,
+        since=since,
+        until=until,
+        before=cursor,
+        limit=limit,
     )
     next_cursor = page[-1].id if len(page) == limit else None
     return ReleasePage(items=[ReleaseSummary.of(r) for r in page], next_cursor=next_cursor)
+
+
+def _replay(release: Release, lines_sent: int, states_sent: int) -> list[ServerSentEvent]:
+    """The state changes and transcript lines not sent yet, in time order."""
+    entries = [
+        (e.at, "state", {"at": e.at.isoformat(), "state": e.state, "actor": e.actor})
+        for e in release.events[states_sent:]
+    ]
+    entries += [
+        (line.at, "line", {"at": line.at.isoformat(), "text": line.text})
+        for line in release.transcript[lines_sent:]
+    ]
+    entries.sort(key=lambda entry: entry[0])
+    return [ServerSentEvent(data=json.dumps(data), event=kind) for _, kind, data in entries]
+
+
+@router.get("/releases/{release_id}/events", response_class=EventSourceResponse)
+async def follow_release(
+    release_id: str, releases: ReleasesDep, request: Request
+) -> EventSourceResponse:
+    """Server-Sent Events: ``state`` and ``line`` events as they happen, then ``end``.
+
+    A finished release replays the same events at once.
+    """
+    first = await _found(releases, release_id)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        release: Release | None = first
+        lines_sent = states_sent = 0
+        while release is not None:
+            for event in _replay(release, lines_sent, states_sent):
+                yield event
+            lines_sent, states_sent = len(release.transcript), len(release.events)
+            if release.state.final:
+                end = {"state": release.state, "reason": release.reason}
+                yield ServerSentEvent(data=json.dumps(end), event="end")
+                return
+            await asyncio.sleep(FOLLOW_POLL_S)
+            if await request.is_disconnected():
+                return
+            release = await releases.get(release_id)
+
+    return EventSourceResponse(stream())
+
+
+@router.post("/releases/{release_id}/rollback", status_code=202)
+async def rollback(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    bus: BusDep,
+    body: ActionIn | None = None,
+) -> ReleaseAccepted:
+    """A new release restoring this one whole: image, base parameters, template version."""
+    source = await _found(releases, release_id)
+    if not source.manifest:
+        raise Invalid(
+            f"release {release_id} failed before its manifest was rendered; "
+            "there is nothing to roll back to"
+        )
+    release = Release(
+        id=ReleaseId(new_id()),
+        service=source.service,
+        environment=source.environment,
+        version=source.version,
+        image=source.image,
+        kind=ReleaseKind.ROLLBACK,
+        source_release_id=source.id,
+        description=(body.description if body else "")
+        or f"roll back to {source.version} (release {source.id})",
+        template_id=source.template_id,
+        template_version=source.template_version,
+        config_version=source.config_version,
+        params=source.params,
+        namespace=await _namespace(catalog, source.environment),
+    )
+    return await _start(release, releases, bus)
+
+
+@router.get("/releases/{release_id}/rollback/preview")
+async def rollback_preview(
+    release_id: str, catalog: CatalogDep, releases: ReleasesDep, clusters: ClustersDep
+) -> ManifestDiff:
+    """What rolling back to this release would change: its manifest against the live objects."""
+    source = await _found(releases, release_id)
+    if not source.manifest:
+        raise Invalid(f"release {release_id} has no rendered manifest to compare")
+    env = await catalog.environment(source.environment)
+    if env is None:
+        raise NotFound(f"environment {source.environment!r} not found")
+    try:
+        return await manifest_diff(await clusters.get(env), env.namespace, source.manifest)
+    except (ClusterError, TransientError) as exc:
+        raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
+
+
+@router.post("/releases/{release_id}/redeploy", status_code=202)
+async def redeploy(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    bus: BusDep,
+    body: ActionIn | None = None,
+) -> ReleaseAccepted:
+    """The latest release again, with the current base parameters, its pods replaced."""
+    source = await _found(releases, release_id)
+    latest = await releases.latest(source.service, source.environment)
+    if latest is not None and latest.id != source.id:
+        raise Conflict(
+            f"only the latest release of {source.service} in {source.environment} can be "
+            f"redeployed: that is {latest.id} ({latest.version}, {latest.state})"
+        )
+    config = await catalog.config(source.service, source.environment)
+    if config is None:
+        raise Invalid(
+            f"service {source.service!r} has no release config for {source.environment!r}"
+        )
+    template = await catalog.template(config.template_id)
+    if template is None:
+        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    release = Release(
+        id=ReleaseId(new_id()),
+        service=source.service,
+        environment=source.environment,
+        version=source.version,
+        image=source.image,
+        kind=ReleaseKind.REDEPLOY,
+        source_release_id=source.id,
+        description=(body.description if body else "") or f"redeploy {source.version}",
+        template_id=template.id,
+        template_version=template.version,
+        config_version=config.version,
+        params=config.params,
+        namespace=await _namespace(catalog, source.environment),
+    )
+    return await _start(release, releases, bus)
+
+
+@router.post("/releases/{release_id}/cancel")
+async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep) -> Cancelled:
+    """End a release that has not finished. An applied one stays in the cluster as it is."""
+    actor = "anonymous"
+    was = await releases.cancel(
+        ReleaseId(release_id), actor, f"cancelled by {actor}; the cluster was left as it is"
+    )
+    if was is None:
+        release = await _found(releases, release_id)
+        raise Conflict(f"release {release_id} has already finished: {release.state}")
+    try:
+        await bus.publish(
+            bus.subjects.cancelled,
+            ReleaseCancelled(release_id=ReleaseId(release_id), was=was, actor=actor),
+        )
+    except Exception:
+        # The tracker also stops at its next write, when it finds the release cancelled.
+        log.exception("could not announce the cancellation", release_id=release_id)
+    if was is ReleaseState.APPLIED:
+        message = (
+            "tracking stopped; what was applied stays in the cluster as it is "
+            "(roll back to an earlier release to undo it)"
+        )
+    elif was is ReleaseState.RENDERED:
+        message = (
+            "cancelled before it was applied; if the deployer had already begun, "
+            "the transcript says so"
+        )
+    else:
+        message = "cancelled before anything was applied; the cluster was not changed"
+    return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)

@@ -1,11 +1,12 @@
 """Request and response bodies of the JSON API."""
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.ids import TemplateId
-from shared.models import BaseParams, DnsLabel, EnvName, Release, ReleaseState
+from shared.models import BaseParams, DnsLabel, EnvName, Release, ReleaseKind, ReleaseState
 
 ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
 
@@ -31,9 +32,21 @@ class ReleaseIn(Body):
     description: str = Field(default="", max_length=2000)
 
 
+class ActionIn(Body):
+    description: str = Field(default="", max_length=2000)
+
+
 class ReleaseAccepted(BaseModel):
     id: str
     state: ReleaseState
+
+
+class Cancelled(BaseModel):
+    id: str
+    state: ReleaseState
+    # The state it was cancelled in: only an ``applied`` release had reached the cluster.
+    was: ReleaseState
+    message: str
 
 
 class ReleaseSummary(BaseModel):
@@ -41,31 +54,36 @@ class ReleaseSummary(BaseModel):
     service: str
     environment: str
     version: str
-    kind: str
+    kind: ReleaseKind
     description: str
     operator: str
     state: ReleaseState
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    source_release_id: str | None
+    template_id: str
+    template_version: int
+    config_version: int
     reason: str
 
     @classmethod
     def of(cls, release: Release) -> "ReleaseSummary":
         return cls(
-            id=release.id,
-            service=release.service,
-            environment=release.environment,
-            version=release.version,
-            kind=release.kind,
-            description=release.description,
-            operator=release.operator,
-            state=release.state,
-            created_at=release.created_at.isoformat(),
-            started_at=release.started_at.isoformat() if release.started_at else None,
-            finished_at=release.finished_at.isoformat() if release.finished_at else None,
-            reason=release.reason,
+            **release.model_dump(include=set(cls.model_fields) - {"duration_s"}),
+            duration_s=release.duration_s,
         )
+
+
+class ReleaseDetail(Release):
+    """A release with everything recorded about it."""
+
+    duration_s: float | None
+
+    @classmethod
+    def of(cls, release: Release) -> "ReleaseDetail":
+        return cls(**release.model_dump(), duration_s=release.duration_s)
 
 
 class ReleasePage(BaseModel):

@@ -16,7 +16,7 @@ from services.deployer.apply import objects, revision
 from shared.cluster import ClusterError
 from shared.errors import TransientError
 from shared.messages import ReleaseApplied, ReleaseRendered
-from shared.models import Release, ReleaseState, now
+from shared.models import Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 # Deliveries of one message before an unreachable cluster fails the release.
@@ -73,6 +73,12 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
     )
     if moved:
         await _announce(ctx, release, generation)
+        return
+    current = await ctx.releases.get(release.id)
+    if current is not None and current.state is ReleaseState.CANCELLED:
+        # Cancelled while its objects were being sent: say that they were.
+        line = "the objects had already been applied when the release was cancelled"
+        await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
 
 
 async def _announce(ctx: Context, release: Release, generation: int) -> None:

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from services.renderer.render import ReleaseParams, RenderError, render
 from shared.messages import ReleaseRendered, ReleaseRequested
-from shared.models import ReleaseState
+from shared.models import ReleaseKind, ReleaseState
 from shared.worker import Context, fail_release, pending_release
 
 
@@ -34,9 +34,9 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
     )
     if release is None:
         return
-    template = await ctx.catalog.template(release.template_id)
+    template = await ctx.catalog.template(release.template_id, release.template_version)
     if template is None:
-        reason = f"template {release.template_id!r} not found"
+        reason = f"template {release.template_id!r} version {release.template_version} not found"
         await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", reason)
         return
     params = ReleaseParams(
@@ -47,8 +47,10 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
         environment=release.environment,
         namespace=release.namespace,
     )
+    # A redeploy replaces the pods even when nothing else changed.
+    restart = release.created_at if release.kind is ReleaseKind.REDEPLOY else None
     try:
-        rendered = render(template.content, release.params, params)
+        rendered = render(template.content, release.params, params, restarted_at=restart)
     except RenderError as exc:
         await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", str(exc))
         return

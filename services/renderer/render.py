@@ -12,6 +12,7 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -21,6 +22,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from shared.models import BaseParams
 
 TEMPLATE_NAME = "<template>"
+# The pod-template annotation ``kubectl rollout restart`` sets; a redeploy sets it too.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
 class RenderError(Exception):
@@ -90,7 +93,14 @@ def _compile(template: str) -> Template:
     return compiled
 
 
-def render(template: str, params: BaseParams, release: ReleaseParams) -> Rendered:
+def render(
+    template: str,
+    params: BaseParams,
+    release: ReleaseParams,
+    restarted_at: datetime | None = None,
+) -> Rendered:
+    """Render and check a manifest; ``restarted_at`` stamps the pod template as
+    ``kubectl rollout restart`` does, so the Deployment replaces its pods."""
     try:
         text = _compile(template).render(context(params, release))
     except TemplateSyntaxError as exc:
@@ -111,5 +121,23 @@ def render(template: str, params: BaseParams, release: ReleaseParams) -> Rendere
     deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
     if len(deployments) != 1:
         raise RenderError(f"the manifest must hold one Deployment, it holds {len(deployments)}")
+    if restarted_at is not None:
+        text = _restarted(objects, restarted_at)
     sha = hashlib.sha256(text.encode()).hexdigest()
     return Rendered(manifest=text, sha256=sha, deployment=deployments[0], objects=objects)
+
+
+def _restarted(objects: list[dict[str, Any]], at: datetime) -> str:
+    """The manifest again with the Deployment's pod template annotated with ``at``."""
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            spec = obj.setdefault("spec", {})
+            if not isinstance(spec, dict):
+                raise RenderError("the Deployment's spec is not a mapping")
+            template = spec.setdefault("template", {})
+            metadata = template.setdefault("metadata", {}) if isinstance(template, dict) else None
+            if not isinstance(metadata, dict):
+                raise RenderError("the Deployment's spec.template.metadata is not a mapping")
+            annotations = metadata.get("annotations") or {}
+            metadata["annotations"] = {**annotations, RESTARTED_AT: at.isoformat()}
+    return yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)

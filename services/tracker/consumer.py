@@ -1,7 +1,11 @@
 """Tracker: ``release.applied`` in, ``release.completed`` or ``release.failed`` out.
 
-Follows the Deployment through the shared namespace watch and decides with
-kubectl's rollout rules, appending each new status line to the transcript.
+Follows the Deployment and its pods through the shared namespace watches and
+decides with kubectl's rollout rules, appending each new status line to the
+transcript and keeping a timeline per pod. The final write carries the
+ReplicaSet counts and, for a failure, the diagnosis bundle. A cancelled
+release (``release.cancelled``, read by every tracker) is let go, the
+cluster left as it is.
 The message stays unacknowledged (kept alive) while the rollout runs, so if
 this process dies JetStream hands the release to another tracker, which
 resumes it. Idempotency key: the release's state (``applied`` → final).
@@ -13,23 +17,39 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from nats.aio.msg import Msg
 
+from services.tracker.diagnose import diagnose
+from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
-from services.tracker.watches import Subscription, Watches
-from shared.messages import ReleaseApplied, ReleaseCompleted
+from services.tracker.watches import Subscription, Update, Watches
+from shared.cluster import Cluster
+from shared.errors import FabuError
+from shared.messages import ReleaseApplied, ReleaseCancelled, ReleaseCompleted
 from shared.models import Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
+STOP: Update = ("stop", "", {})
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     watches = Watches()
+    # The update queue of every release this process follows, to stop it on cancel.
+    following: dict[str, asyncio.Queue[Update]] = {}
+
+    async def on_cancelled(msg: Msg) -> None:
+        event = ReleaseCancelled.model_validate_json(msg.data)
+        queue = following.get(event.release_id)
+        if queue is not None:
+            queue.put_nowait(STOP)
+
+    await ctx.bus.nc.subscribe(ctx.bus.subjects.cancelled, cb=on_cancelled)
 
     async def handle(msg: Msg) -> None:
-        await track(ctx, watches, ReleaseApplied.model_validate_json(msg.data))
+        await track(ctx, watches, following, ReleaseApplied.model_validate_json(msg.data))
 
     return handle
 
@@ -39,7 +59,12 @@ def _applied_at(release: Release) -> timedelta:
     return now() - (applied[-1] if applied else release.created_at)
 
 
-async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
+async def track(
+    ctx: Context,
+    watches: Watches,
+    following: dict[str, asyncio.Queue[Update]],
+    event: ReleaseApplied,
+) -> None:
     release = await pending_release(
         ctx,
         event.release_id,
@@ -54,58 +79,108 @@ async def track(ctx: Context, watches: Watches, event: ReleaseApplied) -> None:
         return
     env, cluster = found
     timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
-    await _follow(
-        ctx, watches.subscribe(cluster, release.namespace, release.deployment), release, timeout_s
-    )
-
-
-async def _follow(
-    ctx: Context, subscription: Subscription, release: Release, timeout_s: int
-) -> None:
-    """Judge each new state of the Deployment until the rollout ends or times out."""
-    remaining = timeout_s - _applied_at(release).total_seconds()
-    deadline = asyncio.get_running_loop().time() + remaining
-    last = release.transcript[-1].text if release.transcript else ""
-    # Lines wait up to FLUSH_S to be written together: fewer writes under load,
-    # and the final write carries whatever is still pending.
-    pending: list[TranscriptLine] = []
-    clock = asyncio.get_running_loop().time
+    subscription = watches.subscribe(cluster, release.namespace, release.deployment)
+    following[release.id] = subscription.updates
     try:
-        while True:
-            left = deadline - clock()
-            wait = min(left, FLUSH_S) if pending else left
-            try:
-                obj = await asyncio.wait_for(subscription.updates.get(), max(wait, 0))
-            except TimeoutError:
-                if pending and left > 0:
-                    await ctx.releases.append_transcript(release.id, pending)
-                    pending = []
-                    continue
-                reason = f"rollout not finished within {timeout_s}s: {last or 'no status seen'}"
-                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason, pending)
-                return
-            if obj is None:
-                reason = f'deployment "{release.deployment}" was deleted during the rollout'
-                await fail_release(ctx, release.id, ReleaseState.APPLIED, "track", reason, pending)
-                return
-            status = rollout_status(obj, release.generation or 0)
-            if status.message != last:
-                pending.append(TranscriptLine(at=now(), text=status.message))
-            last = status.message
-            if status.failed:
-                await fail_release(
-                    ctx, release.id, ReleaseState.APPLIED, "track", status.message, pending
-                )
-                return
-            if status.done:
-                await _succeed(ctx, release, pending, obj)
-                return
+        await _follow(ctx, cluster, subscription, release, timeout_s)
     finally:
+        following.pop(release.id, None)
         subscription.close()
 
 
+async def _follow(
+    ctx: Context, cluster: Cluster, subscription: Subscription, release: Release, timeout_s: int
+) -> None:
+    """Judge each new state of the Deployment until the rollout ends or times out."""
+    remaining = timeout_s - _applied_at(release).total_seconds()
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + remaining
+    last = release.transcript[-1].text if release.transcript else ""
+    # Lines and pod changes wait up to FLUSH_S to be written together: fewer
+    # writes under load, and the final write carries whatever is still pending.
+    pending: list[TranscriptLine] = []
+    timelines = PodTimelines(release.started_at, release.pods)
+    pods_changed = False
+    deployment: Obj | None = None
+
+    async def fail(reason: str) -> None:
+        fields = await _outcome(cluster, release, deployment, timelines, reason)
+        await fail_release(
+            ctx, release.id, ReleaseState.APPLIED, "track", reason, pending, **fields
+        )
+
+    while True:
+        left = deadline - clock()
+        dirty = bool(pending) or pods_changed
+        wait = min(left, FLUSH_S) if dirty else left
+        try:
+            resource, kind, obj = await asyncio.wait_for(subscription.updates.get(), max(wait, 0))
+        except TimeoutError:
+            if dirty and left > 0:
+                pods = timelines.timeline() if pods_changed else None
+                still_applied = await ctx.releases.record_progress(release.id, pending, pods)
+                pending, pods_changed = [], False
+                if not still_applied:
+                    return  # cancelled, or finished by another tracker
+                continue
+            await fail(f"rollout not finished within {timeout_s}s: {last or 'no status seen'}")
+            return
+        if resource == STOP[0]:
+            return
+        if resource == "pods":
+            pods_changed = timelines.update(kind, obj) or pods_changed
+            continue
+        if kind == "DELETED":
+            await fail(f'deployment "{release.deployment}" was deleted during the rollout')
+            return
+        deployment = obj
+        status = rollout_status(obj, release.generation or 0)
+        if status.message != last:
+            pending.append(TranscriptLine(at=now(), text=status.message))
+        last = status.message
+        if status.failed:
+            await fail(status.message)
+            return
+        if status.done:
+            await _succeed(
+                ctx, release, pending, obj, await _outcome(cluster, release, obj, timelines)
+            )
+            return
+
+
+async def _outcome(
+    cluster: Cluster,
+    release: Release,
+    deployment: Obj | None,
+    timelines: PodTimelines,
+    failure: str | None = None,
+) -> dict[str, Any]:
+    """Stored with the final state: ReplicaSet counts, pods, and for a failure the diagnosis."""
+    try:
+        replica_sets = await cluster.items(release.namespace, "replicasets")
+    except FabuError:
+        replica_sets = []
+    counts = replica_set_counts(replica_sets, deployment)
+    new = next((c.name for c in counts if c.new), None)
+    pods = timelines.timeline(new)
+    fields: dict[str, Any] = {
+        "replica_sets": [c.model_dump() for c in counts],
+        "pods": [p.model_dump() for p in pods],
+    }
+    if failure is not None:
+        bundle = await diagnose(
+            cluster, release.namespace, deployment, release.deployment, failure, pods, replica_sets
+        )
+        fields["diagnosis"] = bundle.model_dump()
+    return fields
+
+
 async def _succeed(
-    ctx: Context, release: Release, lines: list[TranscriptLine], obj: dict[str, object]
+    ctx: Context,
+    release: Release,
+    lines: list[TranscriptLine],
+    obj: dict[str, object],
+    fields: dict[str, Any],
 ) -> None:
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations", {}) if isinstance(metadata, dict) else {}
@@ -117,6 +192,7 @@ async def _succeed(
         actor="tracker",
         lines=lines,
         revision=revision,
+        **fields,
     )
     if moved:
         await _completed(ctx, release)

@@ -1,7 +1,9 @@
-"""One Deployment watch per cluster and namespace, shared by every release tracked there.
+"""Shared watches: one per cluster, namespace and resource, whatever the number of releases.
 
-Each watch keeps the newest object per Deployment name and hands every change
-to the subscribers of that name; a release subscribes while it is tracked.
+A watch keeps the newest version of every object, grouped by the Deployment
+it belongs to (a Deployment by its name, a pod through its ReplicaSet), and
+hands each change to the queues subscribed to that Deployment. A release
+subscribes one queue to its Deployment and its pods while it is tracked.
 """
 
 import asyncio
@@ -15,56 +17,80 @@ from shared.errors import FabuError
 
 log = structlog.get_logger()
 Obj = dict[str, Any]
+# (resource, event type, object): ("pods", "MODIFIED", {...}). Type "SYNC" is a
+# listed object; "DELETED" a deleted one.
+Update = tuple[str, str, Obj]
+RESOURCES = ("deployments", "pods")
 RETRY_S = 2.0
 
 
-class Subscription:
-    def __init__(self, watch: "NamespaceWatch", name: str) -> None:
-        self.watch = watch
-        self.name = name
-        # None means the Deployment was deleted.
-        self.updates: asyncio.Queue[Obj | None] = asyncio.Queue()
-
-    def close(self) -> None:
-        self.watch.unsubscribe(self)
+def deployment_of(resource: str, obj: Obj) -> str | None:
+    """The Deployment an object belongs to: a pod's ReplicaSet is ``<deployment>-<hash>``."""
+    metadata = obj["metadata"]
+    if resource == "deployments":
+        return str(metadata["name"])
+    template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
+    for owner in metadata.get("ownerReferences") or []:
+        name = str(owner.get("name", ""))
+        if (
+            owner.get("kind") == "ReplicaSet"
+            and template_hash
+            and name.endswith(f"-{template_hash}")
+        ):
+            return name[: -len(template_hash) - 1]
+    return None
 
 
 class NamespaceWatch:
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, resource: str) -> None:
         self.cluster = cluster
         self.namespace = namespace
-        self.latest: dict[str, Obj] = {}
-        self.subscribers: dict[str, set[Subscription]] = {}
-        self.task = asyncio.create_task(self._run(), name=f"watch {namespace}")
+        self.resource = resource
+        self.latest: dict[str, dict[str, Obj]] = {}
+        self.subscribers: dict[str, set[asyncio.Queue[Update]]] = {}
+        self.task = asyncio.create_task(self._run(), name=f"watch {namespace} {resource}")
 
-    def subscribe(self, name: str) -> Subscription:
-        subscription = Subscription(self, name)
-        self.subscribers.setdefault(name, set()).add(subscription)
-        if name in self.latest:
-            subscription.updates.put_nowait(self.latest[name])
-        return subscription
+    def subscribe(self, deployment: str, queue: asyncio.Queue[Update]) -> None:
+        self.subscribers.setdefault(deployment, set()).add(queue)
+        for obj in self.latest.get(deployment, {}).values():
+            queue.put_nowait((self.resource, "SYNC", obj))
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        subscribers = self.subscribers.get(subscription.name, set())
-        subscribers.discard(subscription)
-        if not subscribers:
-            self.subscribers.pop(subscription.name, None)
+    def unsubscribe(self, deployment: str, queue: asyncio.Queue[Update]) -> None:
+        queues = self.subscribers.get(deployment, set())
+        queues.discard(queue)
+        if not queues:
+            self.subscribers.pop(deployment, None)
+
+    def _record(self, kind: str, obj: Obj) -> None:
+        deployment = deployment_of(self.resource, obj)
+        if deployment is None:
+            return
+        objects = self.latest.setdefault(deployment, {})
+        if kind == "DELETED":
+            objects.pop(obj["metadata"]["name"], None)
+            if not objects:
+                self.latest.pop(deployment)
+        else:
+            objects[obj["metadata"]["name"]] = obj
+        for queue in self.subscribers.get(deployment, ()):
+            queue.put_nowait((self.resource, kind, obj))
 
     async def _run(self) -> None:
         while True:
             try:
-                async for kind, obj in self.cluster.watch_deployments(self.namespace):
-                    name = obj["metadata"]["name"]
-                    if kind == "DELETED":
-                        self.latest.pop(name, None)
-                    else:
-                        self.latest[name] = obj
-                    for subscription in self.subscribers.get(name, ()):
-                        subscription.updates.put_nowait(None if kind == "DELETED" else obj)
+                async for kind, obj in self.cluster.watch(self.namespace, self.resource):
+                    self._record(kind, obj)
             except FabuError as exc:
-                log.warning("watch failed; restarting", namespace=self.namespace, error=exc.message)
+                log.warning(
+                    "watch failed; restarting",
+                    namespace=self.namespace,
+                    resource=self.resource,
+                    error=exc.message,
+                )
             except Exception:
-                log.exception("watch broke; restarting", namespace=self.namespace)
+                log.exception(
+                    "watch broke; restarting", namespace=self.namespace, resource=self.resource
+                )
             await asyncio.sleep(RETRY_S)
 
     async def stop(self) -> None:
@@ -73,15 +99,33 @@ class NamespaceWatch:
             await self.task
 
 
+class Subscription:
+    """A Deployment's and its pods' changes, on one queue, until closed."""
+
+    def __init__(self, watches: list[NamespaceWatch], deployment: str) -> None:
+        self.updates: asyncio.Queue[Update] = asyncio.Queue()
+        self._watches = watches
+        self._deployment = deployment
+        for watch in watches:
+            watch.subscribe(deployment, self.updates)
+
+    def close(self) -> None:
+        for watch in self._watches:
+            watch.unsubscribe(self._deployment, self.updates)
+
+
 class Watches:
     def __init__(self) -> None:
-        self._watches: dict[tuple[int, str], NamespaceWatch] = {}
+        self._watches: dict[tuple[int, str, str], NamespaceWatch] = {}
 
-    def subscribe(self, cluster: Cluster, namespace: str, name: str) -> Subscription:
-        key = (id(cluster), namespace)
-        if key not in self._watches:
-            self._watches[key] = NamespaceWatch(cluster, namespace)
-        return self._watches[key].subscribe(name)
+    def subscribe(self, cluster: Cluster, namespace: str, deployment: str) -> Subscription:
+        watches = []
+        for resource in RESOURCES:
+            key = (id(cluster), namespace, resource)
+            if key not in self._watches:
+                self._watches[key] = NamespaceWatch(cluster, namespace, resource)
+            watches.append(self._watches[key])
+        return Subscription(watches, deployment)
 
     async def stop(self) -> None:
         for watch in self._watches.values():

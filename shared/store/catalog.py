@@ -24,7 +24,9 @@ class Catalog:
     def __init__(self, mongo: Mongo) -> None:
         self._environments = mongo.collection("environments")
         self._services = mongo.collection("services")
+        # The current version of each template, and every version ever stored.
         self._templates = mongo.collection("templates")
+        self._template_versions = mongo.collection("template_versions")
         self._configs = mongo.collection("service_configs")
 
     async def add_environment(self, env: Environment) -> None:
@@ -56,13 +58,26 @@ class Catalog:
         return [Service.model_validate(_strip(d)) async for d in cursor]
 
     async def add_template(self, template: Template) -> None:
+        doc = template.model_dump()
         try:
-            await self._templates.insert_one({"_id": template.id, **template.model_dump()})
+            await self._template_versions.insert_one(
+                {"_id": f"{template.id}/{template.version}", **doc}
+            )
         except DuplicateKeyError as exc:
-            raise Conflict(f"template {template.id!r} already exists") from exc
+            raise Conflict(
+                f"template {template.id!r} version {template.version} already exists"
+            ) from exc
+        await self._templates.replace_one({"_id": template.id}, doc, upsert=True)
 
-    async def template(self, template_id: TemplateId) -> Template | None:
-        doc = _strip(await self._templates.find_one({"_id": template_id}))
+    async def template(
+        self, template_id: TemplateId, version: int | None = None
+    ) -> Template | None:
+        """The template's current version, or the given one."""
+        if version is None:
+            doc = await self._templates.find_one({"_id": template_id})
+        else:
+            doc = await self._template_versions.find_one({"_id": f"{template_id}/{version}"})
+        doc = _strip(doc)
         return Template.model_validate(doc) if doc else None
 
     async def put_config(self, config: ServiceConfig) -> ServiceConfig:

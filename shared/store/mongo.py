@@ -27,7 +27,15 @@ class Mongo:
             [("service", ASCENDING), ("environment", ASCENDING), ("_id", DESCENDING)],
             name="by_service_env",
         )
+        # One per list filter, each ending in the sort key, so a page is an index range.
+        await releases.create_index(
+            [("environment", ASCENDING), ("_id", DESCENDING)], name="by_environment"
+        )
         await releases.create_index([("state", ASCENDING), ("_id", DESCENDING)], name="by_state")
+        await releases.create_index(
+            [("operator", ASCENDING), ("_id", DESCENDING)], name="by_operator"
+        )
+        await releases.create_index("created_at", name="by_created_at")
         await self.collection("services").create_index("name", unique=True, name="name")
         await self.collection("environments").create_index("name", unique=True, name="name")
 

@@ -12,8 +12,18 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
-from shared.models import Delivery, Release, ReleaseState, TranscriptLine, now
+from shared.models import Delivery, PodTimeline, Release, ReleaseState, TranscriptLine, now
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
+
+# A list row leaves out what only the detail shows.
+LIST_PROJECTION = {
+    "manifest": 0,
+    "transcript": 0,
+    "events": 0,
+    "pods": 0,
+    "replica_sets": 0,
+    "diagnosis": 0,
+}
 
 
 def _release(doc: Doc) -> Release:
@@ -61,21 +71,60 @@ class Releases:
         service: str | None = None,
         environment: str | None = None,
         state: ReleaseState | None = None,
+        operator: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         before: str | None = None,
         limit: int = 50,
     ) -> list[Release]:
+        """Newest first. ``before`` is the last id of the previous page: ids only
+        grow, so a page never repeats or skips a record while new ones arrive."""
         query: Doc = {}
-        if service:
-            query["service"] = service
-        if environment:
-            query["environment"] = environment
-        if state:
-            query["state"] = state.value
+        for field, value in (
+            ("service", service),
+            ("environment", environment),
+            ("state", state.value if state else None),
+            ("operator", operator),
+        ):
+            if value:
+                query[field] = value
+        created: Doc = {}
+        if since:
+            created["$gte"] = since
+        if until:
+            created["$lt"] = until
+        if created:
+            query["created_at"] = created
         if before:
             query["_id"] = {"$lt": before}
-        projection = {"manifest": 0, "transcript": 0, "events": 0}
-        cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
+        cursor = self._releases.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
+
+    async def latest(self, service: str, environment: str) -> Release | None:
+        """The newest release of a service in an environment (redeploy allows only it)."""
+        page = await self.page(service=service, environment=environment, limit=1)
+        return page[0] if page else None
+
+    async def cancel(self, release_id: ReleaseId, actor: str, line: str) -> ReleaseState | None:
+        """Cancel a release that has not finished, ``line`` added to its transcript.
+
+        Returns the state it was cancelled in, or None when it had already finished.
+        """
+        at = now()
+        before = await self._releases.find_one_and_update(
+            {"_id": release_id, "state": {"$in": [s.value for s in ReleaseState if not s.final]}},
+            {
+                "$set": {"state": ReleaseState.CANCELLED.value, "finished_at": at},
+                "$push": {
+                    "events": {"at": at, "state": ReleaseState.CANCELLED.value, "actor": actor},
+                    "transcript": {"at": at, "text": line},
+                },
+            },
+        )
+        if before is None:
+            return None
+        await self._unlock(before["service"], before["environment"], release_id)
+        return ReleaseState(before["state"])
 
     async def advance(
         self,
@@ -108,12 +157,33 @@ class Releases:
             await self._unlock(moved["service"], moved["environment"], release_id)
         return moved is not None
 
-    async def append_transcript(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
+    async def note(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
+        """Append lines to the transcript whatever the release's state."""
+        docs = [line.model_dump() for line in lines]
+        await self._releases.update_one(
+            {"_id": release_id}, {"$push": {"transcript": {"$each": docs}}}
+        )
+
+    async def record_progress(
+        self,
+        release_id: ReleaseId,
+        lines: list[TranscriptLine],
+        pods: list[PodTimeline] | None = None,
+    ) -> bool:
+        """Append transcript lines and replace the pod timeline of an applied release.
+
+        False when the release is no longer ``applied`` (cancelled meanwhile).
+        """
+        update: Doc = {}
         if lines:
-            docs = [line.model_dump() for line in lines]
-            await self._releases.update_one(
-                {"_id": release_id}, {"$push": {"transcript": {"$each": docs}}}
-            )
+            update["$push"] = {"transcript": {"$each": [line.model_dump() for line in lines]}}
+        if pods is not None:
+            update["$set"] = {"pods": [pod.model_dump() for pod in pods]}
+        query = {"_id": release_id, "state": ReleaseState.APPLIED.value}
+        if not update:
+            return await self._releases.find_one(query) is not None
+        result = await self._releases.update_one(query, update)
+        return bool(result.matched_count)
 
     async def claim_delivery(self, release_id: ReleaseId, key: str, stale_before: datetime) -> bool:
         """Claim one notification for sending; False when it was sent or is being sent."""

@@ -1,0 +1,65 @@
+"""What applying a manifest would change: each object's live version against a server-side dry run.
+
+The dry run returns the object exactly as the API server would store it
+(defaults, admission, the fields other managers own), so the diff shows only
+real changes. Both sides leave out status and the bookkeeping the server
+writes itself (managed fields, resource version, uid, timestamps, generation).
+"""
+
+import difflib
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel
+
+from shared.cluster import Cluster
+
+Obj = dict[str, Any]
+SERVER_WRITTEN = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation")
+
+
+class ObjectDiff(BaseModel):
+    kind: str
+    name: str
+    action: Literal["create", "update", "unchanged"]
+    # A unified diff of the YAML, live first; empty when unchanged.
+    diff: str
+
+
+class ManifestDiff(BaseModel):
+    namespace: str
+    changed: bool
+    objects: list[ObjectDiff]
+
+
+def _clean(obj: Obj | None) -> Obj:
+    if obj is None:
+        return {}
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_WRITTEN}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
+
+
+def _yaml(obj: Obj) -> list[str]:
+    if not obj:
+        return []
+    return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True).splitlines(keepends=True)
+
+
+async def manifest_diff(cluster: Cluster, namespace: str, manifest: str) -> ManifestDiff:
+    objects = [d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+    diffs = []
+    for obj in objects:
+        live = _clean(await cluster.live(namespace, obj))
+        would = _clean(await cluster.apply(namespace, obj, dry_run=True))
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        text = "".join(
+            difflib.unified_diff(_yaml(live), _yaml(would), f"live/{name}", f"release/{name}")
+        )
+        action: Literal["create", "update", "unchanged"] = (
+            "create" if not live else "update" if text else "unchanged"
+        )
+        diffs.append(
+            ObjectDiff(kind=obj["kind"], name=obj["metadata"]["name"], action=action, diff=text)
+        )
+    changed = any(d.action != "unchanged" for d in diffs)
+    return ManifestDiff(namespace=namespace, changed=changed, objects=diffs)

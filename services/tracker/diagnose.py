@@ -1,0 +1,187 @@
+"""The diagnosis bundle of a failed rollout, gathered from the cluster when it fails.
+
+Which pods: those of the release's ReplicaSet (the Deployment's current
+revision) that are not Ready and not terminating: the ones that stop the
+rollout. Healthy pods, and old pods still serving, are left out, and so are
+their logs. For each: container states, restart counts, the tail of the
+current and previous container logs (bounded), and the reasons the tracker
+saw; then the events of those pods, their ReplicaSet and the Deployment.
+"""
+
+import asyncio
+from datetime import UTC, datetime
+
+from services.tracker.pods import REVISION, Obj, condition, owner
+from shared.cluster import Cluster
+from shared.errors import FabuError
+from shared.models import ContainerDiagnosis, Diagnosis, KubeEvent, PodDiagnosis, PodTimeline
+
+MAX_PODS = 5
+LOG_LINES = 50
+LOG_BYTES = 8192
+MAX_EVENTS = 50
+
+
+def failing_condition(deployment: Obj | None, reason: str) -> str:
+    """The Deployment condition that explains the failure, else the release's reason."""
+    if deployment is not None:
+        for kind in ("ReplicaFailure", "Progressing", "Available"):
+            cond = condition(deployment, kind)
+            if cond and cond.get("status") == "False":
+                return f"{kind}=False {cond.get('reason', '')}: {cond.get('message', '')}".strip()
+    return reason
+
+
+def _state(state: Obj | None) -> str:
+    for phase, detail in (state or {}).items():
+        if not detail:
+            continue
+        parts = [phase]
+        if detail.get("reason"):
+            parts.append(str(detail["reason"]))
+        if "exitCode" in detail:
+            parts.append(f"(exit code {detail['exitCode']})")
+        text = " ".join(parts)
+        return f"{text}: {detail['message']}" if detail.get("message") else text
+    return ""
+
+
+def _ready(pod: Obj) -> bool:
+    cond = condition(pod, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+async def diagnose(
+    cluster: Cluster,
+    namespace: str,
+    deployment: Obj | None,
+    deployment_name: str,
+    reason: str,
+    timeline: list[PodTimeline],
+    replica_sets: list[Obj],
+) -> Diagnosis:
+    errors: list[str] = []
+    bundle = Diagnosis(condition=failing_condition(deployment, reason))
+    try:
+        pods = await cluster.items(namespace, "pods")
+    except FabuError as exc:
+        bundle.errors.append(f"could not list pods: {exc.message}")
+        return bundle
+    revision = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(REVISION)
+    new_rs = [
+        rs["metadata"]["name"]
+        for rs in replica_sets
+        if owner(rs, "Deployment") == deployment_name
+        and (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
+    ]
+    failing = sorted(
+        (
+            pod
+            for pod in pods
+            if owner(pod, "ReplicaSet") in new_rs
+            and not pod["metadata"].get("deletionTimestamp")
+            and not _ready(pod)
+        ),
+        key=lambda pod: str(pod["metadata"]["name"]),
+    )
+    bundle.pods_not_shown = max(0, len(failing) - MAX_PODS)
+    seen = {pod.name: pod.reasons for pod in timeline}
+    bundle.pods = list(
+        await asyncio.gather(
+            *(
+                _pod(cluster, namespace, pod, seen.get(pod["metadata"]["name"], []))
+                for pod in failing[:MAX_PODS]
+            )
+        )
+    )
+    subjects = [("Deployment", deployment_name), *(("ReplicaSet", name) for name in new_rs)]
+    subjects += [("Pod", pod.name) for pod in bundle.pods]
+    found = await asyncio.gather(
+        *(_events(cluster, namespace, kind, name) for kind, name in subjects),
+        return_exceptions=True,
+    )
+    events: list[KubeEvent] = []
+    for result in found:
+        if isinstance(result, FabuError):
+            errors.append(f"could not read events: {result.message}")
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            events += result
+    events.sort(key=lambda e: e.last_seen or datetime.min.replace(tzinfo=UTC))
+    bundle.events = events[-MAX_EVENTS:]
+    bundle.errors += errors
+    return bundle
+
+
+async def _pod(cluster: Cluster, namespace: str, pod: Obj, reasons: list[str]) -> PodDiagnosis:
+    name = pod["metadata"]["name"]
+    statuses = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+    containers = []
+    for spec in (pod.get("spec") or {}).get("containers") or []:
+        status = statuses.get(spec["name"], {})
+        restarts = int(status.get("restartCount", 0))
+        crashed = restarts > 0 or bool((status.get("lastState") or {}).get("terminated"))
+        current, previous = await asyncio.gather(
+            _log(cluster, namespace, name, spec["name"], previous=False),
+            _log(cluster, namespace, name, spec["name"], previous=True) if crashed else _empty(),
+        )
+        containers.append(
+            ContainerDiagnosis(
+                name=spec["name"],
+                ready=bool(status.get("ready")),
+                restart_count=restarts,
+                state=_state(status.get("state")) or "not started",
+                last_state=_state(status.get("lastState")),
+                log=current,
+                previous_log=previous,
+            )
+        )
+    return PodDiagnosis(
+        name=name,
+        phase=str((pod.get("status") or {}).get("phase", "")),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        containers=containers,
+        reasons_seen=reasons,
+    )
+
+
+async def _empty() -> str:
+    return ""
+
+
+async def _log(
+    cluster: Cluster, namespace: str, pod: str, container: str, *, previous: bool
+) -> str:
+    try:
+        return await cluster.pod_log(
+            namespace,
+            pod,
+            container,
+            previous=previous,
+            tail_lines=LOG_LINES,
+            limit_bytes=LOG_BYTES,
+        )
+    except FabuError as exc:
+        return f"(no log: {exc.message})"
+
+
+async def _events(cluster: Cluster, namespace: str, kind: str, name: str) -> list[KubeEvent]:
+    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+    items = await cluster.items(namespace, "events", query=[("fieldSelector", selector)])
+    return [
+        KubeEvent(
+            object=f"{kind}/{name}",
+            type=str(item.get("type", "")),
+            reason=str(item.get("reason", "")),
+            message=str(item.get("message", ""))[:1000],
+            count=int(item.get("count") or 1),
+            last_seen=_seen(item),
+        )
+        for item in items
+    ]
+
+
+def _seen(event: Obj) -> datetime | None:
+    value = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None

@@ -1,0 +1,115 @@
+"""What a release did to pods and ReplicaSets, read from raw API objects."""
+
+from datetime import datetime
+from typing import Any
+
+from shared.models import PodTimeline, ReplicaSetCount, now
+
+Obj = dict[str, Any]
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def _time(value: object) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def condition(obj: Obj, kind: str) -> Obj | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def _true_since(obj: Obj, kind: str) -> datetime | None:
+    cond = condition(obj, kind)
+    return _time(cond.get("lastTransitionTime")) if cond and cond.get("status") == "True" else None
+
+
+def owner(obj: Obj, kind: str) -> str:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return str(ref.get("name", ""))
+    return ""
+
+
+def container_reasons(pod: Obj) -> list[str]:
+    """The waiting and terminated reasons of a pod's containers (``CrashLoopBackOff``)."""
+    reasons = []
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for key in ("state", "lastState"):
+            for phase in ("waiting", "terminated"):
+                reason = ((status.get(key) or {}).get(phase) or {}).get("reason")
+                if reason:
+                    reasons.append(str(reason))
+    return reasons
+
+
+class PodTimelines:
+    """Pod by pod: when it was created, scheduled, became Ready and was terminated."""
+
+    def __init__(self, started_at: datetime | None, known: list[PodTimeline]) -> None:
+        self._started_at = started_at
+        self._pods = {pod.name: pod for pod in known}
+
+    def update(self, kind: str, pod: Obj) -> bool:
+        """Take in a pod event; True when the timeline changed."""
+        metadata = pod["metadata"]
+        old = self._pods.get(metadata["name"])
+        created = _time(metadata.get("creationTimestamp"))
+        terminated = _time(metadata.get("deletionTimestamp"))
+        if kind == "DELETED" and terminated is None:
+            terminated = old.terminated_at if old and old.terminated_at else now()
+        reasons = list(old.reasons) if old else []
+        reasons += [r for r in container_reasons(pod) if r not in reasons]
+        new = PodTimeline(
+            name=metadata["name"],
+            replica_set=owner(pod, "ReplicaSet"),
+            # Until the ReplicaSets are read at the end: created since the apply.
+            new=old.new
+            if old
+            else bool(
+                created and self._started_at and created >= self._started_at.replace(microsecond=0)
+            ),
+            node=(pod.get("spec") or {}).get("nodeName") or "",
+            created_at=created,
+            scheduled_at=_true_since(pod, "PodScheduled"),
+            ready_at=_true_since(pod, "Ready") or (old.ready_at if old else None),
+            terminated_at=terminated or (old.terminated_at if old else None),
+            reasons=reasons,
+        )
+        if new == old:
+            return False
+        self._pods[new.name] = new
+        return True
+
+    def timeline(self, new_replica_set: str | None = None) -> list[PodTimeline]:
+        pods = sorted(self._pods.values(), key=lambda p: (p.created_at or now(), p.name))
+        if new_replica_set is None:
+            return pods
+        return [p.model_copy(update={"new": p.replica_set == new_replica_set}) for p in pods]
+
+
+def replica_set_counts(replica_sets: list[Obj], deployment: Obj | None) -> list[ReplicaSetCount]:
+    """The Deployment's ReplicaSets: the new one (its revision) first, then the older ones."""
+    if deployment is None:
+        return []
+    name = deployment["metadata"]["name"]
+    current = (deployment["metadata"].get("annotations") or {}).get(REVISION, "")
+    counts = []
+    for rs in replica_sets:
+        if owner(rs, "Deployment") != name:
+            continue
+        revision = (rs["metadata"].get("annotations") or {}).get(REVISION, "")
+        status = rs.get("status") or {}
+        counts.append(
+            ReplicaSetCount(
+                name=rs["metadata"]["name"],
+                revision=revision,
+                new=revision == current,
+                desired=int((rs.get("spec") or {}).get("replicas", 0)),
+                replicas=int(status.get("replicas", 0)),
+                ready=int(status.get("readyReplicas", 0)),
+                available=int(status.get("availableReplicas", 0)),
+            )
+        )
+    return sorted(counts, key=lambda c: (not c.new, -int(c.revision or 0)))
