@@ -4,7 +4,6 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import httpx
 from kubernetes_asyncio import client
@@ -12,76 +11,10 @@ from kubernetes_asyncio import client
 from devstack import kwok
 from devstack.system import FabuSystem
 from tests.conftest import unique
+from tests.support.releases import DEMO, emailed, finished, prepare, release
 from tests.support.smtp import Inbox
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
-
-DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
-FINAL = {"succeeded", "failed"}
-
-
-async def prepare(
-    api: httpx.AsyncClient,
-    stack_env: StackEnv,
-    namespace: str,
-    template: str = DEMO,
-    **params: Any,
-) -> tuple[str, str]:
-    """An environment on the test's namespace, a template, a service and its config."""
-    environment, service = unique("e"), unique("svc")
-    created = await api.post(
-        "/environments",
-        json={
-            "name": environment,
-            "namespace": namespace,
-            "kubeconfig": str(stack_env.kubeconfig),
-            "rollout_timeout_s": 60,
-        },
-    )
-    assert created.status_code == 201, created.text
-    template_id = (await api.post("/templates", json={"name": "web", "content": template})).json()[
-        "id"
-    ]
-    registry = stack_env.registry_url.removeprefix("http://")
-    created = await api.post(
-        "/services",
-        json={"name": service, "image_repository": f"{registry}/team/{service}", "team": "core"},
-    )
-    assert created.status_code == 201, created.text
-    config = await api.put(
-        f"/services/{service}/config/{environment}",
-        json={"template_id": template_id, "params": params},
-    )
-    assert config.status_code == 200, config.text
-    return service, environment
-
-
-async def release(api: httpx.AsyncClient, service: str, environment: str, version: str) -> str:
-    accepted = await api.post(
-        "/releases",
-        json={"service": service, "environment": environment, "version": version},
-    )
-    assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["state"] == "requested"
-    release_id: str = accepted.json()["id"]
-    return release_id
-
-
-async def finished(api: httpx.AsyncClient, release_id: str, within: float = 60) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
-        return body if body["state"] in FINAL else None
-
-    return await eventually(probe, f"release {release_id} to finish", within=within)
-
-
-async def emailed(api: httpx.AsyncClient, release_id: str, key: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
-        delivery = body["notifications"].get(key)
-        return body if delivery and delivery["state"] == "sent" else None
-
-    return await eventually(probe, f"{key} of {release_id} to be sent")
 
 
 async def test_release_succeeds_end_to_end(
