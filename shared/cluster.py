@@ -158,9 +158,10 @@ class Cluster:
         return text
 
     async def watch(self, namespace: str, resource: str) -> AsyncIterator[tuple[str, Obj]]:
-        """List then watch a namespace's ``deployments`` or ``pods`` for ever, relisting as needed.
+        """List then watch a namespace's ``deployments``, ``replicasets`` or ``pods`` for ever.
 
-        Yields ``("SYNC", obj)`` for each listed object, then ``(type, obj)`` per event.
+        Yields ``("SYNC", obj)`` for each listed object, then ``(type, obj)`` per
+        event; lists again when the watch's resource version is too old.
         """
         path = _collection(namespace, resource)
         while True:

@@ -26,7 +26,6 @@ from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Update, Watches
 from shared.cluster import Cluster
-from shared.errors import FabuError
 from shared.messages import ReleaseApplied, ReleaseCancelled, ReleaseCompleted
 from shared.models import Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
@@ -88,6 +87,50 @@ async def track(
         subscription.close()
 
 
+class Seen:
+    """What the tracker has seen of a release's Deployment, ReplicaSets and pods."""
+
+    def __init__(self, release: Release) -> None:
+        self.deployment: Obj | None = None
+        self.replica_sets: dict[str, Obj] = {}
+        self.timelines = PodTimelines(release.started_at, release.pods)
+        self.pods_changed = False
+
+    def take(self, resource: str, kind: str, obj: Obj) -> None:
+        """Keep a ReplicaSet or pod change (the Deployment is judged by the caller)."""
+        if resource == "pods":
+            self.pods_changed = self.timelines.update(kind, obj) or self.pods_changed
+        elif kind == "DELETED":
+            self.replica_sets.pop(obj["metadata"]["name"], None)
+        else:
+            self.replica_sets[obj["metadata"]["name"]] = obj
+
+    def catch_up(self, updates: asyncio.Queue[Update]) -> None:
+        """Take the ReplicaSet and pod changes already queued (the watches are separate streams)."""
+        while not updates.empty():
+            resource, kind, obj = updates.get_nowait()
+            if resource in ("replicasets", "pods"):
+                self.take(resource, kind, obj)
+
+    async def outcome(
+        self, cluster: Cluster, release: Release, failure: str | None = None
+    ) -> dict[str, Any]:
+        """Stored with the final state: ReplicaSet counts, pods, and for a failure the diagnosis."""
+        replica_sets = list(self.replica_sets.values())
+        counts = replica_set_counts(replica_sets, self.deployment)
+        pods = self.timelines.timeline(next((c.name for c in counts if c.new), None))
+        fields: dict[str, Any] = {
+            "replica_sets": [c.model_dump() for c in counts],
+            "pods": [p.model_dump() for p in pods],
+        }
+        if failure is not None:
+            bundle = await diagnose(
+                cluster, release.namespace, self.deployment, failure, pods, replica_sets
+            )
+            fields["diagnosis"] = bundle.model_dump()
+        return fields
+
+
 async def _follow(
     ctx: Context, cluster: Cluster, subscription: Subscription, release: Release, timeout_s: int
 ) -> None:
@@ -99,27 +142,26 @@ async def _follow(
     # Lines and pod changes wait up to FLUSH_S to be written together: fewer
     # writes under load, and the final write carries whatever is still pending.
     pending: list[TranscriptLine] = []
-    timelines = PodTimelines(release.started_at, release.pods)
-    pods_changed = False
-    deployment: Obj | None = None
+    seen = Seen(release)
 
     async def fail(reason: str) -> None:
-        fields = await _outcome(cluster, release, deployment, timelines, reason)
+        seen.catch_up(subscription.updates)
+        fields = await seen.outcome(cluster, release, reason)
         await fail_release(
             ctx, release.id, ReleaseState.APPLIED, "track", reason, pending, **fields
         )
 
     while True:
         left = deadline - clock()
-        dirty = bool(pending) or pods_changed
+        dirty = bool(pending) or seen.pods_changed
         wait = min(left, FLUSH_S) if dirty else left
         try:
             resource, kind, obj = await asyncio.wait_for(subscription.updates.get(), max(wait, 0))
         except TimeoutError:
             if dirty and left > 0:
-                pods = timelines.timeline() if pods_changed else None
+                pods = seen.timelines.timeline() if seen.pods_changed else None
                 still_applied = await ctx.releases.record_progress(release.id, pending, pods)
-                pending, pods_changed = [], False
+                pending, seen.pods_changed = [], False
                 if not still_applied:
                     return  # cancelled, or finished by another tracker
                 continue
@@ -127,13 +169,13 @@ async def _follow(
             return
         if resource == STOP[0]:
             return
-        if resource == "pods":
-            pods_changed = timelines.update(kind, obj) or pods_changed
+        if resource != "deployments":
+            seen.take(resource, kind, obj)
             continue
         if kind == "DELETED":
             await fail(f'deployment "{release.deployment}" was deleted during the rollout')
             return
-        deployment = obj
+        seen.deployment = obj
         status = rollout_status(obj, release.generation or 0)
         if status.message != last:
             pending.append(TranscriptLine(at=now(), text=status.message))
@@ -142,37 +184,9 @@ async def _follow(
             await fail(status.message)
             return
         if status.done:
-            await _succeed(
-                ctx, release, pending, obj, await _outcome(cluster, release, obj, timelines)
-            )
+            seen.catch_up(subscription.updates)
+            await _succeed(ctx, release, pending, obj, await seen.outcome(cluster, release))
             return
-
-
-async def _outcome(
-    cluster: Cluster,
-    release: Release,
-    deployment: Obj | None,
-    timelines: PodTimelines,
-    failure: str | None = None,
-) -> dict[str, Any]:
-    """Stored with the final state: ReplicaSet counts, pods, and for a failure the diagnosis."""
-    try:
-        replica_sets = await cluster.items(release.namespace, "replicasets")
-    except FabuError:
-        replica_sets = []
-    counts = replica_set_counts(replica_sets, deployment)
-    new = next((c.name for c in counts if c.new), None)
-    pods = timelines.timeline(new)
-    fields: dict[str, Any] = {
-        "replica_sets": [c.model_dump() for c in counts],
-        "pods": [p.model_dump() for p in pods],
-    }
-    if failure is not None:
-        bundle = await diagnose(
-            cluster, release.namespace, deployment, release.deployment, failure, pods, replica_sets
-        )
-        fields["diagnosis"] = bundle.model_dump()
-    return fields
 
 
 async def _succeed(

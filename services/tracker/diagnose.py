@@ -55,30 +55,37 @@ async def diagnose(
     cluster: Cluster,
     namespace: str,
     deployment: Obj | None,
-    deployment_name: str,
     reason: str,
     timeline: list[PodTimeline],
     replica_sets: list[Obj],
 ) -> Diagnosis:
+    """``replica_sets`` are the Deployment's; ``timeline`` what the tracker saw of its pods."""
     errors: list[str] = []
     bundle = Diagnosis(condition=failing_condition(deployment, reason))
-    try:
-        pods = await cluster.items(namespace, "pods")
-    except FabuError as exc:
-        bundle.errors.append(f"could not list pods: {exc.message}")
+    if deployment is None:
+        bundle.errors.append("the Deployment was never seen, so neither were its pods")
         return bundle
-    revision = ((deployment or {}).get("metadata", {}).get("annotations") or {}).get(REVISION)
+    deployment_name = deployment["metadata"]["name"]
+    revision = (deployment["metadata"].get("annotations") or {}).get(REVISION)
     new_rs = [
-        rs["metadata"]["name"]
+        rs
         for rs in replica_sets
-        if owner(rs, "Deployment") == deployment_name
-        and (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
+        if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
     ]
+    pods: list[Obj] = []
+    for rs in new_rs:
+        template_hash = (rs["metadata"].get("labels") or {}).get("pod-template-hash", "")
+        selector = [("labelSelector", f"pod-template-hash={template_hash}")]
+        try:
+            pods += await cluster.items(namespace, "pods", query=selector)
+        except FabuError as exc:
+            errors.append(f"could not list the pods of {rs['metadata']['name']}: {exc.message}")
+    names = {rs["metadata"]["name"] for rs in new_rs}
     failing = sorted(
         (
             pod
             for pod in pods
-            if owner(pod, "ReplicaSet") in new_rs
+            if owner(pod, "ReplicaSet") in names
             and not pod["metadata"].get("deletionTimestamp")
             and not _ready(pod)
         ),
@@ -94,7 +101,7 @@ async def diagnose(
             )
         )
     )
-    subjects = [("Deployment", deployment_name), *(("ReplicaSet", name) for name in new_rs)]
+    subjects = [("Deployment", deployment_name), *(("ReplicaSet", name) for name in sorted(names))]
     subjects += [("Pod", pod.name) for pod in bundle.pods]
     found = await asyncio.gather(
         *(_events(cluster, namespace, kind, name) for kind, name in subjects),

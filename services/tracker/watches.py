@@ -3,7 +3,8 @@
 A watch keeps the newest version of every object, grouped by the Deployment
 it belongs to (a Deployment by its name, a pod through its ReplicaSet), and
 hands each change to the queues subscribed to that Deployment. A release
-subscribes one queue to its Deployment and its pods while it is tracked.
+subscribes one queue to its Deployment, its ReplicaSets and its pods while
+it is tracked.
 """
 
 import asyncio
@@ -20,7 +21,8 @@ Obj = dict[str, Any]
 # (resource, event type, object): ("pods", "MODIFIED", {...}). Type "SYNC" is a
 # listed object; "DELETED" a deleted one.
 Update = tuple[str, str, Obj]
-RESOURCES = ("deployments", "pods")
+# Pods and ReplicaSets first: a new subscriber has them before it judges the Deployment.
+RESOURCES = ("pods", "replicasets", "deployments")
 RETRY_S = 2.0
 
 
@@ -29,6 +31,9 @@ def deployment_of(resource: str, obj: Obj) -> str | None:
     metadata = obj["metadata"]
     if resource == "deployments":
         return str(metadata["name"])
+    if resource == "replicasets":
+        owners = metadata.get("ownerReferences") or []
+        return next((str(o["name"]) for o in owners if o.get("kind") == "Deployment"), None)
     template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
     for owner in metadata.get("ownerReferences") or []:
         name = str(owner.get("name", ""))

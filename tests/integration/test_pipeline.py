@@ -46,6 +46,19 @@ async def test_release_succeeds_end_to_end(
     assert body["manifest_sha256"] == hashlib.sha256(body["manifest"].encode()).hexdigest()
     assert body["generation"] >= 1
     assert body["revision"] == "1"
+    [replica_set] = body["replica_sets"]
+    assert replica_set["new"]
+    assert replica_set["revision"] == "1"
+    assert (replica_set["desired"], replica_set["ready"], replica_set["available"]) == (2, 2, 2)
+    assert len(body["pods"]) == 2
+    for pod in body["pods"]:
+        assert pod["new"]
+        assert pod["replica_set"] == replica_set["name"]
+        assert pod["node"]
+        assert pod["created_at"] <= pod["scheduled_at"] <= pod["ready_at"]
+        assert pod["terminated_at"] is None
+    assert body["diagnosis"] is None
+    assert body["duration_s"] > 0
 
     body = await emailed(api, release_id, "email:succeeded")
     [mail] = inbox.about(release_id)

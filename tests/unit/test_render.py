@@ -1,11 +1,13 @@
 """The renderer: safe values, strict variables, errors with the template's line."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from services.renderer.render import ReleaseParams, RenderError, render
+from services.renderer.render import RESTARTED_AT, ReleaseParams, RenderError, render
 from shared.models import BaseParams
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
@@ -78,3 +80,16 @@ def test_manifest_needs_exactly_one_deployment() -> None:
     only_config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\n"
     with pytest.raises(RenderError, match="one Deployment"):
         render(only_config, BaseParams(), RELEASE)
+
+
+def test_a_restart_stamps_only_the_deployments_pod_template() -> None:
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    plain = render(DEMO, BaseParams(), RELEASE)
+    restarted = render(DEMO, BaseParams(), RELEASE, restarted_at=at)
+
+    service, deployment = yaml.safe_load_all(restarted.manifest)
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        RESTARTED_AT: at.isoformat()
+    }
+    assert service == plain.objects[0]
+    assert restarted.sha256 != plain.sha256
