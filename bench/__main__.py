@@ -8,6 +8,11 @@
    per service, against 20 Fabu releases.
 3. 200 releases of 200 services at once against a direct server-side-apply
    of the same manifests, and the peak memory of each stage process.
+4. The release list (50 rows) with 1,000, 10,000 and 100,000 records
+   stored: copies of a real finished release (manifest, transcript, pod
+   timeline and all) over 500 services, 3 environments and 20 operators; 3
+   requests per query shape. It stops growing the collection once the
+   newest-first page takes more than 10 s (FerretDB sorts in memory).
 """
 
 import asyncio
@@ -27,6 +32,7 @@ import httpx
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
+from pymongo import AsyncMongoClient
 
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem
@@ -34,9 +40,12 @@ from services.renderer.render import ReleaseParams, render
 from services.tracker.rollout import rollout_status
 from shared.cluster import Cluster, Clusters
 from shared.models import BaseParams, Environment
+from shared.store.mongo import new_id
 
 TEMPLATE = (Path(__file__).parents[1] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 FINAL = {"succeeded", "failed"}
+LIST_SIZES = (1_000, 10_000, 100_000)
+LIST_GIVE_UP_S = 10.0
 
 
 def ts(value: str) -> float:
@@ -210,6 +219,45 @@ async def direct_apply(bench: Bench, count: int) -> float:
     return max(watch.completed.values()) - started
 
 
+async def store_records(system: FabuSystem, mongo_url: str, total: int) -> None:
+    """Fill the release collection up to ``total`` with copies of a real release."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        releases = client[system.env["FABU_MONGO_DB"]]["releases"]
+        model = await releases.find_one({"state": "succeeded"})
+        assert model is not None
+        have = await releases.count_documents({})
+        for start in range(have, total, 2000):
+            batch = []
+            for i in range(start, min(start + 2000, total)):
+                doc = {**model, "_id": new_id(), "service": f"svc-{i % 500}"}
+                doc["environment"] = ("dev", "test", "prod")[i % 3]
+                doc["operator"] = f"user{i % 20}"
+                doc["state"] = "failed" if i % 10 == 0 else "succeeded"
+                batch.append(doc)
+            await releases.insert_many(batch)
+    finally:
+        await client.close()
+
+
+async def list_pages(api: httpx.AsyncClient, samples: int) -> dict[str, list[float]]:
+    """Seconds per list page (50 rows) for each query shape."""
+    shapes: dict[str, dict[str, Any]] = {
+        "newest": {},
+        "one service": {"service": "svc-7"},
+        "service + environment": {"service": "svc-7", "environment": "prod"},
+        "operator + state": {"operator": "user0", "state": "failed"},
+    }
+    times: dict[str, list[float]] = {name: [] for name in shapes}
+    for _ in range(samples):
+        for name, params in shapes.items():
+            started = time.perf_counter()
+            answer = await api.get("/releases", params={**params, "limit": 50}, timeout=600)
+            times[name].append(time.perf_counter() - started)
+            answer.raise_for_status()
+    return times
+
+
 def peak_rss_mb(system: FabuSystem) -> dict[str, float]:
     peaks = {}
     for stage, process in system.processes.items():
@@ -249,6 +297,13 @@ async def main() -> None:
             fabu200_s, ok200 = await fabu_concurrent(bench, 200, "c")
             direct_s = await direct_apply(bench, 200)
             peaks = peak_rss_mb(system)
+            pages: dict[int, dict[str, list[float]]] = {}
+            for records in LIST_SIZES:
+                print(f"measuring the release list with {records} records...", flush=True)
+                await store_records(system, env["FABU_MONGO_URL"], records)
+                pages[records] = await list_pages(api, 3)
+                if max(pages[records]["newest"]) > LIST_GIVE_UP_S:
+                    break
     finally:
         await clusters.close()
         system.stop()
@@ -277,6 +332,15 @@ async def main() -> None:
         ("200 deployments: direct server-side apply (s)", f"{direct_s:.2f}", ""),
         ("  Fabu rate / direct rate", f"{direct_s / fabu200_s:.2f}x", ">= 0.8x"),
         *((f"peak RSS {stage} (MB)", f"{peaks.get(stage, 0):.0f}", "") for stage in STAGES),
+        *(
+            (
+                f"list page, {records} records, {shape}: p50 / max (ms)",
+                f"{statistics.median(t) * 1000:.0f} / {max(t) * 1000:.0f}",
+                "p99 < 50 at 100000",
+            )
+            for records, shapes in pages.items()
+            for shape, t in shapes.items()
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'value':>22}  goal")
