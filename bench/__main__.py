@@ -36,10 +36,10 @@ from pymongo import AsyncMongoClient
 
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem
-from services.renderer.render import ReleaseParams, render
 from services.tracker.rollout import rollout_status
 from shared.cluster import Cluster, Clusters
 from shared.models import BaseParams, Environment
+from shared.render import ReleaseParams, render
 from shared.store.mongo import new_id
 
 TEMPLATE = (Path(__file__).parents[1] / "devstack" / "demo" / "web-service.yaml.j2").read_text()

@@ -9,6 +9,10 @@ class FabuError(Exception):
         self.message = message
 
 
+class Unauthorized(FabuError):
+    status = 401
+
+
 class NotFound(FabuError):
     status = 404
 

@@ -60,3 +60,29 @@ class ReleaseCancelled(Event):
     # reached the cluster.
     was: str
     actor: str
+
+
+class TemplateChanged(BaseModel):
+    """Templates to read again from their sources: published by the GitLab webhook and by
+    ``POST /templates/sync``; the renderer's ``templates`` consumer stores new versions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    # GitLab push or merge: the project (its id and path), the branch and the
+    # commit; ``paths`` the files the commits touched (None: every template).
+    project_id: str = ""
+    project_path: str = ""
+    ref: str = ""
+    sha: str = ""
+    paths: list[str] | None = None
+    # ``POST /templates/sync``: every template from every source.
+    everything: bool = False
+    occurred_at: datetime = Field(default_factory=_now)
+
+    @property
+    def event_id(self) -> str:
+        # A webhook GitLab sends again is one message; every full sync is its own.
+        if self.everything:
+            return f"templates:all:{self.occurred_at.isoformat()}"
+        return f"template:{self.project_id}:{self.ref}:{self.sha}"

@@ -2,9 +2,16 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+    model_validator,
+)
 
 from shared.ids import ReleaseId, TemplateId
 
@@ -56,12 +63,38 @@ class BaseParams(Model):
 
 
 class ServiceConfig(Model):
+    """A version of a service's release config in one environment; every save is a new one."""
+
     service: DnsLabel
     environment: EnvName
     template_id: TemplateId
     params: BaseParams
     version: int = 1
     updated_at: datetime = Field(default_factory=now)
+    author: str = "anonymous"
+    # What this version changed, field by field ("replicas: 2 → 3"), and why.
+    change: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class TemplateSource(Model):
+    """Where a template's file lives: a GitLab project, or any Git repository by URL."""
+
+    type: Literal["gitlab", "git"]
+    # GitLab: the project's id or its path with namespace ("platform/templates").
+    project: str = Field(default="", max_length=255)
+    # Git: a URL git can clone (https://, ssh://, file://).
+    url: str = Field(default="", max_length=1000)
+    path: str = Field(min_length=1, max_length=1000)
+    ref: str = Field(default="main", min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _where(self) -> "TemplateSource":
+        if self.type == "gitlab" and not self.project:
+            raise ValueError("a gitlab source needs project")
+        if self.type == "git" and not self.url:
+            raise ValueError("a git source needs url")
+        return self
 
 
 class Template(Model):
@@ -71,6 +104,12 @@ class Template(Model):
     name: str = Field(min_length=1, max_length=100)
     content: str = Field(min_length=1, max_length=200_000)
     created_at: datetime = Field(default_factory=now)
+    source: TemplateSource | None = None  # None: written through the API
+    commit_sha: str = ""
+    synced_at: datetime | None = None
+    # The last sync that could not be used, and why; the version above stays in use.
+    error: str = ""
+    error_sha: str = ""
 
 
 class ReleaseState(StrEnum):
@@ -216,6 +255,7 @@ class Release(Model):
     diagnosis: Diagnosis | None = None
     notifications: dict[str, Delivery] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def duration_s(self) -> float | None:
         """From the first object sent to the cluster (else from the request) to the end."""

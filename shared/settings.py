@@ -32,3 +32,9 @@ class Settings(BaseSettings):
     # replica; trackers keep theirs alive while the rollout runs.
     ack_wait_s: float = 30.0
     max_in_flight: int = Field(default=256, ge=1)
+
+    # GitLab, where shared templates live: its URL, a token that can read the
+    # template projects, and the secret its webhooks send (X-Gitlab-Token).
+    gitlab_url: str = ""
+    gitlab_token: str = Field(default="", repr=False)
+    gitlab_webhook_token: str = Field(default="", repr=False)

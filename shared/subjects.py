@@ -11,6 +11,7 @@ RENDERED = "release.rendered"
 APPLIED = "release.applied"
 COMPLETED = "release.completed"
 FAILED = "release.failed"
+TEMPLATE_CHANGED = "template.changed"
 # Also read by every tracker as a plain subscription: each stops following it.
 CANCELLED = "release.cancelled"
 
@@ -18,6 +19,8 @@ RENDERER = "renderer"
 DEPLOYER = "deployer"
 TRACKER = "tracker"
 NOTIFIER = "notifier"
+# The renderer process's second consumer: template syncs.
+TEMPLATES = "templates"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,14 @@ class Subjects:
     @property
     def all_releases(self) -> str:
         return self._s("release.>")
+
+    @property
+    def all_templates(self) -> str:
+        return self._s("template.>")
+
+    @property
+    def template_changed(self) -> str:
+        return self._s(TEMPLATE_CHANGED)
 
     @property
     def requested(self) -> str:
@@ -66,5 +77,6 @@ class Subjects:
             DEPLOYER: [self.rendered],
             TRACKER: [self.applied],
             NOTIFIER: [self.completed, self.failed],
+            TEMPLATES: [self.template_changed],
         }
         return stage, inputs[stage]

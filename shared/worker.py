@@ -17,7 +17,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from shared import ops, subjects
-from shared.bus import Bus, run_worker
+from shared.bus import Bus, Handler, run_worker
 from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
 from shared.logs import configure_logging
@@ -105,16 +105,17 @@ async def environment_and_cluster(
 Setup = Callable[[Context], Awaitable[Callable[[Msg], Awaitable[None]]]]
 
 
-def run(stage: str, setup: Setup) -> None:
-    asyncio.run(_main(stage, setup))
+def run(process: str, consumers: dict[str, Setup]) -> None:
+    """Run a process that serves the given consumers (durable name → setup of its handler)."""
+    asyncio.run(_main(process, consumers))
 
 
-async def _main(stage: str, setup: Setup) -> None:
+async def _main(process: str, consumers: dict[str, Setup]) -> None:
     settings = Settings()
     configure_logging()
     mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
     await mongo.ensure_indexes()
-    bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), stage)
+    bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), process)
     ctx = Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,30 +130,38 @@ async def _main(stage: str, setup: Setup) -> None:
         return bus.nc.is_connected
 
     runner, port = await ops.serve(settings.http_host, settings.http_port, healthy)
-    log.info("started", stage=stage, health=f"http://{settings.http_host}:{port}/healthz")
-    handler = await setup(ctx)
+    log.info("started", stage=process, health=f"http://{settings.http_host}:{port}/healthz")
 
-    async def measured(msg: Msg) -> None:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            await handler(msg)
-            outcome = "ok"
-        finally:
-            ops.HANDLED.labels(stage, outcome).inc()
-            ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+    def measured(stage: str, handler: Callable[[Msg], Awaitable[None]]) -> Handler:
+        async def handle(msg: Msg) -> None:
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                await handler(msg)
+                outcome = "ok"
+            finally:
+                ops.HANDLED.labels(stage, outcome).inc()
+                ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+
+        return handle
 
     try:
-        await run_worker(
-            bus,
-            stage,
-            measured,
-            stop,
-            ack_wait_s=settings.ack_wait_s,
-            max_in_flight=settings.max_in_flight,
+        handlers = {stage: measured(stage, await setup(ctx)) for stage, setup in consumers.items()}
+        await asyncio.gather(
+            *(
+                run_worker(
+                    bus,
+                    stage,
+                    handler,
+                    stop,
+                    ack_wait_s=settings.ack_wait_s,
+                    max_in_flight=settings.max_in_flight,
+                )
+                for stage, handler in handlers.items()
+            )
         )
     finally:
-        log.info("stopping", stage=stage)
+        log.info("stopping", stage=process)
         await bus.close()
         await ctx.clusters.close()
         await mongo.close()

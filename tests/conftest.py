@@ -15,6 +15,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import Stack
 from devstack.system import FabuSystem
+from tests.support import gitlab as gitlab_support
+from tests.support.gitlab import FakeGitLab
 from tests.support.smtp import Inbox, start_smtp
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
@@ -97,8 +99,22 @@ def inbox() -> Iterator[Inbox]:
 
 
 @pytest.fixture(scope="session")
+async def gitlab() -> AsyncIterator[FakeGitLab]:
+    """The tests' GitLab stand-in (not GitLab: see tests/support/gitlab.py)."""
+    server = FakeGitLab()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
 async def fabu(
-    stack_env: StackEnv, inbox: Inbox, tmp_path_factory: pytest.TempPathFactory
+    stack_env: StackEnv,
+    inbox: Inbox,
+    gitlab: FakeGitLab,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[FabuSystem]:
     """All five services, started once for the session on their own database and stream."""
     system = FabuSystem(
@@ -107,7 +123,12 @@ async def fabu(
         smtp_port=inbox.port,
         name=unique("f"),
         # Short, so a killed stage's message reaches its replacement soon.
-        extra_env={"FABU_ACK_WAIT_S": "3"},
+        extra_env={
+            "FABU_ACK_WAIT_S": "3",
+            "FABU_GITLAB_URL": gitlab.url,
+            "FABU_GITLAB_TOKEN": gitlab_support.TOKEN,
+            "FABU_GITLAB_WEBHOOK_TOKEN": gitlab_support.WEBHOOK_SECRET,
+        },
     )
     system.start_all()
     try:

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
-from services.api import catalog_routes, release_routes
+from services.api import catalog_routes, release_routes, template_routes, webhook_routes
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.errors import FabuError
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = bus
         app.state.mongo = mongo
         app.state.clusters = Clusters()
+        app.state.settings = settings
         try:
             yield
         finally:
@@ -61,5 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(catalog_routes.router, prefix="/api/v1")
     app.include_router(release_routes.router, prefix="/api/v1")
+    app.include_router(template_routes.router, prefix="/api/v1")
+    app.include_router(webhook_routes.router, prefix="/api/v1")
     app.mount("/metrics", make_asgi_app())
     return app

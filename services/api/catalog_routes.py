@@ -1,15 +1,23 @@
-"""Environments, templates, services and their release configs."""
+"""Environments, services, their versioned release configs, and release previews."""
 
-from fastapi import APIRouter
+import asyncio
+import json
+from typing import Annotated
 
-from services.api.deps import CatalogDep
-from services.api.schemas import ConfigIn, TemplateIn
-from shared.errors import Invalid, NotFound
-from shared.ids import TemplateId
-from shared.models import Environment, Service, ServiceConfig, Template
-from shared.store.mongo import new_id
+from fastapi import APIRouter, Depends
+
+from services.api.access import Permission, require
+from services.api.deps import CatalogDep, ClustersDep
+from services.api.diff import manifest_diff
+from services.api.releasing import sample_params
+from services.api.schemas import ConfigIn, ImageTag, Preview
+from shared.cluster import ClusterError
+from shared.errors import Invalid, NotFound, TransientError, Unavailable
+from shared.models import Environment, Service, ServiceConfig
+from shared.render import RenderError, render
 
 router = APIRouter()
+ConfigEditor = Annotated[str, Depends(require(Permission.EDIT_CONFIG))]
 
 
 @router.post("/environments", status_code=201)
@@ -23,21 +31,6 @@ async def create_environment(body: Environment, catalog: CatalogDep) -> Environm
 @router.get("/environments")
 async def list_environments(catalog: CatalogDep) -> list[Environment]:
     return await catalog.environments()
-
-
-@router.post("/templates", status_code=201)
-async def create_template(body: TemplateIn, catalog: CatalogDep) -> Template:
-    template = Template(id=TemplateId(new_id()), name=body.name, content=body.content)
-    await catalog.add_template(template)
-    return template
-
-
-@router.get("/templates/{template_id}")
-async def get_template(template_id: str, catalog: CatalogDep) -> Template:
-    template = await catalog.template(TemplateId(template_id))
-    if template is None:
-        raise NotFound(f"template {template_id!r} not found")
-    return template
 
 
 @router.post("/services", status_code=201)
@@ -59,18 +52,53 @@ async def get_service(name: str, catalog: CatalogDep) -> Service:
     return service
 
 
+def _changes(before: ServiceConfig | None, after: ConfigIn) -> list[str]:
+    """Field by field, what a save changes: ``replicas: 2 → 3``."""
+    if before is None:
+        return ["created"]
+    lines = []
+    if before.template_id != after.template_id:
+        lines.append(f"template_id: {before.template_id} → {after.template_id}")
+    old, new = before.params.model_dump(), after.params.model_dump()
+    for key in new:
+        if old.get(key) != new[key]:
+            lines.append(f"{key}: {json.dumps(old.get(key))} → {json.dumps(new[key])}")
+    return lines
+
+
 @router.put("/services/{name}/config/{environment}")
 async def put_config(
-    name: str, environment: str, body: ConfigIn, catalog: CatalogDep
+    name: str, environment: str, body: ConfigIn, catalog: CatalogDep, author: ConfigEditor
 ) -> ServiceConfig:
-    if await catalog.service(name) is None:
+    """Save the next version of a release config, after rendering it with its template."""
+    service, env, template, current = await asyncio.gather(
+        catalog.service(name),
+        catalog.environment(environment),
+        catalog.template(body.template_id),
+        catalog.config(name, environment),
+    )
+    if service is None:
         raise NotFound(f"service {name!r} not found")
-    if await catalog.environment(environment) is None:
+    if env is None:
         raise NotFound(f"environment {environment!r} not found")
-    if await catalog.template(body.template_id) is None:
+    if template is None:
         raise Invalid(f"template_id: template {body.template_id!r} not found")
+    params = sample_params(name, service.image_repository, env.name, env.namespace)
+    try:
+        render(template.content, body.params, params)
+    except RenderError as exc:
+        raise Invalid(
+            f"params: template {template.name!r} version {template.version} does not render "
+            f"with them: {exc}"
+        ) from exc
     config = ServiceConfig(
-        service=name, environment=environment, template_id=body.template_id, params=body.params
+        service=name,
+        environment=environment,
+        template_id=body.template_id,
+        params=body.params,
+        author=author,
+        change=_changes(current, body),
+        note=body.note,
     )
     return await catalog.put_config(config)
 
@@ -81,3 +109,58 @@ async def get_config(name: str, environment: str, catalog: CatalogDep) -> Servic
     if config is None:
         raise NotFound(f"service {name!r} has no release config for environment {environment!r}")
     return config
+
+
+@router.get("/services/{name}/config/{environment}/versions")
+async def config_versions(name: str, environment: str, catalog: CatalogDep) -> list[ServiceConfig]:
+    """Every saved version, newest first, each with its author, time and changes."""
+    return await catalog.config_versions(name, environment)
+
+
+@router.get("/services/{name}/config/{environment}/versions/{version}")
+async def config_version(
+    name: str, environment: str, version: int, catalog: CatalogDep
+) -> ServiceConfig:
+    config = await catalog.config(name, environment, version)
+    if config is None:
+        raise NotFound(f"version {version} of the config of {name!r} in {environment!r} not found")
+    return config
+
+
+@router.get("/services/{name}/preview")
+async def preview(
+    name: str,
+    environment: str,
+    version: ImageTag,
+    catalog: CatalogDep,
+    clusters: ClustersDep,
+) -> Preview:
+    """The manifest a release of ``version`` would apply now, and its diff against live."""
+    service, env, config = await asyncio.gather(
+        catalog.service(name), catalog.environment(environment), catalog.config(name, environment)
+    )
+    if service is None:
+        raise NotFound(f"service {name!r} not found")
+    if env is None:
+        raise NotFound(f"environment {environment!r} not found")
+    if config is None:
+        raise Invalid(f"service {name!r} has no release config for environment {environment!r}")
+    template = await catalog.template(config.template_id)
+    if template is None:
+        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    params = sample_params(name, service.image_repository, env.name, env.namespace, version)
+    try:
+        rendered = render(template.content, config.params, params)
+    except RenderError as exc:
+        raise Invalid(f"the release would fail to render: {exc}") from exc
+    try:
+        diff = await manifest_diff(await clusters.get(env), env.namespace, rendered.manifest)
+    except (ClusterError, TransientError) as exc:
+        raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
+    return Preview(
+        manifest=rendered.manifest,
+        template_id=template.id,
+        template_version=template.version,
+        config_version=config.version,
+        diff=diff,
+    )

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from shared.bus import Bus
 from shared.cluster import Clusters
+from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.releases import Releases
 
@@ -25,6 +26,11 @@ def _bus(request: Request) -> Bus:
     return bus
 
 
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 def _clusters(request: Request) -> Clusters:
     clusters: Clusters = request.app.state.clusters
     return clusters
@@ -34,3 +40,4 @@ CatalogDep = Annotated[Catalog, Depends(_catalog)]
 ReleasesDep = Annotated[Releases, Depends(_releases)]
 BusDep = Annotated[Bus, Depends(_bus)]
 ClustersDep = Annotated[Clusters, Depends(_clusters)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from services.api.access import Permission, require
 from services.api.deps import BusDep, CatalogDep, ClustersDep, ReleasesDep
 from services.api.diff import ManifestDiff, manifest_diff
+from services.api.releasing import start
 from services.api.schemas import (
     ActionIn,
     Cancelled,
     ReleaseAccepted,
-    ReleaseDetail,
     ReleaseIn,
     ReleasePage,
     ReleaseSummary,
@@ -24,28 +25,17 @@ from services.api.schemas import (
 from shared.cluster import ClusterError
 from shared.errors import Conflict, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import ReleaseId
-from shared.messages import ReleaseCancelled, ReleaseRequested
+from shared.messages import ReleaseCancelled
 from shared.models import Release, ReleaseKind, ReleaseState
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.store.releases import Releases
 
 router = APIRouter()
+Releaser = Annotated[str, Depends(require(Permission.RELEASE))]
 log = structlog.get_logger()
 # How often a followed release is read again for new lines.
 FOLLOW_POLL_S = 0.25
-
-
-async def _start(release: Release, releases: Releases, bus: BusDep) -> ReleaseAccepted:
-    """Store the release (taking its service's lock) and hand it to the renderer."""
-    await releases.create(release)
-    try:
-        await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
-    except Exception as exc:
-        await releases.discard(release)
-        log.exception("could not hand the release on", release_id=release.id)
-        raise Unavailable("the message bus is unavailable; nothing was released") from exc
-    return ReleaseAccepted(id=release.id, state=release.state)
 
 
 async def _found(releases: Releases, release_id: str) -> Release:
@@ -64,7 +54,7 @@ async def _namespace(catalog: Catalog, environment: str) -> str:
 
 @router.post("/releases", status_code=202)
 async def create_release(
-    body: ReleaseIn, catalog: CatalogDep, releases: ReleasesDep, bus: BusDep
+    body: ReleaseIn, catalog: CatalogDep, releases: ReleasesDep, bus: BusDep, operator: Releaser
 ) -> ReleaseAccepted:
     service, env, config = await asyncio.gather(
         catalog.service(body.service),
@@ -89,18 +79,19 @@ async def create_release(
         version=body.version,
         image=f"{service.image_repository}:{body.version}",
         description=body.description,
+        operator=operator,
         template_id=template.id,
         template_version=template.version,
         config_version=config.version,
         params=config.params,
         namespace=env.namespace,
     )
-    return await _start(release, releases, bus)
+    return await start(release, releases, bus)
 
 
 @router.get("/releases/{release_id}")
-async def get_release(release_id: str, releases: ReleasesDep) -> ReleaseDetail:
-    return ReleaseDetail.of(await _found(releases, release_id))
+async def get_release(release_id: str, releases: ReleasesDep) -> Release:
+    return await _found(releases, release_id)
 
 
 @router.get("/releases")
@@ -181,6 +172,7 @@ async def rollback(
     catalog: CatalogDep,
     releases: ReleasesDep,
     bus: BusDep,
+    operator: Releaser,
     body: ActionIn | None = None,
 ) -> ReleaseAccepted:
     """A new release restoring this one whole: image, base parameters, template version."""
@@ -197,6 +189,7 @@ async def rollback(
         version=source.version,
         image=source.image,
         kind=ReleaseKind.ROLLBACK,
+        operator=operator,
         source_release_id=source.id,
         description=(body.description if body else "")
         or f"roll back to {source.version} (release {source.id})",
@@ -206,7 +199,7 @@ async def rollback(
         params=source.params,
         namespace=await _namespace(catalog, source.environment),
     )
-    return await _start(release, releases, bus)
+    return await start(release, releases, bus)
 
 
 @router.get("/releases/{release_id}/rollback/preview")
@@ -232,6 +225,7 @@ async def redeploy(
     catalog: CatalogDep,
     releases: ReleasesDep,
     bus: BusDep,
+    operator: Releaser,
     body: ActionIn | None = None,
 ) -> ReleaseAccepted:
     """The latest release again, with the current base parameters, its pods replaced."""
@@ -257,6 +251,7 @@ async def redeploy(
         version=source.version,
         image=source.image,
         kind=ReleaseKind.REDEPLOY,
+        operator=operator,
         source_release_id=source.id,
         description=(body.description if body else "") or f"redeploy {source.version}",
         template_id=template.id,
@@ -265,13 +260,12 @@ async def redeploy(
         params=config.params,
         namespace=await _namespace(catalog, source.environment),
     )
-    return await _start(release, releases, bus)
+    return await start(release, releases, bus)
 
 
 @router.post("/releases/{release_id}/cancel")
-async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep) -> Cancelled:
+async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep, actor: Releaser) -> Cancelled:
     """End a release that has not finished. An applied one stays in the cluster as it is."""
-    actor = "anonymous"
     was = await releases.cancel(
         ReleaseId(release_id), actor, f"cancelled by {actor}; the cluster was left as it is"
     )

@@ -3,10 +3,19 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.api.diff import ManifestDiff
 from shared.ids import TemplateId
-from shared.models import BaseParams, DnsLabel, EnvName, Release, ReleaseKind, ReleaseState
+from shared.models import (
+    BaseParams,
+    DnsLabel,
+    EnvName,
+    Release,
+    ReleaseKind,
+    ReleaseState,
+    TemplateSource,
+)
 
 ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
 
@@ -16,13 +25,59 @@ class Body(BaseModel):
 
 
 class TemplateIn(Body):
+    """Either the content (a template kept in Fabu) or a source to read it from."""
+
     name: str = Field(min_length=1, max_length=100)
+    content: str | None = Field(default=None, min_length=1, max_length=200_000)
+    source: TemplateSource | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "TemplateIn":
+        if (self.content is None) == (self.source is None):
+            raise ValueError("give either content or source")
+        return self
+
+
+class TemplateContentIn(Body):
     content: str = Field(min_length=1, max_length=200_000)
 
 
 class ConfigIn(Body):
     template_id: TemplateId
     params: BaseParams = Field(default_factory=BaseParams)
+    note: str = Field(default="", max_length=2000)
+
+
+class Preview(BaseModel):
+    manifest: str
+    template_id: str
+    template_version: int
+    config_version: int
+    diff: ManifestDiff
+
+
+class ServiceImpact(BaseModel):
+    service: str
+    environment: str
+    # The version it would release: its latest release's, None if never released.
+    version: str | None
+    # The manifest rendered with the old version against the new one.
+    diff: str
+    error: str = ""
+
+
+class Impact(BaseModel):
+    template_id: str
+    from_version: int
+    to_version: int
+    services: list[ServiceImpact]
+
+
+class Queued(BaseModel):
+    service: str
+    environment: str
+    release_id: str | None
+    error: str = ""
 
 
 class ReleaseIn(Body):
@@ -70,20 +125,7 @@ class ReleaseSummary(BaseModel):
 
     @classmethod
     def of(cls, release: Release) -> "ReleaseSummary":
-        return cls(
-            **release.model_dump(include=set(cls.model_fields) - {"duration_s"}),
-            duration_s=release.duration_s,
-        )
-
-
-class ReleaseDetail(Release):
-    """A release with everything recorded about it."""
-
-    duration_s: float | None
-
-    @classmethod
-    def of(cls, release: Release) -> "ReleaseDetail":
-        return cls(**release.model_dump(), duration_s=release.duration_s)
+        return cls(**release.model_dump(include=set(cls.model_fields)))
 
 
 class ReleasePage(BaseModel):

@@ -1,4 +1,4 @@
 from services.deployer.consumer import setup
 from shared.worker import run
 
-run("deployer", setup)
+run("deployer", {"deployer": setup})

@@ -1,4 +1,4 @@
 from services.notifier.consumer import setup
 from shared.worker import run
 
-run("notifier", setup)
+run("notifier", {"notifier": setup})

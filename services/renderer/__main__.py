@@ -1,4 +1,4 @@
-from services.renderer.consumer import setup
+from services.renderer import consumer, templates
 from shared.worker import run
 
-run("renderer", setup)
+run("renderer", {"renderer": consumer.setup, "templates": templates.setup})

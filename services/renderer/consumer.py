@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
-from services.renderer.render import ReleaseParams, RenderError, render
 from shared.messages import ReleaseRendered, ReleaseRequested
 from shared.models import ReleaseKind, ReleaseState
+from shared.render import ReleaseParams, RenderError, render
 from shared.worker import Context, fail_release, pending_release
 
 

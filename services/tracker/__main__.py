@@ -1,4 +1,4 @@
 from services.tracker.consumer import setup
 from shared.worker import run
 
-run("tracker", setup)
+run("tracker", {"tracker": setup})

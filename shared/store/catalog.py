@@ -1,6 +1,5 @@
 """Environments, services, templates and release configs."""
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
@@ -27,7 +26,9 @@ class Catalog:
         # The current version of each template, and every version ever stored.
         self._templates = mongo.collection("templates")
         self._template_versions = mongo.collection("template_versions")
+        # The current config of each service and environment, and every version.
         self._configs = mongo.collection("service_configs")
+        self._config_versions = mongo.collection("service_config_versions")
 
     async def add_environment(self, env: Environment) -> None:
         try:
@@ -58,6 +59,11 @@ class Catalog:
         return [Service.model_validate(_strip(d)) async for d in cursor]
 
     async def add_template(self, template: Template) -> None:
+        """Store a new template (version 1) or a new version of one.
+
+        The version document is written first under a unique key, so two
+        writers of the same version cannot both succeed (409).
+        """
         doc = template.model_dump()
         try:
             await self._template_versions.insert_one(
@@ -80,18 +86,57 @@ class Catalog:
         doc = _strip(doc)
         return Template.model_validate(doc) if doc else None
 
-    async def put_config(self, config: ServiceConfig) -> ServiceConfig:
-        """Store a new version of the config; returns it with its version number."""
-        fields = config.model_dump(exclude={"version"})
-        fields["params"] = encode_params(fields["params"])
-        doc = await self._configs.find_one_and_update(
-            {"_id": f"{config.service}/{config.environment}"},
-            {"$set": fields, "$inc": {"version": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return _config(_strip(doc))
+    async def templates(self) -> list[Template]:
+        cursor = self._templates.find({}).sort("_id", 1)
+        return [Template.model_validate(_strip(d)) async for d in cursor]
 
-    async def config(self, service: str, environment: str) -> ServiceConfig | None:
-        doc = _strip(await self._configs.find_one({"_id": f"{service}/{environment}"}))
+    async def template_versions(self, template_id: TemplateId) -> list[Template]:
+        """Every version, newest first."""
+        cursor = self._template_versions.find({"id": template_id})
+        versions = [Template.model_validate(_strip(d)) async for d in cursor]
+        return sorted(versions, key=lambda t: t.version, reverse=True)
+
+    async def mark_template(self, template_id: TemplateId, **fields: object) -> None:
+        """Record a sync that changed nothing (``synced_at``) or failed (``error``)."""
+        await self._templates.update_one({"_id": template_id}, {"$set": fields})
+
+    async def put_config(self, config: ServiceConfig) -> ServiceConfig:
+        """Store ``config`` as the next version; 409 when another save took that number."""
+        key = f"{config.service}/{config.environment}"
+        current = await self.config(config.service, config.environment)
+        stored = config.model_copy(update={"version": current.version + 1 if current else 1})
+        fields = stored.model_dump()
+        fields["params"] = encode_params(fields["params"])
+        try:
+            await self._config_versions.insert_one({"_id": f"{key}/{stored.version}", **fields})
+        except DuplicateKeyError as exc:
+            raise Conflict(
+                f"the config of {config.service} in {config.environment} was changed meanwhile; "
+                "read it again"
+            ) from exc
+        await self._configs.replace_one({"_id": key}, fields, upsert=True)
+        return stored
+
+    async def config(
+        self, service: str, environment: str, version: int | None = None
+    ) -> ServiceConfig | None:
+        """The current config, or the given version."""
+        key = f"{service}/{environment}"
+        if version is None:
+            doc = await self._configs.find_one({"_id": key})
+        else:
+            doc = await self._config_versions.find_one({"_id": f"{key}/{version}"})
+        doc = _strip(doc)
         return _config(doc) if doc else None
+
+    async def config_versions(self, service: str, environment: str) -> list[ServiceConfig]:
+        """Every version, newest first."""
+        cursor = self._config_versions.find({"service": service, "environment": environment})
+        versions = [_config(_strip(d)) async for d in cursor]
+        return sorted(versions, key=lambda c: c.version, reverse=True)
+
+    async def configs_using(self, template_id: TemplateId) -> list[ServiceConfig]:
+        """The current configs that name a template: the services a change to it reaches."""
+        cursor = self._configs.find({"template_id": template_id})
+        configs = [_config(_strip(d)) async for d in cursor]
+        return sorted(configs, key=lambda c: (c.service, c.environment))

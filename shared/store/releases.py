@@ -49,7 +49,7 @@ class Releases:
                 f"release {running} of {release.service} to {release.environment} is still running"
             ) from exc
         try:
-            doc = release.model_dump(exclude={"id"})
+            doc = release.model_dump(exclude={"id", "duration_s"})
             doc["params"] = encode_params(doc["params"])
             await self._releases.insert_one({"_id": release.id, **doc})
         except BaseException:

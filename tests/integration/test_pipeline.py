@@ -98,13 +98,22 @@ async def test_never_ready_pods_fail_after_the_timeout(
 async def test_template_error_fails_at_render_with_the_line(
     api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
 ) -> None:
-    broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\ndata: {% if %}\n"
-    service, environment = await prepare(api, stack_env, namespace, template=broken)
+    service, environment = await prepare(api, stack_env, namespace)
+    # Configs are checked when saved; a later version of the template is not
+    # checked against every config using it, so a release can meet the error.
+    template_id = (await api.get(f"/services/{service}/config/{environment}")).json()["template_id"]
+    broken = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\ndata: {{ nothing }}\n"
+    )
+    assert (await api.put(f"/templates/{template_id}", json={"content": broken})).status_code == 200
 
     body = await finished(api, await release(api, service, environment, "1.0"))
 
     assert body["state"] == "failed"
-    assert re.search(r"template error at line 5", body["reason"]), body["reason"]
+    assert re.search(r"template error at line 5: 'nothing' is undefined", body["reason"]), body[
+        "reason"
+    ]
+    assert body["template_version"] == 2
     assert [e["state"] for e in body["events"]] == ["failed"]
     deployments = await client.AppsV1Api(kube).list_namespaced_deployment(namespace)
     assert deployments.items == []

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.renderer.render import RESTARTED_AT, ReleaseParams, RenderError, render
 from shared.models import BaseParams
+from shared.render import RESTARTED_AT, ReleaseParams, RenderError, render
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 RELEASE = ReleaseParams(

@@ -93,6 +93,14 @@ def _compile(template: str) -> Template:
     return compiled
 
 
+def check(template: str) -> None:
+    """Parse a template; RenderError with the line when it does not."""
+    try:
+        _compile(template)
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
+
+
 def render(
     template: str,
     params: BaseParams,

@@ -1,0 +1,53 @@
+"""Template sync: ``template.changed`` in; new template versions stored.
+
+Every template whose source the change touches (the GitLab project and
+branch of a push or merge, one of the changed paths; all of them for a full
+sync) is read at the change's commit and stored by :func:`sync_template`.
+Idempotency key: the content. A version is added only when the content
+differs from the current one, so a redelivered change adds nothing.
+"""
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from nats.aio.msg import Msg
+
+from shared.messages import TemplateChanged
+from shared.models import Template
+from shared.sources import GitLab
+from shared.templates import sync_template
+from shared.worker import Context
+
+log = structlog.get_logger()
+
+
+def touched(template: Template, change: TemplateChanged) -> bool:
+    source = template.source
+    if source is None:
+        return False
+    if change.everything:
+        return True
+    return (
+        source.type == "gitlab"
+        and source.project in (change.project_id, change.project_path)
+        and source.ref == change.ref
+        and (change.paths is None or source.path in change.paths)
+    )
+
+
+async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    gitlab = GitLab(ctx.settings.gitlab_url, ctx.settings.gitlab_token)
+
+    async def handle(msg: Msg) -> None:
+        change = TemplateChanged.model_validate_json(msg.data)
+        for template in await ctx.catalog.templates():
+            if touched(template, change):
+                synced = await sync_template(ctx.catalog, gitlab, template, change.sha or None)
+                log.info(
+                    "template synced",
+                    template_id=template.id,
+                    version=synced.version,
+                    error=synced.error or None,
+                )
+
+    return handle
