@@ -541,6 +541,10 @@ class Stack:
                 _signal_group(pid, signal.SIGKILL)
         while any(_alive(pid, pids[name][1]) for name, pid in live.items()):
             time.sleep(0.05)
+        for pid in live.values():
+            # A process seen mid-exit is not yet a zombie to reap: wait for our own.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         self.pid_file.unlink(missing_ok=True)
         return sorted(live)
 
