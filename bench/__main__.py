@@ -34,6 +34,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from pymongo import AsyncMongoClient
 
+from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem
 from services.tracker.rollout import rollout_status
@@ -114,6 +115,11 @@ class Bench:
         put = await self.api.put(f"/services/{name}/config/{environment}", json=config)
         put.raise_for_status()
 
+    async def push(self, service: str, *versions: str) -> None:
+        """Push the images first, as CI would: Fabu refuses tags the registry lacks."""
+        for version in versions:
+            await push_image(f"http://{self.registry}", f"bench/{service}", version)
+
     async def release(self, service: str, environment: str, version: str) -> str:
         body = {"service": service, "environment": environment, "version": version}
         accepted = await self.api.post("/releases", json=body)
@@ -149,6 +155,7 @@ class Bench:
 async def added_latency(bench: Bench, count: int) -> tuple[list[float], list[float]]:
     env = await bench.environment(f"bench-lat-{uuid.uuid4().hex[:6]}")
     await bench.service("lat", env)
+    await bench.push("lat", *(f"1.0.{i}" for i in range(count)))
     watch = CompletionWatch(bench.cluster, env)
     before, after = [], []
     try:
@@ -194,6 +201,7 @@ async def fabu_concurrent(bench: Bench, count: int, prefix: str) -> tuple[float,
     names = [f"{prefix}{i}" for i in range(count)]
     for name in names:
         await bench.service(name, env)
+    await asyncio.gather(*(bench.push(name, "1.0.0") for name in names))
     started = time.time()
     ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
     bodies = await bench.finished(env, list(ids))

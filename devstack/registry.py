@@ -23,9 +23,11 @@ async def _push_blob(client: httpx.AsyncClient, repository: str, data: bytes) ->
     return digest
 
 
-async def push_image(registry_url: str, repository: str, tag: str) -> str:
-    """Push a one-layer image; returns the manifest digest."""
-    async with httpx.AsyncClient(base_url=registry_url) as client:
+async def push_image(
+    registry_url: str, repository: str, tag: str, headers: dict[str, str] | None = None
+) -> str:
+    """Push a one-layer image; returns the manifest digest. ``headers``: e.g. Authorization."""
+    async with httpx.AsyncClient(base_url=registry_url, headers=headers) as client:
         layer = f"layer of {repository}:{tag}".encode()
         config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
         layer_digest = await _push_blob(client, repository, layer)

@@ -1,5 +1,6 @@
 """Fabu's five services as real processes on the local stack (make run, tests, bench)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -26,9 +27,13 @@ class FabuSystem:
         self.api_port = api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.logs = logs
+        registry = stack_env.get("FABU_REGISTRY_URL", "")
+        host = registry.split("://", 1)[-1]
         self.env = {
             **os.environ,
             **stack_env,
+            # The local registry speaks plain HTTP, without credentials.
+            "FABU_REGISTRIES": json.dumps({host: {"url": registry}} if registry else {}),
             "FABU_SMTP_HOST": "127.0.0.1",
             "FABU_SMTP_PORT": str(smtp_port),
             "FABU_PUBLIC_URL": self.api_url,

@@ -1,8 +1,9 @@
 """NATS JetStream: the release stream, the stage consumers, publishing, and the worker loop.
 
-One stream holds ``release.>`` and ``template.>`` on file storage; each stage has one durable pull
-consumer that all its replicas share, so JetStream spreads messages across
-them and redelivers what a dead replica held.
+One stream holds ``release.>``, ``template.>`` and ``image.>`` on file
+storage; each stage has one durable pull consumer that all its replicas
+share, so JetStream spreads messages across them and redelivers what a dead
+replica held.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from shared.errors import TransientError
-from shared.messages import Event, TemplateChanged
+from shared.messages import Event, ImageBuilt, TemplateChanged
 from shared.subjects import Subjects
 
 log = structlog.get_logger()
@@ -45,7 +46,11 @@ class Bus:
     async def ensure_stream(self) -> None:
         config = StreamConfig(
             name=self.subjects.stream,
-            subjects=[self.subjects.all_releases, self.subjects.all_templates],
+            subjects=[
+                self.subjects.all_releases,
+                self.subjects.all_templates,
+                self.subjects.all_images,
+            ],
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
         )
@@ -73,7 +78,7 @@ class Bus:
                 "consumer kept with its existing settings", consumer=durable, error=str(exc)
             )
 
-    async def publish(self, subject: str, event: Event | TemplateChanged) -> None:
+    async def publish(self, subject: str, event: Event | TemplateChanged | ImageBuilt) -> None:
         await self.js.publish(
             subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.event_id}
         )

@@ -86,3 +86,22 @@ class TemplateChanged(BaseModel):
         if self.everything:
             return f"templates:all:{self.occurred_at.isoformat()}"
         return f"template:{self.project_id}:{self.ref}:{self.sha}"
+
+
+class ImageBuilt(BaseModel):
+    """``image.built``: CI pushed an image. Registered once per repository and digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    service: str = ""
+    repository: str = Field(min_length=1, max_length=255)
+    tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    commit_sha: str = Field(default="", max_length=64)
+    pipeline_url: str = Field(default="", max_length=2000)
+    pushed_at: datetime | None = None
+
+    @property
+    def event_id(self) -> str:
+        return f"image:{self.repository}@{self.digest}:{self.tag}"

@@ -47,6 +47,9 @@ class Service(Model):
     name: DnsLabel
     image_repository: str = Field(min_length=1, max_length=255)
     team: str = Field(min_length=1, max_length=100)
+    # The GitLab project (id or path) that builds its image: its pipeline and
+    # job webhooks register the images they pushed.
+    gitlab_project: str = Field(default="", max_length=255)
 
 
 class BaseParams(Model):
@@ -110,6 +113,21 @@ class Template(Model):
     # The last sync that could not be used, and why; the version above stays in use.
     error: str = ""
     error_sha: str = ""
+
+
+class Image(Model):
+    """An image CI built: one record per repository and digest, whatever the tags."""
+
+    repository: str
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    service: str = ""
+    tags: list[str] = Field(default_factory=list)
+    commit_sha: str = ""
+    pipeline_url: str = ""
+    pushed_at: datetime | None = None
+    # Who told us: "api", "nats", "gitlab", "harbor".
+    sources: list[str] = Field(default_factory=list)
+    registered_at: datetime = Field(default_factory=now)
 
 
 class ReleaseState(StrEnum):

@@ -3,6 +3,8 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.registry import RegistryAccess
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FABU_", extra="ignore")
@@ -13,7 +15,9 @@ class Settings(BaseSettings):
     mongo_pool: int = Field(default=16, ge=1)
     nats_url: str = "nats://127.0.0.1:4222"
     nats_prefix: str = ""
-    registry_url: str = ""
+    # Image registries by host ("harbor.example.com", "127.0.0.1:5000"): their
+    # URL (default https://<host>) and credentials, as JSON.
+    registries: dict[str, RegistryAccess] = Field(default_factory=dict)
     public_url: str = "http://127.0.0.1:8000"
 
     # Where this process serves /healthz and /metrics (workers) or the API.
@@ -38,3 +42,5 @@ class Settings(BaseSettings):
     gitlab_url: str = ""
     gitlab_token: str = Field(default="", repr=False)
     gitlab_webhook_token: str = Field(default="", repr=False)
+    # The secret Harbor sends in Authorization with its webhooks.
+    harbor_webhook_secret: str = Field(default="", repr=False)

@@ -12,6 +12,7 @@ APPLIED = "release.applied"
 COMPLETED = "release.completed"
 FAILED = "release.failed"
 TEMPLATE_CHANGED = "template.changed"
+IMAGE_BUILT = "image.built"
 # Also read by every tracker as a plain subscription: each stops following it.
 CANCELLED = "release.cancelled"
 
@@ -19,8 +20,9 @@ RENDERER = "renderer"
 DEPLOYER = "deployer"
 TRACKER = "tracker"
 NOTIFIER = "notifier"
-# The renderer process's second consumer: template syncs.
+# The renderer process's other consumers: template syncs and image registrations.
 TEMPLATES = "templates"
+IMAGES = "images"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class Subjects:
     @property
     def template_changed(self) -> str:
         return self._s(TEMPLATE_CHANGED)
+
+    @property
+    def all_images(self) -> str:
+        return self._s("image.>")
+
+    @property
+    def image_built(self) -> str:
+        return self._s(IMAGE_BUILT)
 
     @property
     def requested(self) -> str:
@@ -78,5 +88,6 @@ class Subjects:
             TRACKER: [self.applied],
             NOTIFIER: [self.completed, self.failed],
             TEMPLATES: [self.template_changed],
+            IMAGES: [self.image_built],
         }
         return stage, inputs[stage]

@@ -1,9 +1,11 @@
 """Session fixtures: the real local stack, and per-test isolated names on it."""
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import httpx
 import nats
@@ -17,10 +19,19 @@ from devstack.stack import Stack
 from devstack.system import FabuSystem
 from tests.support import gitlab as gitlab_support
 from tests.support.gitlab import FakeGitLab
+from tests.support.registries import (
+    PASSWORD,
+    USER,
+    Registry,
+    TokenService,
+    htpasswd_registry,
+    token_registry,
+)
 from tests.support.smtp import Inbox, start_smtp
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
 
+HARBOR_SECRET = "harbor-auth-header-for-tests"
 # Fast pods for tests; the stack keeps whatever it was started with when reused.
 TEST_READY_DELAY_MS = 500
 
@@ -109,11 +120,37 @@ async def gitlab() -> AsyncIterator[FakeGitLab]:
         await server.stop()
 
 
+@dataclass
+class AuthRegistries:
+    basic: Registry
+    token: Registry
+    tokens: TokenService
+
+
+@pytest.fixture(scope="session")
+async def auth_registries(
+    stack_env: StackEnv, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AuthRegistries]:
+    """Two more real registries: behind htpasswd, and behind token auth."""
+    root = tmp_path_factory.mktemp("registries")
+    tokens = TokenService(root / "tokens")
+    await tokens.start()
+    basic = htpasswd_registry(root / "basic")
+    token = token_registry(root / "token", tokens)
+    try:
+        yield AuthRegistries(basic, token, tokens)
+    finally:
+        basic.stop()
+        token.stop()
+        await tokens.stop()
+
+
 @pytest.fixture(scope="session")
 async def fabu(
     stack_env: StackEnv,
     inbox: Inbox,
     gitlab: FakeGitLab,
+    auth_registries: AuthRegistries,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[FabuSystem]:
     """All five services, started once for the session on their own database and stream."""
@@ -128,6 +165,16 @@ async def fabu(
             "FABU_GITLAB_URL": gitlab.url,
             "FABU_GITLAB_TOKEN": gitlab_support.TOKEN,
             "FABU_GITLAB_WEBHOOK_TOKEN": gitlab_support.WEBHOOK_SECRET,
+            "FABU_HARBOR_WEBHOOK_SECRET": HARBOR_SECRET,
+            "FABU_REGISTRIES": json.dumps(
+                {
+                    stack_env.registry_url.removeprefix("http://"): {"url": stack_env.registry_url},
+                    **{
+                        r.host: {"url": r.url, "username": USER, "password": PASSWORD}
+                        for r in (auth_registries.basic, auth_registries.token)
+                    },
+                }
+            ),
         },
     )
     system.start_all()

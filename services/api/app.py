@@ -8,12 +8,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
-from services.api import catalog_routes, release_routes, template_routes, webhook_routes
+from services.api import (
+    catalog_routes,
+    image_routes,
+    release_routes,
+    template_routes,
+    webhook_routes,
+)
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.errors import FabuError
+from shared.registry import Registries
 from shared.settings import Settings
 from shared.store.catalog import Catalog
+from shared.store.images import Images
 from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
 from shared.subjects import Subjects
@@ -33,10 +41,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.mongo = mongo
         app.state.clusters = Clusters()
         app.state.settings = settings
+        app.state.registries = Registries(settings.registries)
+        app.state.images = Images(mongo)
         try:
             yield
         finally:
             await app.state.clusters.close()
+            await app.state.registries.close()
             await bus.close()
             await mongo.close()
 
@@ -64,5 +75,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(release_routes.router, prefix="/api/v1")
     app.include_router(template_routes.router, prefix="/api/v1")
     app.include_router(webhook_routes.router, prefix="/api/v1")
+    app.include_router(image_routes.router, prefix="/api/v1")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -6,8 +6,10 @@ from fastapi import Depends, Request
 
 from shared.bus import Bus
 from shared.cluster import Clusters
+from shared.registry import Registries
 from shared.settings import Settings
 from shared.store.catalog import Catalog
+from shared.store.images import Images
 from shared.store.releases import Releases
 
 
@@ -26,6 +28,16 @@ def _bus(request: Request) -> Bus:
     return bus
 
 
+def _registries(request: Request) -> Registries:
+    registries: Registries = request.app.state.registries
+    return registries
+
+
+def _images(request: Request) -> Images:
+    images: Images = request.app.state.images
+    return images
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -41,3 +53,5 @@ ReleasesDep = Annotated[Releases, Depends(_releases)]
 BusDep = Annotated[Bus, Depends(_bus)]
 ClustersDep = Annotated[Clusters, Depends(_clusters)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+RegistriesDep = Annotated[Registries, Depends(_registries)]
+ImagesDep = Annotated[Images, Depends(_images)]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.api.access import Permission, require
-from services.api.deps import BusDep, CatalogDep, ClustersDep, ReleasesDep
+from services.api.deps import BusDep, CatalogDep, ClustersDep, RegistriesDep, ReleasesDep
 from services.api.diff import ManifestDiff, manifest_diff
 from services.api.releasing import start
 from services.api.schemas import (
@@ -23,7 +23,7 @@ from services.api.schemas import (
     ReleaseSummary,
 )
 from shared.cluster import ClusterError
-from shared.errors import Conflict, Invalid, NotFound, TransientError, Unavailable
+from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import ReleaseId
 from shared.messages import ReleaseCancelled
 from shared.models import Release, ReleaseKind, ReleaseState
@@ -54,7 +54,12 @@ async def _namespace(catalog: Catalog, environment: str) -> str:
 
 @router.post("/releases", status_code=202)
 async def create_release(
-    body: ReleaseIn, catalog: CatalogDep, releases: ReleasesDep, bus: BusDep, operator: Releaser
+    body: ReleaseIn,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    bus: BusDep,
+    registries: RegistriesDep,
+    operator: Releaser,
 ) -> ReleaseAccepted:
     service, env, config = await asyncio.gather(
         catalog.service(body.service),
@@ -72,6 +77,14 @@ async def create_release(
     template = await catalog.template(config.template_id)
     if template is None:
         raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    try:
+        digest = await registries.digest(service.image_repository, body.version)
+    except FabuError as exc:
+        raise Unavailable(f"cannot check the image in the registry: {exc.message}") from exc
+    if digest is None:
+        raise Invalid(
+            f"version: the registry has no tag {body.version!r} in {service.image_repository}"
+        )
     release = Release(
         id=ReleaseId(new_id()),
         service=service.name,

@@ -1,21 +1,21 @@
-"""Webhooks that carry their own secret: GitLab's push and merge-request events.
+"""GitLab's webhook: pushes and merges sync templates; pipelines and jobs register images.
 
 GitLab sends the secret configured on the hook in ``X-Gitlab-Token``; it is
 compared in constant time with ``FABU_GITLAB_WEBHOOK_TOKEN``, and a wrong or
 missing one is refused (401) before the body is read. A push to a branch, or a
 merge request merged into one, publishes ``template.changed`` with the
 project, branch, commit and (for a push) the files its commits touched; the
-renderer reads the templates that live there again.
+renderer reads the templates that live there again. A successful pipeline or
+job registers the image its commit pushed (see ``register_from_gitlab``).
 """
 
-import hmac
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from services.api.deps import BusDep, SettingsDep
-from shared.errors import Invalid, Unauthorized
+from services.api.deps import BusDep, CatalogDep, ImagesDep, RegistriesDep, SettingsDep
+from services.api.hooks import check_secret, read_event
+from services.api.image_routes import register_from_gitlab
 from shared.messages import TemplateChanged
 
 router = APIRouter()
@@ -62,17 +62,16 @@ async def gitlab_webhook(
     request: Request,
     bus: BusDep,
     settings: SettingsDep,
+    catalog: CatalogDep,
+    images: ImagesDep,
+    registries: RegistriesDep,
     x_gitlab_token: Annotated[str, Header()] = "",
 ) -> dict[str, Any]:
-    expected = settings.gitlab_webhook_token.encode()
-    if not expected or not hmac.compare_digest(x_gitlab_token.encode(), expected):
-        raise Unauthorized("X-Gitlab-Token is missing or wrong")
-    try:
-        event = json.loads(await request.body())
-    except ValueError as exc:
-        raise Invalid(f"the body is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise Invalid("the body is not a GitLab event object")
+    check_secret(x_gitlab_token, settings.gitlab_webhook_token, "X-Gitlab-Token")
+    event = await read_event(request)
+    if event.get("object_kind") in ("pipeline", "build"):
+        found = await register_from_gitlab(event, catalog, images, registries)
+        return {"accepted": bool(found), "registered": found}
     change = _change(event)
     if isinstance(change, str):
         return {"accepted": False, "detail": f"ignored: {change}"}

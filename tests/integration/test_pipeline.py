@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 from devstack import kwok
 from devstack.system import FabuSystem
 from tests.conftest import unique
-from tests.support.releases import DEMO, emailed, finished, prepare, release
+from tests.support.releases import DEMO, emailed, finished, prepare, push, release
 from tests.support.smtp import Inbox
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
@@ -140,6 +140,7 @@ async def test_one_unfinished_release_per_service_and_environment(
         api, stack_env, namespace, labels={kwok.FAULT_LABEL: kwok.NEVER_READY}, rollout_timeout_s=2
     )
     first = await release(api, service, environment, "1.0")
+    await push(api, service, "1.1")
 
     second = await api.post(
         "/releases", json={"service": service, "environment": environment, "version": "1.1"}

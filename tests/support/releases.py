@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 
+from devstack.registry import push_image
 from tests.conftest import unique
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
@@ -49,7 +50,15 @@ async def prepare(
     return service, environment
 
 
+async def push(api: httpx.AsyncClient, service: str, version: str) -> None:
+    """Push the service's image at ``version`` to the local registry, as CI would."""
+    repository = (await api.get(f"/services/{service}")).json()["image_repository"]
+    host, _, name = repository.partition("/")
+    await push_image(f"http://{host}", name, version)
+
+
 async def release(api: httpx.AsyncClient, service: str, environment: str, version: str) -> str:
+    await push(api, service, version)
     accepted = await api.post(
         "/releases",
         json={"service": service, "environment": environment, "version": version},
