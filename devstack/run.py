@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
+from devstack.paths import state_dir
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import FabuSystem
+from shared.secrets import new_key
 
 TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
 DEMO_SERVICES = {"hello": ["1.0.0", "1.1.0", "1.2.0-never-ready"], "greeter": ["2.0.0", "2.1.0"]}
@@ -60,6 +62,14 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
     template = await _ok(
         api.post("/templates", json={"name": "web-service", "content": TEMPLATE.read_text()})
     )
+    mail = [
+        {
+            "type": "email",
+            "recipients": ["team@example.com"],
+            "events": ["started", "succeeded", "failed"],
+        }
+    ]
+    await _ok(api.put("/environments/test/notifications", json=mail))
     host = registry.removeprefix("http://").removeprefix("https://")
     for name in DEMO_SERVICES:
         await _ok(
@@ -76,7 +86,6 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
                     "params": {
                         "replicas": 2,
                         "labels": {"team": "demo"},
-                        "notify_emails": ["team@example.com"],
                         "rollout_timeout_s": 20,
                     },
                 },
@@ -118,7 +127,13 @@ def main() -> int:
     mail = MailLog(logs / "mail.log")
     smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    system = FabuSystem(env, logs, smtp_port=smtp.port, api_port=API_PORT)
+    key_file = state_dir() / "secret-key"
+    if not key_file.exists():
+        key_file.write_text(new_key())
+        key_file.chmod(0o600)
+    system = FabuSystem(
+        env, logs, smtp_port=smtp.port, api_port=API_PORT, secret_key=key_file.read_text().strip()
+    )
     system.start_all()
     url = system.api_url
     stop = False

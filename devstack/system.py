@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from devstack.stack import free_port
+from shared.secrets import new_key
 
 STAGES = ("api", "renderer", "deployer", "tracker", "notifier")
 
@@ -22,6 +23,7 @@ class FabuSystem:
         name: str = "",
         api_port: int = 0,
         extra_env: dict[str, str] | None = None,
+        secret_key: str = "",
     ) -> None:
         """``name`` gives the system a database and stream of its own (default: ``fabu``)."""
         self.api_port = api_port or free_port()
@@ -32,6 +34,8 @@ class FabuSystem:
         self.env = {
             **os.environ,
             **stack_env,
+            # Seals notification secrets at rest; one per system unless given.
+            "FABU_SECRET_KEY": secret_key or new_key(),
             # The local registry speaks plain HTTP, without credentials.
             "FABU_REGISTRIES": json.dumps({host: {"url": registry}} if registry else {}),
             "FABU_SMTP_HOST": "127.0.0.1",

@@ -44,3 +44,9 @@ class Settings(BaseSettings):
     gitlab_webhook_token: str = Field(default="", repr=False)
     # The secret Harbor sends in Authorization with its webhooks.
     harbor_webhook_secret: str = Field(default="", repr=False)
+    # The key that seals secrets at rest (notification URLs and secrets): a
+    # Fernet key, 32 url-safe base64-encoded bytes. Without it none can be stored.
+    secret_key: str = Field(default="", repr=False)
+    # A notification claimed longer ago than this is taken to be from a
+    # notifier that died mid-send: recorded "unknown", not sent again.
+    notify_claim_stale_s: float = Field(default=60.0, gt=0)

@@ -86,7 +86,7 @@ class Subjects:
             RENDERER: [self.requested],
             DEPLOYER: [self.rendered],
             TRACKER: [self.applied],
-            NOTIFIER: [self.completed, self.failed],
+            NOTIFIER: [self.applied, self.completed, self.failed],
             TEMPLATES: [self.template_changed],
             IMAGES: [self.image_built],
         }

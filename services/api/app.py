@@ -11,6 +11,7 @@ from prometheus_client import make_asgi_app
 from services.api import (
     catalog_routes,
     image_routes,
+    notification_routes,
     release_routes,
     template_routes,
     webhook_routes,
@@ -76,5 +77,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(template_routes.router, prefix="/api/v1")
     app.include_router(webhook_routes.router, prefix="/api/v1")
     app.include_router(image_routes.router, prefix="/api/v1")
+    app.include_router(notification_routes.router, prefix="/api/v1")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -1,87 +1,101 @@
-"""Notifier: ``release.completed`` and ``release.failed`` in; email out.
+"""Notifier: ``release.applied``, ``release.completed`` and ``release.failed`` in; messages out.
 
-Sends the result to the release config's recipients and records every attempt
-on the release under ``notifications["email:<state>"]``. Idempotency key: that
-record: an email is claimed before sending and marked sent after, so a
-redelivered message sends nothing twice. Transient SMTP errors (4xx replies,
-refused or dropped connections, timeouts) are retried with backoff; permanent
-ones (5xx) are recorded and not retried.
+The event (``started``, ``succeeded``, ``failed``) goes to every channel of the
+release's service and environment (else the environment's default) that
+asked for it. Each (event, channel) is one delivery on the release, under
+``notifications["<event>/<channel>"]``, claimed before sending and recorded
+after each attempt, with its history.
+
+At most once: a notifier that dies between sending and recording leaves a
+claim; the next one to find it stale records the delivery ``unknown`` and
+does not send again. A lost message is rarer and less harmful here than a
+duplicate "release failed" in a team's chat. Transient errors (HTTP 5xx or
+429, timeouts, a robot's rate-limit code, SMTP 4xx) are retried with
+backoff; others are recorded as refused.
 """
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import aiosmtplib
+import httpx
 import structlog
 from nats.aio.msg import Msg
 
-from services.notifier.deliver import email
-from shared.errors import TransientError
-from shared.messages import ReleaseCompleted, ReleaseFailed
-from shared.models import Delivery, Release, now
-from shared.settings import Settings
+from services.notifier.channels import Refused, send
+from services.notifier.content import content
+from shared.errors import FabuError, TransientError
+from shared.messages import ReleaseApplied, ReleaseCompleted, ReleaseFailed
+from shared.models import NotifyEvent, now
+from shared.secrets import Secrets
 from shared.worker import Context
 
 log = structlog.get_logger()
-# A claim older than this is taken to be from a notifier that died mid-send.
-CLAIM_STALE = timedelta(seconds=60)
+MAX_BACKOFF_S = 60.0
+
+
+def _event(
+    subject: str, ctx: Context
+) -> tuple[NotifyEvent, type[ReleaseApplied | ReleaseCompleted | ReleaseFailed]]:
+    if subject == ctx.bus.subjects.applied:
+        return "started", ReleaseApplied
+    if subject == ctx.bus.subjects.completed:
+        return "succeeded", ReleaseCompleted
+    return "failed", ReleaseFailed
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    secrets = Secrets(ctx.settings.secret_key)
+    http = httpx.AsyncClient(timeout=10)
+
     async def handle(msg: Msg) -> None:
-        kind = ReleaseCompleted if msg.subject == ctx.bus.subjects.completed else ReleaseFailed
-        event = kind.model_validate_json(msg.data)
-        await notify(ctx, event.release_id, msg.metadata.num_delivered)
+        event, kind = _event(msg.subject, ctx)
+        message = kind.model_validate_json(msg.data)
+        await notify(ctx, secrets, http, message.release_id, event, msg.metadata.num_delivered)
 
     return handle
 
 
-async def notify(ctx: Context, release_id: str, attempt: int) -> None:
+async def notify(
+    ctx: Context,
+    secrets: Secrets,
+    http: httpx.AsyncClient,
+    release_id: str,
+    event: NotifyEvent,
+    attempt: int,
+) -> None:
     release = await ctx.releases.get(release_id)
-    if release is None or not release.state.final or not release.params.notify_emails:
+    if release is None or (event != "started" and not release.state.final):
         return
-    key = f"email:{release.state.value}"
-    current = release.notifications.get(key)
-    if current and current.state == "sent":
-        return
-    if not await ctx.releases.claim_delivery(release.id, key, now() - CLAIM_STALE):
-        raise TransientError("another notifier is sending this email", delay=CLAIM_STALE.seconds)
-    try:
-        await send(ctx.settings, release)
-    except TransientError as exc:
-        await ctx.releases.record_delivery(
-            release.id, key, Delivery(state="failed", attempts=attempt, last_error=exc.message)
-        )
-        raise
-    except aiosmtplib.SMTPException as exc:
-        log.warning("email refused", release_id=release.id, error=str(exc))
-        await ctx.releases.record_delivery(
-            release.id, key, Delivery(state="refused", attempts=attempt, last_error=str(exc))
-        )
-        return
-    await ctx.releases.record_delivery(release.id, key, Delivery(state="sent", attempts=attempt))
-
-
-async def send(settings: Settings, release: Release) -> None:
-    if not settings.smtp_host:
-        raise aiosmtplib.SMTPException("no SMTP server configured (FABU_SMTP_HOST)")
-    message = email(release, settings.smtp_from, settings.public_url)
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username or None,
-            password=settings.smtp_password or None,
-            use_tls=settings.smtp_tls,
-            start_tls=settings.smtp_starttls,
-            timeout=30,
-        )
-    except aiosmtplib.SMTPResponseException as exc:
-        if 400 <= exc.code < 500:
-            raise TransientError(f"SMTP {exc.code}: {exc.message}", delay=5.0) from exc
-        raise
-    except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, TimeoutError) as exc:
-        raise TransientError(f"SMTP unavailable: {exc}", delay=5.0) from exc
-    except aiosmtplib.SMTPTimeoutError as exc:
-        raise TransientError(f"SMTP timed out: {exc}", delay=5.0) from exc
+    channels = await ctx.catalog.channels(release.service, release.environment) or []
+    retry: list[str] = []
+    for channel in channels:
+        if event not in channel.events:
+            continue
+        try:
+            url, secret = secrets.open(channel.url), secrets.open(channel.secret)
+        except FabuError as exc:
+            key = f"{event}/{channel.type}-unreadable"
+            await ctx.releases.record_delivery(release.id, key, "refused", exc.message, exc.message)
+            continue
+        key = f"{event}/{channel.key(url)}"
+        stale = now() - timedelta(seconds=ctx.settings.notify_claim_stale_s)
+        claim = await ctx.releases.claim_delivery(release.id, key, stale)
+        if claim == "busy":
+            retry.append(f"{key} is being sent by another notifier")
+            continue
+        if claim != "claimed":
+            continue
+        body = content(release, event, channel.language, ctx.settings.public_url)
+        try:
+            await send(channel, url, secret, body, release, event, ctx.settings, http)
+        except TransientError as exc:
+            await ctx.releases.record_delivery(release.id, key, "failed", exc.message, exc.message)
+            retry.append(exc.message)
+            continue
+        except Refused as exc:
+            log.warning("notification refused", release_id=release.id, key=key, error=exc.message)
+            await ctx.releases.record_delivery(release.id, key, "refused", exc.message, exc.message)
+            continue
+        await ctx.releases.record_delivery(release.id, key, "sent", "sent")
+    if retry:
+        raise TransientError("; ".join(retry), delay=min(MAX_BACKOFF_S, 2.0**attempt))

@@ -4,7 +4,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import TemplateId
-from shared.models import Environment, Service, ServiceConfig, Template
+from shared.models import Channel, Environment, Service, ServiceConfig, Template, now
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 
@@ -28,6 +28,8 @@ class Catalog:
         self._template_versions = mongo.collection("template_versions")
         # The current config of each service and environment, and every version.
         self._configs = mongo.collection("service_configs")
+        # Notification channels per service and environment ("*/<env>": the default).
+        self._channels = mongo.collection("notification_channels")
         self._config_versions = mongo.collection("service_config_versions")
 
     async def add_environment(self, env: Environment) -> None:
@@ -140,3 +142,19 @@ class Catalog:
         cursor = self._configs.find({"template_id": template_id})
         configs = [_config(_strip(d)) async for d in cursor]
         return sorted(configs, key=lambda c: (c.service, c.environment))
+
+    async def put_channels(self, service: str, environment: str, channels: list[Channel]) -> None:
+        """Store the channels (secrets already sealed); ``service`` "*" sets the default."""
+        await self._channels.replace_one(
+            {"_id": f"{service}/{environment}"},
+            {"channels": [c.model_dump() for c in channels], "updated_at": now()},
+            upsert=True,
+        )
+
+    async def channels(self, service: str, environment: str) -> list[Channel] | None:
+        """The channels set for the service there, else the environment's default, else None."""
+        for key in (f"{service}/{environment}", f"*/{environment}"):
+            doc = await self._channels.find_one({"_id": key})
+            if doc is not None:
+                return [Channel.model_validate(c) for c in doc["channels"]]
+        return None

@@ -5,14 +5,14 @@ a redelivered message or a second replica cannot move a release twice.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
-from shared.models import Delivery, PodTimeline, Release, ReleaseState, TranscriptLine, now
+from shared.models import PodTimeline, Release, ReleaseState, TranscriptLine, now
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 # A list row leaves out what only the detail shows.
@@ -185,25 +185,60 @@ class Releases:
         result = await self._releases.update_one(query, update)
         return bool(result.matched_count)
 
-    async def claim_delivery(self, release_id: ReleaseId, key: str, stale_before: datetime) -> bool:
-        """Claim one notification for sending; False when it was sent or is being sent."""
+    async def claim_delivery(
+        self, release_id: ReleaseId, key: str, stale_before: datetime
+    ) -> Literal["claimed", "busy", "done", "died"]:
+        """Claim one notification (event and channel) before sending it.
+
+        ``claimed``: send it now. ``busy``: another notifier claimed it lately.
+        ``done``: sent, refused, or given up. ``died``: a claim older than
+        ``stale_before`` means its notifier died while sending; whether the
+        message left is unknown, so it is recorded ``unknown`` and not sent
+        again (at most once).
+        """
         field = f"notifications.{key}"
-        result = await self._releases.update_one(
+        claimed = await self._releases.update_one(
             {
                 "_id": release_id,
-                "$or": [
-                    {field: {"$exists": False}},
-                    {f"{field}.state": "failed"},
-                    {f"{field}.state": "sending", f"{field}.at": {"$lt": stale_before}},
-                ],
+                "$or": [{field: {"$exists": False}}, {f"{field}.state": "failed"}],
             },
             {"$set": {f"{field}.state": "sending", f"{field}.at": now()}},
         )
-        return bool(result.modified_count)
+        if claimed.modified_count:
+            return "claimed"
+        release = await self.get(release_id)
+        delivery = release.notifications.get(key) if release else None
+        if delivery is None or delivery.state != "sending":
+            return "done"
+        if delivery.at >= stale_before:
+            return "busy"
+        gave_up = await self._releases.update_one(
+            {"_id": release_id, f"{field}.state": "sending", f"{field}.at": delivery.at},
+            {
+                "$set": {f"{field}.state": "unknown", f"{field}.at": now()},
+                "$push": {
+                    f"{field}.history": {
+                        "at": now(),
+                        "outcome": "the notifier sending it stopped; not sent again",
+                    }
+                },
+            },
+        )
+        return "died" if gave_up.modified_count else "busy"
 
-    async def record_delivery(self, release_id: ReleaseId, key: str, delivery: Delivery) -> None:
+    async def record_delivery(
+        self, release_id: ReleaseId, key: str, state: str, outcome: str, error: str = ""
+    ) -> None:
+        """The outcome of one attempt: the delivery's state, and a line in its history."""
+        field = f"notifications.{key}"
+        at = now()
         await self._releases.update_one(
-            {"_id": release_id}, {"$set": {f"notifications.{key}": delivery.model_dump()}}
+            {"_id": release_id},
+            {
+                "$set": {f"{field}.state": state, f"{field}.at": at, f"{field}.last_error": error},
+                "$inc": {f"{field}.attempts": 1},
+                "$push": {f"{field}.history": {"at": at, "outcome": outcome}},
+            },
         )
 
     async def _unlock(self, service: str, environment: str, release_id: str) -> None:

@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 from devstack import kwok
 from devstack.system import FabuSystem
 from tests.conftest import unique
-from tests.support.releases import DEMO, emailed, finished, prepare, push, release
+from tests.support.releases import DEMO, delivery, emailed, finished, prepare, push, release
 from tests.support.smtp import Inbox
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
@@ -60,7 +60,7 @@ async def test_release_succeeds_end_to_end(
     assert body["diagnosis"] is None
     assert body["duration_s"] > 0
 
-    body = await emailed(api, release_id, "email:succeeded")
+    body = await emailed(api, release_id, "succeeded")
     [mail] = inbox.about(release_id)
     assert mail["To"] == "team@example.com"
     assert mail["Subject"] == f"[Fabu] {service} 1.0.0 to {environment} succeeded"
@@ -89,7 +89,7 @@ async def test_never_ready_pods_fail_after_the_timeout(
     waiting = f'Waiting for deployment "{service}" rollout to finish: 0 of 1 updated replicas are available...'
     assert body["reason"] == f"rollout not finished within 3s: {waiting}"
     assert waiting in [line["text"] for line in body["transcript"]]
-    await emailed(api, release_id, "email:failed")
+    await emailed(api, release_id, "failed")
     [mail] = inbox.about(release_id)
     assert "FAILED" in mail["Subject"]
     assert "rollout not finished within 3s" in mail.get_payload()
@@ -206,7 +206,7 @@ async def test_a_killed_tracker_is_replaced_and_the_release_finishes_once(
 
     body = await finished(api, release_id)
     assert body["state"] == "succeeded", body["reason"]
-    await emailed(api, release_id, "email:succeeded")
+    await emailed(api, release_id, "succeeded")
     assert len(inbox.about(release_id)) == 1
     lines = [line["text"] for line in body["transcript"]]
     assert lines[-1] == f'deployment "{service}" successfully rolled out'
@@ -247,10 +247,13 @@ async def test_transient_smtp_refusal_is_retried_and_recorded(
     )
 
     release_id = await release(api, service, environment, "1.0")
-    body = await emailed(api, release_id, "email:succeeded")
+    body = await emailed(api, release_id, "succeeded")
 
-    delivery = body["notifications"]["email:succeeded"]
-    assert delivery["attempts"] == 2
+    sent = delivery(body, "succeeded", "email")
+    assert sent is not None
+    assert sent["attempts"] == 2
+    assert [a["outcome"] for a in sent["history"]][-1] == "sent"
+    assert sent["history"][0]["outcome"].startswith("email: SMTP 4")
     assert len(inbox.about(release_id)) == 1
 
 

@@ -19,9 +19,11 @@ async def prepare(
     stack_env: StackEnv,
     namespace: str,
     template: str = DEMO,
+    notify_emails: list[str] | None = None,
     **params: Any,
 ) -> tuple[str, str]:
-    """An environment on the test's namespace, a template, a service and its config."""
+    """An environment on the test's namespace, a template, a service and its config;
+    with ``notify_emails``, an email channel for its results."""
     environment, service = unique("e"), unique("svc")
     created = await api.post(
         "/environments",
@@ -47,6 +49,10 @@ async def prepare(
         json={"template_id": template_id, "params": params},
     )
     assert config.status_code == 200, config.text
+    if notify_emails:
+        channels = [{"type": "email", "recipients": notify_emails}]
+        answer = await api.put(f"/services/{service}/notifications/{environment}", json=channels)
+        assert answer.status_code == 200, answer.text
     return service, environment
 
 
@@ -77,10 +83,19 @@ async def finished(api: httpx.AsyncClient, release_id: str, within: float = 60) 
     return await eventually(probe, f"release {release_id} to finish", within=within)
 
 
-async def emailed(api: httpx.AsyncClient, release_id: str, key: str) -> dict[str, Any]:
+def delivery(body: dict[str, Any], event: str, channel_type: str) -> dict[str, Any] | None:
+    """The release's delivery of ``event`` on its (one) channel of that type."""
+    for key, value in body["notifications"].items():
+        if key.startswith(f"{event}/{channel_type}-"):
+            found: dict[str, Any] = value
+            return found
+    return None
+
+
+async def emailed(api: httpx.AsyncClient, release_id: str, event: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
-        delivery = body["notifications"].get(key)
-        return body if delivery and delivery["state"] == "sent" else None
+        sent = delivery(body, event, "email")
+        return body if sent and sent["state"] == "sent" else None
 
-    return await eventually(probe, f"{key} of {release_id} to be sent")
+    return await eventually(probe, f"the {event} email of {release_id} to be sent")

@@ -1,0 +1,116 @@
+"""What a notification says, in English or Chinese: the release, its result, and why it failed."""
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from shared.models import NotifyEvent, Release
+
+WORDS = {
+    "en": {
+        "started": "started",
+        "succeeded": "succeeded",
+        "failed": "FAILED",
+        "canary_paused": "canary paused",
+        "approval_needed": "needs approval",
+        "service": "Service",
+        "environment": "Environment",
+        "version": "Version",
+        "operator": "Operator",
+        "duration": "Duration",
+        "result": "Result",
+        "details": "Details",
+        "reason": "Reason",
+        "diagnosis": "Diagnosis",
+        "to": "to",
+    },
+    "zh-CN": {
+        "started": "开始发布",
+        "succeeded": "发布成功",
+        "failed": "发布失败",
+        "canary_paused": "灰度暂停",
+        "approval_needed": "等待审批",
+        "service": "服务",
+        "environment": "环境",
+        "version": "版本",
+        "operator": "操作人",
+        "duration": "耗时",
+        "result": "结果",
+        "details": "详情",
+        "reason": "原因",
+        "diagnosis": "诊断",
+        "to": "到",
+    },
+}
+DIAGNOSIS_LINES = 6
+
+
+@dataclass(frozen=True)
+class Content:
+    title: str
+    # (label, value) pairs, then free lines (the diagnosis).
+    fields: list[tuple[str, str]]
+    extra: list[str]
+    link: str
+
+    def text(self) -> str:
+        lines = [self.title, "", *(f"{k}: {v}" for k, v in self.fields), *self.extra]
+        return "\n".join(lines) + "\n"
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", *(f"- **{k}**: {v}" for k, v in self.fields)]
+        if self.extra:
+            lines += ["", *(f"> {line}" for line in self.extra)]
+        return "\n".join(lines) + "\n"
+
+
+def diagnosis_lines(release: Release) -> list[str]:
+    """The first lines of a failure's diagnosis: the reason, the condition, the failing pods."""
+    bundle = release.diagnosis
+    lines = [release.reason] if release.reason else []
+    if bundle is not None:
+        if bundle.condition and bundle.condition != release.reason:
+            lines.append(bundle.condition)
+        for pod in bundle.pods:
+            for container in pod.containers:
+                lines.append(
+                    f"{pod.name}/{container.name}: {container.state}"
+                    f" (restarts {container.restart_count})"
+                    + (f"; last {container.last_state}" if container.last_state else "")
+                )
+    return lines[:DIAGNOSIS_LINES]
+
+
+def content(release: Release, event: NotifyEvent, language: str, public_url: str) -> Content:
+    words = WORDS.get(language, WORDS["en"])
+    link = f"{public_url.rstrip('/')}/api/v1/releases/{release.id}"
+    took = release.duration_s
+    fields = [
+        (words["service"], release.service),
+        (words["environment"], release.environment),
+        (words["version"], f"{release.version} ({release.image})"),
+        (words["operator"], release.operator),
+        (words["result"], words[event]),
+        (words["duration"], f"{took:.1f} s" if took is not None else "-"),
+        (words["details"], link),
+    ]
+    extra: list[str] = []
+    if event == "failed":
+        diagnosis = diagnosis_lines(release)
+        if diagnosis:
+            extra = ["", f"{words['diagnosis']}:", *diagnosis]
+    title = (
+        f"[Fabu] {release.service} {release.version} {words['to']} {release.environment} "
+        f"{words[event]}"
+    )
+    return Content(title=title, fields=fields, extra=extra, link=link)
+
+
+def email(body: Content, release: Release, event: str, sender: str, to: list[str]) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Subject"] = body.title
+    # The same id for every attempt, so a mail system can drop a duplicate.
+    message["Message-ID"] = f"<{release.id}.{event}@fabu>"
+    message.set_content(body.text())
+    return message
