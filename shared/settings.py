@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_from: str = "fabu@localhost"
     smtp_username: str = ""
-    smtp_password: str = ""
+    smtp_password: str = Field(default="", repr=False)
     smtp_tls: bool = False
     smtp_starttls: bool = False
 
