@@ -121,7 +121,7 @@ async def harbor_webhook(
     check_secret(authorization, settings.harbor_webhook_secret, "Authorization")
     event = await read_event(request)
     if event.get("type") != "PUSH_ARTIFACT":
-        return {"accepted": False, "detail": f"ignored: a {event.get('type')} event"}
+        return {"accepted": False, "detail": f"ignored: {event.get('type')} events are not used"}
     data = event.get("event_data") or {}
     pushed = datetime.fromtimestamp(int(event.get("occur_at") or 0), UTC)
     registered = []

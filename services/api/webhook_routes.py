@@ -54,7 +54,7 @@ def _change(event: dict[str, Any]) -> TemplateChanged | str:
         return TemplateChanged(
             **where, ref=str(attributes.get("target_branch", "")), sha=str(sha or "")
         )
-    return f"a {kind or 'unknown'} event"
+    return f"{kind or 'unknown'} events are not used"
 
 
 @router.post("/webhooks/gitlab", status_code=202)
