@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     smtp_password: str = Field(default="", repr=False)
     smtp_tls: bool = False
     smtp_starttls: bool = False
+    # A CA bundle to verify the SMTP server's certificate (default: the system's).
+    smtp_ca_file: str = ""
 
     # How long a stage may hold a message before JetStream redelivers it to a
     # replica; trackers keep theirs alive while the rollout runs.

@@ -156,6 +156,7 @@ async def _email(settings: Settings, message: Any) -> None:
             password=settings.smtp_password or None,
             use_tls=settings.smtp_tls,
             start_tls=settings.smtp_starttls,
+            cert_bundle=settings.smtp_ca_file or None,
             timeout=30,
         )
     except aiosmtplib.SMTPResponseException as exc:
