@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from services.api.access import Permission, require
 from services.api.deps import CatalogDep, ClustersDep
 from services.api.diff import manifest_diff
-from services.api.releasing import sample_params
+from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ImageTag, Preview
 from shared.cluster import ClusterError
 from shared.errors import Invalid, NotFound, TransientError, Unavailable
@@ -145,9 +145,7 @@ async def preview(
         raise NotFound(f"environment {environment!r} not found")
     if config is None:
         raise Invalid(f"service {name!r} has no release config for environment {environment!r}")
-    template = await catalog.template(config.template_id)
-    if template is None:
-        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    template = await config_template(catalog, config)
     params = sample_params(name, service.image_repository, env.name, env.namespace, version)
     try:
         rendered = render(template.content, config.params, params)

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.api.access import Permission, require
 from services.api.deps import BusDep, CatalogDep, ClustersDep, RegistriesDep, ReleasesDep
 from services.api.diff import ManifestDiff, manifest_diff
-from services.api.releasing import start
+from services.api.releasing import again, config_template, start
 from services.api.schemas import (
     ActionIn,
     Cancelled,
@@ -74,9 +74,7 @@ async def create_release(
         raise Invalid(
             f"service {body.service!r} has no release config for environment {body.environment!r}"
         )
-    template = await catalog.template(config.template_id)
-    if template is None:
-        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    template = await config_template(catalog, config)
     try:
         digest = await registries.digest(service.image_repository, body.version)
     except FabuError as exc:
@@ -195,23 +193,11 @@ async def rollback(
             f"release {release_id} failed before its manifest was rendered; "
             "there is nothing to roll back to"
         )
-    release = Release(
-        id=ReleaseId(new_id()),
-        service=source.service,
-        environment=source.environment,
-        version=source.version,
-        image=source.image,
-        kind=ReleaseKind.ROLLBACK,
-        operator=operator,
-        source_release_id=source.id,
-        description=(body.description if body else "")
-        or f"roll back to {source.version} (release {source.id})",
-        template_id=source.template_id,
-        template_version=source.template_version,
-        config_version=source.config_version,
-        params=source.params,
-        namespace=await _namespace(catalog, source.environment),
+    description = (body.description if body else "") or (
+        f"roll back to {source.version} (release {source.id})"
     )
+    namespace = await _namespace(catalog, source.environment)
+    release = again(source, ReleaseKind.ROLLBACK, operator, description, namespace)
     return await start(release, releases, bus)
 
 
@@ -254,24 +240,11 @@ async def redeploy(
         raise Invalid(
             f"service {source.service!r} has no release config for {source.environment!r}"
         )
-    template = await catalog.template(config.template_id)
-    if template is None:
-        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
-    release = Release(
-        id=ReleaseId(new_id()),
-        service=source.service,
-        environment=source.environment,
-        version=source.version,
-        image=source.image,
-        kind=ReleaseKind.REDEPLOY,
-        operator=operator,
-        source_release_id=source.id,
-        description=(body.description if body else "") or f"redeploy {source.version}",
-        template_id=template.id,
-        template_version=template.version,
-        config_version=config.version,
-        params=config.params,
-        namespace=await _namespace(catalog, source.environment),
+    template = await config_template(catalog, config)
+    description = (body.description if body else "") or f"redeploy {source.version}"
+    namespace = await _namespace(catalog, source.environment)
+    release = again(
+        source, ReleaseKind.REDEPLOY, operator, description, namespace, template, config
     )
     return await start(release, releases, bus)
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 
 from services.api.access import Permission, require
 from services.api.deps import BusDep, CatalogDep, ReleasesDep, SettingsDep
-from services.api.releasing import sample_params, start
+from services.api.releasing import again, sample_params, start
 from services.api.schemas import (
     ActionIn,
     Impact,
@@ -17,9 +17,9 @@ from services.api.schemas import (
     TemplateIn,
 )
 from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
-from shared.ids import ReleaseId, TemplateId
+from shared.ids import TemplateId
 from shared.messages import TemplateChanged
-from shared.models import Release, ServiceConfig, Template, now
+from shared.models import ReleaseKind, ServiceConfig, Template, now
 from shared.render import RenderError, check, render
 from shared.sources import GitLab
 from shared.store.catalog import Catalog
@@ -213,20 +213,11 @@ async def release_all(
                 )
             )
             continue
-        release = Release(
-            id=ReleaseId(new_id()),
-            service=config.service,
-            environment=config.environment,
-            version=latest.version,
-            image=latest.image,
-            operator=operator,
-            description=(body.description if body else "")
-            or f"template {template.name} version {template.version}",
-            template_id=template.id,
-            template_version=template.version,
-            config_version=config.version,
-            params=config.params,
-            namespace=env.namespace,
+        description = (body.description if body else "") or (
+            f"template {template.name} version {template.version}"
+        )
+        release = again(
+            latest, ReleaseKind.DEPLOY, operator, description, env.namespace, template, config
         )
         try:
             accepted = await start(release, releases, bus)
