@@ -33,18 +33,6 @@ class ImageVersions(BaseModel):
     versions: list[ImageVersion]
 
 
-async def register(images: Images, built: ImageBuilt, source: str) -> Image:
-    image = Image(
-        repository=built.repository,
-        digest=built.digest,
-        service=built.service,
-        commit_sha=built.commit_sha,
-        pipeline_url=built.pipeline_url,
-        pushed_at=built.pushed_at,
-    )
-    return await images.register(image, built.tag, source)
-
-
 @router.post("/images")
 async def register_image(body: ImageBuilt, catalog: CatalogDep, images: ImagesDep) -> Image:
     """For CI after a push: idempotent, one record per repository and digest."""
@@ -57,7 +45,7 @@ async def register_image(body: ImageBuilt, catalog: CatalogDep, images: ImagesDe
                 f"repository: service {service.name!r} releases {service.image_repository!r}, "
                 f"not {body.repository!r}"
             )
-    return await register(images, body, "api")
+    return await images.register(body, "api")
 
 
 @router.get("/services/{name}/images")
@@ -142,7 +130,7 @@ async def harbor_webhook(
             )
         except ValueError as exc:
             raise Invalid(f"event_data.resources: {exc}") from exc
-        image = await register(images, built, "harbor")
+        image = await images.register(built, "harbor")
         registered.append({"repository": image.repository, "tag": tag, "digest": image.digest})
     return {"accepted": True, "registered": registered}
 
@@ -197,7 +185,7 @@ async def register_from_gitlab(
                     pipeline_url=url,
                     pushed_at=pushed,
                 )
-                await register(images, built, "gitlab")
+                await images.register(built, "gitlab")
                 found.append({"service": service.name, "tag": tag, "digest": digest})
     return found
 

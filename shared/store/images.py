@@ -2,6 +2,7 @@
 
 from pymongo import DESCENDING
 
+from shared.messages import ImageBuilt
 from shared.models import Image
 from shared.store.mongo import Doc, Mongo
 
@@ -15,13 +16,22 @@ class Images:
     def __init__(self, mongo: Mongo) -> None:
         self._images = mongo.collection("images")
 
-    async def register(self, image: Image, tag: str, source: str) -> Image:
-        """Store the image, or add the tag and source to the record of its digest.
+    async def register(self, built: ImageBuilt, source: str) -> Image:
+        """Store the image CI built, or add the tag and source to the record of its digest.
 
         Idempotent: the same digest and tag again changes nothing. The first
         registration's metadata (commit, pipeline, push time) is kept; later
         ones fill only what is still empty.
         """
+        image = Image(
+            repository=built.repository,
+            digest=built.digest,
+            service=built.service,
+            commit_sha=built.commit_sha,
+            pipeline_url=built.pipeline_url,
+            pushed_at=built.pushed_at,
+        )
+        tag = built.tag
         key = f"{image.repository}@{image.digest}"
         current = await self._images.find_one({"_id": key})
         if current is None:

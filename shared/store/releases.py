@@ -180,8 +180,6 @@ class Releases:
         if pods is not None:
             update["$set"] = {"pods": [pod.model_dump() for pod in pods]}
         query = {"_id": release_id, "state": ReleaseState.APPLIED.value}
-        if not update:
-            return await self._releases.find_one(query) is not None
         result = await self._releases.update_one(query, update)
         return bool(result.matched_count)
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.http import serve
+
 TOKEN = "glpat-test-token"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 
@@ -40,12 +42,7 @@ class FakeGitLab:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/api/v4/projects/{rest:.*}", self._files)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
 
     async def stop(self) -> None:
         if self._runner:

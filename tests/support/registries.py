@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from devstack.build import REGISTRY_BINARY
 from devstack.stack import free_port
+from tests.support.http import serve
 
 USER, PASSWORD = "ci-bot", "s3cret-pass"
 SERVICE, ISSUER = "fabu-test-registry", "fabu-test-token-issuer"
@@ -139,11 +140,7 @@ class TokenService:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/token", self._serve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
 
     async def stop(self) -> None:
         if self._runner:

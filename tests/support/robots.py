@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.http import serve
+
 DINGTALK_SECRET = "SEC-dingtalk-secret-for-tests-0123456789"
 FEISHU_SECRET = "feishu-secret-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -37,12 +39,7 @@ class Robots:
         app.router.add_post("/feishu/{robot}", self._feishu)
         app.router.add_post("/wecom/{robot}", self._wecom)
         app.router.add_post("/webhook/{robot}", self._webhook)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
 
     async def stop(self) -> None:
         for event in self.hold.values():
