@@ -2,10 +2,13 @@
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from devstack.stack import free_port
 from shared.secrets import new_key
@@ -24,11 +27,16 @@ class FabuSystem:
         api_port: int = 0,
         extra_env: dict[str, str] | None = None,
         secret_key: str = "",
+        admin_password: str = "",
     ) -> None:
-        """``name`` gives the system a database and stream of its own (default: ``fabu``)."""
+        """``name`` gives the system a database and stream of its own (default: ``fabu``).
+
+        ``admin_password`` is the first user's (``admin``) when the database has no users.
+        """
         self.api_port = api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.logs = logs
+        self.admin_password = admin_password or secrets.token_urlsafe(16)
         registry = stack_env.get("FABU_REGISTRY_URL", "")
         host = registry.split("://", 1)[-1]
         self.env = {
@@ -41,6 +49,7 @@ class FabuSystem:
             "FABU_SMTP_HOST": "127.0.0.1",
             "FABU_SMTP_PORT": str(smtp_port),
             "FABU_PUBLIC_URL": self.api_url,
+            "FABU_ADMIN_PASSWORD": self.admin_password,
             **(extra_env or {}),
         }
         if name:
@@ -85,3 +94,24 @@ class FabuSystem:
 
     def log(self, stage: str) -> str:
         return (self.logs / f"{stage}.log").read_text(errors="replace")
+
+
+async def login(http: httpx.AsyncClient, user: str, password: str) -> dict[str, str]:
+    """Log in to the API at ``http``'s base URL; the headers a session's changes send.
+
+    The session cookie is Secure, which httpx keeps to HTTPS, so it is sent by hand.
+    """
+    answer = await http.post("/api/v1/auth/login", json={"username": user, "password": password})
+    answer.raise_for_status()
+    cookie = answer.cookies["fabu_session"]
+    return {"Cookie": f"fabu_session={cookie}", "X-CSRF-Token": answer.json()["csrf_token"]}
+
+
+async def new_token(api_url: str, user: str, password: str, name: str) -> str:
+    """An API token for ``user``, made through a login session."""
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        session = await login(http, user, password)
+        made = await http.post("/api/v1/tokens", json={"name": name}, headers=session)
+        made.raise_for_status()
+        token: str = made.json()["token"]
+        return token

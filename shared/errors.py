@@ -13,6 +13,10 @@ class Unauthorized(FabuError):
     status = 401
 
 
+class Forbidden(FabuError):
+    status = 403
+
+
 class NotFound(FabuError):
     status = 404
 

@@ -31,6 +31,10 @@ class Event(BaseModel):
         return f"{self.release_id}:{type(self).__name__}"
 
 
+class ReleaseAwaiting(Event):
+    pass
+
+
 class ReleaseRequested(Event):
     pass
 

@@ -3,7 +3,7 @@
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,6 +34,23 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FreezeWindow(Model):
+    """A time when only an admin may release here, and only with a written reason."""
+
+    name: str = Field(min_length=1, max_length=100)
+    start: datetime
+    end: datetime
+    reason: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _order(self) -> "FreezeWindow":
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("give start and end a time zone, e.g. 2026-01-31T08:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class Environment(Model):
     name: EnvName
     namespace: EnvName
@@ -42,6 +59,13 @@ class Environment(Model):
     kubeconfig: str | None = None
     in_cluster: bool = False
     rollout_timeout_s: int = Field(default=300, ge=1, le=86400)
+    # Releases here wait in ``awaiting_approval`` until someone else approves them.
+    approval_required: bool = False
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list, max_length=100)
+
+    def frozen_by(self, at: datetime) -> FreezeWindow | None:
+        """The freeze window in force at ``at``, if any."""
+        return next((w for w in self.freeze_windows if w.start <= at < w.end), None)
 
 
 class Service(Model):
@@ -74,7 +98,7 @@ class ServiceConfig(Model):
     params: BaseParams
     version: int = 1
     updated_at: datetime = Field(default_factory=now)
-    author: str = "anonymous"
+    author: str = ""
     # What this version changed, field by field ("replicas: 2 → 3"), and why.
     change: list[str] = Field(default_factory=list)
     note: str = ""
@@ -131,16 +155,24 @@ class Image(Model):
 
 
 class ReleaseState(StrEnum):
+    # Waiting for someone other than the operator to approve (or reject) it.
+    AWAITING_APPROVAL = "awaiting_approval"
     REQUESTED = "requested"
     RENDERED = "rendered"
     APPLIED = "applied"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"
 
     @property
     def final(self) -> bool:
-        return self in (ReleaseState.SUCCEEDED, ReleaseState.FAILED, ReleaseState.CANCELLED)
+        return self in (
+            ReleaseState.SUCCEEDED,
+            ReleaseState.FAILED,
+            ReleaseState.CANCELLED,
+            ReleaseState.REJECTED,
+        )
 
 
 class ReleaseKind(StrEnum):
@@ -283,6 +315,24 @@ class Diagnosis(Model):
     collected_at: datetime = Field(default_factory=now)
 
 
+class Decision(Model):
+    """An approval or rejection, by whom and why."""
+
+    approved: bool
+    by: str
+    at: datetime = Field(default_factory=now)
+    comment: str = ""
+
+
+class FreezeOverride(Model):
+    """An admin releasing during a freeze window: the window, who, and their reason."""
+
+    window: str
+    by: str
+    reason: str
+    at: datetime = Field(default_factory=now)
+
+
 class Release(Model):
     id: ReleaseId
     service: str
@@ -290,7 +340,7 @@ class Release(Model):
     version: str
     image: str
     description: str = ""
-    operator: str = "anonymous"
+    operator: str = ""
     kind: ReleaseKind = ReleaseKind.DEPLOY
     # The release a rollback restores or a redeploy repeats.
     source_release_id: ReleaseId | None = None
@@ -316,6 +366,8 @@ class Release(Model):
     replica_sets: list[ReplicaSetCount] = Field(default_factory=list)
     diagnosis: Diagnosis | None = None
     notifications: dict[str, Delivery] = Field(default_factory=dict)
+    decision: Decision | None = None
+    freeze_override: FreezeOverride | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -324,3 +376,82 @@ class Release(Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - (self.started_at or self.created_at)).total_seconds()
+
+
+class Role(StrEnum):
+    # Reads everything but the audit log and the users.
+    VIEWER = "viewer"
+    # Releases (and rolls back, redeploys, cancels, approves) where granted.
+    RELEASER = "releaser"
+    # Templates, services, base parameters and notification channels.
+    CONFIG_ADMIN = "config_admin"
+    # Users, roles, environments (their clusters, approvals, freeze windows), audit.
+    ADMIN = "admin"
+
+
+ANY = "*"
+UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")]
+
+
+class Grant(Model):
+    """A role, and for a releaser where it holds: an environment and a service or a team."""
+
+    role: Role
+    environment: str = Field(default=ANY, min_length=1, max_length=63)
+    service: str = Field(default=ANY, min_length=1, max_length=53)
+    team: str = Field(default=ANY, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _scope(self) -> "Grant":
+        scoped = (self.environment, self.service, self.team) != (ANY, ANY, ANY)
+        if scoped and self.role is not Role.RELEASER:
+            raise ValueError(f"only a releaser grant has a scope; {self.role} holds everywhere")
+        if ANY not in (self.service, self.team):
+            raise ValueError("grant a service or a team, not both")
+        return self
+
+    def covers(self, environment: str | None, service: Service | None) -> bool:
+        """Whether this grant reaches ``service`` in ``environment`` (None: any)."""
+        if environment is not None and self.environment not in (ANY, environment):
+            return False
+        if service is None:
+            return True
+        if self.service != ANY:
+            return self.service == service.name
+        return self.team in (ANY, service.team)
+
+
+class User(Model):
+    name: UserName
+    display_name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=254)
+    grants: list[Grant] = Field(default_factory=list, max_length=200)
+    disabled: bool = False
+    # "local" (a password here) or "oidc" (signs in through the identity provider).
+    source: Literal["local", "oidc"] = "local"
+    created_at: datetime = Field(default_factory=now)
+
+
+class ApiToken(Model):
+    """A token for CI and the command line; only its hash is stored."""
+
+    id: str
+    name: str = Field(min_length=1, max_length=100)
+    user: str
+    created_at: datetime = Field(default_factory=now)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class AuditEntry(Model):
+    """One change: who made it, what it was, when, and the object before and after."""
+
+    id: str
+    at: datetime = Field(default_factory=now)
+    actor: str
+    action: str  # "environment.update", "release.approve", "token.create", ...
+    target: str  # "environment/production", "release/6651…"
+    before: Any = None
+    after: Any = None
+    note: str = ""

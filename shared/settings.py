@@ -52,3 +52,15 @@ class Settings(BaseSettings):
     # A notification claimed longer ago than this is taken to be from a
     # notifier that died mid-send: recorded "unknown", not sent again.
     notify_claim_stale_s: float = Field(default=60.0, gt=0)
+
+    # The first start, with no users yet, creates ``admin`` with this password
+    # (or a generated one, printed once on the API's standard output).
+    admin_password: str = Field(default="", repr=False)
+    # How long a browser login lasts.
+    session_hours: float = Field(default=12.0, gt=0)
+    # OpenID Connect login (GitLab as the identity provider) when the issuer is
+    # set: e.g. https://gitlab.example.com with an application's id and secret.
+    # New users who sign in this way are viewers until an admin grants more.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = Field(default="", repr=False)

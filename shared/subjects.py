@@ -6,6 +6,8 @@ that several Fabu installations, or test runs, share one NATS server.
 
 from dataclasses import dataclass
 
+# A release waiting for approval: read by the notifier only.
+AWAITING = "release.awaiting"
 REQUESTED = "release.requested"
 RENDERED = "release.rendered"
 APPLIED = "release.applied"
@@ -57,6 +59,10 @@ class Subjects:
         return self._s(IMAGE_BUILT)
 
     @property
+    def awaiting(self) -> str:
+        return self._s(AWAITING)
+
+    @property
     def requested(self) -> str:
         return self._s(REQUESTED)
 
@@ -86,7 +92,7 @@ class Subjects:
             RENDERER: [self.requested],
             DEPLOYER: [self.rendered],
             TRACKER: [self.applied],
-            NOTIFIER: [self.applied, self.completed, self.failed],
+            NOTIFIER: [self.awaiting, self.applied, self.completed, self.failed],
             TEMPLATES: [self.template_changed],
             IMAGES: [self.image_built],
         }

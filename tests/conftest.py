@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import Stack
-from devstack.system import FabuSystem
+from devstack.system import FabuSystem, new_token
 from tests.support import gitlab as gitlab_support
 from tests.support.gitlab import FakeGitLab
 from tests.support.registries import (
@@ -194,7 +194,18 @@ async def fabu(
         system.stop()
 
 
+@pytest.fixture(scope="session")
+async def admin_token(fabu: FabuSystem) -> str:
+    """An API token of the first user, ``admin``."""
+    return await new_token(fabu.api_url, "admin", fabu.admin_password, "tests")
+
+
 @pytest.fixture
-async def api(fabu: FabuSystem) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=fabu.api_url + "/api/v1", timeout=30) as http:
+async def api(fabu: FabuSystem, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The JSON API as ``admin``."""
+    async with httpx.AsyncClient(
+        base_url=fabu.api_url + "/api/v1",
+        timeout=30,
+        headers={"Authorization": f"Bearer {admin_token}"},
+    ) as http:
         yield http

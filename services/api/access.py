@@ -1,28 +1,157 @@
 """Who is acting, and whether they may.
 
-Two permissions exist today: releasing, and editing what releases are made
-of (templates and base parameters), which is the stronger one. Users and
-roles are not there yet: every caller acts as ``anonymous`` and holds both.
-The routes already name the permission they need, so the users-and-roles
-work only has to change :func:`require`.
+Every request but health, metrics, login and webhooks names its caller, by
+one of two means:
+
+- ``Authorization: Bearer <token>``: an API token (CI, the command line);
+- the ``fabu_session`` cookie of a browser login. A request that changes
+  anything must then also send the session's CSRF token, in the
+  ``X-CSRF-Token`` header or a form's ``csrf_token`` field: a cookie is sent
+  by the browser whoever made the page, the CSRF token only by our pages.
+
+Roles (see :class:`shared.models.Role`): every role may read; a releaser
+releases where a grant covers the environment and the service (or its team);
+a config-admin edits templates, services, base parameters and channels; an
+admin does everything, and alone manages users, environments and the audit
+log. Routes declare the kind of permission they need with :func:`require`;
+a route whose target is known only from its body or a stored record also
+checks the scope with :meth:`Principal.must_release`.
 """
 
+import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated, Literal
 
-ANONYMOUS = "anonymous"
+from fastapi import Depends, Request
+
+from shared.errors import Forbidden, Unauthorized
+from shared.models import Role, Service, User, now
+from shared.store.users import Users
+
+SESSION_COOKIE = "fabu_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A token's last use is written at most this often.
+TOKEN_USE_RESOLUTION_S = 60
 
 
 class Permission(StrEnum):
+    # Anyone signed in, whatever their grants: their own account and tokens.
+    SIGNED_IN = "signed_in"
+    VIEW = "view"
+    # Holds some releaser grant; the route checks the scope on its target.
     RELEASE = "release"
     EDIT_CONFIG = "edit_config"
+    ADMIN = "admin"
 
 
-def require(permission: Permission) -> Callable[[], Awaitable[str]]:
-    """A FastAPI dependency: the acting user's name when they hold ``permission``."""
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    via: Literal["session", "token"]
 
-    async def actor() -> str:
-        return ANONYMOUS
+    @property
+    def name(self) -> str:
+        return self.user.name
 
-    actor.__name__ = f"require_{permission.value}"
-    return actor
+    def has(self, role: Role) -> bool:
+        return any(g.role in (role, Role.ADMIN) for g in self.user.grants)
+
+    def holds(self, permission: Permission) -> bool:
+        match permission:
+            case Permission.SIGNED_IN:
+                return True
+            case Permission.VIEW:
+                return bool(self.user.grants)
+            case Permission.RELEASE:
+                return self.has(Role.RELEASER)
+            case Permission.EDIT_CONFIG:
+                return self.has(Role.CONFIG_ADMIN)
+            case Permission.ADMIN:
+                return self.has(Role.ADMIN)
+
+    def can_release(self, environment: str | None, service: Service | None) -> bool:
+        """Whether a grant lets this user release ``service`` to ``environment`` (None: any)."""
+        return any(
+            g.role is Role.ADMIN or (g.role is Role.RELEASER and g.covers(environment, service))
+            for g in self.user.grants
+        )
+
+    def must_release(self, environment: str | None, service: Service) -> None:
+        if not self.can_release(environment, service):
+            where = f" to {environment}" if environment else ""
+            raise Forbidden(
+                f"{self.name} may not release {service.name} (team {service.team}){where}: "
+                "that needs a releaser grant covering it"
+            )
+
+
+async def _csrf_sent(request: Request) -> str:
+    sent = request.headers.get(CSRF_HEADER, "")
+    content_type = request.headers.get("content-type", "")
+    if not sent and content_type.startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        field = form.get(CSRF_FIELD, "")
+        sent = field if isinstance(field, str) else ""
+    return sent
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, from their token or their session (401 when neither is valid)."""
+    users: Users = request.app.state.users
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    via: Literal["session", "token"]
+    if credential and scheme.lower() == "bearer":
+        token = await users.token_by_secret(credential.strip())
+        if token is None or token.revoked_at is not None:
+            raise Unauthorized("the API token is unknown or revoked")
+        if token.expires_at is not None and token.expires_at <= now():
+            raise Unauthorized(f"the API token {token.name!r} expired at {token.expires_at}")
+        if (
+            token.last_used_at is None
+            or (now() - token.last_used_at).total_seconds() > TOKEN_USE_RESOLUTION_S
+        ):
+            await users.used_token(token.id)
+        name, via = token.user, "token"
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        session = await users.session(cookie)
+        if session is None or session.expires_at <= now():
+            raise Unauthorized("the session has ended; log in again")
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(
+            (await _csrf_sent(request)).encode(), session.csrf.encode()
+        ):
+            raise Forbidden(
+                f"CSRF check failed: send the session's CSRF token in {CSRF_HEADER} "
+                f"(or the form field {CSRF_FIELD})"
+            )
+        name, via = session.user, "session"
+    else:
+        raise Unauthorized("log in, or send an API token as Authorization: Bearer <token>")
+    user = await users.get(name)
+    if user is None or user.disabled:
+        raise Unauthorized(f"user {name!r} is disabled or no longer exists")
+    return Principal(user, via)
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency: the caller, when they hold ``permission`` (else 401/403)."""
+
+    async def caller(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.holds(permission):
+            raise Forbidden(f"{principal.name} lacks the {permission} permission")
+        return principal
+
+    caller.__name__ = f"require_{permission.value}"
+    return caller
+
+
+SignedIn = Annotated[Principal, Depends(require(Permission.SIGNED_IN))]
+Viewer = Annotated[Principal, Depends(require(Permission.VIEW))]
+Releaser = Annotated[Principal, Depends(require(Permission.RELEASE))]
+ConfigAdmin = Annotated[Principal, Depends(require(Permission.EDIT_CONFIG))]
+Admin = Annotated[Principal, Depends(require(Permission.ADMIN))]

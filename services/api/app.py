@@ -1,33 +1,62 @@
-"""The API process: JSON under /api/v1, OpenAPI at /openapi.json, /healthz and /metrics."""
+"""The API process: JSON under /api/v1, OpenAPI at /openapi.json, /healthz and /metrics.
 
+Health, metrics, login and the webhooks (which carry their own secrets) are
+open; everything else, the OpenAPI description included, needs a caller.
+"""
+
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from starlette.middleware.sessions import SessionMiddleware
 
 from services.api import (
+    auth_routes,
     catalog_routes,
     image_routes,
     notification_routes,
     release_routes,
     template_routes,
+    user_routes,
     webhook_routes,
 )
+from services.api.access import Permission, SignedIn, require
 from shared.bus import Bus
 from shared.cluster import Clusters
-from shared.errors import FabuError
+from shared.errors import Conflict, FabuError
+from shared.models import Grant, Role, User
 from shared.registry import Registries
 from shared.settings import Settings
+from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.images import Images
 from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
+from shared.store.users import Users
 from shared.subjects import Subjects
 
 log = structlog.get_logger()
+ADMIN = "admin"
+
+
+async def first_admin(users: Users, audit: Audit, settings: Settings) -> None:
+    """With no users yet, create ``admin``; a generated password is printed once, here only."""
+    if await users.any():
+        return
+    password = settings.admin_password or secrets.token_urlsafe(18)
+    admin = User(name=ADMIN, display_name="Administrator", grants=[Grant(role=Role.ADMIN)])
+    try:
+        await users.add(admin, await auth_routes.hash_password(password))
+    except Conflict:
+        return  # another API replica made it first
+    await audit.record("fabu", "user.create", f"user/{ADMIN}", after=admin, note="first start")
+    if not settings.admin_password:
+        print(f"Fabu: the first user is {ADMIN!r} with password {password}", flush=True)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -44,6 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.registries = Registries(settings.registries)
         app.state.images = Images(mongo)
+        app.state.users = Users(mongo)
+        app.state.audit = Audit(mongo)
+        app.state.oauth = auth_routes.oauth(settings)
+        await first_admin(app.state.users, app.state.audit, settings)
         try:
             yield
         finally:
@@ -52,11 +85,22 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.close()
             await mongo.close()
 
-    app = FastAPI(title="Fabu", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Fabu", version="0.1.0", lifespan=lifespan, openapi_url=None)
+    if settings.oidc_issuer:
+        # Holds only the OpenID Connect state and nonce between redirect and callback.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=settings.secret_key or secrets.token_urlsafe(32),
+            session_cookie="fabu_oidc",
+            max_age=600,
+            same_site="lax",
+            https_only=True,
+        )
 
     @app.exception_handler(FabuError)
     async def fabu_error(_: Request, exc: FabuError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -72,11 +116,22 @@ def create_app(settings: Settings) -> FastAPI:
         ok = request.app.state.bus.nc.is_connected
         return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
-    app.include_router(catalog_routes.router, prefix="/api/v1")
-    app.include_router(release_routes.router, prefix="/api/v1")
-    app.include_router(template_routes.router, prefix="/api/v1")
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: SignedIn) -> dict[str, Any]:
+        return app.openapi()
+
+    # Reading needs a role; each route that changes something asks for more.
+    viewer = [Depends(require(Permission.VIEW))]
+    for module in (
+        catalog_routes,
+        release_routes,
+        template_routes,
+        image_routes,
+        notification_routes,
+    ):
+        app.include_router(module.router, prefix="/api/v1", dependencies=viewer)
+    app.include_router(auth_routes.router, prefix="/api/v1")
+    app.include_router(user_routes.router, prefix="/api/v1")
     app.include_router(webhook_routes.router, prefix="/api/v1")
-    app.include_router(image_routes.router, prefix="/api/v1")
-    app.include_router(notification_routes.router, prefix="/api/v1")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -2,12 +2,11 @@
 
 import asyncio
 import json
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from services.api.access import Permission, require
-from services.api.deps import CatalogDep, ClustersDep
+from services.api.access import Admin, ConfigAdmin
+from services.api.deps import AuditDep, CatalogDep, ClustersDep
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ImageTag, Preview
@@ -17,14 +16,45 @@ from shared.models import Environment, Service, ServiceConfig
 from shared.render import RenderError, render
 
 router = APIRouter()
-ConfigEditor = Annotated[str, Depends(require(Permission.EDIT_CONFIG))]
+
+
+def _reachable(env: Environment) -> None:
+    if not env.in_cluster and not env.kubeconfig:
+        raise Invalid("environment needs a kubeconfig or in_cluster: true")
 
 
 @router.post("/environments", status_code=201)
-async def create_environment(body: Environment, catalog: CatalogDep) -> Environment:
-    if not body.in_cluster and not body.kubeconfig:
-        raise Invalid("environment needs a kubeconfig or in_cluster: true")
+async def create_environment(
+    body: Environment, catalog: CatalogDep, audit: AuditDep, admin: Admin
+) -> Environment:
+    _reachable(body)
     await catalog.add_environment(body)
+    await audit.record(admin.name, "environment.create", f"environment/{body.name}", after=body)
+    return body
+
+
+@router.get("/environments/{name}")
+async def get_environment(name: str, catalog: CatalogDep) -> Environment:
+    env = await catalog.environment(name)
+    if env is None:
+        raise NotFound(f"environment {name!r} not found")
+    return env
+
+
+@router.put("/environments/{name}")
+async def update_environment(
+    name: str, body: Environment, catalog: CatalogDep, audit: AuditDep, admin: Admin
+) -> Environment:
+    """Replace an environment's settings: its cluster, approvals, freeze windows."""
+    if body.name != name:
+        raise Invalid(f"name: {body.name!r} differs from the path's {name!r}")
+    _reachable(body)
+    before = await catalog.replace_environment(body)
+    if before is None:
+        raise NotFound(f"environment {name!r} not found")
+    await audit.record(
+        admin.name, "environment.update", f"environment/{name}", before=before, after=body
+    )
     return body
 
 
@@ -34,8 +64,11 @@ async def list_environments(catalog: CatalogDep) -> list[Environment]:
 
 
 @router.post("/services", status_code=201)
-async def create_service(body: Service, catalog: CatalogDep) -> Service:
+async def create_service(
+    body: Service, catalog: CatalogDep, audit: AuditDep, editor: ConfigAdmin
+) -> Service:
     await catalog.add_service(body)
+    await audit.record(editor.name, "service.create", f"service/{body.name}", after=body)
     return body
 
 
@@ -68,7 +101,12 @@ def _changes(before: ServiceConfig | None, after: ConfigIn) -> list[str]:
 
 @router.put("/services/{name}/config/{environment}")
 async def put_config(
-    name: str, environment: str, body: ConfigIn, catalog: CatalogDep, author: ConfigEditor
+    name: str,
+    environment: str,
+    body: ConfigIn,
+    catalog: CatalogDep,
+    audit: AuditDep,
+    editor: ConfigAdmin,
 ) -> ServiceConfig:
     """Save the next version of a release config, after rendering it with its template."""
     service, env, template, current = await asyncio.gather(
@@ -96,11 +134,20 @@ async def put_config(
         environment=environment,
         template_id=body.template_id,
         params=body.params,
-        author=author,
+        author=editor.name,
         change=_changes(current, body),
         note=body.note,
     )
-    return await catalog.put_config(config)
+    stored = await catalog.put_config(config)
+    await audit.record(
+        editor.name,
+        "config.update",
+        f"config/{name}/{environment}",
+        before=current,
+        after=stored,
+        note=body.note,
+    )
+    return stored
 
 
 @router.get("/services/{name}/config/{environment}")

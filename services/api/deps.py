@@ -8,9 +8,11 @@ from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.registry import Registries
 from shared.settings import Settings
+from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.images import Images
 from shared.store.releases import Releases
+from shared.store.users import Users
 
 
 def _catalog(request: Request) -> Catalog:
@@ -48,6 +50,16 @@ def _clusters(request: Request) -> Clusters:
     return clusters
 
 
+def _users(request: Request) -> Users:
+    users: Users = request.app.state.users
+    return users
+
+
+def _audit(request: Request) -> Audit:
+    audit: Audit = request.app.state.audit
+    return audit
+
+
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 ReleasesDep = Annotated[Releases, Depends(_releases)]
 BusDep = Annotated[Bus, Depends(_bus)]
@@ -55,3 +67,5 @@ ClustersDep = Annotated[Clusters, Depends(_clusters)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistriesDep = Annotated[Registries, Depends(_registries)]
 ImagesDep = Annotated[Images, Depends(_images)]
+UsersDep = Annotated[Users, Depends(_users)]
+AuditDep = Annotated[Audit, Depends(_audit)]

@@ -1,19 +1,18 @@
 """Where a service's release notifications go, per environment, and each environment's default."""
 
 import urllib.parse
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from services.api.access import Permission, require
-from services.api.deps import CatalogDep, SettingsDep
+from services.api.access import ConfigAdmin, Principal
+from services.api.deps import AuditDep, CatalogDep, SettingsDep
 from shared.errors import NotFound
 from shared.models import Channel
 from shared.secrets import MASK, Secrets
+from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 
 router = APIRouter()
-ConfigEditor = Annotated[str, Depends(require(Permission.EDIT_CONFIG))]
 
 
 def _masked_url(url: str) -> str:
@@ -41,15 +40,30 @@ async def _exists(catalog: Catalog, service: str | None, environment: str) -> No
 
 
 async def _put(
-    catalog: Catalog, settings: SettingsDep, service: str, environment: str, body: list[Channel]
+    catalog: Catalog,
+    settings: SettingsDep,
+    audit: Audit,
+    editor: Principal,
+    service: str,
+    environment: str,
+    body: list[Channel],
 ) -> list[Channel]:
     secrets = Secrets(settings.secret_key)
     sealed = [
         c.model_copy(update={"url": secrets.seal(c.url), "secret": secrets.seal(c.secret)})
         for c in body
     ]
+    before = await catalog.channels(service, environment)
     await catalog.put_channels(service, environment, sealed)
-    return [_shown(c, secrets) for c in sealed]
+    shown = [_shown(c, secrets) for c in sealed]
+    await audit.record(
+        editor.name,
+        "notifications.update",
+        f"notifications/{service}/{environment}",
+        before=before,
+        after=shown,
+    )
+    return shown
 
 
 @router.put("/services/{name}/notifications/{environment}")
@@ -59,11 +73,12 @@ async def put_service_channels(
     body: list[Channel],
     catalog: CatalogDep,
     settings: SettingsDep,
-    _: ConfigEditor,
+    audit: AuditDep,
+    editor: ConfigAdmin,
 ) -> list[Channel]:
     """Replace the service's channels there (an empty list: no notifications at all)."""
     await _exists(catalog, name, environment)
-    return await _put(catalog, settings, name, environment, body)
+    return await _put(catalog, settings, audit, editor, name, environment, body)
 
 
 @router.get("/services/{name}/notifications/{environment}")
@@ -78,11 +93,16 @@ async def get_service_channels(
 
 @router.put("/environments/{name}/notifications")
 async def put_default_channels(
-    name: str, body: list[Channel], catalog: CatalogDep, settings: SettingsDep, _: ConfigEditor
+    name: str,
+    body: list[Channel],
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    editor: ConfigAdmin,
 ) -> list[Channel]:
     """The default for services that set none in this environment."""
     await _exists(catalog, None, name)
-    return await _put(catalog, settings, "*", name, body)
+    return await _put(catalog, settings, audit, editor, "*", name, body)
 
 
 @router.get("/environments/{name}/notifications")

@@ -10,29 +10,55 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.api.access import Permission, require
-from services.api.deps import BusDep, CatalogDep, ClustersDep, RegistriesDep, ReleasesDep
+from services.api.access import Releaser
+from services.api.deps import (
+    AuditDep,
+    BusDep,
+    CatalogDep,
+    ClustersDep,
+    RegistriesDep,
+    ReleasesDep,
+)
 from services.api.diff import ManifestDiff, manifest_diff
-from services.api.releasing import again, config_template, start
+from services.api.releasing import Starter, again, config_template, freeze_check, start
 from services.api.schemas import (
     ActionIn,
     Cancelled,
+    DecisionIn,
     ReleaseAccepted,
     ReleaseIn,
     ReleasePage,
     ReleaseSummary,
 )
+from shared.bus import Bus
 from shared.cluster import ClusterError
-from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
+from shared.errors import (
+    Conflict,
+    FabuError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TransientError,
+    Unavailable,
+)
 from shared.ids import ReleaseId
-from shared.messages import ReleaseCancelled
-from shared.models import Release, ReleaseKind, ReleaseState
+from shared.messages import ReleaseCancelled, ReleaseRequested
+from shared.models import (
+    Decision,
+    Environment,
+    Release,
+    ReleaseKind,
+    ReleaseState,
+    Service,
+    TranscriptLine,
+    now,
+)
+from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.store.releases import Releases
 
 router = APIRouter()
-Releaser = Annotated[str, Depends(require(Permission.RELEASE))]
 log = structlog.get_logger()
 # How often a followed release is read again for new lines.
 FOLLOW_POLL_S = 0.25
@@ -45,31 +71,37 @@ async def _found(releases: Releases, release_id: str) -> Release:
     return release
 
 
-async def _namespace(catalog: Catalog, environment: str) -> str:
-    env = await catalog.environment(environment)
+async def _target(
+    catalog: Catalog, service_name: str, environment: str
+) -> tuple[Service, Environment]:
+    service, env = await asyncio.gather(
+        catalog.service(service_name), catalog.environment(environment)
+    )
+    if service is None:
+        raise NotFound(f"service {service_name!r} not found")
     if env is None:
         raise NotFound(f"environment {environment!r} not found")
-    return env.namespace
+    return service, env
+
+
+def _starter(releases: ReleasesDep, bus: BusDep, audit: AuditDep, principal: Releaser) -> Starter:
+    return Starter(releases, bus, audit, principal)
+
+
+StarterDep = Annotated[Starter, Depends(_starter)]
 
 
 @router.post("/releases", status_code=202)
 async def create_release(
     body: ReleaseIn,
     catalog: CatalogDep,
-    releases: ReleasesDep,
-    bus: BusDep,
     registries: RegistriesDep,
-    operator: Releaser,
+    starter: StarterDep,
 ) -> ReleaseAccepted:
-    service, env, config = await asyncio.gather(
-        catalog.service(body.service),
-        catalog.environment(body.environment),
-        catalog.config(body.service, body.environment),
-    )
-    if service is None:
-        raise NotFound(f"service {body.service!r} not found")
-    if env is None:
-        raise NotFound(f"environment {body.environment!r} not found")
+    """Release a version; it waits for approval where the environment asks for one."""
+    service, env = await _target(catalog, body.service, body.environment)
+    starter.principal.must_release(env.name, service)
+    config = await catalog.config(body.service, body.environment)
     if config is None:
         raise Invalid(
             f"service {body.service!r} has no release config for environment {body.environment!r}"
@@ -90,14 +122,13 @@ async def create_release(
         version=body.version,
         image=f"{service.image_repository}:{body.version}",
         description=body.description,
-        operator=operator,
         template_id=template.id,
         template_version=template.version,
         config_version=config.version,
         params=config.params,
         namespace=env.namespace,
     )
-    return await start(release, releases, bus)
+    return await start(release, env, service, starter, body.override_reason)
 
 
 @router.get("/releases/{release_id}")
@@ -182,12 +213,13 @@ async def rollback(
     release_id: str,
     catalog: CatalogDep,
     releases: ReleasesDep,
-    bus: BusDep,
-    operator: Releaser,
+    starter: StarterDep,
     body: ActionIn | None = None,
 ) -> ReleaseAccepted:
     """A new release restoring this one whole: image, base parameters, template version."""
     source = await _found(releases, release_id)
+    service, env = await _target(catalog, source.service, source.environment)
+    starter.principal.must_release(env.name, service)
     if not source.manifest:
         raise Invalid(
             f"release {release_id} failed before its manifest was rendered; "
@@ -196,9 +228,8 @@ async def rollback(
     description = (body.description if body else "") or (
         f"roll back to {source.version} (release {source.id})"
     )
-    namespace = await _namespace(catalog, source.environment)
-    release = again(source, ReleaseKind.ROLLBACK, operator, description, namespace)
-    return await start(release, releases, bus)
+    release = again(source, ReleaseKind.ROLLBACK, description, env.namespace)
+    return await start(release, env, service, starter, body.override_reason if body else "")
 
 
 @router.get("/releases/{release_id}/rollback/preview")
@@ -223,12 +254,13 @@ async def redeploy(
     release_id: str,
     catalog: CatalogDep,
     releases: ReleasesDep,
-    bus: BusDep,
-    operator: Releaser,
+    starter: StarterDep,
     body: ActionIn | None = None,
 ) -> ReleaseAccepted:
     """The latest release again, with the current base parameters, its pods replaced."""
     source = await _found(releases, release_id)
+    service, env = await _target(catalog, source.service, source.environment)
+    starter.principal.must_release(env.name, service)
     latest = await releases.latest(source.service, source.environment)
     if latest is not None and latest.id != source.id:
         raise Conflict(
@@ -242,16 +274,24 @@ async def redeploy(
         )
     template = await config_template(catalog, config)
     description = (body.description if body else "") or f"redeploy {source.version}"
-    namespace = await _namespace(catalog, source.environment)
-    release = again(
-        source, ReleaseKind.REDEPLOY, operator, description, namespace, template, config
-    )
-    return await start(release, releases, bus)
+    release = again(source, ReleaseKind.REDEPLOY, description, env.namespace, template, config)
+    return await start(release, env, service, starter, body.override_reason if body else "")
 
 
 @router.post("/releases/{release_id}/cancel")
-async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep, actor: Releaser) -> Cancelled:
+async def cancel(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    bus: BusDep,
+    audit: AuditDep,
+    principal: Releaser,
+) -> Cancelled:
     """End a release that has not finished. An applied one stays in the cluster as it is."""
+    source = await _found(releases, release_id)
+    service, _ = await _target(catalog, source.service, source.environment)
+    principal.must_release(source.environment, service)
+    actor = principal.name
     was = await releases.cancel(
         ReleaseId(release_id), actor, f"cancelled by {actor}; the cluster was left as it is"
     )
@@ -266,6 +306,13 @@ async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep, actor: Rel
     except Exception:
         # The tracker also stops at its next write, when it finds the release cancelled.
         log.exception("could not announce the cancellation", release_id=release_id)
+    await audit.record(
+        actor,
+        "release.cancel",
+        f"release/{release_id}",
+        before={"state": was},
+        after={"state": ReleaseState.CANCELLED},
+    )
     if was is ReleaseState.APPLIED:
         message = (
             "tracking stopped; what was applied stays in the cluster as it is "
@@ -279,3 +326,105 @@ async def cancel(release_id: str, releases: ReleasesDep, bus: BusDep, actor: Rel
     else:
         message = "cancelled before anything was applied; the cluster was not changed"
     return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)
+
+
+async def _awaiting(
+    catalog: Catalog, releases: Releases, release_id: str, starter: Starter, verb: str
+) -> tuple[Release, Environment]:
+    """The release, waiting for a decision that ``starter.principal`` may make (else 4xx)."""
+    release = await _found(releases, release_id)
+    if release.state is not ReleaseState.AWAITING_APPROVAL:
+        raise Conflict(f"release {release_id} is not awaiting approval: it is {release.state}")
+    service, env = await _target(catalog, release.service, release.environment)
+    principal = starter.principal
+    principal.must_release(env.name, service)
+    if principal.name == release.operator:
+        raise Forbidden(
+            f"{principal.name} requested release {release_id} and cannot {verb} it: "
+            "someone else must (the requester may cancel it)"
+        )
+    return release, env
+
+
+async def _decided(
+    releases: Releases,
+    audit: Audit,
+    release: Release,
+    decision: Decision,
+    new: ReleaseState,
+    **fields: object,
+) -> None:
+    verb = "approved" if decision.approved else "rejected"
+    line = f"{verb} by {decision.by}" + (f": {decision.comment}" if decision.comment else "")
+    moved = await releases.advance(
+        release.id,
+        ReleaseState.AWAITING_APPROVAL,
+        new,
+        decision.by,
+        [TranscriptLine(at=now(), text=line)],
+        decision=decision.model_dump(),
+        **fields,
+    )
+    if not moved:
+        raise Conflict(f"release {release.id} was decided or cancelled meanwhile")
+    await audit.record(
+        decision.by,
+        f"release.{'approve' if decision.approved else 'reject'}",
+        f"release/{release.id}",
+        before={"state": ReleaseState.AWAITING_APPROVAL},
+        after={"state": new, "decision": decision},
+    )
+
+
+async def _hand_on(bus: Bus, releases: Releases, release: Release, actor: str) -> None:
+    try:
+        await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
+    except Exception as exc:
+        log.exception("could not hand the approved release on", release_id=release.id)
+        await releases.advance(
+            release.id,
+            ReleaseState.REQUESTED,
+            ReleaseState.AWAITING_APPROVAL,
+            actor,
+            [TranscriptLine(at=now(), text="the approval was undone: the message bus failed")],
+            decision=None,
+        )
+        raise Unavailable(
+            "the message bus is unavailable; the release still awaits approval"
+        ) from exc
+
+
+@router.post("/releases/{release_id}/approve")
+async def approve(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    starter: StarterDep,
+    body: DecisionIn | None = None,
+) -> ReleaseAccepted:
+    """Approve a release awaiting approval: someone other than its requester, who may
+    release there. It goes on at once."""
+    body = body or DecisionIn()
+    release, env = await _awaiting(catalog, releases, release_id, starter, "approve")
+    override = freeze_check(env, starter.principal, body.override_reason)
+    decision = Decision(approved=True, by=starter.principal.name, comment=body.comment)
+    extra = {"freeze_override": override.model_dump()} if override else {}
+    await _decided(releases, starter.audit, release, decision, ReleaseState.REQUESTED, **extra)
+    await _hand_on(starter.bus, releases, release, decision.by)
+    return ReleaseAccepted(id=release.id, state=ReleaseState.REQUESTED)
+
+
+@router.post("/releases/{release_id}/reject")
+async def reject(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    starter: StarterDep,
+    body: DecisionIn | None = None,
+) -> ReleaseAccepted:
+    """Reject a release awaiting approval; it ends, and nothing reaches the cluster."""
+    body = body or DecisionIn()
+    release, _ = await _awaiting(catalog, releases, release_id, starter, "reject")
+    decision = Decision(approved=False, by=starter.principal.name, comment=body.comment)
+    await _decided(releases, starter.audit, release, decision, ReleaseState.REJECTED)
+    return ReleaseAccepted(id=release.id, state=ReleaseState.REJECTED)

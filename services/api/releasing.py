@@ -1,14 +1,34 @@
-"""Starting a release: the one way every endpoint that releases does it."""
+"""Starting a release: the one way every endpoint that releases does it.
+
+Freeze windows and approvals are decided here, so a deploy, a rollback, a
+redeploy and a template rollout all meet the same rules.
+"""
+
+from dataclasses import dataclass
 
 import structlog
 
-from services.api.deps import BusDep
+from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
-from shared.errors import Invalid, Unavailable
+from shared.bus import Bus
+from shared.errors import Forbidden, Invalid, Unavailable
 from shared.ids import ReleaseId
-from shared.messages import ReleaseRequested
-from shared.models import Release, ReleaseKind, ServiceConfig, Template
+from shared.messages import ReleaseAwaiting, ReleaseRequested
+from shared.models import (
+    Environment,
+    FreezeOverride,
+    Release,
+    ReleaseKind,
+    ReleaseState,
+    Role,
+    Service,
+    ServiceConfig,
+    StateChange,
+    Template,
+    now,
+)
 from shared.render import ReleaseParams
+from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.store.releases import Releases
@@ -16,15 +36,76 @@ from shared.store.releases import Releases
 log = structlog.get_logger()
 
 
-async def start(release: Release, releases: Releases, bus: BusDep) -> ReleaseAccepted:
-    """Store the release (taking its service's lock) and hand it to the renderer."""
-    await releases.create(release)
+@dataclass(frozen=True)
+class Starter:
+    """What starting a release needs: the stores, the bus, and who asks."""
+
+    releases: Releases
+    bus: Bus
+    audit: Audit
+    principal: Principal
+
+
+def freeze_check(
+    env: Environment, principal: Principal, override_reason: str
+) -> FreezeOverride | None:
+    """Nothing outside a freeze window; inside one, an admin's written override, or 403/422."""
+    window = env.frozen_by(now())
+    if window is None:
+        return None
+    frozen = (
+        f"environment {env.name} is frozen until {window.end.isoformat()} ({window.name}"
+        + (f": {window.reason}" if window.reason else "")
+        + ")"
+    )
+    if not principal.has(Role.ADMIN):
+        raise Forbidden(f"{frozen}; only an admin can release now, with a written reason")
+    if not override_reason.strip():
+        raise Invalid(f"override_reason: {frozen}; write why this release cannot wait")
+    return FreezeOverride(window=window.name, by=principal.name, reason=override_reason.strip())
+
+
+async def start(
+    release: Release,
+    env: Environment,
+    service: Service,
+    starter: Starter,
+    override_reason: str = "",
+) -> ReleaseAccepted:
+    """Check the caller may release here now, store the release (taking its service's
+    lock), and hand it to the renderer, or to an approver when the environment needs one."""
+    principal = starter.principal
+    principal.must_release(env.name, service)
+    release.operator = principal.name
+    release.freeze_override = freeze_check(env, principal, override_reason)
+    if env.approval_required:
+        release.state = ReleaseState.AWAITING_APPROVAL
+        release.events = [StateChange(at=now(), state=release.state, actor=principal.name)]
+    await starter.releases.create(release)
+    bus = starter.bus
     try:
-        await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
+        if release.state is ReleaseState.AWAITING_APPROVAL:
+            await bus.publish(bus.subjects.awaiting, ReleaseAwaiting(release_id=release.id))
+        else:
+            await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
     except Exception as exc:
-        await releases.discard(release)
+        await starter.releases.discard(release)
         log.exception("could not hand the release on", release_id=release.id)
         raise Unavailable("the message bus is unavailable; nothing was released") from exc
+    await starter.audit.record(
+        principal.name,
+        f"release.{release.kind}",
+        f"release/{release.id}",
+        after={
+            "service": release.service,
+            "environment": release.environment,
+            "version": release.version,
+            "state": release.state,
+            "source_release_id": release.source_release_id,
+            "freeze_override": release.freeze_override,
+        },
+        note=release.description,
+    )
     return ReleaseAccepted(id=release.id, state=release.state)
 
 
@@ -57,7 +138,6 @@ async def config_template(catalog: Catalog, config: ServiceConfig) -> Template:
 def again(
     source: Release,
     kind: ReleaseKind,
-    operator: str,
     description: str,
     namespace: str,
     template: Template | None = None,
@@ -72,7 +152,6 @@ def again(
         version=source.version,
         image=source.image,
         kind=kind,
-        operator=operator,
         source_release_id=source.id if kind is not ReleaseKind.DEPLOY else None,
         description=description,
         template_id=template.id if template else source.template_id,

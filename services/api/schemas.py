@@ -80,15 +80,33 @@ class Queued(BaseModel):
     error: str = ""
 
 
+OverrideReason = Annotated[
+    str,
+    Field(
+        default="",
+        max_length=2000,
+        description="During a freeze window, an admin's written reason to release anyway",
+    ),
+]
+
+
 class ReleaseIn(Body):
     service: DnsLabel
     environment: EnvName
     version: ImageTag
     description: str = Field(default="", max_length=2000)
+    override_reason: OverrideReason = ""
 
 
 class ActionIn(Body):
     description: str = Field(default="", max_length=2000)
+    override_reason: OverrideReason = ""
+
+
+class DecisionIn(Body):
+    comment: str = Field(default="", max_length=2000)
+    # Approving during a freeze window: an admin's written reason.
+    override_reason: OverrideReason = ""
 
 
 class ReleaseAccepted(BaseModel):

@@ -3,11 +3,11 @@
 import difflib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from services.api.access import Permission, require
-from services.api.deps import BusDep, CatalogDep, ReleasesDep, SettingsDep
-from services.api.releasing import again, sample_params, start
+from services.api.access import ConfigAdmin, Releaser
+from services.api.deps import AuditDep, BusDep, CatalogDep, ReleasesDep, SettingsDep
+from services.api.releasing import Starter, again, sample_params, start
 from services.api.schemas import (
     ActionIn,
     Impact,
@@ -27,8 +27,6 @@ from shared.store.mongo import new_id
 from shared.templates import read_checked
 
 router = APIRouter()
-ConfigEditor = Annotated[str, Depends(require(Permission.EDIT_CONFIG))]
-Releaser = Annotated[str, Depends(require(Permission.RELEASE))]
 
 
 def _checked(content: str) -> None:
@@ -48,7 +46,11 @@ async def _found(catalog: Catalog, template_id: str, version: int | None = None)
 
 @router.post("/templates", status_code=201)
 async def create_template(
-    body: TemplateIn, catalog: CatalogDep, settings: SettingsDep, _: ConfigEditor
+    body: TemplateIn,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+    editor: ConfigAdmin,
 ) -> Template:
     """A template kept in Fabu (``content``) or read from GitLab or Git now (``source``)."""
     template_id = TemplateId(new_id())
@@ -75,12 +77,17 @@ async def create_template(
             synced_at=now(),
         )
     await catalog.add_template(template)
+    await audit.record(editor.name, "template.create", f"template/{template.id}", after=template)
     return template
 
 
 @router.put("/templates/{template_id}")
 async def change_template(
-    template_id: str, body: TemplateContentIn, catalog: CatalogDep, _: ConfigEditor
+    template_id: str,
+    body: TemplateContentIn,
+    catalog: CatalogDep,
+    audit: AuditDep,
+    editor: ConfigAdmin,
 ) -> Template:
     """The next version of a template kept in Fabu (one read from a source changes there)."""
     current = await _found(catalog, template_id)
@@ -93,6 +100,9 @@ async def change_template(
         return current
     new = current.model_copy(update={"version": current.version + 1, "content": body.content})
     await catalog.add_template(new)
+    await audit.record(
+        editor.name, "template.update", f"template/{template_id}", before=current, after=new
+    )
     return new
 
 
@@ -118,9 +128,10 @@ async def template_version(template_id: str, version: int, catalog: CatalogDep) 
 
 
 @router.post("/templates/sync", status_code=202)
-async def sync_all(bus: BusDep, _: ConfigEditor) -> dict[str, str]:
+async def sync_all(bus: BusDep, audit: AuditDep, editor: ConfigAdmin) -> dict[str, str]:
     """Read every template from its source again (in the renderer, in the background)."""
     await bus.publish(bus.subjects.template_changed, TemplateChanged(everything=True))
+    await audit.record(editor.name, "template.sync", "template/*")
     return {"detail": "every template is being read again from its source"}
 
 
@@ -193,17 +204,20 @@ async def release_all(
     catalog: CatalogDep,
     releases: ReleasesDep,
     bus: BusDep,
-    operator: Releaser,
+    audit: AuditDep,
+    principal: Releaser,
     body: ActionIn | None = None,
 ) -> list[Queued]:
     """Release the current version of the template to every service and environment using
     it, each at the version it runs now (services never released are skipped)."""
     template = await _found(catalog, template_id)
+    starter = Starter(releases, bus, audit, principal)
     queued = []
     for config in await catalog.configs_using(template.id):
         latest = await releases.latest(config.service, config.environment)
         env = await catalog.environment(config.environment)
-        if latest is None or env is None:
+        service = await catalog.service(config.service)
+        if latest is None or env is None or service is None:
             queued.append(
                 Queued(
                     service=config.service,
@@ -216,11 +230,11 @@ async def release_all(
         description = (body.description if body else "") or (
             f"template {template.name} version {template.version}"
         )
-        release = again(
-            latest, ReleaseKind.DEPLOY, operator, description, env.namespace, template, config
-        )
+        release = again(latest, ReleaseKind.DEPLOY, description, env.namespace, template, config)
         try:
-            accepted = await start(release, releases, bus)
+            accepted = await start(
+                release, env, service, starter, body.override_reason if body else ""
+            )
         except FabuError as exc:
             queued.append(
                 Queued(

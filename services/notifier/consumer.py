@@ -1,7 +1,7 @@
-"""Notifier: ``release.applied``, ``release.completed`` and ``release.failed`` in; messages out.
+"""Notifier: ``release.awaiting``, ``.applied``, ``.completed`` and ``.failed`` in; messages out.
 
-The event (``started``, ``succeeded``, ``failed``) goes to every channel of the
-release's service and environment (else the environment's default) that
+The event (``approval_needed``, ``started``, ``succeeded``, ``failed``) goes to
+every channel of the release's service and environment (else the environment's default) that
 asked for it. Each (event, channel) is one delivery on the release, under
 ``notifications["<event>/<channel>"]``, claimed before sending and recorded
 after each attempt, with its history.
@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
 from shared.errors import FabuError, TransientError
-from shared.messages import ReleaseApplied, ReleaseCompleted, ReleaseFailed
+from shared.messages import ReleaseApplied, ReleaseAwaiting, ReleaseCompleted, ReleaseFailed
 from shared.models import NotifyEvent, now
 from shared.secrets import Secrets
 from shared.worker import Context
@@ -33,9 +33,14 @@ log = structlog.get_logger()
 MAX_BACKOFF_S = 60.0
 
 
-def _event(
-    subject: str, ctx: Context
-) -> tuple[NotifyEvent, type[ReleaseApplied | ReleaseCompleted | ReleaseFailed]]:
+Message = ReleaseAwaiting | ReleaseApplied | ReleaseCompleted | ReleaseFailed
+# Sent while the release goes on; the others once it has ended.
+UNDER_WAY: tuple[NotifyEvent, ...] = ("approval_needed", "started")
+
+
+def _event(subject: str, ctx: Context) -> tuple[NotifyEvent, type[Message]]:
+    if subject == ctx.bus.subjects.awaiting:
+        return "approval_needed", ReleaseAwaiting
     if subject == ctx.bus.subjects.applied:
         return "started", ReleaseApplied
     if subject == ctx.bus.subjects.completed:
@@ -64,7 +69,7 @@ async def notify(
     attempt: int,
 ) -> None:
     release = await ctx.releases.get(release_id)
-    if release is None or (event != "started" and not release.state.final):
+    if release is None or (event not in UNDER_WAY and not release.state.final):
         return
     channels = await ctx.catalog.channels(release.service, release.environment) or []
     retry: list[str] = []

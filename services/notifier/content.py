@@ -22,6 +22,8 @@ WORDS = {
         "reason": "Reason",
         "diagnosis": "Diagnosis",
         "to": "to",
+        "frozen": "Released during a freeze",
+        "approved_by": "Approved by",
     },
     "zh-CN": {
         "started": "开始发布",
@@ -39,6 +41,8 @@ WORDS = {
         "reason": "原因",
         "diagnosis": "诊断",
         "to": "到",
+        "frozen": "封版期间发布",
+        "approved_by": "审批人",
     },
 }
 DIAGNOSIS_LINES = 6
@@ -93,6 +97,13 @@ def content(release: Release, event: NotifyEvent, language: str, public_url: str
         (words["duration"], f"{took:.1f} s" if took is not None else "-"),
         (words["details"], link),
     ]
+    if release.decision is not None and release.decision.approved:
+        fields.insert(4, (words["approved_by"], release.decision.by))
+    if (override := release.freeze_override) is not None:
+        fields.insert(
+            4,
+            (words["frozen"], f"{override.window}: {override.by}: {override.reason}"),
+        )
     extra: list[str] = []
     if event == "failed":
         diagnosis = diagnosis_lines(release)

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from shared.messages import TemplateChanged
 from shared.models import Template
 from shared.sources import GitLab
+from shared.store.audit import Audit
 from shared.templates import sync_template
 from shared.worker import Context
 
@@ -37,6 +38,7 @@ def touched(template: Template, change: TemplateChanged) -> bool:
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     gitlab = GitLab(ctx.settings.gitlab_url, ctx.settings.gitlab_token)
+    audit = Audit(ctx.mongo)
 
     async def handle(msg: Msg) -> None:
         change = TemplateChanged.model_validate_json(msg.data)
@@ -49,5 +51,15 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
                     version=synced.version,
                     error=synced.error or None,
                 )
+                if synced.version != template.version:
+                    assert template.source is not None
+                    await audit.record(
+                        f"sync:{template.source.type}",
+                        "template.update",
+                        f"template/{template.id}",
+                        before=template,
+                        after=synced,
+                        note=f"commit {synced.commit_sha}",
+                    )
 
     return handle

@@ -42,6 +42,15 @@ class Catalog:
         doc = _strip(await self._environments.find_one({"_id": name}))
         return Environment.model_validate(doc) if doc else None
 
+    async def replace_environment(self, env: Environment) -> Environment | None:
+        """Store ``env`` over the one of its name; the one before, or None if there was none."""
+        before = _strip(
+            await self._environments.find_one_and_replace(
+                {"_id": env.name}, {"_id": env.name, **env.model_dump()}
+            )
+        )
+        return Environment.model_validate(before) if before else None
+
     async def environments(self) -> list[Environment]:
         cursor = self._environments.find({}).sort("_id", 1)
         return [Environment.model_validate(_strip(d)) async for d in cursor]

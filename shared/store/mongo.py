@@ -38,6 +38,13 @@ class Mongo:
         await releases.create_index("created_at", name="by_created_at")
         await self.collection("services").create_index("name", unique=True, name="name")
         await self.collection("environments").create_index("name", unique=True, name="name")
+        tokens = self.collection("api_tokens")
+        await tokens.create_index("hash", unique=True, name="hash")
+        await tokens.create_index("user", name="user")
+        await self.collection("sessions").create_index("user", name="user")
+        audit = self.collection("audit")
+        for field in ("actor", "action", "target"):
+            await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")
 
     async def ping(self) -> None:
         await self.db.command("ping")

@@ -58,7 +58,7 @@ class Releases:
 
     async def discard(self, release: Release) -> None:
         """Undo ``create`` when the request could not be handed on."""
-        await self._releases.delete_one({"_id": release.id, "state": ReleaseState.REQUESTED})
+        await self._releases.delete_one({"_id": release.id, "state": release.state.value})
         await self._unlock(release.service, release.environment, release.id)
 
     async def get(self, release_id: str) -> Release | None:

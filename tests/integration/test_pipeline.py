@@ -306,10 +306,13 @@ async def test_a_tracker_at_its_limit_takes_the_next_release_when_one_ends(
         fabu.start("tracker")
 
 
-async def test_openapi_describes_the_json_api(fabu: FabuSystem) -> None:
+async def test_openapi_describes_the_json_api(fabu: FabuSystem, admin_token: str) -> None:
     async with httpx.AsyncClient(base_url=fabu.api_url) as http:
-        spec = (await http.get("/openapi.json")).json()
-    paths = spec["paths"]
+        assert (await http.get("/openapi.json")).status_code == 401
+        answer = await http.get(
+            "/openapi.json", headers={"Authorization": f"Bearer {admin_token}"}
+        )
+    paths = answer.json()["paths"]
     assert {"post", "get"} <= set(paths["/api/v1/releases"])
     assert "put" in paths["/api/v1/services/{name}/config/{environment}"]
     assert "202" in paths["/api/v1/releases"]["post"]["responses"]

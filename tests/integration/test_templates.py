@@ -171,7 +171,7 @@ async def test_config_validation_names_the_template_line_and_versions_keep_the_c
 
     versions = (await api.get(f"/services/{service}/config/{environment}/versions")).json()
     assert [v["version"] for v in versions] == [2, 1]
-    assert versions[0]["author"] == "anonymous"
+    assert versions[0]["author"] == "admin"
     assert versions[0]["template_id"] == template_id
     assert "replicas: 1 → 3" in versions[0]["change"]
     assert 'labels: {} → {"team": "core"}' in versions[0]["change"]

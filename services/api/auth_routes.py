@@ -1,0 +1,167 @@
+"""Logging in and out: passwords, browser sessions, and OpenID Connect (GitLab).
+
+A login sets the ``fabu_session`` cookie (HTTP-only, Secure, SameSite=Lax)
+and answers with the session's CSRF token, which every change made with the
+cookie must send back (see :mod:`services.api.access`).
+"""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from authlib.integrations.starlette_client import OAuth, OAuthError
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+
+from services.api.access import SESSION_COOKIE, SignedIn
+from services.api.deps import AuditDep, SettingsDep, UsersDep
+from shared.errors import Invalid, NotFound, Unauthorized
+from shared.models import Grant, Role, User
+from shared.settings import Settings
+from shared.store.users import Users
+
+router = APIRouter()
+log = structlog.get_logger()
+hasher = PasswordHasher()
+# Verified against when the user is unknown, so both answers take as long.
+_NO_USER_HASH = hasher.hash("no such user")
+OIDC = "gitlab"
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(hasher.hash, password)
+
+
+async def password_matches(stored: str | None, password: str) -> bool:
+    try:
+        return await asyncio.to_thread(hasher.verify, stored or _NO_USER_HASH, password) and bool(
+            stored
+        )
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class Me(BaseModel):
+    user: User
+    # The token to send in X-CSRF-Token with changes made through the session.
+    csrf_token: str = ""
+
+
+async def _start_session(
+    response: Response, users: Users, settings: Settings, user: User, secure: bool
+) -> str:
+    lifetime = timedelta(hours=settings.session_hours)
+    secret, session = await users.add_session(user.name, lifetime)
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(lifetime.total_seconds()),
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        path="/",
+    )
+    return session.csrf
+
+
+@router.post("/auth/login")
+async def login(
+    body: LoginIn, response: Response, users: UsersDep, settings: SettingsDep, audit: AuditDep
+) -> Me:
+    """Check the password and start a session (the cookie), answering with its CSRF token."""
+    user = await users.get(body.username)
+    stored = await users.password_hash(body.username) if user else None
+    if not await password_matches(stored, body.password) or user is None or user.disabled:
+        log.info("login refused", user=body.username)
+        raise Unauthorized("wrong user name or password")
+    csrf = await _start_session(response, users, settings, user, secure=True)
+    await audit.record(user.name, "session.login", f"user/{user.name}", note="password")
+    return Me(user=user, csrf_token=csrf)
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request, response: Response, users: UsersDep) -> None:
+    """End the session of the cookie sent, if any."""
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        await users.end_session(cookie)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
+
+
+@router.get("/auth/me")
+async def me(principal: SignedIn, request: Request, users: UsersDep) -> Me:
+    """The caller, their grants, and (for a session) its CSRF token."""
+    csrf = ""
+    if principal.via == "session":
+        session = await users.session(request.cookies[SESSION_COOKIE])
+        csrf = session.csrf if session else ""
+    return Me(user=principal.user, csrf_token=csrf)
+
+
+def oauth(settings: Settings) -> OAuth | None:
+    """The OpenID Connect client, when an issuer is configured."""
+    if not settings.oidc_issuer:
+        return None
+    client = OAuth()
+    client.register(
+        OIDC,
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret,
+        server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+    )
+    return client
+
+
+def _client(request: Request) -> Any:
+    client: OAuth | None = request.app.state.oauth
+    if client is None:
+        raise NotFound("OpenID Connect login is not configured (FABU_OIDC_ISSUER)")
+    return client.create_client(OIDC)
+
+
+@router.get("/auth/oidc/login", response_class=RedirectResponse, status_code=302)
+async def oidc_login(request: Request, settings: SettingsDep) -> Any:
+    """Send the browser to the identity provider (GitLab) to sign in."""
+    callback = settings.public_url.rstrip("/") + "/api/v1/auth/oidc/callback"
+    return await _client(request).authorize_redirect(request, callback)
+
+
+@router.get("/auth/oidc/callback", response_class=RedirectResponse, status_code=302)
+async def oidc_callback(
+    request: Request, users: UsersDep, settings: SettingsDep, audit: AuditDep
+) -> Any:
+    """Where the identity provider sends the browser back: check it, start a session."""
+    try:
+        token = await _client(request).authorize_access_token(request)
+    except OAuthError as exc:
+        raise Unauthorized(f"the identity provider's answer was refused: {exc.error}") from exc
+    claims = token.get("userinfo") or {}
+    name = str(claims.get("nickname") or claims.get("preferred_username") or "")
+    if not name:
+        raise Invalid("the identity provider named no user (nickname or preferred_username)")
+    user = await users.get(name)
+    if user is None:
+        user = User(
+            name=name,
+            display_name=str(claims.get("name", "")),
+            email=str(claims.get("email", "")),
+            source="oidc",
+            grants=[Grant(role=Role.VIEWER)],
+        )
+        await users.add(user, None)
+        await audit.record(name, "user.create", f"user/{name}", after=user, note="oidc")
+    elif user.source != "oidc" or user.disabled:
+        raise Unauthorized(f"user {name!r} cannot sign in through the identity provider")
+    response = RedirectResponse("/", status_code=302)
+    await _start_session(response, users, settings, user, secure=True)
+    await audit.record(name, "session.login", f"user/{name}", note="oidc")
+    return response

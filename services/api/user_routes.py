@@ -1,0 +1,227 @@
+"""Users and their grants, API tokens, and the audit log."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from services.api.access import Admin, Principal, SignedIn
+from services.api.auth_routes import hash_password, password_matches
+from services.api.deps import AuditDep, UsersDep
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.models import ApiToken, AuditEntry, Grant, Role, User, UserName
+from shared.store.users import Users
+
+router = APIRouter()
+Password = Annotated[str, Field(min_length=10, max_length=1000)]
+
+
+class UserIn(BaseModel):
+    name: UserName
+    # None: the user cannot log in with a password (a CI account using tokens).
+    password: Password | None = None
+    display_name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=254)
+    grants: list[Grant] = Field(default_factory=list, max_length=200)
+
+
+class UserPatch(BaseModel):
+    display_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    disabled: bool | None = None
+
+
+class PasswordIn(BaseModel):
+    # The caller's current password; an admin setting another's needs none.
+    current_password: str = Field(default="", max_length=1000)
+    new_password: Password
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    expires_at: datetime | None = None
+    # An admin may make a token for another user (a CI account); default: the caller.
+    user: str | None = None
+
+
+class TokenCreated(ApiToken):
+    # Shown once: only its hash is kept.
+    token: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+async def _user(users: Users, name: str) -> User:
+    user = await users.get(name)
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    return user
+
+
+async def _keep_an_admin(users: Users, name: str, grants: list[Grant], disabled: bool) -> None:
+    """409 when the change would leave no enabled admin."""
+    if not disabled and any(g.role is Role.ADMIN for g in grants):
+        return
+    for other in await users.all():
+        if (
+            other.name != name
+            and not other.disabled
+            and any(g.role is Role.ADMIN for g in other.grants)
+        ):
+            return
+    raise Conflict(f"{name} is the last enabled admin; make another admin first")
+
+
+def _self_or_admin(principal: Principal, name: str) -> None:
+    if principal.name != name and not principal.has(Role.ADMIN):
+        raise Forbidden(f"{principal.name} may act only on their own account, not {name!r}")
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: UserIn, users: UsersDep, audit: AuditDep, admin: Admin) -> User:
+    user = User(
+        name=body.name, display_name=body.display_name, email=body.email, grants=body.grants
+    )
+    await users.add(user, await hash_password(body.password) if body.password else None)
+    await audit.record(admin.name, "user.create", f"user/{user.name}", after=user)
+    return user
+
+
+@router.get("/users")
+async def list_users(users: UsersDep, _: Admin) -> list[User]:
+    return await users.all()
+
+
+@router.get("/users/{name}")
+async def get_user(name: str, users: UsersDep, principal: SignedIn) -> User:
+    _self_or_admin(principal, name)
+    return await _user(users, name)
+
+
+@router.patch("/users/{name}")
+async def update_user(
+    name: str, body: UserPatch, users: UsersDep, audit: AuditDep, admin: Admin
+) -> User:
+    """Change a user's name fields, or disable them (their sessions end; tokens stop working)."""
+    before = await _user(users, name)
+    fields = body.model_dump(exclude_none=True)
+    if fields.get("disabled"):
+        await _keep_an_admin(users, name, before.grants, disabled=True)
+    after = await users.update(name, **fields)
+    if after is None:
+        raise NotFound(f"user {name!r} not found")
+    if after.disabled:
+        await users.end_sessions(name)
+    await audit.record(admin.name, "user.update", f"user/{name}", before=before, after=after)
+    return after
+
+
+@router.put("/users/{name}/grants")
+async def set_grants(
+    name: str, body: list[Grant], users: UsersDep, audit: AuditDep, admin: Admin
+) -> User:
+    """Replace the user's grants (their roles, and where a releaser holds)."""
+    before = await _user(users, name)
+    await _keep_an_admin(users, name, body, before.disabled)
+    after = await users.set_grants(name, body)
+    if after is None:
+        raise NotFound(f"user {name!r} not found")
+    await audit.record(admin.name, "user.grants", f"user/{name}", before=before, after=after)
+    return after
+
+
+@router.put("/users/{name}/password", status_code=204)
+async def set_password(
+    name: str, body: PasswordIn, users: UsersDep, audit: AuditDep, principal: SignedIn
+) -> None:
+    """Change a password: one's own with the current one, or anyone's as an admin.
+
+    Every session of the user ends.
+    """
+    _self_or_admin(principal, name)
+    user = await _user(users, name)
+    if user.source != "local":
+        raise Invalid(f"user {name!r} signs in through the identity provider; it has no password")
+    if principal.name == name and not await password_matches(
+        await users.password_hash(name), body.current_password
+    ):
+        raise Invalid("current_password: it is not the current password")
+    await users.update(name, password_hash=await hash_password(body.new_password))
+    await users.end_sessions(name)
+    await audit.record(principal.name, "user.password", f"user/{name}")
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(
+    body: TokenIn, users: UsersDep, audit: AuditDep, principal: SignedIn
+) -> TokenCreated:
+    """A token for ``Authorization: Bearer``; the answer is the only time it is shown."""
+    owner = body.user or principal.name
+    _self_or_admin(principal, owner)
+    await _user(users, owner)
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise Invalid("expires_at: give a time zone, e.g. 2026-01-31T08:00:00Z")
+    token, secret = await users.add_token(owner, body.name, body.expires_at)
+    await audit.record(principal.name, "token.create", f"token/{token.id}", after=token)
+    return TokenCreated(**token.model_dump(), token=secret)
+
+
+@router.get("/tokens")
+async def list_tokens(
+    users: UsersDep, principal: SignedIn, user: str | None = None
+) -> list[ApiToken]:
+    """The caller's tokens; an admin may name another user, or leave it empty for all."""
+    if user is not None:
+        _self_or_admin(principal, user)
+        return await users.tokens(user)
+    return await users.tokens(None if principal.has(Role.ADMIN) else principal.name)
+
+
+@router.delete("/tokens/{token_id}")
+async def revoke_token(
+    token_id: str, users: UsersDep, audit: AuditDep, principal: SignedIn
+) -> ApiToken:
+    """Revoke a token at once: the next request that sends it is refused."""
+    token = await users.token(token_id)
+    if token is None:
+        raise NotFound(f"token {token_id!r} not found")
+    _self_or_admin(principal, token.user)
+    revoked = await users.revoke_token(token_id)
+    if revoked is None:
+        raise Conflict(f"token {token_id!r} was already revoked")
+    await audit.record(
+        principal.name, "token.revoke", f"token/{token_id}", before=token, after=revoked
+    )
+    return revoked
+
+
+@router.get("/audit")
+async def audit_log(
+    audit: AuditDep,
+    _: Admin,
+    actor: str | None = None,
+    action: str | None = None,
+    target: Annotated[str | None, Query(description='e.g. "environment/production"')] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditPage:
+    """Every change, newest first: who, what, when, and the object before and after."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"{name}: give a time zone, e.g. 2026-01-31T08:00:00Z")
+    items = await audit.page(
+        actor=actor,
+        action=action,
+        target=target,
+        since=since,
+        until=until,
+        before=cursor,
+        limit=limit,
+    )
+    return AuditPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)

@@ -1,0 +1,148 @@
+"""Users, their API tokens and their browser sessions.
+
+Passwords are kept as argon2 hashes; tokens and session ids as SHA-256
+hashes (they are random, so a fast hash is enough and lookups stay one
+indexed equality). Neither is ever returned by the API.
+"""
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import Conflict
+from shared.models import ApiToken, Grant, User, now
+from shared.store.mongo import Doc, Mongo, new_id
+
+TOKEN_PREFIX = "fabu_"  # noqa: S105 (a prefix that makes a leaked token recognisable)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _user(doc: Doc) -> User:
+    doc["name"] = doc.pop("_id")
+    doc.pop("password_hash", None)
+    return User.model_validate(doc)
+
+
+def _token(doc: Doc) -> ApiToken:
+    doc["id"] = doc.pop("_id")
+    doc.pop("hash", None)
+    return ApiToken.model_validate(doc)
+
+
+class Session:
+    def __init__(self, user: str, csrf: str, expires_at: datetime) -> None:
+        self.user, self.csrf, self.expires_at = user, csrf, expires_at
+
+
+class Users:
+    def __init__(self, mongo: Mongo) -> None:
+        self._users = mongo.collection("users")
+        self._tokens = mongo.collection("api_tokens")
+        self._sessions = mongo.collection("sessions")
+
+    async def any(self) -> bool:
+        return await self._users.find_one({}, {"_id": 1}) is not None
+
+    async def add(self, user: User, password_hash: str | None) -> None:
+        doc = user.model_dump(exclude={"name"})
+        doc["password_hash"] = password_hash
+        try:
+            await self._users.insert_one({"_id": user.name, **doc})
+        except DuplicateKeyError as exc:
+            raise Conflict(f"user {user.name!r} already exists") from exc
+
+    async def get(self, name: str) -> User | None:
+        doc = await self._users.find_one({"_id": name})
+        return _user(doc) if doc else None
+
+    async def all(self) -> list[User]:
+        return [_user(d) async for d in self._users.find({}).sort("_id", 1)]
+
+    async def password_hash(self, name: str) -> str | None:
+        doc = await self._users.find_one({"_id": name})
+        return doc.get("password_hash") if doc else None
+
+    async def update(self, name: str, **fields: object) -> User | None:
+        """Set fields (grants as models are stored as documents); None when there is no user."""
+        values = {
+            k: [g.model_dump() for g in v] if k == "grants" else v  # type: ignore[attr-defined]
+            for k, v in fields.items()
+        }
+        doc = await self._users.find_one_and_update(
+            {"_id": name}, {"$set": values}, return_document=ReturnDocument.AFTER
+        )
+        return _user(doc) if doc else None
+
+    async def set_grants(self, name: str, grants: list[Grant]) -> User | None:
+        return await self.update(name, grants=grants)
+
+    # Tokens
+
+    async def add_token(
+        self, user: str, name: str, expires_at: datetime | None
+    ) -> tuple[ApiToken, str]:
+        """A new token: its record, and the secret, which exists only in this answer."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = ApiToken(id=new_id(), name=name, user=user, expires_at=expires_at)
+        doc = token.model_dump(exclude={"id"})
+        await self._tokens.insert_one({"_id": token.id, "hash": digest(secret), **doc})
+        return token, secret
+
+    async def token_by_secret(self, secret: str) -> ApiToken | None:
+        doc = await self._tokens.find_one({"hash": digest(secret)})
+        return _token(doc) if doc else None
+
+    async def token(self, token_id: str) -> ApiToken | None:
+        doc = await self._tokens.find_one({"_id": token_id})
+        return _token(doc) if doc else None
+
+    async def tokens(self, user: str | None) -> list[ApiToken]:
+        query = {"user": user} if user else {}
+        tokens = [_token(d) async for d in self._tokens.find(query)]
+        return sorted(tokens, key=lambda t: t.id, reverse=True)
+
+    async def revoke_token(self, token_id: str) -> ApiToken | None:
+        """Revoke a live token; None when it is unknown or already revoked."""
+        doc = await self._tokens.find_one_and_update(
+            {"_id": token_id, "revoked_at": None},
+            {"$set": {"revoked_at": now()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _token(doc) if doc else None
+
+    async def used_token(self, token_id: str) -> None:
+        await self._tokens.update_one({"_id": token_id}, {"$set": {"last_used_at": now()}})
+
+    # Sessions
+
+    async def add_session(self, user: str, lifetime: timedelta) -> tuple[str, Session]:
+        """A new session: the cookie's value (not stored) and the session with its CSRF token."""
+        secret = secrets.token_urlsafe(32)
+        session = Session(user, secrets.token_urlsafe(32), now() + lifetime)
+        await self._sessions.insert_one(
+            {
+                "_id": digest(secret),
+                "user": user,
+                "csrf": session.csrf,
+                "expires_at": session.expires_at,
+            }
+        )
+        return secret, session
+
+    async def session(self, secret: str) -> Session | None:
+        doc = await self._sessions.find_one({"_id": digest(secret)})
+        if doc is None:
+            return None
+        return Session(doc["user"], doc["csrf"], doc["expires_at"])
+
+    async def end_session(self, secret: str) -> None:
+        await self._sessions.delete_one({"_id": digest(secret)})
+
+    async def end_sessions(self, user: str) -> None:
+        await self._sessions.delete_many({"user": user})
