@@ -19,6 +19,7 @@ from devstack.stack import Stack
 from devstack.system import FabuSystem, new_token
 from tests.support import gitlab as gitlab_support
 from tests.support.gitlab import FakeGitLab
+from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, FakeGitLabIdentity
 from tests.support.registries import (
     PASSWORD,
     USER,
@@ -120,6 +121,17 @@ async def gitlab() -> AsyncIterator[FakeGitLab]:
         await server.stop()
 
 
+@pytest.fixture(scope="session")
+async def identity() -> AsyncIterator[FakeGitLabIdentity]:
+    """The tests' stand-in for GitLab as an OpenID Connect provider (see tests/support/oidc.py)."""
+    server = FakeGitLabIdentity()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @dataclass
 class AuthRegistries:
     basic: Registry
@@ -150,6 +162,7 @@ async def fabu(
     stack_env: StackEnv,
     inbox: Inbox,
     gitlab: FakeGitLab,
+    identity: FakeGitLabIdentity,
     auth_registries: AuthRegistries,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[FabuSystem]:
@@ -167,6 +180,9 @@ async def fabu(
             "FABU_GITLAB_TOKEN": gitlab_support.TOKEN,
             "FABU_GITLAB_WEBHOOK_TOKEN": gitlab_support.WEBHOOK_SECRET,
             "FABU_HARBOR_WEBHOOK_SECRET": HARBOR_SECRET,
+            "FABU_OIDC_ISSUER": identity.url,
+            "FABU_OIDC_CLIENT_ID": CLIENT_ID,
+            "FABU_OIDC_CLIENT_SECRET": CLIENT_SECRET,
             "FABU_REGISTRIES": json.dumps(
                 {
                     stack_env.registry_url.removeprefix("http://"): {"url": stack_env.registry_url},

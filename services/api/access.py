@@ -45,6 +45,9 @@ class Permission(StrEnum):
     # Holds some releaser grant; the route checks the scope on its target.
     RELEASE = "release"
     EDIT_CONFIG = "edit_config"
+    # Registering images: a releaser (of the image's service, checked by the
+    # route) or a config-admin.
+    REGISTER_IMAGE = "register_image"
     ADMIN = "admin"
 
 
@@ -70,6 +73,8 @@ class Principal:
                 return self.has(Role.RELEASER)
             case Permission.EDIT_CONFIG:
                 return self.has(Role.CONFIG_ADMIN)
+            case Permission.REGISTER_IMAGE:
+                return self.has(Role.RELEASER) or self.has(Role.CONFIG_ADMIN)
             case Permission.ADMIN:
                 return self.has(Role.ADMIN)
 
@@ -154,4 +159,5 @@ SignedIn = Annotated[Principal, Depends(require(Permission.SIGNED_IN))]
 Viewer = Annotated[Principal, Depends(require(Permission.VIEW))]
 Releaser = Annotated[Principal, Depends(require(Permission.RELEASE))]
 ConfigAdmin = Annotated[Principal, Depends(require(Permission.EDIT_CONFIG))]
+ImageRegistrar = Annotated[Principal, Depends(require(Permission.REGISTER_IMAGE))]
 Admin = Annotated[Principal, Depends(require(Permission.ADMIN))]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.api.access import Viewer
+from services.api.access import ImageRegistrar
 from services.api.deps import AuditDep, CatalogDep, ImagesDep, RegistriesDep
 from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable
 from shared.messages import ImageBuilt
@@ -31,7 +31,11 @@ class ImageVersions(BaseModel):
 
 @router.post("/images")
 async def register_image(
-    body: ImageBuilt, catalog: CatalogDep, images: ImagesDep, audit: AuditDep, principal: Viewer
+    body: ImageBuilt,
+    catalog: CatalogDep,
+    images: ImagesDep,
+    audit: AuditDep,
+    principal: ImageRegistrar,
 ) -> Image:
     """For CI after a push: idempotent, one record per repository and digest.
 

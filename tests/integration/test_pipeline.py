@@ -309,9 +309,7 @@ async def test_a_tracker_at_its_limit_takes_the_next_release_when_one_ends(
 async def test_openapi_describes_the_json_api(fabu: FabuSystem, admin_token: str) -> None:
     async with httpx.AsyncClient(base_url=fabu.api_url) as http:
         assert (await http.get("/openapi.json")).status_code == 401
-        answer = await http.get(
-            "/openapi.json", headers={"Authorization": f"Bearer {admin_token}"}
-        )
+        answer = await http.get("/openapi.json", headers={"Authorization": f"Bearer {admin_token}"})
     paths = answer.json()["paths"]
     assert {"post", "get"} <= set(paths["/api/v1/releases"])
     assert "put" in paths["/api/v1/services/{name}/config/{environment}"]
