@@ -36,7 +36,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
-from devstack.system import STAGES, FabuSystem
+from devstack.system import STAGES, FabuSystem, new_token
 from services.tracker.rollout import rollout_status
 from shared.cluster import Cluster, Clusters
 from shared.models import BaseParams, Environment
@@ -295,6 +295,8 @@ async def main() -> None:
                     if (await api.get(system.api_url + "/healthz")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
+            token = await new_token(system.api_url, "admin", system.admin_password, "bench")
+            api.headers["Authorization"] = f"Bearer {token}"
             bench = Bench(env, api, cluster)
             print("measuring added latency (50 releases, one after another)...", flush=True)
             before, after = await added_latency(bench, 50)

@@ -8,10 +8,12 @@ SMTP server that writes them to ``.stack/logs/mail.log``.
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from aiosmtpd.controller import Controller
 from devstack.paths import state_dir
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
-from devstack.system import FabuSystem
+from devstack.system import FabuSystem, new_token
 from shared.secrets import new_key
 
 TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
@@ -112,6 +114,14 @@ async def wait_healthy(url: str) -> None:
     raise SystemExit(f"the API at {url} did not become healthy; see .stack/logs/api.log")
 
 
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """A secret kept between runs in the stack's state directory, made on the first."""
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def main() -> int:
     stack = Stack()
     if not stack.is_up():
@@ -127,12 +137,15 @@ def main() -> int:
     mail = MailLog(logs / "mail.log")
     smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    key_file = state_dir() / "secret-key"
-    if not key_file.exists():
-        key_file.write_text(new_key())
-        key_file.chmod(0o600)
+    secret_key = _kept(state_dir() / "secret-key", new_key)
+    admin_password = _kept(state_dir() / "admin-password", lambda: secrets.token_urlsafe(12))
     system = FabuSystem(
-        env, logs, smtp_port=smtp.port, api_port=API_PORT, secret_key=key_file.read_text().strip()
+        env,
+        logs,
+        smtp_port=smtp.port,
+        api_port=API_PORT,
+        secret_key=secret_key,
+        admin_password=admin_password,
     )
     system.start_all()
     url = system.api_url
@@ -147,17 +160,23 @@ def main() -> int:
     try:
         asyncio.run(wait_healthy(url))
 
-        async def seeded() -> None:
-            async with httpx.AsyncClient(base_url=f"{url}/api/v1") as api:
+        async def seeded() -> str:
+            token = await new_token(url, "admin", admin_password, "make run")
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=f"{url}/api/v1", headers=headers) as api:
                 await seed(api, env)
+            return token
 
-        asyncio.run(seeded())
+        token = asyncio.run(seeded())
         print(
-            f"\nFabu is running: {url}/docs (OpenAPI at {url}/openapi.json)\n\n"
-            "Release the demo service:\n"
-            f"  curl -s -X POST {url}/api/v1/releases -H 'Content-Type: application/json' \\\n"
+            f"\nFabu is running: {url} (OpenAPI at {url}/openapi.json)\n"
+            f"Log in as admin with password {admin_password} (kept in .stack/admin-password)\n\n"
+            "Release the demo service with an API token made for this run:\n"
+            f"  export FABU_TOKEN={token}\n"
+            f'  curl -s -X POST {url}/api/v1/releases -H "Authorization: Bearer $FABU_TOKEN" \\\n'
+            "    -H 'Content-Type: application/json' \\\n"
             '    -d \'{"service": "hello", "environment": "test", "version": "1.1.0"}\'\n'
-            f"  curl -s {url}/api/v1/releases\n\n"
+            f'  curl -s {url}/api/v1/releases -H "Authorization: Bearer $FABU_TOKEN"\n\n'
             f"Result emails: {mail.path}; service logs: {logs}/\n"
             "Stop with Ctrl-C (the stack keeps running: make stack-down)\n",
             flush=True,
