@@ -156,7 +156,6 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
 
 
 SignedIn = Annotated[Principal, Depends(require(Permission.SIGNED_IN))]
-Viewer = Annotated[Principal, Depends(require(Permission.VIEW))]
 Releaser = Annotated[Principal, Depends(require(Permission.RELEASE))]
 ConfigAdmin = Annotated[Principal, Depends(require(Permission.EDIT_CONFIG))]
 ImageRegistrar = Annotated[Principal, Depends(require(Permission.REGISTER_IMAGE))]

@@ -99,9 +99,11 @@ async def create_release(
     starter: StarterDep,
 ) -> ReleaseAccepted:
     """Release a version; it waits for approval where the environment asks for one."""
-    service, env = await _target(catalog, body.service, body.environment)
+    (service, env), config = await asyncio.gather(
+        _target(catalog, body.service, body.environment),
+        catalog.config(body.service, body.environment),
+    )
     starter.principal.must_release(env.name, service)
-    config = await catalog.config(body.service, body.environment)
     if config is None:
         raise Invalid(
             f"service {body.service!r} has no release config for environment {body.environment!r}"
