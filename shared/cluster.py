@@ -115,6 +115,21 @@ class Cluster:
             ) from exc
         return applied or {}
 
+    async def delete(self, namespace: str, obj: Obj) -> bool:
+        """Delete ``obj`` (same kind, name and namespace), its dependents in the background;
+        False when it was not there."""
+        path, _ = await self._path(namespace, obj)
+        response = await self._call("DELETE", path, query=[("propagationPolicy", "Background")])
+        async with response:
+            text = await response.text()
+        if response.status == 404:
+            return False
+        if response.status >= 500 or response.status == 429:
+            raise TransientError(f"API server answered {response.status}: {_message(text)}")
+        if response.status >= 400:
+            raise ClusterError(_message(text))
+        return True
+
     async def live(self, namespace: str, obj: Obj) -> Obj | None:
         """The live version of ``obj`` (same kind, name and namespace), None when absent."""
         path, _ = await self._path(namespace, obj)

@@ -1,16 +1,33 @@
-"""What the deployer applies, in which order: dependencies first, the Deployment last."""
+"""Rendered manifests as objects: the order they are applied in, and a canary's objects.
 
+A canary runs the new version beside the main Deployment, which it never
+touches: a ``<name>-canary`` Deployment whose pods carry the main pods' labels
+(so the main Service sends them their share of traffic) plus
+``fabu.io/track: canary``. Where an NGINX Ingress routes to the service, a
+``<service>-canary`` Service selecting only canary pods and a
+``<ingress>-canary`` Ingress with NGINX's canary annotations send it the
+step's weight of the ingress traffic.
+"""
+
+import copy
+import math
 from typing import Any
 
 import yaml
 
+Obj = dict[str, Any]
 FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Service")
+TRACK_LABEL = "fabu.io/track"
+CANARY = "canary"
+SUFFIX = "-canary"
+NGINX = "nginx.ingress.kubernetes.io"
 
 
-def objects(manifest: str) -> list[dict[str, Any]]:
+def objects(manifest: str) -> list[Obj]:
+    """The manifest's objects, dependencies first, the Deployment after them."""
     docs = [d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
 
-    def rank(obj: dict[str, Any]) -> int:
+    def rank(obj: Obj) -> int:
         kind = obj.get("kind", "")
         if kind in FIRST:
             return FIRST.index(kind)
@@ -19,6 +36,98 @@ def objects(manifest: str) -> list[dict[str, Any]]:
     return sorted(docs, key=rank)
 
 
-def revision(deployment: dict[str, Any]) -> str:
+def revision(deployment: Obj) -> str:
     annotations = deployment.get("metadata", {}).get("annotations") or {}
     return str(annotations.get("deployment.kubernetes.io/revision", ""))
+
+
+def canary_replicas(main: int, weight: int) -> int:
+    """Canary pods that make ``weight`` percent of all pods beside ``main`` untouched ones."""
+    return max(1, math.ceil(main * weight / (100 - weight)))
+
+
+def _renamed(obj: Obj) -> Obj:
+    canary = copy.deepcopy(obj)
+    metadata = canary["metadata"]
+    metadata["name"] = metadata["name"] + SUFFIX
+    metadata["labels"] = {**(metadata.get("labels") or {}), TRACK_LABEL: CANARY}
+    for key in ("resourceVersion", "uid", "creationTimestamp"):
+        metadata.pop(key, None)
+    return canary
+
+
+def _deployment(deployment: Obj, weight: int) -> Obj:
+    canary = _renamed(deployment)
+    spec = canary.setdefault("spec", {})
+    spec["replicas"] = canary_replicas(int(spec.get("replicas", 1)), weight)
+    selector = spec.setdefault("selector", {}).setdefault("matchLabels", {})
+    selector[TRACK_LABEL] = CANARY
+    template = spec.setdefault("template", {}).setdefault("metadata", {})
+    template["labels"] = {**(template.get("labels") or {}), TRACK_LABEL: CANARY}
+    return canary
+
+
+def _service(service: Obj) -> Obj:
+    canary = _renamed(service)
+    spec = canary.setdefault("spec", {})
+    for key in ("clusterIP", "clusterIPs", "externalIPs", "loadBalancerIP", "healthCheckNodePort"):
+        spec.pop(key, None)
+    spec["type"] = "ClusterIP"
+    for port in spec.get("ports") or []:
+        port.pop("nodePort", None)
+    spec["selector"] = {**(spec.get("selector") or {}), TRACK_LABEL: CANARY}
+    return canary
+
+
+def _backends(ingress: Obj) -> list[Obj]:
+    """The ``service`` parts of every backend of a networking.k8s.io/v1 Ingress."""
+    spec = ingress.get("spec") or {}
+    backends = [spec.get("defaultBackend") or {}]
+    for rule in spec.get("rules") or []:
+        backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
+    return [b["service"] for b in backends if isinstance(b.get("service"), dict)]
+
+
+def _ingress(ingress: Obj, services: set[str], weight: int) -> Obj:
+    canary = _renamed(ingress)
+    annotations = canary["metadata"].setdefault("annotations", {})
+    annotations[f"{NGINX}/canary"] = "true"
+    annotations[f"{NGINX}/canary-weight"] = str(weight)
+    for backend in _backends(canary):
+        if backend.get("name") in services:
+            backend["name"] = backend["name"] + SUFFIX
+    return canary
+
+
+def canary_objects(manifest: str, weight: int) -> list[Obj]:
+    """The objects of a canary step at ``weight`` percent, in the order to apply them."""
+    docs = objects(manifest)
+    deployment = next(d for d in docs if d.get("kind") == "Deployment")
+    services = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d.get("kind") == "Service" and d.get("apiVersion") == "v1"
+    }
+    ingresses = [
+        d
+        for d in docs
+        if d.get("kind") == "Ingress" and d.get("apiVersion") == "networking.k8s.io/v1"
+    ]
+    routed = sorted(
+        {b["name"] for i in ingresses for b in _backends(i) if b.get("name") in services}
+    )
+    return [
+        *(_service(services[name]) for name in routed),
+        _deployment(deployment, weight),
+        *(
+            _ingress(i, set(routed), weight)
+            for i in ingresses
+            if any(b.get("name") in services for b in _backends(i))
+        ),
+    ]
+
+
+def canary_deployment(manifest: str) -> str:
+    """The name of the canary Deployment of a manifest."""
+    deployment = next(d for d in objects(manifest) if d.get("kind") == "Deployment")
+    return str(deployment["metadata"]["name"]) + SUFFIX

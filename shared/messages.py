@@ -25,10 +25,13 @@ class Event(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     release_id: ReleaseId
     occurred_at: datetime = Field(default_factory=_now)
+    # A canary release's step: each step renders, applies and tracks again.
+    step: int = 0
 
     @property
     def event_id(self) -> str:
-        return f"{self.release_id}:{type(self).__name__}"
+        step = f":{self.step}" if self.step else ""
+        return f"{self.release_id}:{type(self).__name__}{step}"
 
 
 class ReleaseAwaiting(Event):
@@ -49,6 +52,10 @@ class ReleaseApplied(Event):
 
 class ReleaseCompleted(Event):
     pass
+
+
+class ReleasePaused(Event):
+    """A canary step is healthy and waits to be promoted."""
 
 
 Stage = Literal["render", "apply", "track"]

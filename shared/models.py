@@ -77,6 +77,14 @@ class Service(Model):
     gitlab_project: str = Field(default="", max_length=255)
 
 
+class CanaryStep(Model):
+    """One step of a canary release: the share of pods (and ingress traffic) on the new
+    version, and how long to hold it before going on (None: until someone promotes)."""
+
+    weight: int = Field(ge=1, le=99)
+    pause_s: int | None = Field(default=None, ge=0, le=86400)
+
+
 class BaseParams(Model):
     """A service's base parameters in one environment (its release config)."""
 
@@ -87,6 +95,16 @@ class BaseParams(Model):
     resources: dict[str, dict[str, str]] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     rollout_timeout_s: int | None = Field(default=None, ge=1, le=86400)
+    # Canary steps, in increasing weight; empty: a plain rolling update. After
+    # the last step, promoting rolls the new version out to the main Deployment.
+    canary: list[CanaryStep] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "BaseParams":
+        weights = [step.weight for step in self.canary]
+        if weights != sorted(set(weights)):
+            raise ValueError("canary: step weights must increase, e.g. 10, 50")
+        return self
 
 
 class ServiceConfig(Model):
@@ -162,8 +180,12 @@ class ReleaseState(StrEnum):
     APPLIED = "applied"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # A canary step is healthy; waiting to be promoted (by someone, or after its pause).
+    PAUSED = "paused"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
+    # A canary stopped by someone: its objects removed, the main Deployment untouched.
+    ABORTED = "aborted"
 
     @property
     def final(self) -> bool:
@@ -172,6 +194,7 @@ class ReleaseState(StrEnum):
             ReleaseState.FAILED,
             ReleaseState.CANCELLED,
             ReleaseState.REJECTED,
+            ReleaseState.ABORTED,
         )
 
 
@@ -315,6 +338,19 @@ class Diagnosis(Model):
     collected_at: datetime = Field(default_factory=now)
 
 
+class CanaryEvent(Model):
+    """What happened to a canary step: ``applied``, ``healthy``, ``promoted``,
+    ``failed`` or ``aborted``, when, and by whom."""
+
+    step: int  # 0-based; the step after the last is the full rollout
+    weight: int  # 100 for the full rollout
+    what: str
+    at: datetime = Field(default_factory=now)
+    by: str = ""
+    replicas: int | None = None
+    detail: str = ""
+
+
 class Decision(Model):
     """An approval or rejection, by whom and why."""
 
@@ -368,6 +404,15 @@ class Release(Model):
     notifications: dict[str, Delivery] = Field(default_factory=dict)
     decision: Decision | None = None
     freeze_override: FreezeOverride | None = None
+    # A canary release: the step it is at (len(params.canary): the full
+    # rollout), and what happened at each; None for a plain rolling update.
+    canary_step: int | None = None
+    canary: list[CanaryEvent] = Field(default_factory=list)
+
+    @property
+    def in_canary(self) -> bool:
+        """Whether the release is at a canary step (not yet the full rollout)."""
+        return self.canary_step is not None and self.canary_step < len(self.params.canary)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

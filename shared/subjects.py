@@ -12,6 +12,8 @@ REQUESTED = "release.requested"
 RENDERED = "release.rendered"
 APPLIED = "release.applied"
 COMPLETED = "release.completed"
+# A canary step is healthy and waits: read by the notifier only.
+PAUSED = "release.paused"
 FAILED = "release.failed"
 TEMPLATE_CHANGED = "template.changed"
 IMAGE_BUILT = "image.built"
@@ -75,6 +77,10 @@ class Subjects:
         return self._s(APPLIED)
 
     @property
+    def paused(self) -> str:
+        return self._s(PAUSED)
+
+    @property
     def completed(self) -> str:
         return self._s(COMPLETED)
 
@@ -92,7 +98,7 @@ class Subjects:
             RENDERER: [self.requested],
             DEPLOYER: [self.rendered],
             TRACKER: [self.applied],
-            NOTIFIER: [self.awaiting, self.applied, self.completed, self.failed],
+            NOTIFIER: [self.awaiting, self.applied, self.paused, self.completed, self.failed],
             TEMPLATES: [self.template_changed],
             IMAGES: [self.image_built],
         }

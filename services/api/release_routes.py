@@ -4,7 +4,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,7 +31,8 @@ from services.api.schemas import (
     ReleaseSummary,
 )
 from shared.bus import Bus
-from shared.cluster import ClusterError
+from shared.canary import promote, remove_canary
+from shared.cluster import ClusterError, Clusters
 from shared.errors import (
     Conflict,
     FabuError,
@@ -44,6 +45,7 @@ from shared.errors import (
 from shared.ids import ReleaseId
 from shared.messages import ReleaseCancelled, ReleaseRequested
 from shared.models import (
+    CanaryEvent,
     Decision,
     Environment,
     Release,
@@ -285,36 +287,22 @@ async def cancel(
     release_id: str,
     catalog: CatalogDep,
     releases: ReleasesDep,
-    bus: BusDep,
-    audit: AuditDep,
-    principal: Releaser,
+    clusters: ClustersDep,
+    starter: StarterDep,
 ) -> Cancelled:
-    """End a release that has not finished. An applied one stays in the cluster as it is."""
+    """End a release that has not finished. An applied one stays in the cluster as it is;
+    a canary before its full rollout is aborted (its objects removed)."""
     source = await _found(releases, release_id)
-    service, _ = await _target(catalog, source.service, source.environment)
-    principal.must_release(source.environment, service)
-    actor = principal.name
+    service, env = await _target(catalog, source.service, source.environment)
+    starter.principal.must_release(env.name, service)
+    if source.in_canary and source.manifest:
+        return await _abort(source, env, releases, clusters, starter)
+    actor = starter.principal.name
     was = await releases.cancel(
         ReleaseId(release_id), actor, f"cancelled by {actor}; the cluster was left as it is"
     )
-    if was is None:
-        release = await _found(releases, release_id)
-        raise Conflict(f"release {release_id} has already finished: {release.state}")
-    try:
-        await bus.publish(
-            bus.subjects.cancelled,
-            ReleaseCancelled(release_id=ReleaseId(release_id), was=was, actor=actor),
-        )
-    except Exception:
-        # The tracker also stops at its next write, when it finds the release cancelled.
-        log.exception("could not announce the cancellation", release_id=release_id)
-    await audit.record(
-        actor,
-        "release.cancel",
-        f"release/{release_id}",
-        before={"state": was},
-        after={"state": ReleaseState.CANCELLED},
-    )
+    await _ended(source, was, ReleaseState.CANCELLED, releases, starter)
+    assert was is not None
     if was is ReleaseState.APPLIED:
         message = (
             "tracking stopped; what was applied stays in the cluster as it is "
@@ -328,6 +316,113 @@ async def cancel(
     else:
         message = "cancelled before anything was applied; the cluster was not changed"
     return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)
+
+
+async def _ended(
+    release: Release,
+    was: ReleaseState | None,
+    state: ReleaseState,
+    releases: Releases,
+    starter: Starter,
+) -> None:
+    """After ending a release by hand: 409 if it had finished, else tell the trackers, audit."""
+    if was is None:
+        current = await _found(releases, release.id)
+        raise Conflict(f"release {release.id} has already finished: {current.state}")
+    actor, bus = starter.principal.name, starter.bus
+    try:
+        await bus.publish(
+            bus.subjects.cancelled, ReleaseCancelled(release_id=release.id, was=was, actor=actor)
+        )
+    except Exception:
+        # The tracker also stops at its next write, when it finds the release ended.
+        log.exception("could not announce the end", release_id=release.id)
+    verb = "abort" if state is ReleaseState.ABORTED else "cancel"
+    await starter.audit.record(
+        actor,
+        f"release.{verb}",
+        f"release/{release.id}",
+        before={"state": was},
+        after={"state": state},
+    )
+
+
+async def _abort(
+    release: Release, env: Environment, releases: Releases, clusters: Clusters, starter: Starter
+) -> Cancelled:
+    actor = starter.principal.name
+    step = (release.canary_step or 0) + 1
+    was = await releases.cancel(
+        release.id, actor, f"canary aborted at step {step} by {actor}", ReleaseState.ABORTED
+    )
+    await _ended(release, was, ReleaseState.ABORTED, releases, starter)
+    assert was is not None
+    try:
+        removed = await remove_canary(await clusters.get(env), release)
+        line = f"removed the canary's objects: {', '.join(removed) or 'none were there'}"
+    except (ClusterError, TransientError) as exc:
+        line = f"could not remove the canary's objects: {exc.message}"
+    line += "; the main Deployment was not touched"
+    weight = release.params.canary[step - 1].weight
+    await releases.note(
+        release.id,
+        [TranscriptLine(at=now(), text=line)],
+        CanaryEvent(step=step - 1, weight=weight, what="aborted", by=actor),
+    )
+    return Cancelled(id=release.id, state=ReleaseState.ABORTED, was=was, message=line)
+
+
+@router.post("/releases/{release_id}/abort")
+async def abort(
+    release_id: str,
+    catalog: CatalogDep,
+    releases: ReleasesDep,
+    clusters: ClustersDep,
+    starter: StarterDep,
+) -> Cancelled:
+    """Stop a canary before its full rollout: its objects are removed, the main
+    Deployment is left exactly as it was."""
+    release = await _found(releases, release_id)
+    service, env = await _target(catalog, release.service, release.environment)
+    starter.principal.must_release(env.name, service)
+    if release.canary_step is None:
+        raise Conflict(f"release {release_id} is not a canary release; cancel it instead")
+    if release.state.final:
+        raise Conflict(f"release {release_id} has already finished: {release.state}")
+    if not release.in_canary:
+        raise Conflict(
+            f"release {release_id} is past its canary: the main Deployment is taking the new "
+            "version; cancel it, or roll back to an earlier release"
+        )
+    if not release.manifest:
+        raise Conflict(f"release {release_id} is not rendered yet; cancel it instead")
+    return await _abort(release, env, releases, clusters, starter)
+
+
+@router.post("/releases/{release_id}/promote")
+async def promote_release(
+    release_id: str, catalog: CatalogDep, releases: ReleasesDep, starter: StarterDep
+) -> ReleaseAccepted:
+    """Move a paused canary to its next step; after the last, the main Deployment
+    takes the new version and the canary's objects are removed."""
+    release = await _found(releases, release_id)
+    service, env = await _target(catalog, release.service, release.environment)
+    starter.principal.must_release(env.name, service)
+    if release.state is not ReleaseState.PAUSED:
+        raise Conflict(
+            f"release {release_id} is not paused at a canary step: it is {release.state}"
+        )
+    actor = starter.principal.name
+    if not await promote(releases, starter.bus, release, actor, ""):
+        raise Conflict(f"release {release_id} moved on meanwhile")
+    await starter.audit.record(
+        actor,
+        "release.promote",
+        f"release/{release_id}",
+        before={"canary_step": release.canary_step},
+        after={"canary_step": (release.canary_step or 0) + 1},
+    )
+    return ReleaseAccepted(id=release_id, state=ReleaseState.RENDERED)
 
 
 async def _awaiting(
@@ -354,7 +449,7 @@ async def _decided(
     release: Release,
     decision: Decision,
     new: ReleaseState,
-    **fields: object,
+    **fields: Any,
 ) -> None:
     verb = "approved" if decision.approved else "rejected"
     line = f"{verb} by {decision.by}" + (f": {decision.comment}" if decision.comment else "")

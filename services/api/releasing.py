@@ -78,6 +78,8 @@ async def start(
     principal.must_release(env.name, service)
     release.operator = principal.name
     release.freeze_override = freeze_check(env, principal, override_reason)
+    if release.kind is ReleaseKind.DEPLOY and release.params.canary:
+        release.canary_step = 0
     if env.approval_required:
         release.state = ReleaseState.AWAITING_APPROVAL
         release.events = [StateChange(at=now(), state=release.state, actor=principal.name)]

@@ -140,6 +140,8 @@ class ReleaseSummary(BaseModel):
     template_version: int
     config_version: int
     reason: str
+    # A canary release's step (len(params.canary): its full rollout); None otherwise.
+    canary_step: int | None
 
     @classmethod
     def of(cls, release: Release) -> "ReleaseSummary":

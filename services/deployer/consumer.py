@@ -2,8 +2,11 @@
 
 Server-side applies every object of the stored manifest (field manager
 ``fabu``) into the environment's namespace, then records the Deployment's
-generation and revision. Idempotency key: the release's state (``rendered``
-→ ``applied``); applying the same manifest twice is a no-op for the cluster.
+generation and revision. At a canary step it applies the canary's objects
+for the step's weight instead (``shared.manifest``), and the tracker follows
+the canary Deployment; the step after the last applies the manifest itself.
+Idempotency key: the release's state (``rendered`` → ``applied``) and step;
+applying the same manifest twice is a no-op for the cluster.
 An object the API server rejects, a forbidden request or a cluster that stays
 unreachable fails the release with the API server's message.
 """
@@ -12,11 +15,12 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
-from services.deployer.apply import objects, revision
-from shared.cluster import ClusterError
+from shared.canary import remove_canary
+from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
+from shared.manifest import Obj, canary_objects, objects, revision
 from shared.messages import ReleaseApplied, ReleaseRendered
-from shared.models import Release, ReleaseState, TranscriptLine, now
+from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 # Deliveries of one message before an unreachable cluster fails the release.
@@ -37,6 +41,43 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     return handle
 
 
+def _step_objects(release: Release) -> tuple[list[Obj], CanaryEvent | None, str]:
+    """What to apply for the release's step: the objects, the canary event, a transcript line."""
+    if not release.in_canary:
+        return objects(release.manifest), None, ""
+    step = release.canary_step or 0
+    weight = release.params.canary[step].weight
+    applying = canary_objects(release.manifest, weight)
+    deployment = next(o for o in applying if o["kind"] == "Deployment")
+    replicas = int(deployment["spec"]["replicas"])
+    main = next(o for o in objects(release.manifest) if o["kind"] == "Deployment")
+    beside = int(main.get("spec", {}).get("replicas", 1))
+    share = round(100 * replicas / (replicas + beside))
+    ingresses = [o["metadata"]["name"] for o in applying if o["kind"] == "Ingress"]
+    line = (
+        f"canary step {step + 1} of {len(release.params.canary)}: {weight}%: "
+        f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods "
+        f"({share}% of the service's traffic)"
+        + (f"; ingress {', '.join(ingresses)} weight {weight}%" if ingresses else "")
+    )
+    event = CanaryEvent(step=step, weight=weight, what="applied", replicas=replicas)
+    return applying, event, line
+
+
+async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, str]:
+    """A canary with no main Deployment running yet has nothing to be compared with:
+    the release goes out whole (its step moved past the canary), and a line says so."""
+    if not (release.in_canary and release.canary_step == 0):
+        return release, ""
+    name = next(o for o in objects(release.manifest) if o["kind"] == "Deployment")["metadata"][
+        "name"
+    ]
+    if await cluster.deployment(release.namespace, name) is not None:
+        return release, ""
+    whole = release.model_copy(update={"canary_step": len(release.params.canary)})
+    return whole, f"no {name} Deployment runs yet: released whole, without a canary"
+
+
 async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
     release = await pending_release(
         ctx,
@@ -45,42 +86,59 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
         ReleaseState.APPLIED,
         lambda done: _announce(ctx, done, done.generation or 0),
     )
-    if release is None:
-        return
+    if release is None or event.step != (release.canary_step or 0):
+        return  # done already, or a step the release has left
     found = await environment_and_cluster(ctx, release, "apply")
     if found is None:
         return
     _, cluster = found
-    started_at = now()
+    started_at = release.started_at or now()
     try:
-        generation, rev = 0, ""
-        for obj in objects(release.manifest):
+        release, line = await _whole_if_first(cluster, release)
+        applying, canary, step_line = _step_objects(release)
+        line = line or step_line
+        generation, rev, deployment = 0, "", release.deployment
+        for obj in applying:
             applied = await cluster.apply(release.namespace, obj)
             if obj.get("kind") == "Deployment":
                 generation = int(applied.get("metadata", {}).get("generation", 0))
                 rev = revision(applied)
+                deployment = obj["metadata"]["name"]
     except ClusterError as exc:
         await fail_release(ctx, release.id, ReleaseState.RENDERED, "apply", exc.message)
+        if release.in_canary:
+            await remove_canary(cluster, release)
         return
     moved = await ctx.releases.advance(
         release.id,
         ReleaseState.RENDERED,
         ReleaseState.APPLIED,
         actor="deployer",
+        lines=[TranscriptLine(at=now(), text=line)] if line else None,
+        canary=canary,
         generation=generation,
         revision=rev,
         started_at=started_at,
+        deployment=deployment,
+        **({"canary_step": release.canary_step} if release.canary_step is not None else {}),
     )
     if moved:
         await _announce(ctx, release, generation)
         return
     current = await ctx.releases.get(release.id)
-    if current is not None and current.state is ReleaseState.CANCELLED:
+    if current is not None and current.state is ReleaseState.ABORTED:
+        # Aborted while the canary's objects were being sent: take them away again.
+        removed = await remove_canary(cluster, release)
+        line = f"removed the canary objects applied as it was aborted: {', '.join(removed)}"
+        await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
+    elif current is not None and current.state is ReleaseState.CANCELLED:
         # Cancelled while its objects were being sent: say that they were.
         line = "the objects had already been applied when the release was cancelled"
         await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
 
 
 async def _announce(ctx: Context, release: Release, generation: int) -> None:
-    event = ReleaseApplied(release_id=release.id, generation=generation)
+    event = ReleaseApplied(
+        release_id=release.id, generation=generation, step=release.canary_step or 0
+    )
     await ctx.bus.publish(ctx.bus.subjects.applied, event)

@@ -1,6 +1,7 @@
-"""Notifier: ``release.awaiting``, ``.applied``, ``.completed`` and ``.failed`` in; messages out.
+"""Notifier: ``release.awaiting``, ``.applied``, ``.paused``, ``.completed``, ``.failed`` in.
 
-The event (``approval_needed``, ``started``, ``succeeded``, ``failed``) goes to
+The event (``approval_needed``, ``started``, ``canary_paused``, ``succeeded``,
+``failed``) goes to
 every channel of the release's service and environment (else the environment's default) that
 asked for it. Each (event, channel) is one delivery on the release, under
 ``notifications["<event>/<channel>"]``, claimed before sending and recorded
@@ -24,7 +25,13 @@ from nats.aio.msg import Msg
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
 from shared.errors import FabuError, TransientError
-from shared.messages import ReleaseApplied, ReleaseAwaiting, ReleaseCompleted, ReleaseFailed
+from shared.messages import (
+    ReleaseApplied,
+    ReleaseAwaiting,
+    ReleaseCompleted,
+    ReleaseFailed,
+    ReleasePaused,
+)
 from shared.models import NotifyEvent, now
 from shared.secrets import Secrets
 from shared.worker import Context
@@ -33,14 +40,16 @@ log = structlog.get_logger()
 MAX_BACKOFF_S = 60.0
 
 
-Message = ReleaseAwaiting | ReleaseApplied | ReleaseCompleted | ReleaseFailed
+Message = ReleaseAwaiting | ReleaseApplied | ReleasePaused | ReleaseCompleted | ReleaseFailed
 # Sent while the release goes on; the others once it has ended.
-UNDER_WAY: tuple[NotifyEvent, ...] = ("approval_needed", "started")
+UNDER_WAY: tuple[NotifyEvent, ...] = ("approval_needed", "started", "canary_paused")
 
 
 def _event(subject: str, ctx: Context) -> tuple[NotifyEvent, type[Message]]:
     if subject == ctx.bus.subjects.awaiting:
         return "approval_needed", ReleaseAwaiting
+    if subject == ctx.bus.subjects.paused:
+        return "canary_paused", ReleasePaused
     if subject == ctx.bus.subjects.applied:
         return "started", ReleaseApplied
     if subject == ctx.bus.subjects.completed:
@@ -55,7 +64,9 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     async def handle(msg: Msg) -> None:
         event, kind = _event(msg.subject, ctx)
         message = kind.model_validate_json(msg.data)
-        await notify(ctx, secrets, http, message.release_id, event, msg.metadata.num_delivered)
+        await notify(
+            ctx, secrets, http, message.release_id, event, msg.metadata.num_delivered, message.step
+        )
 
     return handle
 
@@ -67,6 +78,7 @@ async def notify(
     release_id: str,
     event: NotifyEvent,
     attempt: int,
+    step: int = 0,
 ) -> None:
     release = await ctx.releases.get(release_id)
     if release is None or (event not in UNDER_WAY and not release.state.final):
@@ -82,7 +94,9 @@ async def notify(
             key = f"{event}/{channel.type}-unreadable"
             await ctx.releases.record_delivery(release.id, key, "refused", exc.message, exc.message)
             continue
-        key = f"{event}/{channel.key(url)}"
+        # Each canary pause is its own notification.
+        name = f"{event}-{step + 1}" if event == "canary_paused" else event
+        key = f"{name}/{channel.key(url)}"
         stale = now() - timedelta(seconds=ctx.settings.notify_claim_stale_s)
         claim = await ctx.releases.claim_delivery(release.id, key, stale)
         if claim == "busy":

@@ -23,6 +23,8 @@ WORDS = {
         "diagnosis": "Diagnosis",
         "to": "to",
         "frozen": "Released during a freeze",
+        "canary": "Canary",
+        "canary_step": "step {n} of {total}: {weight}% healthy ({replicas} pods); promote or abort",
         "approved_by": "Approved by",
     },
     "zh-CN": {
@@ -42,6 +44,8 @@ WORDS = {
         "diagnosis": "诊断",
         "to": "到",
         "frozen": "封版期间发布",
+        "canary": "灰度",
+        "canary_step": "第 {n}/{total} 步, {weight}% 健康 ({replicas} 个 Pod), 请推进或中止",
         "approved_by": "审批人",
     },
 }
@@ -104,6 +108,16 @@ def content(release: Release, event: NotifyEvent, language: str, public_url: str
             4,
             (words["frozen"], f"{override.window}: {override.by}: {override.reason}"),
         )
+    healthy = [e for e in release.canary if e.what == "healthy"]
+    if event == "canary_paused" and healthy:
+        step = healthy[-1]
+        text = words["canary_step"].format(
+            n=step.step + 1,
+            total=len(release.params.canary),
+            weight=step.weight,
+            replicas=step.replicas,
+        )
+        fields.insert(4, (words["canary"], text))
     extra: list[str] = []
     if event == "failed":
         diagnosis = diagnosis_lines(release)

@@ -11,6 +11,12 @@ this process dies JetStream hands the release to another tracker, which
 resumes it. Idempotency key: the release's state (``applied`` → final).
 Failure: ``ProgressDeadlineExceeded``, the Deployment deleted, or the rollout
 not done within the release's timeout (its config's, else the environment's).
+
+A canary step is tracked the same way on the canary Deployment. Healthy, the
+release pauses (``release.paused``); a step with a pause is watched for that
+long and then promoted. A failing step fails the release with its diagnosis
+and removes the canary's objects, the main Deployment untouched; the full
+rollout at the end removes them once it is done (or has failed).
 """
 
 import asyncio
@@ -25,9 +31,11 @@ from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Update, Watches
+from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
-from shared.messages import ReleaseApplied, ReleaseCancelled, ReleaseCompleted
-from shared.models import Release, ReleaseState, TranscriptLine, now
+from shared.errors import FabuError
+from shared.messages import ReleaseApplied, ReleaseCancelled, ReleaseCompleted, ReleasePaused
+from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
@@ -71,8 +79,8 @@ async def track(
         ReleaseState.SUCCEEDED,
         partial(_completed, ctx),
     )
-    if release is None:
-        return
+    if release is None or event.step != (release.canary_step or 0):
+        return  # done already, or a step the release has left
     found = await environment_and_cluster(ctx, release, "track")
     if found is None:
         return
@@ -83,7 +91,8 @@ async def track(
     try:
         await _follow(ctx, cluster, subscription, release, timeout_s)
     finally:
-        following.pop(release.id, None)
+        if following.get(release.id) is subscription.updates:
+            following.pop(release.id)
         subscription.close()
 
 
@@ -144,11 +153,14 @@ async def _follow(
     pending: list[TranscriptLine] = []
     seen = Seen(release)
 
-    async def fail(reason: str) -> None:
+    async def fail(reason: str, expected: ReleaseState = ReleaseState.APPLIED) -> None:
         seen.catch_up(subscription.updates)
         fields = await seen.outcome(cluster, release, reason)
+        if release.in_canary:
+            reason = f"canary step {(release.canary_step or 0) + 1} failed: {reason}"
+        lines, canary = await _canary_done(cluster, release, "failed", reason)
         await fail_release(
-            ctx, release.id, ReleaseState.APPLIED, "track", reason, pending, **fields
+            ctx, release.id, expected, "track", reason, pending + lines, canary=canary, **fields
         )
 
     while True:
@@ -185,8 +197,113 @@ async def _follow(
             return
         if status.done:
             seen.catch_up(subscription.updates)
-            await _succeed(ctx, release, pending, obj, await seen.outcome(cluster, release))
+            outcome = await seen.outcome(cluster, release)
+            lines, pending = pending, []  # written now: ``fail`` must not repeat them
+            await _done(ctx, cluster, subscription, release, lines, obj, outcome, fail)
             return
+
+
+async def _done(
+    ctx: Context,
+    cluster: Cluster,
+    subscription: Subscription,
+    release: Release,
+    lines: list[TranscriptLine],
+    obj: dict[str, Any],
+    outcome: dict[str, Any],
+    fail: Callable[[str, ReleaseState], Awaitable[None]],
+) -> None:
+    """The rollout is done: the release succeeded, or its canary step is healthy."""
+    if not release.in_canary:
+        done, canary = await _canary_done(cluster, release, "succeeded")
+        await _succeed(ctx, release, lines + done, obj, {**outcome, "canary": canary})
+        return
+    if not await _pause(ctx, release, lines, obj, outcome):
+        return
+    step = release.params.canary[release.canary_step or 0]
+    if step.pause_s is None:
+        return  # until someone promotes or aborts it
+    held, failure = await _hold(subscription, release, step.pause_s)
+    if failure is not None:
+        await fail(failure, ReleaseState.PAUSED)
+    elif held:
+        await promote(
+            ctx.releases, ctx.bus, release, "tracker", f" after its {step.pause_s}s pause"
+        )
+
+
+async def _hold(
+    subscription: Subscription, release: Release, pause_s: int
+) -> tuple[bool, str | None]:
+    """Watch a healthy canary step for ``pause_s``: whether it was held that long
+    (not aborted meanwhile), and why it failed, if it did."""
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + pause_s
+    while (left := deadline - clock()) > 0:
+        try:
+            resource, kind, obj = await asyncio.wait_for(subscription.updates.get(), left)
+        except TimeoutError:
+            break
+        if resource == STOP[0]:
+            return False, None
+        if resource != "deployments":
+            continue
+        if kind == "DELETED":
+            return True, f'deployment "{release.deployment}" was deleted during the pause'
+        status = rollout_status(obj, release.generation or 0)
+        if status.failed:
+            return True, status.message
+    return True, None
+
+
+async def _pause(
+    ctx: Context,
+    release: Release,
+    lines: list[TranscriptLine],
+    obj: dict[str, Any],
+    fields: dict[str, Any],
+) -> bool:
+    """A healthy canary step: wait for a promote (or the step's pause); False if it moved on."""
+    step = release.canary_step or 0
+    weight = release.params.canary[step].weight
+    replicas = int((obj.get("spec") or {}).get("replicas", 0))
+    wait = release.params.canary[step].pause_s
+    then = "promote or abort it" if wait is None else f"promoting it in {wait}s"
+    line = f"canary step {step + 1} of {len(release.params.canary)} ({weight}%) healthy: {then}"
+    moved = await ctx.releases.advance(
+        release.id,
+        ReleaseState.APPLIED,
+        ReleaseState.PAUSED,
+        actor="tracker",
+        lines=[*lines, TranscriptLine(at=now(), text=line)],
+        canary=CanaryEvent(step=step, weight=weight, what="healthy", replicas=replicas),
+        **fields,
+    )
+    if moved:
+        await ctx.bus.publish(
+            ctx.bus.subjects.paused, ReleasePaused(release_id=release.id, step=step)
+        )
+    return moved
+
+
+async def _canary_done(
+    cluster: Cluster, release: Release, outcome: str, reason: str = ""
+) -> tuple[list[TranscriptLine], CanaryEvent | None]:
+    """The end of a canary release's tracking: its objects removed first, and the line
+    and canary event to store with the final state."""
+    if release.canary_step is None:
+        return [], None
+    step = release.canary_step
+    weight = release.params.canary[step].weight if release.in_canary else 100
+    try:
+        removed = await remove_canary(cluster, release)
+        line = f"removed the canary's objects: {', '.join(removed) or 'none were left'}"
+    except FabuError as exc:
+        line = f"could not remove the canary's objects: {exc.message}"
+    if release.in_canary:
+        line += "; the main Deployment was not touched"
+    event = CanaryEvent(step=step, weight=weight, what=outcome, detail=reason)
+    return [TranscriptLine(at=now(), text=line)], event
 
 
 async def _succeed(

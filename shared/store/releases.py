@@ -12,7 +12,14 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
-from shared.models import PodTimeline, Release, ReleaseState, TranscriptLine, now
+from shared.models import (
+    CanaryEvent,
+    PodTimeline,
+    Release,
+    ReleaseState,
+    TranscriptLine,
+    now,
+)
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 # A list row leaves out what only the detail shows.
@@ -105,18 +112,25 @@ class Releases:
         page = await self.page(service=service, environment=environment, limit=1)
         return page[0] if page else None
 
-    async def cancel(self, release_id: ReleaseId, actor: str, line: str) -> ReleaseState | None:
-        """Cancel a release that has not finished, ``line`` added to its transcript.
+    async def cancel(
+        self,
+        release_id: ReleaseId,
+        actor: str,
+        line: str,
+        state: ReleaseState = ReleaseState.CANCELLED,
+    ) -> ReleaseState | None:
+        """End a release that has not finished in ``state`` (cancelled, or a canary
+        aborted), ``line`` added to its transcript.
 
-        Returns the state it was cancelled in, or None when it had already finished.
+        Returns the state it was ended in, or None when it had already finished.
         """
         at = now()
         before = await self._releases.find_one_and_update(
             {"_id": release_id, "state": {"$in": [s.value for s in ReleaseState if not s.final]}},
             {
-                "$set": {"state": ReleaseState.CANCELLED.value, "finished_at": at},
+                "$set": {"state": state.value, "finished_at": at},
                 "$push": {
-                    "events": {"at": at, "state": ReleaseState.CANCELLED.value, "actor": actor},
+                    "events": {"at": at, "state": state.value, "actor": actor},
                     "transcript": {"at": at, "text": line},
                 },
             },
@@ -133,11 +147,15 @@ class Releases:
         new: ReleaseState,
         actor: str,
         lines: list[TranscriptLine] | None = None,
+        canary: CanaryEvent | None = None,
+        at_step: int | None = None,
         **fields: Any,
     ) -> bool:
-        """Move ``expected`` → ``new``; False when the release is not in ``expected``.
+        """Move ``expected`` → ``new``; False when the release is not in ``expected``
+        (nor, given ``at_step``, at that canary step).
 
-        ``lines`` are appended to the transcript in the same write.
+        ``lines`` are appended to the transcript, and ``canary`` to the canary's
+        history, in the same write.
         """
         at = now()
         update: Doc = {
@@ -146,23 +164,34 @@ class Releases:
         }
         if lines:
             update["$push"]["transcript"] = {"$each": [line.model_dump() for line in lines]}
+        if canary:
+            update["$push"]["canary"] = canary.model_dump()
         if new.final:
             update["$set"]["finished_at"] = at
         # The update returns the lock's key, so a final move needs no second read.
+        where: Doc = {"_id": release_id, "state": expected}
+        if at_step is not None:
+            where["canary_step"] = at_step
         moved = await self._releases.find_one_and_update(
-            {"_id": release_id, "state": expected},
+            where,
             update,  # no projection: FerretDB 1.x does not serve one on findAndModify
         )
         if moved is not None and new.final:
             await self._unlock(moved["service"], moved["environment"], release_id)
         return moved is not None
 
-    async def note(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
-        """Append lines to the transcript whatever the release's state."""
-        docs = [line.model_dump() for line in lines]
-        await self._releases.update_one(
-            {"_id": release_id}, {"$push": {"transcript": {"$each": docs}}}
-        )
+    async def note(
+        self,
+        release_id: ReleaseId,
+        lines: list[TranscriptLine],
+        canary: CanaryEvent | None = None,
+    ) -> None:
+        """Append lines to the transcript (and an event to the canary's history)
+        whatever the release's state."""
+        push: Doc = {"transcript": {"$each": [line.model_dump() for line in lines]}}
+        if canary:
+            push["canary"] = canary.model_dump()
+        await self._releases.update_one({"_id": release_id}, {"$push": push})
 
     async def record_progress(
         self,

@@ -61,6 +61,8 @@ MATRIX = {
     "POST /api/v1/releases/{release_id}/cancel": "release",
     "POST /api/v1/releases/{release_id}/approve": "release",
     "POST /api/v1/releases/{release_id}/reject": "release",
+    "POST /api/v1/releases/{release_id}/promote": "release",
+    "POST /api/v1/releases/{release_id}/abort": "release",
     "GET /api/v1/templates": "view",
     "POST /api/v1/templates": "config",
     "PUT /api/v1/templates/{template_id}": "config",
