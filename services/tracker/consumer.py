@@ -79,8 +79,13 @@ async def track(
         ReleaseState.SUCCEEDED,
         partial(_completed, ctx),
     )
-    if release is None or event.step != (release.canary_step or 0):
-        return  # done already, or a step the release has left
+    if release is None:
+        # A tracker that died holding a canary's timed pause: take the pause over.
+        release = await ctx.releases.get(event.release_id)
+        if release is None or _pause_of(release) is None:
+            return
+    if event.step != (release.canary_step or 0):
+        return  # a step the release has left
     found = await environment_and_cluster(ctx, release, "track")
     if found is None:
         return
@@ -143,8 +148,11 @@ class Seen:
 async def _follow(
     ctx: Context, cluster: Cluster, subscription: Subscription, release: Release, timeout_s: int
 ) -> None:
-    """Judge each new state of the Deployment until the rollout ends or times out."""
-    remaining = timeout_s - _applied_at(release).total_seconds()
+    """Judge each new state of the Deployment until the rollout ends or times out
+    (or, for a canary's timed pause taken over, until the pause ends)."""
+    remaining: float = timeout_s
+    if release.state is ReleaseState.APPLIED:
+        remaining -= _applied_at(release).total_seconds()
     clock = asyncio.get_running_loop().time
     deadline = clock() + remaining
     last = release.transcript[-1].text if release.transcript else ""
@@ -153,7 +161,7 @@ async def _follow(
     pending: list[TranscriptLine] = []
     seen = Seen(release)
 
-    async def fail(reason: str, expected: ReleaseState = ReleaseState.APPLIED) -> None:
+    async def fail(reason: str, expected: ReleaseState = release.state) -> None:
         seen.catch_up(subscription.updates)
         fields = await seen.outcome(cluster, release, reason)
         if release.in_canary:
@@ -218,12 +226,15 @@ async def _done(
         done, canary = await _canary_done(cluster, release, "succeeded")
         await _succeed(ctx, release, lines + done, obj, {**outcome, "canary": canary})
         return
-    if not await _pause(ctx, release, lines, obj, outcome):
+    if release.state is ReleaseState.APPLIED and not await _pause(
+        ctx, release, lines, obj, outcome
+    ):
         return
     step = release.params.canary[release.canary_step or 0]
-    if step.pause_s is None:
+    pause_s = _pause_of(release) if release.state is ReleaseState.PAUSED else step.pause_s
+    if pause_s is None:
         return  # until someone promotes or aborts it
-    held, failure = await _hold(subscription, release, step.pause_s)
+    held, failure = await _hold(subscription, release, pause_s)
     if failure is not None:
         await fail(failure, ReleaseState.PAUSED)
     elif held:
@@ -232,8 +243,19 @@ async def _done(
         )
 
 
+def _pause_of(release: Release) -> float | None:
+    """What is left of a paused canary step's timed pause; None if it waits for a person."""
+    if release.state is not ReleaseState.PAUSED or not release.in_canary:
+        return None
+    pause_s = release.params.canary[release.canary_step or 0].pause_s
+    healthy = [e.at for e in release.canary if e.what == "healthy"]
+    if pause_s is None or not healthy:
+        return None
+    return max(0.0, pause_s - (now() - healthy[-1]).total_seconds())
+
+
 async def _hold(
-    subscription: Subscription, release: Release, pause_s: int
+    subscription: Subscription, release: Release, pause_s: float
 ) -> tuple[bool, str | None]:
     """Watch a healthy canary step for ``pause_s``: whether it was held that long
     (not aborted meanwhile), and why it failed, if it did."""

@@ -291,3 +291,21 @@ async def test_canary_steps_must_increase(
         assert "canary" in refused.text
     versions = (await api.get(f"/services/{service}/config/{environment}/versions")).json()
     assert len(versions) == 1
+
+
+async def test_a_timed_pause_survives_its_tracker_dying(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, fabu: FabuSystem
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, replicas=1, canary=[{"weight": 50, "pause_s": 5}]
+    )
+    await finished(api, await released(api, service, environment, "1.0"))
+    release_id = await released(api, service, environment, "2.0")
+    await paused_at(api, release_id, 0)
+    fabu.kill("tracker")
+    fabu.start("tracker")
+    body = await finished(api, release_id)
+    assert body["state"] == "succeeded", body["reason"]
+    assert [(e["step"], e["by"]) for e in body["canary"] if e["what"] == "promoted"] == [
+        (0, "tracker")
+    ]
