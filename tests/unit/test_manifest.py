@@ -1,0 +1,84 @@
+"""A canary's objects, derived from a rendered manifest."""
+
+import pytest
+import yaml
+
+from shared.manifest import canary_objects, canary_replicas
+
+MANIFEST = """
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  clusterIP: 10.0.0.7
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: unrelated}
+spec:
+  selector: {app: other}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: "r/web:2.0"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, annotations: {kubernetes.io/ingress.class: nginx}}
+spec:
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("main", "weight", "replicas"),
+    [(2, 10, 1), (2, 50, 2), (4, 25, 2), (9, 10, 1), (10, 10, 2), (0, 50, 1), (3, 90, 27)],
+)
+def test_canary_replicas_give_at_least_the_weight(main: int, weight: int, replicas: int) -> None:
+    assert canary_replicas(main, weight) == replicas
+    assert replicas / (replicas + main) * 100 >= weight
+
+
+def test_canary_objects_leave_the_main_ones_alone_and_route_by_weight() -> None:
+    service, deployment, ingress = canary_objects(MANIFEST, 25)
+    assert [o["metadata"]["name"] for o in (service, deployment, ingress)] == ["web-canary"] * 3
+    assert service["spec"] == {
+        "type": "ClusterIP",
+        "selector": {"app": "web", "fabu.io/track": "canary"},
+        "ports": [{"port": 80, "targetPort": 8080}],
+    }
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"] == {
+        "app": "web",
+        "fabu.io/track": "canary",
+    }
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {
+        "app": "web",
+        "fabu.io/track": "canary",
+    }
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "25"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "web-canary", "port": {"number": 80}}
+
+
+def test_without_an_ingress_only_the_deployment_is_a_canary() -> None:
+    docs = [d for d in yaml.safe_load_all(MANIFEST) if d["kind"] != "Ingress"]
+    (deployment,) = canary_objects(yaml.safe_dump_all(docs), 50)
+    assert deployment["kind"] == "Deployment"
+    assert deployment["spec"]["replicas"] == 4
