@@ -113,6 +113,10 @@ def build(component: Component) -> bool:
     return True
 
 
+CHROMIUM = "/usr/bin/chromium"
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+
+
 def postgres_bin() -> Path | None:
     """The newest installed PostgreSQL server's bin folder (Debian's layout)."""
     found = sorted(
@@ -122,8 +126,13 @@ def postgres_bin() -> Path | None:
 
 
 def ensure_debian_packages(names: list[str] | None = None) -> None:
-    """Debian's docker-registry (the OCI registry) and PostgreSQL (FerretDB's backend)."""
+    """Debian's docker-registry (the OCI registry), PostgreSQL (FerretDB's backend) and
+    Chromium (the UI's browser tests)."""
     missing = []
+    if (names is None or "chromium" in names) and not Path(CHROMIUM).exists():
+        missing.append("chromium")
+    if (names is None or "chromium" in names) and not Path(CJK_FONT).exists():
+        missing.append("fonts-wqy-microhei")  # the Chinese pages' screenshots
     if (names is None or "registry" in names) and not shutil.which(REGISTRY_BINARY):
         missing.append(REGISTRY_BINARY)
     if (names is None or "postgres" in names) and postgres_bin() is None:

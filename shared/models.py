@@ -474,6 +474,8 @@ class User(Model):
     disabled: bool = False
     # "local" (a password here) or "oidc" (signs in through the identity provider).
     source: Literal["local", "oidc"] = "local"
+    # The UI's language: "en", "zh-CN", or "" for the browser's.
+    language: Literal["", "en", "zh-CN"] = ""
     created_at: datetime = Field(default_factory=now)
 
 

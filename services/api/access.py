@@ -135,6 +135,7 @@ async def authenticate(request: Request) -> Principal:
                 f"(or the form field {CSRF_FIELD})"
             )
         name, via = session.user, "session"
+        request.state.csrf = session.csrf  # for the forms of the pages it serves
     else:
         raise Unauthorized("log in, or send an API token as Authorization: Bearer <token>")
     user = await users.get(name)

@@ -8,10 +8,12 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -26,6 +28,7 @@ from services.api import (
     webhook_routes,
 )
 from services.api.access import Permission, SignedIn, require
+from services.api.ui import routes as ui_routes
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.errors import Conflict, FabuError
@@ -42,6 +45,8 @@ from shared.subjects import Subjects
 
 log = structlog.get_logger()
 ADMIN = "admin"
+# Paths answered in JSON; the rest are the UI's pages.
+API_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
 
 
 async def first_admin(users: Users, audit: Audit, settings: Settings) -> None:
@@ -98,9 +103,15 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     @app.exception_handler(FabuError)
-    async def fabu_error(_: Request, exc: FabuError) -> JSONResponse:
+    async def fabu_error(request: Request, exc: FabuError) -> Response:
+        if not request.url.path.startswith(API_PATHS):
+            return ui_routes.problem(request, None, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ui_routes.LoginNeeded)
+    async def login_needed(_: Request, exc: ui_routes.LoginNeeded) -> Response:
+        return RedirectResponse("/login?" + urlencode({"then": exc.then}), status_code=303)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -133,5 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_routes.router, prefix="/api/v1")
     app.include_router(user_routes.router, prefix="/api/v1")
     app.include_router(webhook_routes.router, prefix="/api/v1")
+    app.include_router(ui_routes.router)
+    app.mount("/static", StaticFiles(directory=ui_routes.STATIC), name="static")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -1,0 +1,199 @@
+"""The web UI in headless Chromium (Debian's, driven by Playwright) against the real stack.
+
+Screenshots of the main pages are saved under ``.artifacts/screenshots/``.
+"""
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from devstack.build import CHROMIUM
+from devstack.system import FabuSystem
+from tests.support.releases import finished, prepare, push, release
+from tests.support.stack import StackEnv
+from tests.support.users import make_user
+
+SHOTS = Path(__file__).parents[2] / ".artifacts" / "screenshots"
+# Chromium's own network chatter is refused on a closed network; keep it quiet.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "a password for the browser"
+LIVE_S = 60_000  # ms: a release's whole rollout on the local stack
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def logged_in(browser: Browser, fabu: FabuSystem, user: str, password: str) -> Page:
+    context = await browser.new_context(base_url=fabu.api_url)
+    page = await context.new_page()
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/login\?then="))
+    await page.get_by_label(re.compile("User name|用户名")).fill(user)
+    await page.get_by_label(re.compile("Password|密码")).fill(password)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#whoami")).to_contain_text(user)
+    return page
+
+
+async def shot(page: Page, name: str) -> None:
+    await page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
+
+
+async def test_release_watch_it_live_and_roll_it_back(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace, replicas=2)
+    first = await finished(api, await release(api, service, environment, "1.0"))
+    assert first["state"] == "succeeded"
+    await push(api, service, "2.0")
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    await expect(page.locator("#whoami")).to_contain_text("admin")
+    await shot(page, "dashboard")
+
+    await page.goto(f"/releases/new?service={service}")
+    await page.get_by_label("Environment").select_option(environment)
+    await page.get_by_label("2.0").check()
+    await page.get_by_label("Description").fill("from the browser")
+    await page.get_by_role("button", name="Show the changes").click()
+    await expect(page.locator("pre.diff").first).to_contain_text(":2.0")
+    await shot(page, "release-new")
+    await page.locator("#submit-release").click()
+    await expect(page).to_have_url(re.compile(r"/releases/[0-9a-f]{24}$"))
+    # Followed live: the page reloads itself when the release ends.
+    await expect(page.locator("#release-state")).to_have_attribute(
+        "data-state", "succeeded", timeout=LIVE_S
+    )
+    await expect(page.locator("#transcript")).to_contain_text("successfully rolled out")
+    await shot(page, "release-succeeded")
+
+    await page.goto(f"/releases/{first['id']}")
+    await page.locator("#action-rollback").click()
+    await expect(page.locator("pre.diff").first).to_contain_text(":1.0")
+    await shot(page, "rollback-diff")
+    await page.locator("#confirm-rollback").click()
+    await expect(page.locator("#release-state")).to_have_attribute(
+        "data-state", "succeeded", timeout=LIVE_S
+    )
+    latest = (await api.get("/releases", params={"service": service, "limit": 1})).json()
+    assert latest["items"][0]["kind"] == "rollback"
+    assert latest["items"][0]["version"] == "1.0"
+    assert latest["items"][0]["operator"] == "admin"
+
+    await page.goto(f"/services/{service}")
+    await expect(page.locator("svg.chart")).to_have_count(3)
+    await shot(page, "service")
+    await page.goto(f"/releases?service={service}")
+    await expect(page.locator("tbody tr")).to_have_count(3)
+    await shot(page, "releases")
+    for name in ("templates", "environments", "users", "audit", "services"):
+        await page.goto(f"/{name}")
+        await shot(page, name)
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(f"/releases/{first['id']}")
+    await shot(page, "release-phone")
+    await page.context.close()
+
+
+async def test_a_failed_release_shows_the_crashing_containers_log(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace, replicas=1, rollout_timeout_s=8)
+    failed = await finished(api, await release(api, service, environment, "3.0-crash-loop"))
+    assert failed["state"] == "failed"
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    await page.goto(f"/releases/{failed['id']}")
+    await expect(page.locator("#release-state")).to_have_attribute("data-state", "failed")
+    await expect(page.locator("pre.previous-log").first).to_contain_text(
+        "panic: simulated failure for tests"
+    )
+    await shot(page, "release-failed")
+    await page.context.close()
+
+
+async def test_base_parameters_are_edited_by_a_config_admin_and_refused_to_a_releaser(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace, replicas=1)
+    editor = await make_user(api, [{"role": "config_admin"}], password=PASSWORD)
+    releaser = await make_user(
+        api, [{"role": "releaser", "environment": environment}], password=PASSWORD
+    )
+    page = await logged_in(browser, fabu, editor, PASSWORD)
+    await page.goto(f"/services/{service}/config/{environment}")
+    await page.get_by_label("Replicas").fill("-3")
+    await page.get_by_label("Replicas").evaluate("e => e.removeAttribute('min')")
+    await page.locator("#save-config").click()
+    await expect(page.locator("#error-replicas")).to_be_visible()
+    await page.get_by_label("Replicas").fill("3")
+    await page.get_by_label("Note").fill("more room")
+    await page.locator("#save-config").click()
+    await expect(page.locator("table")).to_contain_text("replicas: 1 → 3")
+    await shot(page, "config")
+    await page.context.close()
+
+    page = await logged_in(browser, fabu, releaser, PASSWORD)
+    await page.goto(f"/services/{service}/config/{environment}")
+    await expect(page.locator("#read-only")).to_be_visible()
+    await expect(page.get_by_label("Replicas")).to_be_disabled()
+    # Even a form sent anyway is refused, and nothing changes.
+    await page.locator("fieldset").evaluate("e => e.removeAttribute('disabled')")
+    await page.get_by_label("Replicas").fill("9")
+    await page.locator("#save-config").click()
+    await expect(page.locator("#problem")).to_contain_text("config-admin")
+    config = (await api.get(f"/services/{service}/config/{environment}")).json()
+    assert (config["version"], config["params"]["replicas"]) == (2, 3)
+    await page.context.close()
+
+
+async def test_chinese_by_the_browser_or_by_choice(browser: Browser, fabu: FabuSystem) -> None:
+    context = await browser.new_context(base_url=fabu.api_url, locale="zh-CN")
+    page = await context.new_page()
+    await page.goto("/login")
+    await expect(page.locator("h1")).to_have_text("登录")
+    await context.close()
+
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    await expect(page.locator("nav")).to_contain_text("Dashboard")
+    await page.get_by_role("button", name="中文").click()
+    await expect(page.locator("nav")).to_contain_text("概览")
+    await shot(page, "dashboard-zh")
+    await page.get_by_role("button", name="English").click()
+    await expect(page.locator("nav")).to_contain_text("Dashboard")
+    await page.context.close()
+
+
+async def test_pages_need_a_login_and_forms_need_the_csrf_token(
+    fabu: FabuSystem, api: httpx.AsyncClient
+) -> None:
+    async with httpx.AsyncClient(base_url=fabu.api_url) as http:
+        page = await http.get("/releases")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?then=%2Freleases"
+        login_form = await http.get("/login")
+        forged = await http.post(
+            "/login",
+            data={"username": "admin", "password": fabu.admin_password, "login_csrf": "x"},
+            headers={"Cookie": f"fabu_login={login_form.cookies['fabu_login']}"},
+        )
+        assert "fabu_session" not in forged.cookies
+        assert "expired" in forged.text
