@@ -169,7 +169,7 @@ def main() -> int:
 
         token = asyncio.run(seeded())
         print(
-            f"\nFabu is running: {url} (OpenAPI at {url}/openapi.json)\n"
+            f"\nFabu is running: open {url} in a browser (OpenAPI at {url}/openapi.json)\n"
             f"Log in as admin with password {admin_password} (kept in .stack/admin-password)\n\n"
             "Release the demo service with an API token made for this run:\n"
             f"  export FABU_TOKEN={token}\n"

@@ -197,3 +197,44 @@ async def test_pages_need_a_login_and_forms_need_the_csrf_token(
         )
         assert "fabu_session" not in forged.cookies
         assert "expired" in forged.text
+
+
+async def test_approve_and_promote_from_the_release_page(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, replicas=1, canary=[{"weight": 50}]
+    )
+    env = (await api.get(f"/environments/{environment}")).json()
+    assert (
+        await api.put(f"/environments/{environment}", json={**env, "approval_required": True})
+    ).status_code == 200
+    approver = await make_user(
+        api, [{"role": "releaser", "environment": environment}], password=PASSWORD
+    )
+    first = await release(api, service, environment, "1.0", expect="awaiting_approval")
+
+    page = await logged_in(browser, fabu, approver, PASSWORD)
+    await expect(page.locator("main")).to_contain_text(service)  # awaiting approval, listed
+    await page.goto(f"/releases/{first}")
+    await page.get_by_label("Comment").fill("looks right")
+    await page.locator("#action-approve").click()
+    await expect(page.locator("#release-state")).to_have_attribute(
+        "data-state", "succeeded", timeout=LIVE_S
+    )
+
+    second = await release(api, service, environment, "2.0", expect="awaiting_approval")
+    await page.goto(f"/releases/{second}")
+    await page.locator("#action-approve").click()
+    await expect(page.locator("#release-state")).to_have_attribute(
+        "data-state", "paused", timeout=LIVE_S
+    )
+    await shot(page, "release-canary-paused")
+    await page.locator("#action-promote").click()
+    await expect(page.locator("#release-state")).to_have_attribute(
+        "data-state", "succeeded", timeout=LIVE_S
+    )
+    body = (await api.get(f"/releases/{second}")).json()
+    assert body["decision"]["by"] == approver
+    assert [e["by"] for e in body["canary"] if e["what"] == "promoted"] == [approver]
+    await page.context.close()

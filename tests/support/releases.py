@@ -63,14 +63,20 @@ async def push(api: httpx.AsyncClient, service: str, version: str) -> None:
     await push_image(f"http://{host}", name, version)
 
 
-async def release(api: httpx.AsyncClient, service: str, environment: str, version: str) -> str:
+async def release(
+    api: httpx.AsyncClient,
+    service: str,
+    environment: str,
+    version: str,
+    expect: str = "requested",
+) -> str:
     await push(api, service, version)
     accepted = await api.post(
         "/releases",
         json={"service": service, "environment": environment, "version": version},
     )
     assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["state"] == "requested"
+    assert accepted.json()["state"] == expect
     release_id: str = accepted.json()["id"]
     return release_id
 

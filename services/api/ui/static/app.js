@@ -15,9 +15,18 @@ function follow(pre) {
     pre.append(span, "\n");
     pre.scrollTop = pre.scrollHeight;
   });
+  const badge = document.getElementById("release-state");
+  const known = Number(pre.dataset.events || 0); // state changes the page was made with
+  let states = 0;
   source.addEventListener("state", (event) => {
     const state = JSON.parse(event.data).state;
-    const badge = document.getElementById("release-state");
+    states += 1;
+    if (states <= known) return;
+    if (state === "paused" || state === "awaiting_approval") {
+      source.close();
+      window.location.reload(); // it waits for someone: show what they can do
+      return;
+    }
     if (badge) {
       badge.dataset.state = state;
       badge.querySelector(".state").className = `state ${state}`;
