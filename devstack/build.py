@@ -80,7 +80,9 @@ NATS = Component(
     "github.com/nats-io/nats-server/v2",
     {"nats-server": "github.com/nats-io/nats-server/v2"},
 )
-COMPONENTS = (KUBERNETES, ETCD, KWOK, FERRETDB, NATS)
+# For checking the Helm chart (lint, template), not part of the running stack.
+HELM = Component("helm", "helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"})
+COMPONENTS = (KUBERNETES, ETCD, KWOK, FERRETDB, NATS, HELM)
 
 REGISTRY_BINARY = "docker-registry"
 

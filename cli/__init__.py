@@ -1,0 +1,1 @@
+"""``fabu``: the command line for people at a terminal and for CI jobs."""

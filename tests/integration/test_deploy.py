@@ -1,0 +1,114 @@
+"""Running Fabu itself: the Helm chart (lint, render, server-side dry run on the real API
+server) and the container build file (hadolint)."""
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack.build import HELM
+from tests.support.stack import StackEnv
+
+ROOT = Path(__file__).parents[2]
+CHART = ROOT / "deploy" / "helm" / "fabu"
+KEY = ["--set", "secrets.FABU_SECRET_KEY=a-fernet-key-for-tests"]
+STAGES = ("api", "renderer", "deployer", "tracker", "notifier")
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HELM.binary("helm")), *args], capture_output=True, text=True, check=False
+    )
+
+
+def rendered(*values: str, namespace: str = "fabu-system") -> list[dict[str, Any]]:
+    done = helm("template", "fabu", str(CHART), "--namespace", namespace, *KEY, *values)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_the_chart_lints() -> None:
+    done = helm("lint", "--strict", str(CHART), *KEY)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_each_stage_is_its_own_deployment_with_probes_and_a_budget() -> None:
+    docs = rendered()
+    deployments = of_kind(docs, "Deployment")
+    assert sorted(deployments) == sorted(f"fabu-{s}" for s in STAGES)
+    for stage in STAGES:
+        spec = deployments[f"fabu-{stage}"]["spec"]
+        container = spec["template"]["spec"]["containers"][0]
+        assert container["args"] == [f"services.{stage}"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["resources"]["requests"]
+        assert spec["template"]["spec"]["serviceAccountName"] == "fabu"
+    assert sorted(of_kind(docs, "PodDisruptionBudget")) == sorted(f"fabu-{s}" for s in STAGES)
+    assert of_kind(docs, "HorizontalPodAutoscaler") == {}
+    assert "ClusterRole" in {d["kind"] for d in docs}
+
+
+def test_scaling_values_set_each_stages_replicas() -> None:
+    docs = rendered("--set", "stages.tracker.replicas=7", "--set", "stages.api.replicas=3")
+    replicas = {n: d["spec"]["replicas"] for n, d in of_kind(docs, "Deployment").items()}
+    assert replicas == {
+        "fabu-api": 3,
+        "fabu-renderer": 1,
+        "fabu-deployer": 1,
+        "fabu-tracker": 7,
+        "fabu-notifier": 1,
+    }
+    docs = rendered(
+        "--set", "stages.tracker.autoscaling.enabled=true", "--set", "stages.tracker.replicas=2"
+    )
+    assert "replicas" not in of_kind(docs, "Deployment")["fabu-tracker"]["spec"]
+    hpa = of_kind(docs, "HorizontalPodAutoscaler")["fabu-tracker"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["scaleTargetRef"]["name"] == "fabu-tracker"
+
+
+def test_a_missing_secret_key_is_refused_with_the_reason() -> None:
+    done = helm("template", "fabu", str(CHART))
+    assert done.returncode != 0
+    assert "FABU_SECRET_KEY is required" in done.stderr
+
+
+async def test_the_api_server_accepts_every_object(stack_env: StackEnv, namespace: str) -> None:
+    for values in (
+        ["--set", "ingress.enabled=true", "--set", f"rbac.namespaces={{{namespace}}}"],
+        [],  # cluster-wide RBAC
+    ):
+        docs = rendered(*values, namespace=namespace)
+        manifest = yaml.safe_dump_all(docs)
+        process = await asyncio.create_subprocess_exec(
+            str(stack_env.kubectl),
+            f"--kubeconfig={stack_env.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            f"--namespace={namespace}",
+            "-f",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate(manifest.encode())
+        assert process.returncode == 0, err.decode()
+        applied = [line for line in out.decode().splitlines() if "serverside-applied" in line]
+        assert len(applied) == len(docs), out.decode()
+
+
+def test_the_container_build_file_lints() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run(
+        [str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
