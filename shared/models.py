@@ -68,9 +68,16 @@ class Environment(Model):
         return next((w for w in self.freeze_windows if w.start <= at < w.end), None)
 
 
+# An image repository as the distribution spec writes one: [host[:port]/]path, lowercase.
+IMAGE_REPOSITORY = (
+    r"^(?:[a-zA-Z0-9]+(?:[.-][a-zA-Z0-9]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
 class Service(Model):
     name: DnsLabel
-    image_repository: str = Field(min_length=1, max_length=255)
+    image_repository: str = Field(min_length=1, max_length=255, pattern=IMAGE_REPOSITORY)
     team: str = Field(min_length=1, max_length=100)
     # The GitLab project (id or path) that builds its image: its pipeline and
     # job webhooks register the images they pushed.
@@ -135,6 +142,9 @@ class TemplateSource(Model):
 
     @model_validator(mode="after")
     def _where(self) -> "TemplateSource":
+        parts = self.path.split("/")
+        if self.path.startswith("/") or ".." in parts or "\\" in self.path:
+            raise ValueError("path: give a path inside the repository, without .. or a leading /")
         if self.type == "gitlab" and not self.project:
             raise ValueError("a gitlab source needs project")
         if self.type == "git" and not self.url:
@@ -241,6 +251,11 @@ class Channel(Model):
 
     @model_validator(mode="after")
     def _target(self) -> "Channel":
+        for name, value in (("url", self.url), ("secret", self.secret)):
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise ValueError(
+                    f"{name}: control characters (such as line breaks) are not allowed"
+                )
         if self.type == "email" and not self.recipients:
             raise ValueError("an email channel needs recipients")
         if self.type != "email" and not self.url.startswith(("http://", "https://", "fernet:")):

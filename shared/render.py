@@ -10,6 +10,7 @@ inside the expression: ``{{ service ~ "-canary" }}``.
 import functools
 import hashlib
 import json
+import re
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,12 +50,22 @@ class Rendered:
     objects: list[dict[str, Any]]
 
 
+# Characters JSON leaves as they are but YAML refuses in a document (DEL, the C1
+# controls, surrogates, U+FFFE/U+FFFF) or reads as line breaks and folds into a
+# space inside quotes (NEL, U+2028, U+2029): written as escapes, they stay themselves.
+_NOT_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
 def _yaml_value(value: Any) -> str:
+    """One YAML value as JSON (a JSON text is a YAML flow value), with the characters
+    YAML refuses written as escapes."""
     if isinstance(value, bool | int | float) or value is None:
         return json.dumps(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _NOT_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 _env = SandboxedEnvironment(

@@ -28,6 +28,8 @@ from services.api import (
     webhook_routes,
 )
 from services.api.access import Permission, SignedIn, require
+from services.api.hooks import storable
+from services.api.schemas import ERRORS
 from services.api.ui import routes as ui_routes
 from shared.bus import Bus
 from shared.cluster import Clusters
@@ -45,6 +47,7 @@ from shared.subjects import Subjects
 
 log = structlog.get_logger()
 ADMIN = "admin"
+MAX_BODY_BYTES = 1_000_000
 # Paths answered in JSON; the rest are the UI's pages.
 API_PATHS = ("/api/", "/openapi.json", "/healthz", "/metrics")
 
@@ -90,7 +93,15 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.close()
             await mongo.close()
 
-    app = FastAPI(title="Fabu", version="0.1.0", lifespan=lifespan, openapi_url=None)
+    app = FastAPI(
+        title="Fabu",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=None,
+        dependencies=[Depends(storable)],
+        # Above any body Fabu takes (a template is at most 200,000 characters): 413.
+        max_body_size=MAX_BODY_BYTES,
+    )
     if settings.oidc_issuer:
         # Holds only the OpenID Connect state and nonce between redirect and callback.
         app.add_middleware(
@@ -140,10 +151,9 @@ def create_app(settings: Settings) -> FastAPI:
         image_routes,
         notification_routes,
     ):
-        app.include_router(module.router, prefix="/api/v1", dependencies=viewer)
-    app.include_router(auth_routes.router, prefix="/api/v1")
-    app.include_router(user_routes.router, prefix="/api/v1")
-    app.include_router(webhook_routes.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", dependencies=viewer, responses=ERRORS)
+    for module in (auth_routes, user_routes, webhook_routes):
+        app.include_router(module.router, prefix="/api/v1", responses=ERRORS)
     app.include_router(ui_routes.router)
     app.mount("/static", StaticFiles(directory=ui_routes.STATIC), name="static")
     app.mount("/metrics", make_asgi_app())

@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from services.api.access import SESSION_COOKIE, SignedIn
 from services.api.deps import AuditDep, SettingsDep, UsersDep
-from shared.errors import Invalid, NotFound, Unauthorized
+from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
 from shared.models import Grant, Role, User
 from shared.settings import Settings
 from shared.store.users import Users
@@ -132,7 +133,10 @@ def _client(request: Request) -> Any:
 async def oidc_login(request: Request, settings: SettingsDep) -> Any:
     """Send the browser to the identity provider (GitLab) to sign in."""
     callback = settings.public_url.rstrip("/") + "/api/v1/auth/oidc/callback"
-    return await _client(request).authorize_redirect(request, callback)
+    try:
+        return await _client(request).authorize_redirect(request, callback)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"the identity provider cannot be reached: {exc!r}") from exc
 
 
 @router.get("/auth/oidc/callback", response_class=RedirectResponse, status_code=302)
@@ -144,6 +148,8 @@ async def oidc_callback(
         token = await _client(request).authorize_access_token(request)
     except OAuthError as exc:
         raise Unauthorized(f"the identity provider's answer was refused: {exc.error}") from exc
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"the identity provider cannot be reached: {exc!r}") from exc
     claims = token.get("userinfo") or {}
     name = str(claims.get("nickname") or claims.get("preferred_username") or "")
     if not name:

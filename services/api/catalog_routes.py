@@ -6,13 +6,14 @@ import json
 from fastapi import APIRouter
 
 from services.api.access import Admin, ConfigAdmin
-from services.api.deps import AuditDep, CatalogDep, ClustersDep
+from services.api.deps import AuditDep, CatalogDep, ClustersDep, SettingsDep
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ImageTag, Preview
 from shared.cluster import ClusterError
 from shared.errors import Invalid, NotFound, TransientError, Unavailable
 from shared.models import Environment, Service, ServiceConfig
+from shared.registry import Repository
 from shared.render import RenderError, render
 
 router = APIRouter()
@@ -65,8 +66,15 @@ async def list_environments(catalog: CatalogDep) -> list[Environment]:
 
 @router.post("/services", status_code=201)
 async def create_service(
-    body: Service, catalog: CatalogDep, audit: AuditDep, editor: ConfigAdmin
+    body: Service, catalog: CatalogDep, audit: AuditDep, settings: SettingsDep, editor: ConfigAdmin
 ) -> Service:
+    host = Repository.parse(body.image_repository).host
+    if host not in settings.registries:
+        known = ", ".join(sorted(settings.registries)) or "none"
+        raise Invalid(
+            f"image_repository: the registry {host} is not configured in FABU_REGISTRIES "
+            f"(configured: {known})"
+        )
     await catalog.add_service(body)
     await audit.record(editor.name, "service.create", f"service/{body.name}", after=body)
     return body

@@ -1,7 +1,7 @@
 """Request and response bodies of the JSON API."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -18,6 +18,29 @@ from shared.models import (
 )
 
 ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, naming the field or the cause. Request
+    validation lists each problem with its location."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# The error answers every route may give, in the OpenAPI description.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": meaning}
+    for status, meaning in (
+        (400, "the body could not be read"),
+        (401, "no caller, or a token or session that is not valid"),
+        (403, "the caller may not do this"),
+        (404, "a named object does not exist"),
+        (409, "the object's state does not allow it now"),
+        (422, "the input is not valid"),
+        (413, "the body is larger than 1,000,000 bytes"),
+        (503, "a component Fabu needs is unavailable; try again"),
+    )
+}
 
 
 class Body(BaseModel):

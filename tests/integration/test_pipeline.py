@@ -158,9 +158,17 @@ async def test_unknown_names_are_refused_and_nothing_is_written(
 ) -> None:
     service, environment = await prepare(api, stack_env, namespace)
     unconfigured = unique("svc")
-    await api.post(
-        "/services", json={"name": unconfigured, "image_repository": "r/x", "team": "core"}
+    registry = stack_env.registry_url.removeprefix("http://")
+    created = await api.post(
+        "/services",
+        json={"name": unconfigured, "image_repository": f"{registry}/r/x", "team": "core"},
     )
+    assert created.status_code == 201, created.text
+    elsewhere = await api.post(
+        "/services", json={"name": unique("svc"), "image_repository": "r/x", "team": "core"}
+    )
+    assert elsewhere.status_code == 422
+    assert "registry-1.docker.io is not configured in FABU_REGISTRIES" in elsewhere.text
 
     cases = [
         ({"service": "nope", "environment": environment}, 404, "service 'nope' not found"),

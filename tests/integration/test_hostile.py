@@ -1,0 +1,142 @@
+"""Hostile input: the whole API fuzzed from its OpenAPI description, and the inputs an
+attacker or a careless client sends: never a 5xx, never an answer outside the schema."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from devstack.system import FabuSystem
+from tests.support.releases import prepare, push
+from tests.support.stack import StackEnv
+
+EXAMPLES = 10
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+
+
+async def test_no_input_makes_the_api_fail_or_answer_outside_its_schema(
+    fabu: FabuSystem, admin_token: str
+) -> None:
+    """Every operation of /openapi.json, with generated valid and invalid input, as admin.
+
+    It runs in a thread: the tests' stand-ins (the GitLab identity provider) serve
+    from this event loop.
+    """
+    failures = await asyncio.to_thread(fuzz_all, fabu.api_url, admin_token)
+    assert not failures, "\n\n".join(failures)
+
+
+def fuzz_all(api_url: str, admin_token: str) -> list[str]:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    schema = schemathesis.openapi.from_url(api_url + "/openapi.json", headers=headers)
+    failures: list[str] = []
+    operations = list(schema.get_all_operations())
+    # Every operation of the description, read without error.
+    assert len(operations) >= 50
+    for found in operations:
+        operation = found.ok()  # type: ignore[union-attr]
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def fuzz(case: Any) -> None:
+            case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+
+        try:
+            fuzz()
+        except Exception as exc:
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    return failures
+
+
+async def test_hostile_bodies_get_a_clear_4xx_and_nothing_is_stored(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    await push(api, service, "1.0")
+    release = {"service": service, "environment": environment, "version": "1.0"}
+
+    async def refused(answer: httpx.Response, status: int, words: str) -> None:
+        assert answer.status_code == status, answer.text
+        assert words in answer.text
+        listed = (await api.get("/releases", params={"service": service})).json()
+        assert listed["items"] == []
+
+    huge = {**release, "description": "x" * 2_000_000}
+    await refused(await api.post("/releases", json=huge), 413, "")
+    deep: Any = "x"
+    for _ in range(40):
+        deep = [deep]
+    await refused(await api.post("/releases", json={**release, "description": deep}), 422, "nested")
+    very_deep = b'{"service": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answer = await api.post(
+        "/releases", content=very_deep, headers={"Content-Type": "application/json"}
+    )
+    # Too deep for Python's JSON parser: FastAPI refuses it before any route runs.
+    await refused(answer, 400, "error parsing the body")
+    await refused(
+        await api.post("/releases", json={**release, "description": "a\x00b"}), 422, "NUL"
+    )
+    surrogate = json.dumps({**release, "description": "x"})[:-2] + '\\ud800"}'
+    answer = await api.post(
+        "/releases", content=surrogate, headers={"Content-Type": "application/json"}
+    )
+    await refused(answer, 422, "surrogate")
+    await refused(
+        await api.post(
+            "/releases", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        422,
+        "",
+    )
+
+    words = "发布 🚀 שלום Ünïcødé"
+    accepted = await api.post("/releases", json={**release, "description": words})
+    assert accepted.status_code == 202, accepted.text
+    assert (await api.get(f"/releases/{accepted.json()['id']}")).json()["description"] == words
+
+
+async def test_template_paths_cannot_leave_their_repository(api: httpx.AsyncClient) -> None:
+    before = len((await api.get("/templates")).json())
+    for path in ("../etc/passwd", "templates/../../secret", "/etc/passwd", "a\\..\\b"):
+        source = {"type": "git", "url": "file:///nowhere", "path": path, "ref": "main"}
+        answer = await api.post("/templates", json={"name": "t", "source": source})
+        assert answer.status_code == 422, (path, answer.text)
+        assert "inside the repository" in answer.text
+    assert len((await api.get("/templates")).json()) == before
+
+
+async def test_notification_fields_cannot_inject_headers(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, notify_emails=["team@example.com"]
+    )
+    where = f"/services/{service}/notifications/{environment}"
+    before = (await api.get(where)).json()
+    for channel in (
+        {"type": "email", "recipients": ["team@example.com\r\nBcc: all@example.com"]},
+        {"type": "webhook", "url": "https://hooks.example.com/x\r\nX-Evil: 1"},
+        {"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send", "secret": "S\r\nX: 1"},
+    ):
+        answer = await api.put(where, json=[channel])
+        assert answer.status_code == 422, (channel, answer.text)
+    assert (await api.get(where)).json() == before
