@@ -1,6 +1,7 @@
 """Canary releases with plain Deployments, on the real stack: objects and replicas at each
 step, NGINX canary Ingress weights, promote, abort, a failing step, a timed pause."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -117,14 +118,12 @@ async def test_a_canary_steps_through_its_weights_and_promotes_to_the_main_deplo
     backend = ingress.spec.rules[0].http.paths[0].backend.service.name
     assert backend == f"{service}-canary"
     assert [(e["step"], e["what"]) for e in body["canary"]] == [(0, "applied"), (0, "healthy")]
-    assert body["notifications"]["canary_paused-1/" + _email_key(body)]["state"] in (
-        "sending",
-        "sent",
-    )
+    await eventually(paused_mail(api, release_id, 1), "the canary_paused email of step 1")
 
     promoted = await api.post(f"/releases/{release_id}/promote")
     assert promoted.status_code == 200, promoted.text
     await paused_at(api, release_id, 1)
+    await eventually(paused_mail(api, release_id, 2), "the canary_paused email of step 2")
     live = await apps.read_namespaced_deployment(f"{service}-canary", namespace)
     assert live.spec.replicas == 2  # half of the pods beside 2
     ingress = await networking.read_namespaced_ingress(f"{service}-canary", namespace)
@@ -154,11 +153,19 @@ async def test_a_canary_steps_through_its_weights_and_promotes_to_the_main_deplo
     assert [(r["version"], r["canary_step"]) for r in listed] == [("2.0", 2), ("1.0", 2)]
 
 
-def _email_key(body: dict[str, Any]) -> str:
-    keys = [k for k in body["notifications"] if k.startswith("canary_paused-1/")]
-    assert keys, body["notifications"]
-    channel: str = keys[0].split("/", 1)[1]
-    return channel
+def paused_mail(
+    api: httpx.AsyncClient, release_id: str, step: int
+) -> Callable[[], Awaitable[bool]]:
+    """Whether the release's ``canary_paused`` notification of ``step`` was sent."""
+
+    async def probe() -> bool:
+        body = (await api.get(f"/releases/{release_id}")).json()
+        return any(
+            key.startswith(f"canary_paused-{step}/") and delivery["state"] == "sent"
+            for key, delivery in body["notifications"].items()
+        )
+
+    return probe
 
 
 async def test_abort_removes_the_canary_and_leaves_the_main_deployment_exactly_as_it_was(
