@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint format deps venv build stack-up stack-down stack-status clean
+.PHONY: run test bench chaos lint format deps venv build stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: deps lint
 # Speed and memory, measured on the local stack; prints a table.
 bench: deps
 	$(PY) -m bench
+
+# Faults while releases run (stage processes killed), on the local stack; prints a table.
+chaos: deps
+	$(PY) -m bench.chaos
 
 lint: venv
 	$(PY) -m ruff check .

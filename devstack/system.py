@@ -57,14 +57,16 @@ class FabuSystem:
             self.env["FABU_NATS_PREFIX"] = name.replace("-", "_")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, stage: str, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, stage: str, extra_env: dict[str, str] | None = None, name: str = "") -> None:
+        """Start a stage's process, known as ``name`` (default: the stage; another name
+        runs a further replica)."""
         env = {
             **self.env,
             "FABU_HTTP_PORT": str(self.api_port if stage == "api" else 0),
             **(extra_env or {}),
         }
-        with (self.logs / f"{stage}.log").open("ab") as log:
-            self.processes[stage] = subprocess.Popen(
+        with (self.logs / f"{name or stage}.log").open("ab") as log:
+            self.processes[name or stage] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{stage}"],
                 env=env,
                 stdout=log,
