@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -275,19 +276,26 @@ def peak_rss_mb(system: FabuSystem) -> dict[str, float]:
     return peaks
 
 
-async def main() -> None:
+@contextlib.asynccontextmanager
+async def on_stack(
+    name: str, smtp_handler: Any, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[FabuSystem, Bench]]:
+    """The stack (started if needed, stopped after if so), an SMTP server with
+    ``smtp_handler``, and Fabu's five services on their own database, signed in as admin."""
     stack = Stack()
     started_stack = not stack.is_up()
     env = stack.up(ready_delay_ms=int(os.environ.get("FABU_KWOK_READY_DELAY_MS", "1000")))
-    smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    smtp = Controller(smtp_handler, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    logs = Path(tempfile.mkdtemp(prefix="fabu-bench-"))
-    system = FabuSystem(env, logs, smtp_port=smtp.port, name=f"bench-{uuid.uuid4().hex[:6]}")
+    logs = Path(tempfile.mkdtemp(prefix=f"fabu-{name}-"))
+    system = FabuSystem(
+        env, logs, smtp_port=smtp.port, name=f"{name}-{uuid.uuid4().hex[:6]}", extra_env=extra_env
+    )
     system.start_all()
     clusters = Clusters()
     try:
         cluster = await clusters.get(
-            Environment(name="bench", namespace="default", kubeconfig=env["KUBECONFIG"])
+            Environment(name=name, namespace="default", kubeconfig=env["KUBECONFIG"])
         )
         async with httpx.AsyncClient(base_url=system.api_url + "/api/v1", timeout=60) as api:
             for _ in range(300):
@@ -295,31 +303,35 @@ async def main() -> None:
                     if (await api.get(system.api_url + "/healthz")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
-            token = await new_token(system.api_url, "admin", system.admin_password, "bench")
+            token = await new_token(system.api_url, "admin", system.admin_password, name)
             api.headers["Authorization"] = f"Bearer {token}"
-            bench = Bench(env, api, cluster)
-            print("measuring added latency (50 releases, one after another)...", flush=True)
-            before, after = await added_latency(bench, 50)
-            print("measuring the article's method against Fabu (20 deployments)...", flush=True)
-            kubectl_s = await kubectl_method(bench, 20)
-            fabu20_s, ok20 = await fabu_concurrent(bench, 20, "f")
-            print("measuring 200 concurrent releases against direct apply...", flush=True)
-            fabu200_s, ok200 = await fabu_concurrent(bench, 200, "c")
-            direct_s = await direct_apply(bench, 200)
-            peaks = peak_rss_mb(system)
-            pages: dict[int, dict[str, list[float]]] = {}
-            for records in LIST_SIZES:
-                print(f"measuring the release list with {records} records...", flush=True)
-                await store_records(system, env["FABU_MONGO_URL"], records)
-                pages[records] = await list_pages(api, 3)
-                if max(pages[records]["newest"]) > LIST_GIVE_UP_S:
-                    break
+            yield system, Bench(env, api, cluster)
     finally:
         await clusters.close()
         system.stop()
         smtp.stop()
         if started_stack:
             stack.down()
+
+
+async def main() -> None:
+    async with on_stack("bench", Sink()) as (system, bench):
+        print("measuring added latency (50 releases, one after another)...", flush=True)
+        before, after = await added_latency(bench, 50)
+        print("measuring the article's method against Fabu (20 deployments)...", flush=True)
+        kubectl_s = await kubectl_method(bench, 20)
+        fabu20_s, ok20 = await fabu_concurrent(bench, 20, "f")
+        print("measuring 200 concurrent releases against direct apply...", flush=True)
+        fabu200_s, ok200 = await fabu_concurrent(bench, 200, "c")
+        direct_s = await direct_apply(bench, 200)
+        peaks = peak_rss_mb(system)
+        pages: dict[int, dict[str, list[float]]] = {}
+        for records in LIST_SIZES:
+            print(f"measuring the release list with {records} records...", flush=True)
+            await store_records(system, bench.env["FABU_MONGO_URL"], records)
+            pages[records] = await list_pages(bench.api, 3)
+            if max(pages[records]["newest"]) > LIST_GIVE_UP_S:
+                break
 
     added = [b + a for b, a in zip(before, after, strict=True)]
     rows = [
@@ -356,7 +368,7 @@ async def main() -> None:
     print(f"\n{'measure'.ljust(width)}  {'value':>22}  goal")
     for name, value, goal in rows:
         print(f"{name.ljust(width)}  {value:>22}  {goal}")
-    print(f"\n(logs of the run: {logs})")
+    print(f"\n(logs of the run: {system.logs})")
 
 
 if __name__ == "__main__":

@@ -13,23 +13,16 @@ restart one component; they are not played yet.
 
 import asyncio
 import contextlib
-import os
 import random
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
-from aiosmtpd.controller import Controller
 
-from bench.__main__ import FINAL, Bench
-from devstack.stack import Stack, free_port
-from devstack.system import STAGES, FabuSystem, new_token
-from shared.cluster import Clusters
-from shared.models import Environment
+from bench.__main__ import FINAL, Bench, on_stack
+from devstack.system import STAGES, FabuSystem
 
 RELEASES = 100
 KILL_EVERY_S = 1.0
@@ -143,51 +136,19 @@ async def tracker_replica_killed(system: FabuSystem, bench: Bench) -> list[tuple
 
 
 async def main() -> None:
-    stack = Stack()
-    started_stack = not stack.is_up()
-    env = stack.up(ready_delay_ms=int(os.environ.get("FABU_KWOK_READY_DELAY_MS", "1000")))
     mail = Mail()
-    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    logs = Path(tempfile.mkdtemp(prefix="fabu-chaos-"))
-    system = FabuSystem(
-        env,
-        logs,
-        smtp_port=smtp.port,
-        name=f"chaos-{uuid.uuid4().hex[:6]}",
-        extra_env={"FABU_ACK_WAIT_S": "5", "FABU_NOTIFY_CLAIM_STALE_S": "10"},
-    )
-    system.start_all()
-    clusters = Clusters()
     rows: list[tuple[str, str]] = []
-    try:
-        cluster = await clusters.get(
-            Environment(name="chaos", namespace="default", kubeconfig=env["KUBECONFIG"])
-        )
-        async with httpx.AsyncClient(base_url=system.api_url + "/api/v1", timeout=60) as api:
-            for _ in range(300):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await api.get(system.api_url + "/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            token = await new_token(system.api_url, "admin", system.admin_password, "chaos")
-            api.headers["Authorization"] = f"Bearer {token}"
-            bench = Bench(env, api, cluster)
-            print("SIGKILL of random stages during 100 concurrent releases...", flush=True)
-            rows += await kills_during_releases(system, bench, mail)
-            print("a tracker replica killed while another runs...", flush=True)
-            rows += await tracker_replica_killed(system, bench)
-    finally:
-        await clusters.close()
-        system.stop()
-        smtp.stop()
-        if started_stack:
-            stack.down()
+    faster = {"FABU_ACK_WAIT_S": "5", "FABU_NOTIFY_CLAIM_STALE_S": "10"}
+    async with on_stack("chaos", mail, faster) as (system, bench):
+        print("SIGKILL of random stages during 100 concurrent releases...", flush=True)
+        rows += await kills_during_releases(system, bench, mail)
+        print("a tracker replica killed while another runs...", flush=True)
+        rows += await tracker_replica_killed(system, bench)
     width = max(len(r[0]) for r in rows) + 2
     print()
     for label, value in rows:
         print(f"{label:<{width}}{value}")
-    print(f"\n(logs of the run: {logs})")
+    print(f"\n(logs of the run: {system.logs})")
 
 
 if __name__ == "__main__":
