@@ -29,6 +29,7 @@ from services.api.schemas import (
     ReleaseIn,
     ReleasePage,
     ReleaseSummary,
+    zoned,
 )
 from shared.bus import Bus
 from shared.canary import promote, remove_canary
@@ -152,9 +153,7 @@ async def list_releases(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReleasePage:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise Invalid(f"{name}: give a time zone, e.g. 2026-01-31T08:00:00Z")
+    zoned(since=since, until=until)
     page = await releases.page(
         service=service,
         environment=environment,

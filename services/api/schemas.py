@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.api.diff import ManifestDiff
+from shared.errors import Invalid
 from shared.ids import TemplateId
 from shared.models import (
     BaseParams,
@@ -41,6 +42,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "a component Fabu needs is unavailable; try again"),
     )
 }
+
+
+def zoned(**times: datetime | None) -> None:
+    """422 naming the first of ``times`` given without a time zone."""
+    for name, value in times.items():
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"{name}: give a time zone, e.g. 2026-01-31T08:00:00Z")
 
 
 class Body(BaseModel):

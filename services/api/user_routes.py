@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from services.api.access import Admin, Principal, SignedIn
 from services.api.auth_routes import hash_password, password_matches
 from services.api.deps import AuditDep, UsersDep
+from services.api.schemas import zoned
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.models import ApiToken, AuditEntry, Grant, Role, User, UserName
 from shared.store.users import Users
@@ -127,7 +128,7 @@ async def set_grants(
     """Replace the user's grants (their roles, and where a releaser holds)."""
     before = await _user(users, name)
     await _keep_an_admin(users, name, body, before.disabled)
-    after = await users.set_grants(name, body)
+    after = await users.update(name, grants=body)
     if after is None:
         raise NotFound(f"user {name!r} not found")
     await audit.record(admin.name, "user.grants", f"user/{name}", before=before, after=after)
@@ -163,8 +164,7 @@ async def create_token(
     owner = body.user or principal.name
     _self_or_admin(principal, owner)
     await _user(users, owner)
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise Invalid("expires_at: give a time zone, e.g. 2026-01-31T08:00:00Z")
+    zoned(expires_at=body.expires_at)
     token, secret = await users.add_token(owner, body.name, body.expires_at)
     await audit.record(principal.name, "token.create", f"token/{token.id}", after=token)
     return TokenCreated(**token.model_dump(), token=secret)
@@ -212,9 +212,7 @@ async def audit_log(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     """Every change, newest first: who, what, when, and the object before and after."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise Invalid(f"{name}: give a time zone, e.g. 2026-01-31T08:00:00Z")
+    zoned(since=since, until=until)
     items = await audit.page(
         actor=actor,
         action=action,

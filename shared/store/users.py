@@ -13,7 +13,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.models import ApiToken, Grant, User, now
+from shared.models import ApiToken, User, now
 from shared.store.mongo import Doc, Mongo, new_id
 
 TOKEN_PREFIX = "fabu_"  # noqa: S105 (a prefix that makes a leaked token recognisable)
@@ -78,9 +78,6 @@ class Users:
             {"_id": name}, {"$set": values}, return_document=ReturnDocument.AFTER
         )
         return _user(doc) if doc else None
-
-    async def set_grants(self, name: str, grants: list[Grant]) -> User | None:
-        return await self.update(name, grants=grants)
 
     # Tokens
 

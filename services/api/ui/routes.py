@@ -130,6 +130,11 @@ async def form(request: Request) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
+def _next_page(path: str, filters: dict[str, str], cursor: str | None) -> str:
+    """The link to the page after this one, with the same filters ("" on the last)."""
+    return f"{path}?{urllib.parse.urlencode({**filters, 'cursor': cursor})}" if cursor else ""
+
+
 def back(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -288,11 +293,7 @@ async def releases(request: Request) -> Response:
     except (FabuError, ValueError) as exc:
         return problem(request, principal, Invalid(str(exc)))
     more = {k: v for k, v in filters.items() if v}
-    next_url = (
-        "/releases?" + urllib.parse.urlencode({**more, "cursor": page.next_cursor})
-        if page.next_cursor
-        else ""
-    )
+    next_url = _next_page("/releases", more, page.next_cursor)
     return render(
         request,
         principal,
@@ -810,10 +811,5 @@ async def audit_page(request: Request) -> Response:
         cursor=q.get("cursor") or None,
         limit=50,
     )
-    more = {k: v for k, v in filters.items() if v}
-    next_url = (
-        "/audit?" + urllib.parse.urlencode({**more, "cursor": page.next_cursor})
-        if page.next_cursor
-        else ""
-    )
+    next_url = _next_page("/audit", {k: v for k, v in filters.items() if v}, page.next_cursor)
     return render(request, principal, "audit.html", page=page, filters=filters, next_url=next_url)
