@@ -109,10 +109,10 @@ class Bench:
             self.template_id = template.raise_for_status().json()["id"]
         return name
 
-    async def service(self, name: str, environment: str) -> None:
+    async def service(self, name: str, environment: str, **params: Any) -> None:
         body = {"name": name, "image_repository": f"{self.registry}/bench/{name}", "team": "b"}
         (await self.api.post("/services", json=body)).raise_for_status()
-        config = {"template_id": self.template_id, "params": {"replicas": 1}}
+        config = {"template_id": self.template_id, "params": {"replicas": 1, **params}}
         put = await self.api.put(f"/services/{name}/config/{environment}", json=config)
         put.raise_for_status()
 

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -119,11 +120,15 @@ class Stack:
         self.kubeconfig = self.root / "kubeconfig"
 
     # ---- reporting -------------------------------------------------------------
-    def pids(self) -> dict[str, tuple[int, str]]:
+    def _records(self) -> dict[str, list[Any]]:
+        """Each component's ``[pid, binary, argv]``, as started."""
         if not self.pid_file.exists():
             return {}
-        raw: dict[str, list[int | str]] = json.loads(self.pid_file.read_text())
-        return {name: (int(v[0]), str(v[1])) for name, v in raw.items()}
+        records: dict[str, list[Any]] = json.loads(self.pid_file.read_text())
+        return records
+
+    def pids(self) -> dict[str, tuple[int, str]]:
+        return {name: (int(v[0]), str(v[1])) for name, v in self._records().items()}
 
     def running(self) -> dict[str, bool]:
         return {name: _alive(pid, binary) for name, (pid, binary) in self.pids().items()}
@@ -486,9 +491,23 @@ class Stack:
             capture_output=True,
         )
 
+    # ---- one component, for fault drills ----------------------------------------
+    def stop_component(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop one running component (``sig``, then SIGKILL after the stop timeout)."""
+        pid, binary = self.pids()[name]
+        _stop_groups({name: pid}, {name: binary}, sig)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again, as it was started (same ports, same data)."""
+        record = self._records()[name]
+        pid, binary, argv = int(record[0]), str(record[1]), list(record[2])
+        if _alive(pid, binary):
+            raise StackError(f"{name} is running")
+        self._start([Process(name, argv, lambda: True, program=binary)])
+
     # ---- process control -------------------------------------------------------
     def _start(self, processes: list[Process]) -> None:
-        pids = {name: list(v) for name, v in self.pids().items()}
+        pids = self._records()
         for p in processes:
             # posix_spawn, not Popen: these are daemons that outlive this process,
             # in a session of their own so that down can signal the whole group.
@@ -504,7 +523,7 @@ class Stack:
                 ],
                 setsid=True,
             )
-            pids[p.name] = [p.pid, p.binary]
+            pids[p.name] = [p.pid, p.binary, p.argv]
             self.pid_file.write_text(json.dumps(pids))
             _await_exec(p)
 
@@ -529,24 +548,29 @@ class Stack:
         """Stop every process this stack started; return the names stopped."""
         pids = self.pids()
         live = {name: pid for name, (pid, binary) in pids.items() if _alive(pid, binary)}
-        for pid in live.values():
-            _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and any(
-            _alive(pid, pids[name][1]) for name, pid in live.items()
-        ):
-            time.sleep(0.1)
-        for name, pid in live.items():
-            if _alive(pid, pids[name][1]):
-                _signal_group(pid, signal.SIGKILL)
-        while any(_alive(pid, pids[name][1]) for name, pid in live.items()):
-            time.sleep(0.05)
-        for pid in live.values():
-            # A process seen mid-exit is not yet a zombie to reap: wait for our own.
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        _stop_groups(live, {name: binary for name, (_, binary) in pids.items()}, signal.SIGTERM)
         self.pid_file.unlink(missing_ok=True)
         return sorted(live)
+
+
+def _stop_groups(live: dict[str, int], binaries: dict[str, str], sig: signal.Signals) -> None:
+    """Signal each process group, SIGKILL what outlives the stop timeout, and reap them."""
+    for pid in live.values():
+        _signal_group(pid, sig)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and any(
+        _alive(pid, binaries[name]) for name, pid in live.items()
+    ):
+        time.sleep(0.1)
+    for name, pid in live.items():
+        if _alive(pid, binaries[name]):
+            _signal_group(pid, signal.SIGKILL)
+    while any(_alive(pid, binaries[name]) for name, pid in live.items()):
+        time.sleep(0.05)
+    for pid in live.values():
+        # A process seen mid-exit is not yet a zombie to reap: wait for our own.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _await_exec(p: Process) -> None:

@@ -200,7 +200,7 @@ class Cluster:
                 async with response:
                     if response.status != 200:
                         break
-                    async for line in response.content:
+                    async for line in _lines(response):
                         event = json.loads(line)
                         obj = event["object"]
                         if event["type"] == "ERROR":
@@ -215,6 +215,15 @@ class Cluster:
 
     async def close(self) -> None:
         await self._api.close()
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """A watch's lines; the connection lost midway (the API server went away) is transient."""
+    try:
+        async for line in response.content:
+            yield line
+    except aiohttp.ClientError as exc:
+        raise TransientError(f"cluster unreachable: watch cut off: {exc}") from exc
 
 
 def _collection(namespace: str, resource: str) -> str:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # replica; trackers keep theirs alive while the rollout runs.
     ack_wait_s: float = 30.0
     max_in_flight: int = Field(default=256, ge=1)
+    # An unreachable cluster is tried again after this long, then twice as long
+    # each time up to five times this, eight times in all (3 s: over 96 s, which
+    # rides out an API server restart) before the release fails.
+    apply_retry_s: float = Field(default=3.0, gt=0)
 
     # GitLab, where shared templates live: its URL, a token that can read the
     # template projects, and the secret its webhooks send (X-Gitlab-Token).

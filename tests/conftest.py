@@ -175,6 +175,7 @@ async def fabu(
         # Short, so a killed stage's message reaches its replacement soon.
         extra_env={
             "FABU_ACK_WAIT_S": "3",
+            "FABU_APPLY_RETRY_S": "0.25",
             "FABU_NOTIFY_CLAIM_STALE_S": "5",
             "FABU_GITLAB_URL": gitlab.url,
             "FABU_GITLAB_TOKEN": gitlab_support.TOKEN,

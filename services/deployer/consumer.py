@@ -23,8 +23,16 @@ from shared.messages import ReleaseApplied, ReleaseRendered
 from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
-# Deliveries of one message before an unreachable cluster fails the release.
-MAX_ATTEMPTS = 5
+# An unreachable cluster is tried again after a wait that doubles from
+# ``apply_retry_s`` up to five times it, MAX_ATTEMPTS times in all, before the
+# release fails: with 3 s, after 3, 6, 12, 15, 15, 15, 15 and 15 s (96 s in all,
+# which rides out an API server restart) with an attempt soon after it is back.
+MAX_ATTEMPTS = 9
+
+
+def retry_after(first_s: float, attempt: int) -> float:
+    """The wait after a failed ``attempt`` (1, 2, ...)."""
+    return float(min(first_s * 2 ** (attempt - 1), first_s * 5))
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
@@ -33,9 +41,12 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
         try:
             await handle_rendered(ctx, event)
         except TransientError as exc:
-            if msg.metadata.num_delivered < MAX_ATTEMPTS:
-                raise
-            reason = f"gave up after {MAX_ATTEMPTS} attempts: {exc.message}"
+            attempt = msg.metadata.num_delivered
+            if attempt < MAX_ATTEMPTS:
+                delay = retry_after(ctx.settings.apply_retry_s, attempt)
+                raise TransientError(exc.message, delay) from exc
+            waited = sum(retry_after(ctx.settings.apply_retry_s, n) for n in range(1, MAX_ATTEMPTS))
+            reason = f"gave up after {MAX_ATTEMPTS} attempts over {waited:.0f}s: {exc.message}"
             await fail_release(ctx, event.release_id, ReleaseState.RENDERED, "apply", reason)
 
     return handle

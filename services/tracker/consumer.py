@@ -185,7 +185,9 @@ async def _follow(
                 if not still_applied:
                     return  # cancelled, or finished by another tracker
                 continue
-            await fail(f"rollout not finished within {timeout_s}s: {last or 'no status seen'}")
+            reason = f"rollout not finished within {timeout_s}s: {last or 'no status seen'}"
+            unreachable = subscription.unreachable()
+            await fail(f"{reason}; {unreachable}" if unreachable else reason)
             return
         if resource == STOP[0]:
             return

@@ -9,12 +9,14 @@ it is tracked.
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from shared.cluster import Cluster
 from shared.errors import FabuError
+from shared.models import now
 
 log = structlog.get_logger()
 Obj = dict[str, Any]
@@ -53,6 +55,8 @@ class NamespaceWatch:
         self.resource = resource
         self.latest: dict[str, dict[str, Obj]] = {}
         self.subscribers: dict[str, set[asyncio.Queue[Update]]] = {}
+        # Since when, and why, the watch has failed to reach the API server (None: it is fine).
+        self.broken: tuple[datetime, str] | None = None
         self.task = asyncio.create_task(self._run(), name=f"watch {namespace} {resource}")
 
     def subscribe(self, deployment: str, queue: asyncio.Queue[Update]) -> None:
@@ -84,8 +88,11 @@ class NamespaceWatch:
         while True:
             try:
                 async for kind, obj in self.cluster.watch(self.namespace, self.resource):
+                    self.broken = None
                     self._record(kind, obj)
             except FabuError as exc:
+                if self.broken is None:
+                    self.broken = (now(), exc.message)
                 log.warning(
                     "watch failed; restarting",
                     namespace=self.namespace,
@@ -113,6 +120,14 @@ class Subscription:
         self._deployment = deployment
         for watch in watches:
             watch.subscribe(deployment, self.updates)
+
+    def unreachable(self) -> str:
+        """Why the watches cannot follow the Deployment now ("" while they can)."""
+        broken = [w.broken for w in self._watches if w.broken is not None]
+        if not broken:
+            return ""
+        since, error = min(broken)
+        return f"the cluster's API server has been unreachable since {since:%H:%M:%S} UTC: {error}"
 
     def close(self) -> None:
         for watch in self._watches:

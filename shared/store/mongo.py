@@ -11,11 +11,16 @@ from pymongo.errors import PyMongoError
 Doc = dict[str, Any]
 # What the store raises when the database fails; callers need not know the driver.
 StoreError = PyMongoError
+# How long an operation waits for an unreachable database before StoreError (the
+# API's 503): long enough for a failover, short enough not to hang a request.
+SERVER_WAIT_MS = 3000
 
 
 class Mongo:
     def __init__(self, url: str, database: str, pool: int = 16) -> None:
-        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True, maxPoolSize=pool)
+        self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            url, tz_aware=True, maxPoolSize=pool, serverSelectionTimeoutMS=SERVER_WAIT_MS
+        )
         self.db: AsyncDatabase[Doc] = self.client[database]
 
     def collection(self, name: str) -> AsyncCollection[Doc]:

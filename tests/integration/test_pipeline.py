@@ -293,7 +293,7 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
     no_file = await finished(api, await release(api, service, missing.json()["name"], "1.0"))
 
     assert unreachable["state"] == "failed"
-    assert unreachable["reason"].startswith("gave up after 5 attempts: cluster unreachable")
+    assert unreachable["reason"].startswith("gave up after 9 attempts over 8s: cluster unreachable")
     assert no_file["state"] == "failed"
     assert no_file["reason"].endswith("kubeconfig '/no/such/file' is not a file")
 
