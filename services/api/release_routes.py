@@ -138,7 +138,10 @@ async def create_release(
 
 @router.get("/releases/{release_id}")
 async def get_release(release_id: str, releases: ReleasesDep) -> Release:
-    return await _found(releases, release_id)
+    release = await releases.detail(release_id)
+    if release is None:
+        raise NotFound(f"release {release_id!r} not found")
+    return release
 
 
 @router.get("/releases")

@@ -3,9 +3,9 @@
 The event (``approval_needed``, ``started``, ``canary_paused``, ``succeeded``,
 ``failed``) goes to
 every channel of the release's service and environment (else the environment's default) that
-asked for it. Each (event, channel) is one delivery on the release, under
-``notifications["<event>/<channel>"]``, claimed before sending and recorded
-after each attempt, with its history.
+asked for it. Each (event, channel) is one delivery, shown on the release under
+``notifications["<event>/<channel>"]``; each attempt is claimed before sending
+and recorded after it, in documents of its own (``shared.store.deliveries``).
 
 At most once: a notifier that dies between sending and recording leaves a
 claim; the next one to find it stale records the delivery ``unknown`` and
@@ -84,6 +84,7 @@ async def notify(
     if release is None or (event not in UNDER_WAY and not release.state.final):
         return
     channels = await ctx.catalog.channels(release.service, release.environment) or []
+    deliveries = ctx.releases.deliveries
     retry: list[str] = []
     for channel in channels:
         if event not in channel.events:
@@ -92,13 +93,13 @@ async def notify(
             url, secret = secrets.open(channel.url), secrets.open(channel.secret)
         except FabuError as exc:
             key = f"{event}/{channel.type}-unreadable"
-            await ctx.releases.record_delivery(release.id, key, "refused", exc.message, exc.message)
+            await deliveries.record(release.id, key, 0, "refused", exc.message, exc.message)
             continue
         # Each canary pause is its own notification.
         name = f"{event}-{step + 1}" if event == "canary_paused" else event
         key = f"{name}/{channel.key(url)}"
         stale = now() - timedelta(seconds=ctx.settings.notify_claim_stale_s)
-        claim = await ctx.releases.claim_delivery(release.id, key, stale)
+        claim, n = await deliveries.claim(release.id, key, stale)
         if claim == "busy":
             retry.append(f"{key} is being sent by another notifier")
             continue
@@ -108,13 +109,13 @@ async def notify(
         try:
             await send(channel, url, secret, body, release, event, ctx.settings, http)
         except TransientError as exc:
-            await ctx.releases.record_delivery(release.id, key, "failed", exc.message, exc.message)
+            await deliveries.record(release.id, key, n, "failed", exc.message, exc.message)
             retry.append(exc.message)
             continue
         except Refused as exc:
             log.warning("notification refused", release_id=release.id, key=key, error=exc.message)
-            await ctx.releases.record_delivery(release.id, key, "refused", exc.message, exc.message)
+            await deliveries.record(release.id, key, n, "refused", exc.message, exc.message)
             continue
-        await ctx.releases.record_delivery(release.id, key, "sent", "sent")
+        await deliveries.record(release.id, key, n, "sent", "sent")
     if retry:
         raise TransientError("; ".join(retry), delay=min(MAX_BACKOFF_S, 2.0**attempt))

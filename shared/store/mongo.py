@@ -47,6 +47,7 @@ class Mongo:
         await tokens.create_index("hash", unique=True, name="hash")
         await tokens.create_index("user", name="user")
         await self.collection("sessions").create_index("user", name="user")
+        await self.collection("deliveries").create_index("release_id", name="release_id")
         audit = self.collection("audit")
         for field in ("actor", "action", "target"):
             await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")

@@ -5,7 +5,7 @@ a redelivered message or a second replica cannot move a release twice.
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +20,7 @@ from shared.models import (
     TranscriptLine,
     now,
 )
+from shared.store.deliveries import Deliveries
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 # A list row leaves out what only the detail shows.
@@ -43,6 +44,7 @@ class Releases:
     def __init__(self, mongo: Mongo) -> None:
         self._releases = mongo.collection("releases")
         self._locks = mongo.collection("locks")
+        self.deliveries = Deliveries(mongo)
 
     async def create(self, release: Release) -> None:
         """Take the service+environment lock, then store the release (409 when held)."""
@@ -71,6 +73,14 @@ class Releases:
     async def get(self, release_id: str) -> Release | None:
         doc = await self._releases.find_one({"_id": release_id})
         return _release(doc) if doc else None
+
+    async def detail(self, release_id: str) -> Release | None:
+        """The release with its notifications (kept apart: see ``Deliveries``)."""
+        release = await self.get(release_id)
+        if release is not None:
+            # Records from before deliveries were kept apart stay on the release.
+            release.notifications.update(await self.deliveries.of(release.id))
+        return release
 
     async def page(
         self,
@@ -211,62 +221,6 @@ class Releases:
         query = {"_id": release_id, "state": ReleaseState.APPLIED.value}
         result = await self._releases.update_one(query, update)
         return bool(result.matched_count)
-
-    async def claim_delivery(
-        self, release_id: ReleaseId, key: str, stale_before: datetime
-    ) -> Literal["claimed", "busy", "done", "died"]:
-        """Claim one notification (event and channel) before sending it.
-
-        ``claimed``: send it now. ``busy``: another notifier claimed it lately.
-        ``done``: sent, refused, or given up. ``died``: a claim older than
-        ``stale_before`` means its notifier died while sending; whether the
-        message left is unknown, so it is recorded ``unknown`` and not sent
-        again (at most once).
-        """
-        field = f"notifications.{key}"
-        claimed = await self._releases.update_one(
-            {
-                "_id": release_id,
-                "$or": [{field: {"$exists": False}}, {f"{field}.state": "failed"}],
-            },
-            {"$set": {f"{field}.state": "sending", f"{field}.at": now()}},
-        )
-        if claimed.modified_count:
-            return "claimed"
-        release = await self.get(release_id)
-        delivery = release.notifications.get(key) if release else None
-        if delivery is None or delivery.state != "sending":
-            return "done"
-        if delivery.at >= stale_before:
-            return "busy"
-        gave_up = await self._releases.update_one(
-            {"_id": release_id, f"{field}.state": "sending", f"{field}.at": delivery.at},
-            {
-                "$set": {f"{field}.state": "unknown", f"{field}.at": now()},
-                "$push": {
-                    f"{field}.history": {
-                        "at": now(),
-                        "outcome": "the notifier sending it stopped; not sent again",
-                    }
-                },
-            },
-        )
-        return "died" if gave_up.modified_count else "busy"
-
-    async def record_delivery(
-        self, release_id: ReleaseId, key: str, state: str, outcome: str, error: str = ""
-    ) -> None:
-        """The outcome of one attempt: the delivery's state, and a line in its history."""
-        field = f"notifications.{key}"
-        at = now()
-        await self._releases.update_one(
-            {"_id": release_id},
-            {
-                "$set": {f"{field}.state": state, f"{field}.at": at, f"{field}.last_error": error},
-                "$inc": {f"{field}.attempts": 1},
-                "$push": {f"{field}.history": {"at": at, "outcome": outcome}},
-            },
-        )
 
     async def _unlock(self, service: str, environment: str, release_id: str) -> None:
         await self._locks.delete_one({"_id": f"{service}/{environment}", "release_id": release_id})

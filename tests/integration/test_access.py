@@ -388,8 +388,7 @@ async def test_approval_by_someone_else_before_anything_reaches_the_cluster(
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["state"] == "awaiting_approval"
         release_id = accepted.json()["id"]
-        # Waiting for the notifier's record too: FerretDB 1.x can lose one of two
-        # concurrent updates of a document (see the README's limits).
+        # The approvers hear of it before anyone decides.
         await emailed(api, release_id, "approval_needed")
         assert "needs approval" in inbox.about(release_id)[0]["Subject"]
         deployments = await client.AppsV1Api(kube).list_namespaced_deployment(namespace)

@@ -1,9 +1,21 @@
 """PyMongo's async client against the stack's MongoDB-protocol server (FerretDB here)."""
 
+import asyncio
+from datetime import timedelta
+
 import pytest
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from shared.ids import ReleaseId
+from shared.models import now
+from shared.store.deliveries import Deliveries
+from shared.store.mongo import Mongo
+from tests.conftest import unique
+from tests.support.stack import StackEnv
+
+R, R0 = ReleaseId("r"), ReleaseId("r0")
 
 
 async def test_crud_and_unique_index(mongo_db: AsyncDatabase[dict[str, object]]) -> None:
@@ -39,3 +51,59 @@ async def test_crud_and_unique_index(mongo_db: AsyncDatabase[dict[str, object]])
     assert await services.count_documents({}) == 0
     indexes = await services.index_information()
     assert indexes["name_unique"]["unique"] is True
+
+
+async def test_two_notifiers_never_both_claim_one_attempt(stack_env: StackEnv) -> None:
+    """Claims are inserts of a unique id: atomic on FerretDB too, which loses one of two
+    concurrent updates of a document (it reads it, then rewrites it whole)."""
+    first = Mongo(stack_env.mongo_url, unique("d"))
+    second = Mongo(stack_env.mongo_url, first.db.name)
+    try:
+        await first.ensure_indexes()
+        mine, theirs = Deliveries(first), Deliveries(second)
+        stale = now() - timedelta(minutes=1)
+        outcomes = []
+        for i in range(40):
+            release = ReleaseId(f"r{i}")
+            claims = await asyncio.gather(
+                mine.claim(release, "failed/email-1", stale),
+                theirs.claim(release, "failed/email-1", stale),
+            )
+            outcomes.append(sorted(claim for claim, _ in claims))
+            await mine.record(release, "failed/email-1", 1, "failed", "SMTP 451", "SMTP 451")
+            retried = await asyncio.gather(
+                mine.claim(release, "failed/email-1", stale),
+                theirs.claim(release, "failed/email-1", stale),
+            )
+            outcomes.append(sorted(claim for claim, _ in retried))
+        assert outcomes == [["busy", "claimed"]] * 80
+
+        await mine.record(R0, "failed/email-1", 2, "sent", "sent")
+        delivery = (await theirs.of(R0))["failed/email-1"]
+        assert (delivery.state, delivery.attempts) == ("sent", 2)
+        assert [a.outcome for a in delivery.history] == ["SMTP 451", "sent"]
+        assert await mine.claim(R0, "failed/email-1", stale) == ("done", 2)
+    finally:
+        await first.client.drop_database(first.db.name)
+        await first.close()
+        await second.close()
+
+
+async def test_a_claim_left_by_a_dead_notifier_is_recorded_unknown_not_sent_again(
+    stack_env: StackEnv,
+) -> None:
+    mongo = Mongo(stack_env.mongo_url, unique("d"))
+    try:
+        deliveries = Deliveries(mongo)
+        assert await deliveries.claim(R, "succeeded/email-1", now()) == ("claimed", 1)
+        a_minute_ago = now() - timedelta(minutes=1)
+        assert await deliveries.claim(R, "succeeded/email-1", a_minute_ago) == ("busy", 1)
+        # Its notifier died: the claim is now older than the stale mark.
+        later = now() + timedelta(seconds=1)
+        assert await deliveries.claim(R, "succeeded/email-1", later) == ("died", 1)
+        assert await deliveries.claim(R, "succeeded/email-1", later) == ("done", 1)
+        delivery = (await deliveries.of(R))["succeeded/email-1"]
+        assert (delivery.state, delivery.attempts) == ("unknown", 0)
+    finally:
+        await mongo.client.drop_database(mongo.db.name)
+        await mongo.close()

@@ -386,7 +386,7 @@ async def create_release(request: Request) -> Response:
 async def release(request: Request, release_id: str) -> Response:
     principal = await signed_in(request)
     state = _state(request)
-    found = await state.releases.get(release_id)
+    found = await state.releases.detail(release_id)
     if found is None:
         return problem(request, principal, NotFound(f"release {release_id!r} not found"))
     service = await state.catalog.service(found.service)
