@@ -1,18 +1,27 @@
 """``make bench``: Fabu's release pipeline measured on the local real stack; prints a table.
 
-1. Added latency per release, 50 releases one after another:
-   (request accepted → apply sent) + (Deployment complete, as seen by this
-   program's own watch → release ``succeeded`` stored).
-2. The article's method against Fabu for the same 20 Deployments, all 20 at
-   once: ``kubectl apply -f`` + ``kubectl rollout status`` (the built kubectl)
-   per service, against 20 Fabu releases.
-3. 200 releases of 200 services at once against a direct server-side-apply
-   of the same manifests, and the peak memory of each stage process.
-4. The release list (50 rows) with 1,000, 10,000 and 100,000 records
-   stored: copies of a real finished release (manifest, transcript, pod
-   timeline and all) over 500 services, 3 environments and 20 operators; 3
-   requests per query shape. It stops growing the collection once the
-   newest-first page takes more than 10 s (FerretDB sorts in memory).
+``python -m bench <part>...`` runs only the named parts, in the order given:
+
+- latency: added latency per release, 50 releases one after another:
+  (request accepted → apply sent) + (Deployment complete, as seen by this
+  program's own watch → release ``succeeded`` stored).
+- kubectl: the article's method against Fabu for the same 20 Deployments,
+  all 20 at once: ``kubectl apply -f`` + ``kubectl rollout status`` (the
+  built kubectl) per service, against 20 Fabu releases.
+- throughput: 500 releases of 500 services at once against a direct
+  server-side apply of the same manifests; then the peak memory of each
+  stage process so far.
+- flight: 1,000 releases whose pods never become Ready (so they stay
+  tracked), followed by one tracker; cancelled; then 1,000 more followed by
+  two trackers. Counted from each tracker's ``fabu_releases_tracked``.
+- steady: 10 releases in flight at all times (40 services alternating two
+  versions) for a minute's warm-up and then 10 minutes; the memory of every
+  process at the start and at the end of those 10 minutes.
+- list: the release list (50 rows) with 1,000, 10,000 and 100,000 records
+  stored: copies of a real finished release (manifest, transcript, pod
+  timeline and all) over 500 services, 3 environments and 20 operators; 3
+  requests per query shape. It stops growing the collection once the
+  newest-first page takes more than 10 s (FerretDB sorts in memory).
 """
 
 import asyncio
@@ -24,10 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
@@ -48,6 +58,12 @@ TEMPLATE = (Path(__file__).parents[1] / "devstack" / "demo" / "web-service.yaml.
 FINAL = {"succeeded", "failed"}
 LIST_SIZES = (1_000, 10_000, 100_000)
 LIST_GIVE_UP_S = 10.0
+SERVICES = 500
+FLIGHT = 1000
+STEADY = 10
+STEADY_WARM_S = 60.0
+STEADY_S = 600.0
+T = TypeVar("T")
 
 
 def ts(value: str) -> float:
@@ -142,6 +158,16 @@ class Bench:
                 raise RuntimeError("releases did not finish in time")
             await asyncio.sleep(0.05)
         return [(await self.api.get(f"/releases/{r}")).json() for r in release_ids]
+
+    async def final_state(self, release_id: str, within_s: float = 600) -> str:
+        """Read one release every 0.2 s until it is final."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            state: str = (await self.api.get(f"/releases/{release_id}")).json()["state"]
+            if state in FINAL:
+                return state
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"release {release_id} did not finish in time")
 
     def image(self, service: str, version: str) -> str:
         return f"{self.registry}/bench/{service}:{version}"
@@ -267,13 +293,123 @@ async def list_pages(api: httpx.AsyncClient, samples: int) -> dict[str, list[flo
     return times
 
 
-def peak_rss_mb(system: FabuSystem) -> dict[str, float]:
-    peaks = {}
-    for stage, process in system.processes.items():
-        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[stage] = int(line.split()[1]) / 1024
-    return peaks
+def rss_mb(system: FabuSystem, process: str, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{system.processes[process].pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def limited(limit: int, jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the jobs at most ``limit`` at a time, in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+async def tracked(port: int) -> int:
+    """The releases a tracker follows now, from its /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("fabu_releases_tracked "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def until(check: Callable[[], Awaitable[bool]], within_s: float, what: str) -> float:
+    """Seconds until ``check`` holds."""
+    started = time.monotonic()
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if await check():
+                return time.monotonic() - started
+        if time.monotonic() - started > within_s:
+            raise RuntimeError(f"{what}: not within {within_s:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+def start_tracker(system: FabuSystem, name: str) -> int:
+    """A tracker replica that may follow FLIGHT releases at once; its metrics port."""
+    port = free_port()
+    env = {"FABU_HTTP_PORT": str(port), "FABU_MAX_IN_FLIGHT": str(FLIGHT)}
+    system.start("tracker", extra_env=env, name=name)
+    return port
+
+
+async def in_flight(system: FabuSystem, bench: Bench) -> dict[str, str]:
+    """FLIGHT releases whose pods never become Ready, tracked by one tracker, then by two."""
+    env = await bench.environment(f"bench-flight-{uuid.uuid4().hex[:6]}")
+    names = [f"fl{i}" for i in range(FLIGHT)]
+    await limited(16, [bench.service(n, env) for n in names])
+    await limited(16, [bench.push(n, "1.0.0-never-ready", "1.0.1-never-ready") for n in names])
+    system.kill("tracker")
+    first = start_tracker(system, "tracker")
+
+    async def all_tracked(*ports: int) -> bool:
+        return sum([await tracked(p) for p in ports]) >= FLIGHT
+
+    async def none_tracked() -> bool:
+        return await tracked(first) == 0
+
+    async def serving(port: int) -> bool:
+        await tracked(port)
+        return True
+
+    await until(none_tracked, 60, "the tracker's metrics")
+    ids = await limited(64, [bench.release(n, env, "1.0.0-never-ready") for n in names])
+    one_s = await until(lambda: all_tracked(first), 600, f"{FLIGHT} releases tracked")
+    one_now, one_peak = rss_mb(system, "tracker"), rss_mb(system, "tracker", "VmHWM")
+    await limited(64, [bench.api.post(f"/releases/{r}/cancel") for r in ids])
+    await until(none_tracked, 120, "cancelled releases let go")
+    second = start_tracker(system, "tracker-2")
+    await until(lambda: serving(second), 60, "the second tracker")
+    ids = await limited(64, [bench.release(n, env, "1.0.1-never-ready") for n in names])
+    two_s = await until(lambda: all_tracked(first, second), 600, f"{FLIGHT} releases tracked")
+    split = [await tracked(first), await tracked(second)]
+    two_now = [rss_mb(system, "tracker"), rss_mb(system, "tracker-2")]
+    await limited(64, [bench.api.post(f"/releases/{r}/cancel") for r in ids])
+    system.kill("tracker-2")
+    return {
+        "one_s": f"{one_s:.1f}",
+        "one_rss": f"{one_now:.0f} / {one_peak:.0f}",
+        "two_s": f"{two_s:.1f}",
+        "split": f"{split[0]} / {split[1]}",
+        "two_rss": f"{two_now[0]:.0f} / {two_now[1]:.0f}",
+    }
+
+
+async def steady(system: FabuSystem, bench: Bench, warm_s: float, seconds: float) -> dict[str, Any]:
+    """STEADY releases in flight at all times (40 services, alternating two versions) for
+    ``warm_s`` and then ``seconds``; every process's memory at the start of the measured
+    part and at its end."""
+    env = await bench.environment(f"bench-steady-{uuid.uuid4().hex[:6]}")
+    names = [f"st{i}" for i in range(40)]
+    await limited(16, [bench.service(n, env) for n in names])
+    await limited(16, [bench.push(n, "1.0.0", "1.0.1") for n in names])
+    stop = time.monotonic() + warm_s + seconds
+    done: Counter[str] = Counter()
+
+    async def releaser(services: list[str]) -> None:
+        turn = 0
+        while time.monotonic() < stop:
+            for name in services:
+                release_id = await bench.release(name, env, ("1.0.0", "1.0.1")[turn % 2])
+                done[await bench.final_state(release_id)] += 1
+            turn += 1
+
+    workers = [asyncio.create_task(releaser(names[i::STEADY])) for i in range(STEADY)]
+    await asyncio.sleep(warm_s)
+    first = {p: rss_mb(system, p) for p in system.processes}
+    counted = Counter(done)
+    await asyncio.gather(*workers)
+    last = {p: rss_mb(system, p) for p in system.processes}
+    return {"first": first, "last": last, "done": done - counted}
 
 
 @contextlib.asynccontextmanager
@@ -314,27 +450,14 @@ async def on_stack(
             stack.down()
 
 
-async def main() -> None:
-    async with on_stack("bench", Sink()) as (system, bench):
-        print("measuring added latency (50 releases, one after another)...", flush=True)
-        before, after = await added_latency(bench, 50)
-        print("measuring the article's method against Fabu (20 deployments)...", flush=True)
-        kubectl_s = await kubectl_method(bench, 20)
-        fabu20_s, ok20 = await fabu_concurrent(bench, 20, "f")
-        print("measuring 200 concurrent releases against direct apply...", flush=True)
-        fabu200_s, ok200 = await fabu_concurrent(bench, 200, "c")
-        direct_s = await direct_apply(bench, 200)
-        peaks = peak_rss_mb(system)
-        pages: dict[int, dict[str, list[float]]] = {}
-        for records in LIST_SIZES:
-            print(f"measuring the release list with {records} records...", flush=True)
-            await store_records(system, bench.env["FABU_MONGO_URL"], records)
-            pages[records] = await list_pages(bench.api, 3)
-            if max(pages[records]["newest"]) > LIST_GIVE_UP_S:
-                break
+Row = tuple[str, str, str]
 
+
+async def latency_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print("added latency (50 releases, one after another)...", flush=True)
+    before, after = await added_latency(bench, 50)
     added = [b + a for b, a in zip(before, after, strict=True)]
-    rows = [
+    return [
         ("added latency p50 (ms)", f"{statistics.median(added) * 1000:.1f}", "< 25"),
         ("added latency p99 (ms)", f"{pct(added, 0.99) * 1000:.1f}", "< 100"),
         (
@@ -347,30 +470,111 @@ async def main() -> None:
             f"{statistics.median(after) * 1000:.1f} / {pct(after, 0.99) * 1000:.1f}",
             "",
         ),
+    ]
+
+
+async def kubectl_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print("the article's method against Fabu (20 deployments)...", flush=True)
+    kubectl_s = await kubectl_method(bench, 20)
+    fabu_s, ok = await fabu_concurrent(bench, 20, "f")
+    return [
         ("20 deployments: kubectl apply + rollout status (s)", f"{kubectl_s:.2f}", ""),
-        ("20 deployments: Fabu (s)", f"{fabu20_s:.2f} ({ok20}/20 ok)", ""),
-        ("  Fabu / kubectl wall time", f"{fabu20_s / kubectl_s:.2f}x", "<= 0.5x"),
-        ("200 releases at once: Fabu (s)", f"{fabu200_s:.2f} ({ok200}/200 ok)", ""),
-        ("200 deployments: direct server-side apply (s)", f"{direct_s:.2f}", ""),
-        ("  Fabu rate / direct rate", f"{direct_s / fabu200_s:.2f}x", ">= 0.8x"),
-        *((f"peak RSS {stage} (MB)", f"{peaks.get(stage, 0):.0f}", "") for stage in STAGES),
+        ("20 deployments: Fabu (s)", f"{fabu_s:.2f} ({ok}/20 ok)", ""),
+        ("  Fabu / kubectl wall time", f"{fabu_s / kubectl_s:.2f}x", "<= 0.5x"),
+    ]
+
+
+async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print(f"{SERVICES} releases at once against direct apply...", flush=True)
+    fabu_s, ok = await fabu_concurrent(bench, SERVICES, "c")
+    direct_s = await direct_apply(bench, SERVICES)
+    peaks = {stage: rss_mb(system, stage, "VmHWM") for stage in STAGES}
+    return [
+        (f"{SERVICES} releases at once: Fabu (s)", f"{fabu_s:.2f} ({ok}/{SERVICES} ok)", ""),
+        (f"{SERVICES} deployments: direct server-side apply (s)", f"{direct_s:.2f}", ""),
+        ("  Fabu rate / direct rate", f"{direct_s / fabu_s:.2f}x", ">= 0.8x"),
+        *((f"peak RSS {stage} so far (MB)", f"{peaks[stage]:.0f}", "") for stage in STAGES),
+    ]
+
+
+async def flight_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print(f"{FLIGHT} releases in flight, one tracker then two...", flush=True)
+    got = await in_flight(system, bench)
+    return [
+        (f"{FLIGHT} in flight, one tracker: time to track all (s)", got["one_s"], ""),
+        ("  tracker RSS now / peak (MB)", got["one_rss"], "peak < 300"),
+        (f"{FLIGHT} in flight, two trackers: time to track all (s)", got["two_s"], ""),
+        ("  releases tracked by each", got["split"], "shared"),
+        ("  RSS of each (MB)", got["two_rss"], ""),
+    ]
+
+
+async def steady_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print(f"steady load: {STEADY} releases in flight for {STEADY_S / 60:g} min...", flush=True)
+    got = await steady(system, bench, STEADY_WARM_S, STEADY_S)
+    done = got["done"]
+    return [
+        (
+            f"steady load, {STEADY_S / 60:g} min after {STEADY_WARM_S:g} s warm-up: releases",
+            f"{sum(done.values())} ({dict(done)})",
+            "",
+        ),
         *(
             (
-                f"list page, {records} records, {shape}: p50 / max (ms)",
-                f"{statistics.median(t) * 1000:.0f} / {max(t) * 1000:.0f}",
-                "p99 < 50 at 100000",
+                f"  RSS {p} start -> end (MB)",
+                f"{got['first'][p]:.0f} -> {got['last'][p]:.0f} "
+                f"({(got['last'][p] / got['first'][p] - 1) * 100:+.1f}%)",
+                "< +10%",
             )
-            for records, shapes in pages.items()
-            for shape, t in shapes.items()
+            for p in got["first"]
         ),
     ]
+
+
+async def list_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    pages: dict[int, dict[str, list[float]]] = {}
+    for records in LIST_SIZES:
+        print(f"the release list with {records} records...", flush=True)
+        await store_records(system, bench.env["FABU_MONGO_URL"], records)
+        pages[records] = await list_pages(bench.api, 3)
+        if max(pages[records]["newest"]) > LIST_GIVE_UP_S:
+            break
+    return [
+        (
+            f"list page, {records} records, {shape}: p50 / max (ms)",
+            f"{statistics.median(t) * 1000:.0f} / {max(t) * 1000:.0f}",
+            "p99 < 50 at 100000",
+        )
+        for records, shapes in pages.items()
+        for shape, t in shapes.items()
+    ]
+
+
+PARTS = {
+    "latency": latency_rows,
+    "kubectl": kubectl_rows,
+    "throughput": throughput_rows,
+    "flight": flight_rows,
+    "steady": steady_rows,
+    "list": list_rows,
+}
+
+
+async def main(parts: list[str]) -> None:
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"no such part: {', '.join(sorted(unknown))}; parts: {', '.join(PARTS)}")
+    rows: list[Row] = []
+    async with on_stack("bench", Sink()) as (system, bench):
+        for part in parts:
+            rows += await PARTS[part](system, bench)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure'.ljust(width)}  {'value':>22}  goal")
+    print(f"\n{'measure'.ljust(width)}  {'value':>24}  goal")
     for name, value, goal in rows:
-        print(f"{name.ljust(width)}  {value:>22}  {goal}")
+        print(f"{name.ljust(width)}  {value:>24}  {goal}")
     print(f"\n(logs of the run: {system.logs})")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:] or list(PARTS)))
     sys.exit(0)

@@ -30,7 +30,7 @@ CRASH_LOOP = "crash-loop"
 PULL_FAIL = "pull-fail"
 FAULTS = (NEVER_READY, CRASH_LOOP, PULL_FAIL)
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
-NODE_COUNT = 3
+NODE_COUNT = 8
 
 CURRENT_LOG_LINES = ("fabu-kwok: container started", "listening on :8080")
 PREVIOUS_LOG_LINES = (

@@ -51,7 +51,11 @@ class Cluster:
                 _preload_content=False,
                 _request_timeout=request_timeout,
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:
+            raise TransientError(
+                f"cluster unreachable: no answer within {request_timeout:g}s", delay=3.0
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             raise TransientError(f"cluster unreachable: {exc}", delay=3.0) from exc
         return response
 

@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HANDLED = Counter("fabu_messages_total", "Messages handled by a stage", ["stage", "outcome"])
 DURATION = Histogram(
@@ -12,6 +12,8 @@ DURATION = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600),
 )
+
+TRACKED = Gauge("fabu_releases_tracked", "Releases a tracker follows now")
 
 
 async def serve(

@@ -31,6 +31,7 @@ from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Update, Watches
+from shared import ops
 from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
 from shared.errors import FabuError
@@ -93,9 +94,11 @@ async def track(
     timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
     subscription = watches.subscribe(cluster, release.namespace, release.deployment)
     following[release.id] = subscription.updates
+    ops.TRACKED.inc()
     try:
         await _follow(ctx, cluster, subscription, release, timeout_s)
     finally:
+        ops.TRACKED.dec()
         if following.get(release.id) is subscription.updates:
             following.pop(release.id)
         subscription.close()

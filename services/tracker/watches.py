@@ -74,6 +74,8 @@ class NamespaceWatch:
         deployment = deployment_of(self.resource, obj)
         if deployment is None:
             return
+        # Who wrote which field: the largest part of most objects, and never read here.
+        obj["metadata"].pop("managedFields", None)
         objects = self.latest.setdefault(deployment, {})
         if kind == "DELETED":
             objects.pop(obj["metadata"]["name"], None)
