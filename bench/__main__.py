@@ -228,7 +228,7 @@ async def fabu_concurrent(bench: Bench, count: int, prefix: str) -> tuple[float,
     names = [f"{prefix}{i}" for i in range(count)]
     for name in names:
         await bench.service(name, env)
-    await asyncio.gather(*(bench.push(name, "1.0.0") for name in names))
+    await limited(16, [bench.push(name, "1.0.0") for name in names])
     started = time.time()
     ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
     bodies = await bench.finished(env, list(ids))

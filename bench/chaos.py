@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import FINAL, Bench, on_stack
+from bench.__main__ import FINAL, Bench, limited, on_stack
 from devstack.stack import Stack
 from devstack.system import STAGES, FabuSystem
 
@@ -87,7 +87,7 @@ async def batch(bench: Bench, prefix: str, count: int, **params: Any) -> tuple[s
     names = [f"{prefix}{unique}-{i}" for i in range(count)]
     for name in names:
         await bench.service(name, env, **params)
-    await asyncio.gather(*(bench.push(n, "1.0.0") for n in names))
+    await limited(16, [bench.push(n, "1.0.0") for n in names])
     return env, names
 
 
