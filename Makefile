@@ -39,7 +39,7 @@ test: deps lint
 bench: deps
 	$(PY) -m bench
 
-# Faults while releases run (stage processes killed), on the local stack; prints a table.
+# Faults while releases run (stage processes, NATS, FerretDB, the API server), on the local stack; prints a table.
 chaos: deps
 	$(PY) -m bench.chaos
 

@@ -26,6 +26,7 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -40,9 +41,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import nats
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from pymongo import AsyncMongoClient
 
 from devstack.registry import push_image
@@ -53,6 +57,7 @@ from shared.cluster import Cluster, Clusters
 from shared.models import BaseParams, Environment
 from shared.render import ReleaseParams, render
 from shared.store.mongo import new_id
+from shared.subjects import Subjects
 
 TEMPLATE = (Path(__file__).parents[1] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 FINAL = {"succeeded", "failed"}
@@ -64,6 +69,14 @@ STEADY = 10
 STEADY_WARM_S = 60.0
 STEADY_S = 600.0
 T = TypeVar("T")
+
+
+async def until_true(check: Callable[[], bool], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"releases did not finish within {within_s:.0f}s")
+        await asyncio.sleep(0.01)
 
 
 def ts(value: str) -> float:
@@ -108,6 +121,9 @@ class Bench:
         self.cluster = cluster
         self.template_id = ""
         self.registry = env["FABU_REGISTRY_URL"].removeprefix("http://")
+        # Release id → "succeeded" or "failed", as published (see watch_outcomes).
+        self.ended: dict[str, str] = {}
+        self.nats: NatsClient | None = None
 
     def kubectl(self, *args: str) -> None:
         subprocess.run(
@@ -143,31 +159,27 @@ class Bench:
         release_id: str = accepted.raise_for_status().json()["id"]
         return release_id
 
-    async def finished(self, environment: str, release_ids: list[str]) -> list[dict[str, Any]]:
-        """Wait with one list query per round (polling each release would load the database)."""
-        wanted = set(release_ids)
-        deadline = time.monotonic() + 600
-        while True:
-            page = await self.api.get(
-                "/releases", params={"environment": environment, "limit": 200}
-            )
-            done = {r["id"] for r in page.json()["items"] if r["state"] in FINAL}
-            if wanted <= done:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("releases did not finish in time")
-            await asyncio.sleep(0.05)
+    async def watch_outcomes(self, nats_url: str, prefix: str) -> None:
+        """Hear every release's end on NATS, as it is published: waiting on the database
+        would load the very thing being measured."""
+        subjects = Subjects(prefix)
+        self.nats = await nats.connect(nats_url)
+        for subject, state in ((subjects.completed, "succeeded"), (subjects.failed, "failed")):
+
+            async def heard(msg: Msg, state: str = state) -> None:
+                release_id = json.loads(msg.data)["release_id"]
+                self.ended.setdefault(release_id, state)
+
+            await self.nats.subscribe(subject, cb=heard)
+
+    async def finished(self, release_ids: list[str], within_s: float = 600) -> list[dict[str, Any]]:
+        """Wait until every release has ended; then their records."""
+        await until_true(lambda: all(r in self.ended for r in release_ids), within_s)
         return [(await self.api.get(f"/releases/{r}")).json() for r in release_ids]
 
     async def final_state(self, release_id: str, within_s: float = 600) -> str:
-        """Read one release every 0.2 s until it is final."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            state: str = (await self.api.get(f"/releases/{release_id}")).json()["state"]
-            if state in FINAL:
-                return state
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"release {release_id} did not finish in time")
+        await until_true(lambda: release_id in self.ended, within_s)
+        return self.ended[release_id]
 
     def image(self, service: str, version: str) -> str:
         return f"{self.registry}/bench/{service}:{version}"
@@ -188,7 +200,7 @@ async def added_latency(bench: Bench, count: int) -> tuple[list[float], list[flo
     try:
         for i in range(count):
             version = f"1.0.{i}"
-            body = (await bench.finished(env, [await bench.release("lat", env, version)]))[0]
+            body = (await bench.finished([await bench.release("lat", env, version)]))[0]
             if body["state"] != "succeeded":
                 raise RuntimeError(f"release failed: {body['reason']}")
             await watch.wait([("lat", bench.image("lat", version))])
@@ -231,7 +243,7 @@ async def fabu_concurrent(bench: Bench, count: int, prefix: str) -> tuple[float,
     await limited(16, [bench.push(name, "1.0.0") for name in names])
     started = time.time()
     ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
-    bodies = await bench.finished(env, list(ids))
+    bodies = await bench.finished(list(ids))
     ok = sum(b["state"] == "succeeded" for b in bodies)
     return max(ts(b["finished_at"]) for b in bodies) - started, ok
 
@@ -433,7 +445,12 @@ async def on_stack(
         cluster = await clusters.get(
             Environment(name=name, namespace="default", kubeconfig=env["KUBECONFIG"])
         )
-        async with httpx.AsyncClient(base_url=system.api_url + "/api/v1", timeout=60) as api:
+        # Up to 1,000 requests at once: no pool wait, and time for the API to answer them all.
+        async with httpx.AsyncClient(
+            base_url=system.api_url + "/api/v1",
+            timeout=httpx.Timeout(60, pool=600),
+            limits=httpx.Limits(max_connections=200),
+        ) as api:
             for _ in range(300):
                 with contextlib.suppress(httpx.TransportError):
                     if (await api.get(system.api_url + "/healthz")).status_code == 200:
@@ -441,7 +458,13 @@ async def on_stack(
                 await asyncio.sleep(0.1)
             token = await new_token(system.api_url, "admin", system.admin_password, name)
             api.headers["Authorization"] = f"Bearer {token}"
-            yield system, Bench(env, api, cluster)
+            bench = Bench(env, api, cluster)
+            await bench.watch_outcomes(env["FABU_NATS_URL"], system.env["FABU_NATS_PREFIX"])
+            try:
+                yield system, bench
+            finally:
+                if bench.nats is not None:
+                    await bench.nats.close()
     finally:
         await clusters.close()
         system.stop()
