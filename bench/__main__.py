@@ -449,7 +449,8 @@ async def on_stack(
         async with httpx.AsyncClient(
             base_url=system.api_url + "/api/v1",
             timeout=httpx.Timeout(60, pool=600),
-            limits=httpx.Limits(max_connections=200),
+            # keepalive_expiry below uvicorn's 5 s: never reuse a connection it is closing.
+            limits=httpx.Limits(max_connections=200, keepalive_expiry=2),
         ) as api:
             for _ in range(300):
                 with contextlib.suppress(httpx.TransportError):
