@@ -1,8 +1,14 @@
 """The stack manager itself: external services pass through, and down leaves nothing."""
 
+import asyncio
+import signal
+import time
 from pathlib import Path
 
+import nats
 import pytest
+from nats.errors import Error as NatsError
+from nats.js.api import StorageType
 
 from devstack.stack import Stack
 from tests.support.stack import StackEnv
@@ -33,3 +39,44 @@ def test_external_services_pass_through_and_down_stops_everything(
     assert stopped == ["nats", "registry"]
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     assert not second.is_up()
+
+
+async def test_one_component_restarts_with_its_port_and_data(
+    stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What make chaos does to NATS, FerretDB and the API server, on a stack of its own."""
+    monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
+    monkeypatch.setenv("FABU_MONGO_URL", stack_env.mongo_url)
+    monkeypatch.delenv("FABU_NATS_URL", raising=False)
+    monkeypatch.delenv("FABU_REGISTRY_URL", raising=False)
+    stack = Stack(tmp_path / "own")
+    url = stack.up()["FABU_NATS_URL"]
+    try:
+        await _restart_keeps_data(stack, url)
+    finally:
+        stack.down()
+
+
+async def _restart_keeps_data(stack: Stack, url: str) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="kept", subjects=["kept.>"], storage=StorageType.FILE)
+    await js.publish("kept.one", b"before the restart")
+    await nc.close()
+
+    stack.stop_component("nats", signal.SIGKILL)
+    assert stack.running()["nats"] is False
+    stack.start_component("nats")
+    assert stack.running()["nats"] is True
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+            kept = await nc.jetstream().get_msg("kept", 1)
+            break
+        except (OSError, NatsError):
+            assert time.monotonic() < deadline, "NATS did not come back"
+            await asyncio.sleep(0.2)
+    await nc.close()
+    assert kept.data == b"before the restart"
