@@ -19,6 +19,7 @@ from shared.models import Environment
 Obj = dict[str, Any]
 FIELD_MANAGER = "fabu"
 WATCH_TIMEOUT_S = 240
+CONCURRENT_REQUESTS = 16
 
 
 class ClusterError(PermanentError):
@@ -26,9 +27,15 @@ class ClusterError(PermanentError):
 
 
 class Cluster:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(
+        self, api: client.ApiClient, concurrent_requests: int = CONCURRENT_REQUESTS
+    ) -> None:
         self._api = api
         self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+        # Requests this process has open to the cluster at once (watches aside):
+        # hundreds of releases at once must not flood the API server until
+        # its answers time out.
+        self._gate = asyncio.Semaphore(concurrent_requests)
 
     async def _call(
         self,
@@ -60,9 +67,10 @@ class Cluster:
         return response
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj | None:
-        response = await self._call(method, path, **kwargs)
-        async with response:
-            text = await response.text()
+        async with self._gate:
+            response = await self._call(method, path, **kwargs)
+            async with response:
+                text = await response.text()
         if response.status == 404 and method == "GET":
             return None
         if response.status >= 500 or response.status == 429:
@@ -246,15 +254,16 @@ def _message(text: str) -> str:
 class Clusters:
     """One client per environment's cluster, shared by every release to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, concurrent_requests: int = CONCURRENT_REQUESTS) -> None:
         self._clusters: dict[str, Cluster] = {}
         self._lock = asyncio.Lock()
+        self._concurrent_requests = concurrent_requests
 
     async def get(self, env: Environment) -> Cluster:
         key = "in-cluster" if env.in_cluster else str(env.kubeconfig)
         async with self._lock:
             if key not in self._clusters:
-                self._clusters[key] = Cluster(await _client(env))
+                self._clusters[key] = Cluster(await _client(env), self._concurrent_requests)
             return self._clusters[key]
 
     async def close(self) -> None:
