@@ -448,10 +448,10 @@ async def on_stack(
         cluster = await clusters.get(
             Environment(name=name, namespace="default", kubeconfig=env["KUBECONFIG"])
         )
-        # Up to 1,000 requests at once: no pool wait, and time for the API to answer them all.
+        # Up to 1,000 requests at once: time for the API to answer them all.
         async with httpx.AsyncClient(
             base_url=system.api_url + "/api/v1",
-            timeout=httpx.Timeout(60, pool=600),
+            timeout=httpx.Timeout(600),
             # keepalive_expiry below uvicorn's 5 s: never reuse a connection it is closing.
             limits=httpx.Limits(max_connections=200, keepalive_expiry=2),
         ) as api:
