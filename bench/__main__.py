@@ -163,7 +163,11 @@ class Bench:
         """Hear every release's end on NATS, as it is published: waiting on the database
         would load the very thing being measured."""
         subjects = Subjects(prefix)
-        self.nats = await nats.connect(nats_url)
+
+        async def quiet(error: Exception) -> None:
+            """make chaos restarts NATS: the client reconnects by itself."""
+
+        self.nats = await nats.connect(nats_url, error_cb=quiet, max_reconnect_attempts=-1)
         for subject, state in ((subjects.completed, "succeeded"), (subjects.failed, "failed")):
 
             async def heard(msg: Msg, state: str = state) -> None:
