@@ -43,7 +43,9 @@ ENV_KEYS = (
 
 
 class StackError(RuntimeError):
-    pass
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log  # the failed component's log, when one failed
 
 
 @dataclass
@@ -155,9 +157,24 @@ class Stack:
             k: v for k, v in os.environ.items() if k in ENV_KEYS[:4] and v and v != ours.get(k)
         }
         build.build_all(self._needed(external))
+        started = time.monotonic()
+        try:
+            env = self._start_stack(external, ready_delay_ms)
+        except StackError as exc:
+            # A port found free was taken by another socket before its component
+            # bound it: start again, on new ports.
+            if "address already in use" not in exc.log:
+                raise
+            print(f"{exc}: a port was taken meanwhile; starting again on new ports")
+            env = self._start_stack(external, ready_delay_ms)
+        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS)
+        self.env_file.write_text(lines)
+        print(f"stack up in {time.monotonic() - started:.1f}s; env in {self.env_file}")
+        return env
+
+    def _start_stack(self, external: dict[str, str], ready_delay_ms: int) -> dict[str, str]:
         shutil.rmtree(self.root, ignore_errors=True)
         (self.root / "logs").mkdir(parents=True)
-        started = time.monotonic()
         env = dict(external)
         env["FABU_KUBECTL"] = str(build.KUBERNETES.binary("kubectl"))
         first, second, third = self._plan(env, external, ready_delay_ms)
@@ -175,9 +192,6 @@ class Stack:
         except BaseException:
             self.down()
             raise
-        lines = "".join(f"{key}={env[key]}\n" for key in ENV_KEYS)
-        self.env_file.write_text(lines)
-        print(f"stack up in {time.monotonic() - started:.1f}s; env in {self.env_file}")
         return env
 
     def _needed(self, external: dict[str, str]) -> list[str]:
@@ -533,9 +547,8 @@ class Stack:
         while pending:
             for p in list(pending):
                 if not _alive(p.pid, p.binary):
-                    raise StackError(
-                        f"{p.name} exited; see {self.root / 'logs' / (p.name + '.log')}"
-                    )
+                    log = self.root / "logs" / f"{p.name}.log"
+                    raise StackError(f"{p.name} exited; see {log}", log.read_text(errors="replace"))
                 if p.ready():
                     pending.remove(p)
             if pending and time.monotonic() > deadline:
