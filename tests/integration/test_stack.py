@@ -14,17 +14,21 @@ from devstack.stack import Stack
 from tests.support.stack import StackEnv
 
 
-def test_external_services_pass_through_and_down_stops_everything(
-    stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Point a second stack at the running cluster and database: it must start
-    # only NATS and the registry, and hand the external URLs through untouched.
+@pytest.fixture
+def second(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """A second stack pointed at the running cluster and database: it starts only
+    NATS and the registry of its own."""
     monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
     monkeypatch.setenv("FABU_MONGO_URL", stack_env.mongo_url)
     monkeypatch.delenv("FABU_NATS_URL", raising=False)
     monkeypatch.delenv("FABU_REGISTRY_URL", raising=False)
-    second = Stack(tmp_path / "second")
+    return Stack(tmp_path / "second")
 
+
+def test_external_services_pass_through_and_down_stops_everything(
+    stack_env: StackEnv, second: Stack
+) -> None:
+    # It must hand the external URLs through untouched.
     env = second.up()
     try:
         assert env["KUBECONFIG"] == str(stack_env.kubeconfig)
@@ -41,20 +45,13 @@ def test_external_services_pass_through_and_down_stops_everything(
     assert not second.is_up()
 
 
-async def test_one_component_restarts_with_its_port_and_data(
-    stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_one_component_restarts_with_its_port_and_data(second: Stack) -> None:
     """What make chaos does to NATS, FerretDB and the API server, on a stack of its own."""
-    monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
-    monkeypatch.setenv("FABU_MONGO_URL", stack_env.mongo_url)
-    monkeypatch.delenv("FABU_NATS_URL", raising=False)
-    monkeypatch.delenv("FABU_REGISTRY_URL", raising=False)
-    stack = Stack(tmp_path / "own")
-    url = stack.up()["FABU_NATS_URL"]
+    url = second.up()["FABU_NATS_URL"]
     try:
-        await _restart_keeps_data(stack, url)
+        await _restart_keeps_data(second, url)
     finally:
-        stack.down()
+        second.down()
 
 
 async def _restart_keeps_data(stack: Stack, url: str) -> None:
