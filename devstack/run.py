@@ -56,7 +56,8 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
             json={
                 "name": "test",
                 "namespace": "demo",
-                "kubeconfig": env["KUBECONFIG"],
+                # Its name in the kubeconfig directory (FABU_KUBECONFIG_DIR).
+                "kubeconfig": Path(env["KUBECONFIG"]).name,
                 "rollout_timeout_s": 60,
             },
         )
@@ -129,7 +130,7 @@ def main() -> int:
         return 1
     env = stack.env()
     logs = stack.root / "logs"
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
         [env["FABU_KUBECTL"], f"--kubeconfig={env['KUBECONFIG']}", "create", "namespace", "demo"],
         capture_output=True,
         check=False,

@@ -119,7 +119,8 @@ class Stack:
         self.root = root or state_dir()
         self.pid_file = self.root / "pids.json"
         self.env_file = self.root / "env"
-        self.kubeconfig = self.root / "kubeconfig"
+        # In a directory of its own: Fabu reads kubeconfigs only from FABU_KUBECONFIG_DIR.
+        self.kubeconfig = self.root / "kubeconfigs" / "local.yaml"
 
     # ---- reporting -------------------------------------------------------------
     def _records(self) -> dict[str, list[Any]]:
@@ -263,7 +264,7 @@ class Stack:
             shutil.chown(data, "postgres", "postgres")
             setpriv = shutil.which("setpriv") or "setpriv"
             as_postgres = [setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - a stack binary, arguments built here
             [
                 *as_postgres,
                 str(bin_dir / "initdb"),
@@ -304,7 +305,7 @@ class Stack:
                 "-c",
                 "full_page_writes=off",
             ],
-            lambda: subprocess.run(ready, check=False).returncode == 0,
+            lambda: subprocess.run(ready, check=False).returncode == 0,  # noqa: S603 - a readiness probe built here
             program=str(bin_dir / "postgres"),
         )
         return process, f"postgres://fabu@127.0.0.1:{port}/postgres"
@@ -371,6 +372,7 @@ class Stack:
         (certs / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
         port = free_port()
         server = f"https://127.0.0.1:{port}"
+        self.kubeconfig.parent.mkdir(mode=0o700, exist_ok=True)
         self.kubeconfig.write_text(
             yaml.safe_dump(
                 {
@@ -486,13 +488,13 @@ class Stack:
 
     def _nodes(self) -> None:
         kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
             [*kubectl, "apply", "-f", "-"],
             input=kwok.nodes_manifest().encode(),
             check=True,
             capture_output=True,
         )
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
             [
                 *kubectl,
                 "wait",
@@ -602,8 +604,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def _module_dir(component: build.Component) -> Path:
     """The pinned module's source in Go's module cache (downloaded if missing)."""
-    done = subprocess.run(
-        ["go", "mod", "download", "-json", f"{component.module}@{component.version}"],
+    done = subprocess.run(  # noqa: S603 - arguments built here
+        ["go", "mod", "download", "-json", f"{component.module}@{component.version}"],  # noqa: S607 - the developer's go
         cwd=GOMOD / component.name,
         check=True,
         capture_output=True,

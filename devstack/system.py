@@ -50,6 +50,8 @@ class FabuSystem:
             "FABU_SMTP_PORT": str(smtp_port),
             "FABU_PUBLIC_URL": self.api_url,
             "FABU_ADMIN_PASSWORD": self.admin_password,
+            # Environments name kubeconfigs in the stack's kubeconfig directory.
+            "FABU_KUBECONFIG_DIR": str(Path(stack_env.get("KUBECONFIG", ".")).parent),
             **(extra_env or {}),
         }
         if name:
@@ -66,7 +68,7 @@ class FabuSystem:
             **(extra_env or {}),
         }
         with (self.logs / f"{name or stage}.log").open("ab") as log:
-            self.processes[name or stage] = subprocess.Popen(
+            self.processes[name or stage] = subprocess.Popen(  # noqa: S603 - this Python running a Fabu stage
                 [sys.executable, "-m", f"services.{stage}"],
                 env=env,
                 stdout=log,

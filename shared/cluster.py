@@ -254,7 +254,10 @@ def _message(text: str) -> str:
 class Clusters:
     """One client per environment's cluster, shared by every release to it."""
 
-    def __init__(self, concurrent_requests: int = CONCURRENT_REQUESTS) -> None:
+    def __init__(
+        self, kubeconfig_dir: str = "", concurrent_requests: int = CONCURRENT_REQUESTS
+    ) -> None:
+        self._kubeconfig_dir = kubeconfig_dir
         self._clusters: dict[str, Cluster] = {}
         self._lock = asyncio.Lock()
         self._concurrent_requests = concurrent_requests
@@ -263,7 +266,8 @@ class Clusters:
         key = "in-cluster" if env.in_cluster else str(env.kubeconfig)
         async with self._lock:
             if key not in self._clusters:
-                self._clusters[key] = Cluster(await _client(env), self._concurrent_requests)
+                api = await _client(env, self._kubeconfig_dir)
+                self._clusters[key] = Cluster(api, self._concurrent_requests)
             return self._clusters[key]
 
     async def close(self) -> None:
@@ -272,17 +276,41 @@ class Clusters:
         self._clusters.clear()
 
 
-async def _client(env: Environment) -> client.ApiClient:
-    readable = False
-    if env.kubeconfig:
-        readable = await asyncio.to_thread(Path(env.kubeconfig).is_file)
-    if not env.in_cluster and not readable:
-        raise ClusterError(f"environment {env.name!r}: kubeconfig {env.kubeconfig!r} is not a file")
+def kubeconfig_file(name: str, directory: str) -> Path:
+    """The file an environment's ``kubeconfig`` names, inside the operator's directory.
+
+    ``name`` is relative to ``directory`` or a path inside it; links are resolved
+    and must stay inside. Errors name only ``name``, never what it resolved to.
+    """
+    if not directory:
+        raise ClusterError(
+            f"kubeconfig {name!r}: kubeconfig files are not enabled here (FABU_KUBECONFIG_DIR)"
+        )
+    root = Path(directory).resolve()
+    found = (root / name).resolve()
+    if not found.is_relative_to(root):
+        raise ClusterError(f"kubeconfig {name!r} is not in the kubeconfig directory")
+    if not found.is_file():
+        raise ClusterError(f"kubeconfig {name!r} is not a file in the kubeconfig directory")
+    return found
+
+
+async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
+    if env.in_cluster:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    if not env.kubeconfig:
+        raise ClusterError(f"environment {env.name!r} has neither a kubeconfig nor in_cluster")
     try:
-        if env.in_cluster:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return client.ApiClient()
-        api: client.ApiClient = await config.new_client_from_config(config_file=env.kubeconfig)
-    except (config.ConfigException, OSError) as exc:
-        raise ClusterError(f"environment {env.name!r}: cannot load its cluster: {exc}") from exc
+        path = await asyncio.to_thread(kubeconfig_file, env.kubeconfig, kubeconfig_dir)
+    except ClusterError as exc:
+        raise ClusterError(f"environment {env.name!r}: {exc.message}") from exc
+    try:
+        api: client.ApiClient = await config.new_client_from_config(config_file=str(path))
+    except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
+        # The loader's words may quote the file; only the kind of failure is told.
+        raise ClusterError(
+            f"environment {env.name!r}: kubeconfig {env.kubeconfig!r} is not a usable "
+            f"kubeconfig ({type(exc).__name__})"
+        ) from exc
     return api

@@ -1,6 +1,7 @@
 """The documents Fabu keeps, as pydantic models (the repositories map them to MongoDB)."""
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -11,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     computed_field,
+    field_validator,
     model_validator,
 )
 
@@ -54,9 +56,10 @@ class FreezeWindow(Model):
 class Environment(Model):
     name: EnvName
     namespace: EnvName
-    # A path to a kubeconfig file readable by the deployer and tracker; None
+    # A kubeconfig file in the operator's FABU_KUBECONFIG_DIR: its name there (or
+    # a path inside it), readable by the API, the deployer and the tracker; None
     # with in_cluster means the service account Fabu runs as.
-    kubeconfig: str | None = None
+    kubeconfig: str | None = Field(default=None, max_length=255)
     in_cluster: bool = False
     rollout_timeout_s: int = Field(default=300, ge=1, le=86400)
     # Releases here wait in ``awaiting_approval`` until someone else approves them.
@@ -129,22 +132,90 @@ class ServiceConfig(Model):
     note: str = ""
 
 
+# The URL schemes a Git source may name; FABU_GIT_PROTOCOLS narrows them further.
+GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
+# scp's form of an ssh URL, user@host:path; neither part may start with - (an option to ssh).
+SCP_LIKE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:[^/-][^:]*$")
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a ref name ``git check-ref-format --allow-onelevel`` accepts
+    (or starts with ``-``, which git would read as an option); None when it is one."""
+    if ref.startswith("-"):
+        return "must not start with -"
+    if ref == "@" or "@{" in ref:
+        return "must not be @ or hold @{"
+    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in ref):
+        return "must not hold spaces, control characters or any of ~ ^ : ? * [ \\"
+    if ref.startswith("/") or ref.endswith(("/", ".")) or "//" in ref or ".." in ref:
+        return "must not start or end with / or end with ., nor hold // or .."
+    if any(part.startswith(".") or part.endswith(".lock") for part in ref.split("/")):
+        return "no part may start with . or end with .lock"
+    return None
+
+
 class TemplateSource(Model):
     """Where a template's file lives: a GitLab project, or any Git repository by URL."""
 
     type: Literal["gitlab", "git"]
     # GitLab: the project's id or its path with namespace ("platform/templates").
     project: str = Field(default="", max_length=255)
-    # Git: a URL git can clone (https://, ssh://, file://).
+    # Git: a URL git can clone (https://, ssh://, and where the operator allows them
+    # http://, git://, file://).
     url: str = Field(default="", max_length=1000)
     path: str = Field(min_length=1, max_length=1000)
     ref: str = Field(default="main", min_length=1, max_length=255)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not url:
+            return url
+        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+            raise ValueError("must not hold spaces or control characters")
+        if SCP_LIKE.match(url):
+            return url  # git@host:group/repo.git, which git reads as ssh
+        scheme, found, rest = url.partition("://")
+        if not found or scheme not in GIT_SCHEMES:
+            raise ValueError(
+                f"give a URL starting with one of {', '.join(GIT_SCHEMES)}:// "
+                "(or user@host:path for ssh)"
+            )
+        # ssh://-oProxyCommand=… would be an option to ssh.
+        host = rest.split("/", 1)[0].rpartition("@")[2]
+        if rest.startswith("-") or host.startswith("-"):
+            raise ValueError("the user and host must not start with -")
+        return url
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, ref: str) -> str:
+        problem = ref_problem(ref)
+        if problem:
+            raise ValueError(f"not a branch, tag or commit name: {problem}")
+        return ref
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, project: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in project):
+            raise ValueError("must not hold control characters")
+        return project
+
     @model_validator(mode="after")
     def _where(self) -> "TemplateSource":
         parts = self.path.split("/")
-        if self.path.startswith("/") or ".." in parts or "\\" in self.path:
-            raise ValueError("path: give a path inside the repository, without .. or a leading /")
+        if (
+            self.path.startswith(("/", "-"))
+            or ".." in parts
+            or "" in parts
+            or "\\" in self.path
+            or any(ord(c) < 32 or ord(c) == 127 for c in self.path)
+        ):
+            raise ValueError(
+                "path: give a path inside the repository, without .., empty parts, "
+                "control characters or a leading / or -"
+            )
         if self.type == "gitlab" and not self.project:
             raise ValueError("a gitlab source needs project")
         if self.type == "git" and not self.url:

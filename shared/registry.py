@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from shared import egress
 from shared.errors import FabuError, TransientError
 
 PAGE_SIZE = 100
@@ -68,9 +69,12 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
 class Registries:
     """One HTTP client for every registry, with its credentials, tokens and a short tag cache."""
 
-    def __init__(self, access: dict[str, RegistryAccess]) -> None:
+    def __init__(
+        self, access: dict[str, RegistryAccess], deny: egress.Deny = egress.NOTHING
+    ) -> None:
         self._access = access
-        self._http = httpx.AsyncClient(timeout=15, follow_redirects=True)
+        # Registries send their token realm, next pages and redirects: all guarded.
+        self._http = egress.client(deny, timeout=15, max_bytes=16 << 20, follow_redirects=True)
         self._tokens: dict[tuple[str, str], str] = {}
         self._cache: dict[str, tuple[float, list[str]]] = {}
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.models import BaseParams
 
@@ -68,7 +69,45 @@ def _yaml_value(value: Any) -> str:
     return _NOT_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-_env = SandboxedEnvironment(
+# What one rendering may produce: characters of text, objects after YAML's aliases
+# are expanded (a handful of anchors can stand for billions), and nesting.
+MAX_OUTPUT = 2_000_000
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox (no private or internal attributes, no changing what the
+    context holds), with ``*`` and ``**`` kept to sizes a manifest could need."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponents above 64 are not allowed in a template")
+        if operator == "*":
+            for sized, times in ((left, right), (right, left)):
+                sequence = isinstance(sized, str | list | tuple) and isinstance(times, int)
+                if sequence and len(sized) * times > MAX_OUTPUT:
+                    raise SecurityError(f"a repeated value longer than {MAX_OUTPUT:,}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded(node: Any, depth: int = 0, budget: list[int] | None = None) -> None:
+    """RenderError unless ``node`` nests at most MAX_DEPTH deep and holds at most
+    MAX_NODES values, counting each alias as often as it is used."""
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RenderError(f"the manifest holds more than {MAX_NODES:,} values")
+    if depth > MAX_DEPTH:
+        raise RenderError(f"the manifest nests deeper than {MAX_DEPTH} levels")
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        _bounded(child, depth + 1, budget)
+
+
+_env = _Sandbox(
     undefined=StrictUndefined,
     finalize=_yaml_value,
     autoescape=False,
@@ -104,6 +143,16 @@ def _compile(template: str) -> Template:
     return compiled
 
 
+def _rendered(compiled: Template, values: dict[str, Any]) -> str:
+    parts, size = [], 0
+    for part in compiled.generate(values):
+        size += len(part)
+        if size > MAX_OUTPUT:
+            raise RenderError(f"the rendered manifest is longer than {MAX_OUTPUT:,} characters")
+        parts.append(part)
+    return "".join(parts)
+
+
 def check(template: str) -> None:
     """Parse a template; RenderError with the line when it does not."""
     try:
@@ -121,7 +170,7 @@ def render(
     """Render and check a manifest; ``restarted_at`` stamps the pod template as
     ``kubectl rollout restart`` does, so the Deployment replaces its pods."""
     try:
-        text = _compile(template).render(context(params, release))
+        text = _rendered(_compile(template), context(params, release))
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
     except TemplateError as exc:
@@ -132,6 +181,7 @@ def render(
         objects = [doc for doc in yaml.load_all(text, Loader=yaml.CSafeLoader) if doc is not None]
     except yaml.YAMLError as exc:
         raise RenderError(f"rendered manifest is not valid YAML: {exc}") from exc
+    _bounded(objects)
     for index, obj in enumerate(objects, 1):
         if not isinstance(obj, dict) or not {"apiVersion", "kind", "metadata"} <= obj.keys():
             raise RenderError(f"document {index} is not a Kubernetes object")

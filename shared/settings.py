@@ -1,8 +1,9 @@
 """Settings, read once from the environment (``FABU_*``) by each service's main."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.egress import Deny
 from shared.registry import RegistryAccess
 
 
@@ -68,3 +69,43 @@ class Settings(BaseSettings):
     oidc_issuer: str = ""
     oidc_client_id: str = ""
     oidc_client_secret: str = Field(default="", repr=False)
+
+    # Addresses Fabu never connects to when someone else named them (notification
+    # URLs, registries' token realms and pages, the identity provider, Git and
+    # GitLab remotes): comma-separated CIDRs and the words loopback, private,
+    # link-local and metadata (see shared/egress.py). Empty: none denied.
+    egress_deny: str = ""
+    # The transports a Git template source may use: git's protocol names
+    # (https, ssh, http, git, file), comma-separated.
+    git_protocols: str = "https,ssh"
+    # The directory every environment's kubeconfig must be in (a name relative to
+    # it, or a path inside it). Empty: no kubeconfig files, only in_cluster.
+    kubeconfig_dir: str = ""
+
+    @field_validator("egress_deny")
+    @classmethod
+    def _deny(cls, value: str) -> str:
+        Deny.parse(value)
+        return value
+
+    @field_validator("gitlab_url", "oidc_issuer")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("give an http:// or https:// address")
+        return value
+
+    @field_validator("git_protocols")
+    @classmethod
+    def _protocols(cls, value: str) -> str:
+        known = {"https", "ssh", "http", "git", "file"}
+        given = {p.strip() for p in value.split(",") if p.strip()}
+        if not given <= known:
+            raise ValueError(
+                f"unknown git protocol(s) {sorted(given - known)}; known: {sorted(known)}"
+            )
+        return ",".join(sorted(given))
+
+    @property
+    def deny(self) -> Deny:
+        return Deny.parse(self.egress_deny)

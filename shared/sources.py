@@ -3,21 +3,34 @@
 GitLab goes through python-gitlab (``GET /projects/:id/repository/files/:path``),
 which is synchronous, so it runs in a worker thread. A plain Git repository is
 fetched with ``git`` at the one ref needed, depth 1, into a scratch directory.
+
+Every value from a request reaches git after ``--`` (or behind ``FETCH_HEAD:``),
+already checked by ``TemplateSource``; git runs with only the transports
+``FABU_GIT_PROTOCOLS`` allows, no terminal prompt, no hooks, no configuration
+but its own, no redirects, and a deadline, and it is killed with its helpers
+when that passes.
 """
 
 import asyncio
 import base64
 import os
+import signal
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 
 import gitlab
 import gitlab.exceptions
+import requests
 
+from shared.egress import NOTHING, Deny, check_url
 from shared.errors import FabuError, TransientError
-from shared.models import TemplateSource
+from shared.models import SCP_LIKE, TemplateSource, ref_problem
+from shared.settings import Settings
 
 GIT_TIMEOUT_S = 60
+# A template file: 200,000 characters of up to 4 bytes.
+MAX_BYTES = 800_000
 
 
 class SourceError(FabuError):
@@ -33,23 +46,47 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
-class GitLab:
-    url: str
-    token: str
+class Remotes:
+    """Where sources are read from, and what may be reached: from the settings."""
+
+    gitlab_url: str = ""
+    gitlab_token: str = ""
+    deny: Deny = NOTHING
+    git_protocols: tuple[str, ...] = ("https", "ssh")
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Remotes":
+        return cls(
+            gitlab_url=settings.gitlab_url,
+            gitlab_token=settings.gitlab_token,
+            deny=settings.deny,
+            git_protocols=tuple(settings.git_protocols.split(",")),
+        )
 
 
-async def fetch(source: TemplateSource, gitlab_api: GitLab, ref: str | None = None) -> SourceFile:
+async def fetch(source: TemplateSource, remotes: Remotes, ref: str | None = None) -> SourceFile:
     """The file at ``ref`` (a commit sha or branch; default: the source's ref)."""
     at = ref or source.ref
+    problem = ref_problem(at)
+    if problem:
+        raise SourceError(f"ref {at[:100]!r} is not a branch, tag or commit name: {problem}")
     if source.type == "gitlab":
-        return await asyncio.to_thread(_from_gitlab, gitlab_api, source, at)
-    return await _from_git(source, at)
+        if not remotes.gitlab_url:
+            raise SourceError("GitLab is not configured (FABU_GITLAB_URL)")
+        await check_url(remotes.gitlab_url, remotes.deny)
+        return await asyncio.to_thread(_from_gitlab, remotes, source, at)
+    return await _from_git(source, at, remotes)
 
 
-def _from_gitlab(api: GitLab, source: TemplateSource, ref: str) -> SourceFile:
-    if not api.url:
-        raise SourceError("GitLab is not configured (FABU_GITLAB_URL)")
-    client = gitlab.Gitlab(api.url, private_token=api.token or None, timeout=30)
+def _from_gitlab(remotes: Remotes, source: TemplateSource, ref: str) -> SourceFile:
+    session = requests.Session()
+    session.max_redirects = 0  # GitLab's own address, not wherever it points
+    client = gitlab.Gitlab(
+        remotes.gitlab_url,
+        private_token=remotes.gitlab_token or None,
+        timeout=30,
+        session=session,
+    )
     where = f"{source.path} at {ref} in GitLab project {source.project}"
     try:
         project = client.projects.get(source.project, lazy=True)
@@ -68,29 +105,97 @@ def _from_gitlab(api: GitLab, source: TemplateSource, ref: str) -> SourceFile:
     return SourceFile(content=content, commit_sha=str(found.commit_id))
 
 
-async def _git(*args: str, cwd: str) -> str:
+def _protocol(url: str) -> str:
+    return "ssh" if SCP_LIKE.match(url) else url.partition("://")[0]
+
+
+def _environment(scratch: str, protocols: tuple[str, ...]) -> dict[str, str]:
+    """git's environment: the machine's configuration, prompts and helpers left out."""
+    keep = {"PATH", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "SSH_AUTH_SOCK"}
+    keep |= {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"}
+    return {
+        **{k: v for k, v in os.environ.items() if k in keep},
+        "HOME": scratch,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "SSH_ASKPASS": "true",
+        # Only these transports, whatever a URL or a submodule names (ext:: and fd:: never).
+        "GIT_ALLOW_PROTOCOL": ":".join(protocols),
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+    }
+
+
+# Settings given on every command line: no hooks, no redirects to other hosts, no
+# credential helpers, no file system monitor.
+GIT_OPTIONS = (
+    "-c", "core.hooksPath=" + os.devnull,
+    "-c", "core.fsmonitor=false",
+    "-c", "credential.helper=",
+    "-c", "http.followRedirects=false",
+    "-c", "protocol.allow=never",
+)  # fmt: skip
+
+
+async def _git(*args: str, cwd: str, protocols: tuple[str, ...]) -> str:
+    allow = [f"protocol.{p}.allow=always" for p in protocols]
     process = await asyncio.create_subprocess_exec(
         "git",
+        *GIT_OPTIONS,
+        *[x for a in allow for x in ("-c", a)],
         *args,
         cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        env=_environment(cwd, protocols),
+        start_new_session=True,  # its helpers (ssh, git-remote-https) die with it
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
     except TimeoutError as exc:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
         raise TransientError(f"git {args[0]} took more than {GIT_TIMEOUT_S}s") from exc
     if process.returncode != 0:
-        raise SourceError(f"git {args[0]}: {err.decode(errors='replace').strip()[:500]}")
+        raise SourceError(f"git {args[0]}: {_without_secrets(err.decode(errors='replace'))}")
     return out.decode(errors="replace")
 
 
-async def _from_git(source: TemplateSource, ref: str) -> SourceFile:
+def _without_secrets(text: str) -> str:
+    """git's message, with any user:password@ in a URL it quotes left out."""
+    words = []
+    for word in text.strip()[:500].split():
+        parts = urllib.parse.urlsplit(word.strip("'\""))
+        secret = f"{parts.username}:{parts.password}@" if parts.scheme and parts.password else ""
+        words.append(word.replace(secret, "") if secret else word)
+    return " ".join(words)
+
+
+async def _from_git(source: TemplateSource, ref: str, remotes: Remotes) -> SourceFile:
+    protocol = _protocol(source.url)
+    if protocol not in remotes.git_protocols:
+        allowed = ", ".join(remotes.git_protocols)
+        raise SourceError(
+            f"url: {protocol} is not a transport Fabu may use (FABU_GIT_PROTOCOLS: {allowed})"
+        )
+    if protocol in ("http", "https"):
+        await check_url(source.url, remotes.deny)
+    protocols = remotes.git_protocols
     with tempfile.TemporaryDirectory(prefix="fabu-git-") as scratch:
-        await _git("init", "--quiet", cwd=scratch)
-        await _git("fetch", "--quiet", "--depth", "1", source.url, ref, cwd=scratch)
-        sha = (await _git("rev-parse", "FETCH_HEAD", cwd=scratch)).strip()
-        content = await _git("show", f"FETCH_HEAD:{source.path}", cwd=scratch)
+        await _git("init", "--quiet", cwd=scratch, protocols=protocols)
+        await _git(
+            "fetch", "--quiet", "--no-tags", "--depth", "1", "--", source.url, ref,
+            cwd=scratch, protocols=protocols,
+        )  # fmt: skip
+        sha = (
+            await _git("rev-parse", "--verify", "FETCH_HEAD", cwd=scratch, protocols=protocols)
+        ).strip()
+        blob = f"FETCH_HEAD:{source.path}"
+        size = int(await _git("cat-file", "-s", blob, cwd=scratch, protocols=protocols))
+        if size > MAX_BYTES:
+            raise SourceError(f"{source.path} is larger than {MAX_BYTES:,} bytes")
+        content = await _git("cat-file", "blob", blob, cwd=scratch, protocols=protocols)
     return SourceFile(content=content, commit_sha=sha)

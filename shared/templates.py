@@ -3,21 +3,21 @@
 from shared.errors import FabuError, TransientError
 from shared.models import Template, TemplateSource, now
 from shared.render import RenderError, check
-from shared.sources import GitLab, SourceError, SourceFile, fetch
+from shared.sources import Remotes, SourceError, SourceFile, fetch
 from shared.store.catalog import Catalog
 
 MAX_CHARS = 200_000
 
 
 async def read_checked(
-    gitlab: GitLab, source: TemplateSource, ref: str | None = None
+    remotes: Remotes, source: TemplateSource, ref: str | None = None
 ) -> SourceFile:
     """The file at ``ref`` (default: the source's branch), parsed as a template.
 
     Raises SourceError (cannot be read), RenderError (does not parse) or
     TransientError (GitLab or git unreachable: try again).
     """
-    found = await fetch(source, gitlab, ref)
+    found = await fetch(source, remotes, ref)
     if len(found.content) > MAX_CHARS:
         raise SourceError(f"{source.path} is longer than {MAX_CHARS:,} characters")
     check(found.content)
@@ -25,7 +25,7 @@ async def read_checked(
 
 
 async def sync_template(
-    catalog: Catalog, gitlab: GitLab, template: Template, ref: str | None = None
+    catalog: Catalog, remotes: Remotes, template: Template, ref: str | None = None
 ) -> Template:
     """Read ``template`` from its source again and store the outcome; returns it as it now is.
 
@@ -33,10 +33,10 @@ async def sync_template(
     does not parse: the error is recorded and the current version stays in
     use. Otherwise the content becomes the next version.
     """
-    assert template.source is not None
+    assert template.source is not None  # noqa: S101 - narrows the type: only sourced templates are synced
     at = now()
     try:
-        found = await read_checked(gitlab, template.source, ref)
+        found = await read_checked(remotes, template.source, ref)
     except TransientError:
         raise
     except (FabuError, RenderError) as exc:

@@ -116,7 +116,9 @@ async def _main(process: str, consumers: dict[str, Setup]) -> None:
     mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
     await mongo.ensure_indexes()
     bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), process)
-    ctx = Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters())
+    ctx = Context(
+        settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters(settings.kubeconfig_dir)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,6 +30,7 @@ from tests.support.registries import (
 )
 from tests.support.smtp import Inbox, start_smtp
 from tests.support.stack import StackEnv
+from tests.support.trap import TRAP_HOST
 from tests.support.wait import eventually
 
 HARBOR_SECRET = "harbor-auth-header-for-tests"
@@ -175,6 +176,10 @@ async def fabu(
         # Short, so a killed stage's message reaches its replacement soon.
         extra_env={
             "FABU_ACK_WAIT_S": "3",
+            # The tests' Git sources are repositories on this machine.
+            "FABU_GIT_PROTOCOLS": "file,https,ssh",
+            # The trap listener's address (tests/support/trap.py), and the clouds'.
+            "FABU_EGRESS_DENY": f"{TRAP_HOST}/32,metadata",
             "FABU_APPLY_RETRY_S": "0.25",
             "FABU_NOTIFY_CLAIM_STALE_S": "5",
             "FABU_GITLAB_URL": gitlab.url,

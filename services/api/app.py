@@ -77,9 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.releases = Releases(mongo)
         app.state.bus = bus
         app.state.mongo = mongo
-        app.state.clusters = Clusters()
+        app.state.clusters = Clusters(settings.kubeconfig_dir)
         app.state.settings = settings
-        app.state.registries = Registries(settings.registries)
+        app.state.registries = Registries(settings.registries, settings.deny)
         app.state.images = Images(mongo)
         app.state.users = Users(mongo)
         app.state.audit = Audit(mongo)

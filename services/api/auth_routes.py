@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from services.api.access import SESSION_COOKIE, SignedIn
 from services.api.deps import AuditDep, SettingsDep, UsersDep
+from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
 from shared.models import Grant, Role, User
 from shared.settings import Settings
@@ -117,7 +118,13 @@ def oauth(settings: Settings) -> OAuth | None:
         client_id=settings.oidc_client_id,
         client_secret=settings.oidc_client_secret,
         server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
-        client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+        client_kwargs={
+            "scope": "openid profile email",
+            "code_challenge_method": "S256",
+            # The provider's metadata names the other endpoints: all guarded.
+            "transport": egress.Transport(settings.deny, 1 << 20, 20.0, shared=True),
+            "timeout": 10.0,
+        },
     )
     return client
 
@@ -137,6 +144,8 @@ async def oidc_login(request: Request, settings: SettingsDep) -> Any:
         return await _client(request).authorize_redirect(request, callback)
     except httpx.HTTPError as exc:
         raise Unavailable(f"the identity provider cannot be reached: {exc!r}") from exc
+    except egress.EgressDenied as exc:
+        raise Unavailable(f"the identity provider cannot be reached: {exc.message}") from exc
 
 
 @router.get("/auth/oidc/callback", response_class=RedirectResponse, status_code=302)
@@ -150,6 +159,8 @@ async def oidc_callback(
         raise Unauthorized(f"the identity provider's answer was refused: {exc.error}") from exc
     except httpx.HTTPError as exc:
         raise Unavailable(f"the identity provider cannot be reached: {exc!r}") from exc
+    except egress.EgressDenied as exc:
+        raise Unavailable(f"the identity provider cannot be reached: {exc.message}") from exc
     claims = token.get("userinfo") or {}
     name = str(claims.get("nickname") or claims.get("preferred_username") or "")
     if not name:

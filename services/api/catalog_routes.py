@@ -10,25 +10,31 @@ from services.api.deps import AuditDep, CatalogDep, ClustersDep, SettingsDep
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ImageTag, Preview
-from shared.cluster import ClusterError
+from shared.cluster import ClusterError, kubeconfig_file
 from shared.errors import Invalid, NotFound, TransientError, Unavailable
 from shared.models import Environment, Service, ServiceConfig
 from shared.registry import Repository
 from shared.render import RenderError, render
+from shared.settings import Settings
 
 router = APIRouter()
 
 
-def _reachable(env: Environment) -> None:
+async def _reachable(env: Environment, settings: Settings) -> None:
     if not env.in_cluster and not env.kubeconfig:
         raise Invalid("environment needs a kubeconfig or in_cluster: true")
+    if env.kubeconfig and not env.in_cluster:
+        try:
+            await asyncio.to_thread(kubeconfig_file, env.kubeconfig, settings.kubeconfig_dir)
+        except ClusterError as exc:
+            raise Invalid(exc.message) from exc
 
 
 @router.post("/environments", status_code=201)
 async def create_environment(
-    body: Environment, catalog: CatalogDep, audit: AuditDep, admin: Admin
+    body: Environment, catalog: CatalogDep, audit: AuditDep, settings: SettingsDep, admin: Admin
 ) -> Environment:
-    _reachable(body)
+    await _reachable(body, settings)
     await catalog.add_environment(body)
     await audit.record(admin.name, "environment.create", f"environment/{body.name}", after=body)
     return body
@@ -44,12 +50,17 @@ async def get_environment(name: str, catalog: CatalogDep) -> Environment:
 
 @router.put("/environments/{name}")
 async def update_environment(
-    name: str, body: Environment, catalog: CatalogDep, audit: AuditDep, admin: Admin
+    name: str,
+    body: Environment,
+    catalog: CatalogDep,
+    audit: AuditDep,
+    settings: SettingsDep,
+    admin: Admin,
 ) -> Environment:
     """Replace an environment's settings: its cluster, approvals, freeze windows."""
     if body.name != name:
         raise Invalid(f"name: {body.name!r} differs from the path's {name!r}")
-    _reachable(body)
+    await _reachable(body, settings)
     before = await catalog.replace_environment(body)
     if before is None:
         raise NotFound(f"environment {name!r} not found")

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from services.api.access import ConfigAdmin, Principal
 from services.api.deps import AuditDep, CatalogDep, SettingsDep
-from shared.errors import NotFound
+from shared import egress
+from shared.errors import Invalid, NotFound
 from shared.models import Channel
 from shared.secrets import MASK, Secrets
 from shared.store.audit import Audit
@@ -48,6 +49,12 @@ async def _put(
     environment: str,
     body: list[Channel],
 ) -> list[Channel]:
+    for index, channel in enumerate(body):
+        if channel.url.startswith(("http://", "https://")):
+            try:
+                await egress.check_url(channel.url, settings.deny)
+            except egress.EgressDenied as exc:
+                raise Invalid(f"[{index}].url: {exc.message}") from exc
     secrets = Secrets(settings.secret_key)
     sealed = [
         c.model_copy(update={"url": secrets.seal(c.url), "secret": secrets.seal(c.secret)})

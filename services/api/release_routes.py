@@ -304,7 +304,7 @@ async def cancel(
         ReleaseId(release_id), actor, f"cancelled by {actor}; the cluster was left as it is"
     )
     await _ended(source, was, ReleaseState.CANCELLED, releases, starter)
-    assert was is not None
+    assert was is not None  # noqa: S101 - narrows the type: cancel returned a state
     if was is ReleaseState.APPLIED:
         message = (
             "tracking stopped; what was applied stays in the cluster as it is "
@@ -358,7 +358,7 @@ async def _abort(
         release.id, actor, f"canary aborted at step {step} by {actor}", ReleaseState.ABORTED
     )
     await _ended(release, was, ReleaseState.ABORTED, releases, starter)
-    assert was is not None
+    assert was is not None  # noqa: S101 - narrows the type: abort returned a state
     try:
         removed = await remove_canary(await clusters.get(env), release)
         line = f"removed the canary's objects: {', '.join(removed) or 'none were there'}"

@@ -21,7 +21,7 @@ from shared.ids import TemplateId
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
 from shared.render import RenderError, check, render
-from shared.sources import GitLab
+from shared.sources import Remotes
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.templates import read_checked
@@ -55,13 +55,13 @@ async def create_template(
     """A template kept in Fabu (``content``) or read from GitLab or Git now (``source``)."""
     template_id = TemplateId(new_id())
     if body.source is None:
-        assert body.content is not None
+        assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
         _checked(body.content)
         template = Template(id=template_id, name=body.name, content=body.content)
     else:
-        gitlab = GitLab(settings.gitlab_url, settings.gitlab_token)
+        remotes = Remotes.of(settings)
         try:
-            found = await read_checked(gitlab, body.source)
+            found = await read_checked(remotes, body.source)
         except RenderError as exc:
             raise Invalid(f"source: {exc}") from exc
         except TransientError as exc:

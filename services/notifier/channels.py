@@ -19,6 +19,7 @@ import aiosmtplib
 import httpx
 
 from services.notifier.content import Content, email
+from shared.egress import EgressDenied
 from shared.errors import PermanentError, TransientError
 from shared.models import Channel, Release
 from shared.settings import Settings
@@ -55,6 +56,8 @@ async def _post(
         response = await http.post(
             url, content=body, headers={"Content-Type": "application/json", **headers}
         )
+    except EgressDenied as exc:
+        raise Refused(f"{kind}: {exc.message}") from exc
     except httpx.TimeoutException as exc:
         raise TransientError(f"{kind}: timed out", delay=2.0) from exc
     except httpx.TransportError as exc:

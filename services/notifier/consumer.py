@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
+from shared import egress
 from shared.errors import FabuError, TransientError
 from shared.messages import (
     ReleaseApplied,
@@ -59,7 +60,8 @@ def _event(subject: str, ctx: Context) -> tuple[NotifyEvent, type[Message]]:
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     secrets = Secrets(ctx.settings.secret_key)
-    http = httpx.AsyncClient(timeout=10)
+    # Channel URLs are people's: guarded, answers of at most 64 KiB.
+    http = egress.client(ctx.settings.deny, timeout=10, max_bytes=64 << 10)
 
     async def handle(msg: Msg) -> None:
         event, kind = _event(msg.subject, ctx)

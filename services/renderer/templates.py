@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 
 from shared.messages import TemplateChanged
 from shared.models import Template
-from shared.sources import GitLab
+from shared.sources import Remotes
 from shared.store.audit import Audit
 from shared.templates import sync_template
 from shared.worker import Context
@@ -37,14 +37,14 @@ def touched(template: Template, change: TemplateChanged) -> bool:
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
-    gitlab = GitLab(ctx.settings.gitlab_url, ctx.settings.gitlab_token)
+    remotes = Remotes.of(ctx.settings)
     audit = Audit(ctx.mongo)
 
     async def handle(msg: Msg) -> None:
         change = TemplateChanged.model_validate_json(msg.data)
         for template in await ctx.catalog.templates():
             if touched(template, change):
-                synced = await sync_template(ctx.catalog, gitlab, template, change.sha or None)
+                synced = await sync_template(ctx.catalog, remotes, template, change.sha or None)
                 log.info(
                     "template synced",
                     template_id=template.id,
@@ -52,7 +52,7 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
                     error=synced.error or None,
                 )
                 if synced.version != template.version:
-                    assert template.source is not None
+                    assert template.source is not None  # noqa: S101 - narrows the type: touched() only takes sourced templates
                     await audit.record(
                         f"sync:{template.source.type}",
                         "template.update",

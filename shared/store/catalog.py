@@ -15,7 +15,7 @@ def _strip(doc: Doc | None) -> Doc | None:
 
 
 def _config(doc: Doc | None) -> ServiceConfig:
-    assert doc is not None
+    assert doc is not None  # noqa: S101 - narrows the type: callers pass a found document
     return ServiceConfig.model_validate({**doc, "params": decode_params(doc["params"])})
 
 

@@ -50,7 +50,7 @@ class Images:
             update["$set"] = fill
         await self._images.update_one({"_id": key}, update)
         stored = await self._images.find_one({"_id": key})
-        assert stored is not None
+        assert stored is not None  # noqa: S101 - narrows the type: written just above
         return _image(stored)
 
     async def of(self, repository: str) -> list[Image]:

@@ -112,3 +112,23 @@ def test_the_container_build_file_lints() -> None:
         [str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_the_chart_denies_cloud_metadata_and_mounts_kubeconfigs_when_given() -> None:
+    plain = rendered()
+    [config] = of_kind(plain, "ConfigMap").values()
+    assert config["data"]["FABU_EGRESS_DENY"] == "metadata,link-local"
+    assert "FABU_KUBECONFIG_DIR" not in config["data"]
+    with_files = rendered("--set", "kubeconfigs.existingSecret=clusters")
+    [config] = of_kind(with_files, "ConfigMap").values()
+    assert config["data"]["FABU_KUBECONFIG_DIR"] == "/etc/fabu/kubeconfigs"
+    for deployment in of_kind(with_files, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["kubeconfigs"]["secret"]["secretName"] == "clusters"
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["kubeconfigs"] == {
+            "name": "kubeconfigs",
+            "mountPath": "/etc/fabu/kubeconfigs",
+            "readOnly": True,
+        }

@@ -3,9 +3,14 @@ attacker or a careless client sends: never a 5xx, never an answer outside the sc
 
 import asyncio
 import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -16,8 +21,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devstack.system import FabuSystem
+from tests.conftest import unique
 from tests.support.releases import prepare, push
 from tests.support.stack import StackEnv
+from tests.support.trap import TRAP_HOST, Listener
 
 EXAMPLES = 10
 CHECKS = [
@@ -28,8 +35,15 @@ CHECKS = [
 ]
 
 
+@pytest.fixture
+async def trap() -> AsyncIterator[Listener]:
+    """A listener on an address the tests' Fabu denies: no request may reach it."""
+    async with Listener(TRAP_HOST) as listener:
+        yield listener
+
+
 async def test_no_input_makes_the_api_fail_or_answer_outside_its_schema(
-    fabu: FabuSystem, admin_token: str
+    fabu: FabuSystem, admin_token: str, trap: Listener
 ) -> None:
     """Every operation of /openapi.json, with generated valid and invalid input, as admin.
 
@@ -38,6 +52,107 @@ async def test_no_input_makes_the_api_fail_or_answer_outside_its_schema(
     """
     failures = await asyncio.to_thread(fuzz_all, fabu.api_url, admin_token)
     assert not failures, "\n\n".join(failures)
+    assert trap.connections == 0
+
+
+def bare_repository(tmp_path: Path) -> Path:
+    """A Git repository on this machine holding ``web.yaml.j2``."""
+    remote, work = tmp_path / "t.git", tmp_path / "work"
+
+    def git(*args: str, cwd: Path = tmp_path) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote))
+    git("clone", "--quiet", str(remote), str(work))
+    (work / "web.yaml.j2").write_text("kind: ConfigMap\n")
+    git("add", ".", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "1", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    return remote
+
+
+async def test_a_template_source_runs_nothing_on_the_apis_host(
+    api: httpx.AsyncClient, tmp_path: Path, trap: Listener
+) -> None:
+    """The attack that once ran a command: refused with 422 naming the field, and the
+    canary file it would create is never created."""
+    canary = tmp_path / "canary"
+    touch = f"touch {canary}"
+    repository = bare_repository(tmp_path).as_uri()
+    before = len((await api.get("/templates")).json())
+    for field, source in [
+        ("url", {"url": f"--upload-pack={touch}", "ref": "main"}),
+        ("url", {"url": f"ext::sh -c touch% {canary}", "ref": "main"}),
+        ("url", {"url": "ssh://-oProxyCommand=touch%20x/r", "ref": "main"}),
+        ("ref", {"url": repository, "ref": f"--upload-pack={touch}"}),
+        ("ref", {"url": "https://git.example.com/t.git", "ref": f"-u{touch}"}),
+    ]:
+        body = {"name": "t", "source": {"type": "git", "path": "web.yaml.j2", **source}}
+        answer = await api.post("/templates", json=body)
+        assert answer.status_code == 422, (source, answer.text)
+        [error] = answer.json()["detail"]
+        assert error["loc"][-1] == field, (source, error)
+    # A Git remote over HTTP is an egress like any other: the trap is never reached.
+    body = {"name": "t", "source": {"type": "git", "url": trap.url + "t.git", "path": "t.yaml"}}
+    answer = await api.post("/templates", json=body)
+    assert answer.status_code == 422, answer.text
+    assert "may not reach" in answer.text
+    # The same repository, named properly, is read.
+    body = {"name": "t", "source": {"type": "git", "url": repository, "path": "web.yaml.j2"}}
+    assert (await api.post("/templates", json=body)).status_code == 201
+    assert len((await api.get("/templates")).json()) == before + 1
+    assert not canary.exists()
+    assert trap.connections == 0
+
+
+async def test_notification_urls_cannot_name_denied_addresses(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, trap: Listener
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    where = f"/services/{service}/notifications/{environment}"
+    before = (await api.get(where)).json()
+    for channel in (
+        {"type": "webhook", "url": trap.url},
+        {"type": "dingtalk", "url": f"http://{TRAP_HOST}:{trap.port}/robot/send?access_token=x"},
+        {"type": "webhook", "url": "http://169.254.169.254/latest/meta-data/"},
+        {"type": "webhook", "url": "http://[::ffff:169.254.169.254]/"},
+        {"type": "webhook", "url": "http://[not-an-address/"},
+    ):
+        answer = await api.put(where, json=[{"type": "email", "recipients": ["a@b.c"]}, channel])
+        assert answer.status_code == 422, (channel, answer.text)
+        assert "[1].url" in answer.text, answer.text
+    assert (await api.get(where)).json() == before
+    assert trap.connections == 0
+
+
+async def test_kubeconfigs_stay_in_the_operators_directory(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, tmp_path: Path
+) -> None:
+    directory = stack_env.kubeconfig.parent
+    outside = tmp_path / "elsewhere.yaml"
+    shutil.copy(stack_env.kubeconfig, outside)
+    link = directory / f"link-{namespace}.yaml"
+    link.symlink_to(outside)
+    try:
+        for name in (str(outside), "/etc/passwd", "../../../../etc/passwd", link.name):
+            body = {"name": unique("e"), "namespace": namespace, "kubeconfig": name}
+            answer = await api.post("/environments", json=body)
+            assert answer.status_code == 422, (name, answer.text)
+            assert "not in the kubeconfig directory" in answer.text
+            # Only the name given is told, never where it led.
+            assert str(tmp_path) not in answer.text.replace(name, "")
+        body = {"name": unique("e"), "namespace": namespace, "kubeconfig": "nowhere.yaml"}
+        answer = await api.post("/environments", json=body)
+        assert answer.status_code == 422
+        assert "'nowhere.yaml' is not a file in the kubeconfig directory" in answer.text
+        named = {
+            "name": unique("e"),
+            "namespace": namespace,
+            "kubeconfig": stack_env.kubeconfig.name,
+        }
+        assert (await api.post("/environments", json=named)).status_code == 201
+    finally:
+        link.unlink()
 
 
 def fuzz_all(api_url: str, admin_token: str) -> list[str]:

@@ -269,19 +269,24 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
     api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, tmp_path: Path
 ) -> None:
     service, environment = await prepare(api, stack_env, namespace)
-    dead = tmp_path / "dead.kubeconfig"
+    # Both in the kubeconfig directory: one names a port nothing listens on, the
+    # other is removed after the environment was saved.
+    dead = stack_env.kubeconfig.parent / f"dead-{namespace}.yaml"
+    gone = stack_env.kubeconfig.parent / f"gone-{namespace}.yaml"
     config = stack_env.kubeconfig.read_text()
     port = re.search(r"server: https://127\.0\.0\.1:(\d+)", config)
     assert port is not None
     dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
+    gone.write_text(config)
     broken = await api.post(
         "/environments",
-        json={"name": unique("e"), "namespace": namespace, "kubeconfig": str(dead)},
+        json={"name": unique("e"), "namespace": namespace, "kubeconfig": dead.name},
     )
     missing = await api.post(
         "/environments",
-        json={"name": unique("e"), "namespace": namespace, "kubeconfig": "/no/such/file"},
+        json={"name": unique("e"), "namespace": namespace, "kubeconfig": gone.name},
     )
+    gone.unlink()
     for env in (broken.json()["name"], missing.json()["name"]):
         template = (await api.get(f"/services/{service}/config/{environment}")).json()
         put = await api.put(
@@ -291,11 +296,14 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
 
     unreachable = await finished(api, await release(api, service, broken.json()["name"], "1.0"))
     no_file = await finished(api, await release(api, service, missing.json()["name"], "1.0"))
+    dead.unlink()
 
     assert unreachable["state"] == "failed"
     assert unreachable["reason"].startswith("gave up after 9 attempts over 8s: cluster unreachable")
     assert no_file["state"] == "failed"
-    assert no_file["reason"].endswith("kubeconfig '/no/such/file' is not a file")
+    assert no_file["reason"].endswith(
+        f"kubeconfig '{gone.name}' is not a file in the kubeconfig directory"
+    )
 
 
 async def test_a_tracker_at_its_limit_takes_the_next_release_when_one_ends(

@@ -93,3 +93,49 @@ def test_a_restart_stamps_only_the_deployments_pod_template() -> None:
     }
     assert service == plain.objects[0]
     assert restarted.sha256 != plain.sha256
+
+
+@pytest.mark.parametrize(
+    "sneaky",
+    [
+        "a: {{ service.__class__.__mro__ }}\n",
+        "a: {{ cycler.__init__.__globals__ }}\n",
+        "a: {{ lipsum.__globals__ }}\n",
+        "a: {{ joiner.__init__.__globals__ }}\n",
+        "a: {{ namespace.__init__.__globals__ }}\n",
+        "a: {{ self._TemplateReference__context }}\n",
+        "a: {{ labels.__class__.__subclasses__() }}\n",
+        "a: {{ '{0.__class__}'.format(service) }}\n",
+        "a: {{ labels.update({'x': 1}) }}\n",
+        "a: {{ env_list.append(1) }}\n",
+    ],
+)
+def test_the_sandbox_reaches_no_internals_and_changes_nothing(sneaky: str) -> None:
+    with pytest.raises(RenderError, match=r"unsafe|not safely|is undefined|has no attribute"):
+        render(sneaky, BaseParams(labels={"a": "b"}), RELEASE)
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ("a: {{ 'x' * 100000000 }}\n", "repeated value"),
+        ("a: {{ 10 ** 1000000 }}\n", "exponents"),
+        (
+            "a: {% for i in range(100000) %}{% for j in range(100) %}xxxxx{% endfor %}{% endfor %}\n",
+            "longer than",
+        ),
+    ],
+)
+def test_a_template_cannot_make_an_unbounded_manifest(template: str, words: str) -> None:
+    with pytest.raises(RenderError, match=words):
+        render(template, BaseParams(), RELEASE)
+
+
+def test_yaml_aliases_cannot_expand_a_small_manifest_into_a_huge_one() -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    with pytest.raises(RenderError, match="more than 200,000 values"):
+        render("\n".join(bomb) + "\n", BaseParams(), RELEASE)
+    deep = "a: " + "[" * 100 + "]" * 100 + "\n"
+    with pytest.raises(RenderError, match="nests deeper"):
+        render(deep, BaseParams(), RELEASE)

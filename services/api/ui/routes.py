@@ -788,7 +788,7 @@ async def change_environment(request: Request, name: str) -> Response:
             }
         )
         await catalog_routes.update_environment(
-            name, updated, state.catalog, state.audit, principal
+            name, updated, state.catalog, state.audit, state.settings, principal
         )
     except (ValidationError, ValueError, IndexError) as exc:
         return await environments_page(request, str(exc).splitlines()[-1])
