@@ -93,7 +93,8 @@ async def test_a_template_source_runs_nothing_on_the_apis_host(
         [error] = answer.json()["detail"]
         assert error["loc"][-1] == field, (source, error)
     # A Git remote over HTTP is an egress like any other: the trap is never reached.
-    body = {"name": "t", "source": {"type": "git", "url": trap.url + "t.git", "path": "t.yaml"}}
+    url = f"https://{TRAP_HOST}:{trap.port}/t.git"
+    body = {"name": "t", "source": {"type": "git", "url": url, "path": "t.yaml"}}
     answer = await api.post("/templates", json=body)
     assert answer.status_code == 422, answer.text
     assert "may not reach" in answer.text
