@@ -147,6 +147,8 @@ def main() -> int:
         api_port=API_PORT,
         secret_key=secret_key,
         admin_password=admin_password,
+        # As the chart does: the clouds' instance metadata is out of reach.
+        extra_env={"FABU_EGRESS_DENY": "metadata,link-local"},
     )
     system.start_all()
     url = system.api_url

@@ -83,7 +83,10 @@ class Deny:
         for text in addresses:
             address = ipaddress.ip_address(text.split("%", 1)[0])
             if self.covers(address):
-                raise EgressDenied(f"{host} is {address}, an address Fabu may not reach")
+                what = "" if host.strip("[]") == str(address) else f"{host} resolves to "
+                raise EgressDenied(
+                    f"{what}{address}, an address Fabu may not reach (FABU_EGRESS_DENY)"
+                )
 
 
 NOTHING = Deny()

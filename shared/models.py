@@ -171,16 +171,18 @@ class TemplateSource(Model):
     def _url(cls, url: str) -> str:
         if not url:
             return url
-        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
-            raise ValueError("must not hold spaces or control characters")
-        if SCP_LIKE.match(url):
-            return url  # git@host:group/repo.git, which git reads as ssh
+        # git@host:group/repo.git, which git reads as ssh.
+        scp = SCP_LIKE.match(url)
         scheme, found, rest = url.partition("://")
-        if not found or scheme not in GIT_SCHEMES:
+        if not scp and (not found or scheme not in GIT_SCHEMES):
             raise ValueError(
                 f"give a URL starting with one of {', '.join(GIT_SCHEMES)}:// "
                 "(or user@host:path for ssh)"
             )
+        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+            raise ValueError("must not hold spaces or control characters")
+        if scp:
+            return url
         # ssh://-oProxyCommand=… would be an option to ssh.
         host = rest.split("/", 1)[0].rpartition("@")[2]
         if rest.startswith("-") or host.startswith("-"):
