@@ -132,6 +132,11 @@ class ServiceConfig(Model):
     note: str = ""
 
 
+def has_controls(text: str, *, space: bool = False) -> bool:
+    """Whether ``text`` holds an ASCII control character (or, with ``space``, a space)."""
+    return any(ord(c) < 32 or ord(c) == 127 or (space and c == " ") for c in text)
+
+
 # The URL schemes a Git source may name; FABU_GIT_PROTOCOLS narrows them further.
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
 # scp's form of an ssh URL, user@host:path; neither part may start with - (an option to ssh).
@@ -145,7 +150,7 @@ def ref_problem(ref: str) -> str | None:
         return "must not start with -"
     if ref == "@" or "@{" in ref:
         return "must not be @ or hold @{"
-    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in ref):
+    if has_controls(ref) or any(c in " ~^:?*[\\" for c in ref):
         return "must not hold spaces, control characters or any of ~ ^ : ? * [ \\"
     if ref.startswith("/") or ref.endswith(("/", ".")) or "//" in ref or ".." in ref:
         return "must not start or end with / or end with ., nor hold // or .."
@@ -179,7 +184,7 @@ class TemplateSource(Model):
                 f"give a URL starting with one of {', '.join(GIT_SCHEMES)}:// "
                 "(or user@host:path for ssh)"
             )
-        if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        if has_controls(url, space=True):
             raise ValueError("must not hold spaces or control characters")
         if scp:
             return url
@@ -200,7 +205,7 @@ class TemplateSource(Model):
     @field_validator("project")
     @classmethod
     def _project(cls, project: str) -> str:
-        if any(ord(c) < 32 or ord(c) == 127 for c in project):
+        if has_controls(project):
             raise ValueError("must not hold control characters")
         return project
 
@@ -212,7 +217,7 @@ class TemplateSource(Model):
             or ".." in parts
             or "" in parts
             or "\\" in self.path
-            or any(ord(c) < 32 or ord(c) == 127 for c in self.path)
+            or has_controls(self.path)
         ):
             raise ValueError(
                 "path: give a path inside the repository, without .., empty parts, "
@@ -325,7 +330,7 @@ class Channel(Model):
     @model_validator(mode="after")
     def _target(self) -> "Channel":
         for name, value in (("url", self.url), ("secret", self.secret)):
-            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            if has_controls(value):
                 raise ValueError(
                     f"{name}: control characters (such as line breaks) are not allowed"
                 )

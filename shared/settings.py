@@ -1,5 +1,7 @@
 """Settings, read once from the environment (``FABU_*``) by each service's main."""
 
+from functools import cached_property
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -106,6 +108,6 @@ class Settings(BaseSettings):
             )
         return ",".join(sorted(given))
 
-    @property
+    @cached_property
     def deny(self) -> Deny:
         return Deny.parse(self.egress_deny)

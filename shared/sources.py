@@ -13,6 +13,7 @@ when that passes.
 
 import asyncio
 import base64
+import functools
 import os
 import signal
 import tempfile
@@ -183,19 +184,13 @@ async def _from_git(source: TemplateSource, ref: str, remotes: Remotes) -> Sourc
         )
     if protocol in ("http", "https"):
         await check_url(source.url, remotes.deny)
-    protocols = remotes.git_protocols
     with tempfile.TemporaryDirectory(prefix="fabu-git-") as scratch:
-        await _git("init", "--quiet", cwd=scratch, protocols=protocols)
-        await _git(
-            "fetch", "--quiet", "--no-tags", "--depth", "1", "--", source.url, ref,
-            cwd=scratch, protocols=protocols,
-        )  # fmt: skip
-        sha = (
-            await _git("rev-parse", "--verify", "FETCH_HEAD", cwd=scratch, protocols=protocols)
-        ).strip()
+        git = functools.partial(_git, cwd=scratch, protocols=remotes.git_protocols)
+        await git("init", "--quiet")
+        await git("fetch", "--quiet", "--no-tags", "--depth", "1", "--", source.url, ref)
+        sha = (await git("rev-parse", "--verify", "FETCH_HEAD")).strip()
         blob = f"FETCH_HEAD:{source.path}"
-        size = int(await _git("cat-file", "-s", blob, cwd=scratch, protocols=protocols))
-        if size > MAX_BYTES:
+        if int(await git("cat-file", "-s", blob)) > MAX_BYTES:
             raise SourceError(f"{source.path} is larger than {MAX_BYTES:,} bytes")
-        content = await _git("cat-file", "blob", blob, cwd=scratch, protocols=protocols)
+        content = await git("cat-file", "blob", blob)
     return SourceFile(content=content, commit_sha=sha)

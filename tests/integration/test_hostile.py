@@ -4,7 +4,6 @@ attacker or a careless client sends: never a 5xx, never an answer outside the sc
 import asyncio
 import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from devstack.system import FabuSystem
 from tests.conftest import unique
+from tests.support.git import repository as git_repository
 from tests.support.releases import prepare, push
 from tests.support.stack import StackEnv
 from tests.support.trap import TRAP_HOST, Listener
@@ -55,22 +55,6 @@ async def test_no_input_makes_the_api_fail_or_answer_outside_its_schema(
     assert trap.connections == 0
 
 
-def bare_repository(tmp_path: Path) -> Path:
-    """A Git repository on this machine holding ``web.yaml.j2``."""
-    remote, work = tmp_path / "t.git", tmp_path / "work"
-
-    def git(*args: str, cwd: Path = tmp_path) -> None:
-        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote))
-    git("clone", "--quiet", str(remote), str(work))
-    (work / "web.yaml.j2").write_text("kind: ConfigMap\n")
-    git("add", ".", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "1", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
-    return remote
-
-
 async def test_a_template_source_runs_nothing_on_the_apis_host(
     api: httpx.AsyncClient, tmp_path: Path, trap: Listener
 ) -> None:
@@ -78,7 +62,7 @@ async def test_a_template_source_runs_nothing_on_the_apis_host(
     canary file it would create is never created."""
     canary = tmp_path / "canary"
     touch = f"touch {canary}"
-    repository = bare_repository(tmp_path).as_uri()
+    repository = git_repository(tmp_path, "kind: ConfigMap\n")[0].as_uri()
     before = len((await api.get("/templates")).json())
     for field, source in [
         ("url", {"url": f"--upload-pack={touch}", "ref": "main"}),

@@ -1,6 +1,5 @@
 """Templates from GitLab (the tests' stand-in) and Git, versioned configs, preview, diff, blast radius."""
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +7,7 @@ import httpx
 
 from tests.conftest import unique
 from tests.support import gitlab as gitlab_support
+from tests.support.git import git, repository
 from tests.support.gitlab import FakeGitLab
 from tests.support.releases import DEMO, finished, prepare, release
 from tests.support.stack import StackEnv
@@ -268,24 +268,10 @@ async def test_blast_radius_lists_the_services_using_a_template_and_can_release_
     assert other not in by_service
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
 async def test_a_plain_git_repository_is_a_source_too(
     api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    remote, work = tmp_path / "templates.git", tmp_path / "work"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote), cwd=tmp_path)
-    git("clone", "--quiet", str(remote), str(work), cwd=tmp_path)
-    for key, value in (("user.email", "ci@example.com"), ("user.name", "CI")):
-        git("config", key, value, cwd=work)
-    (work / "web.yaml.j2").write_text(DEMO)
-    git("add", ".", cwd=work)
-    git("commit", "--quiet", "-m", "first", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    remote, work = repository(tmp_path, DEMO)
     source = {"type": "git", "url": remote.as_uri(), "path": "web.yaml.j2", "ref": "main"}
 
     created = await api.post("/templates", json={"name": "web", "source": source})

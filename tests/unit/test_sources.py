@@ -13,25 +13,14 @@ from pydantic import ValidationError
 
 from shared.models import TemplateSource, ref_problem
 from shared.sources import Remotes, SourceError, _from_git, fetch
+from tests.support.git import repository as git_repository
 
 LOCAL = Remotes(git_protocols=("file", "https", "ssh"))
 
 
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout
-
-
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
-    remote, work = tmp_path / "templates.git", tmp_path / "work"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote), cwd=tmp_path)
-    git("clone", "--quiet", str(remote), str(work), cwd=tmp_path)
-    (work / "web.yaml.j2").write_text("kind: ConfigMap\n")
-    git("add", ".", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "--quiet", "-m", "1", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
-    return remote
+    return git_repository(tmp_path, "kind: ConfigMap\n")[0]
 
 
 def attacks(canary: Path) -> list[dict[str, str]]:
