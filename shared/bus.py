@@ -96,8 +96,13 @@ async def run_worker(
     *,
     ack_wait_s: float,
     max_in_flight: int,
+    shutdown_s: float = 45.0,
 ) -> None:
     """Fetch and handle messages until ``stop`` is set, then finish those in flight.
+
+    What has not finished ``shutdown_s`` after ``stop`` is cancelled and its
+    message handed back (nak) for another replica: a handler's writes are
+    claimed transitions, so one cut short is finished by whoever takes it next.
 
     A handler returns normally → ack; raises ``TransientError`` → nak with its
     delay. Handlers turn permanent failures into a failed release themselves.
@@ -120,6 +125,9 @@ async def run_worker(
             log.warning("retrying", stage=stage, reason=exc.message, delay=exc.delay)
             await msg.nak(delay=exc.delay)
         except asyncio.CancelledError:
+            # Shutting down: let another replica have it now, not after ack_wait.
+            with contextlib.suppress(Exception):
+                await msg.nak()
             raise
         except Exception:
             log.exception("handler failed; redelivering", stage=stage)
@@ -127,7 +135,7 @@ async def run_worker(
         else:
             await msg.ack()
         finally:
-            keepalive.cancel()
+            await _cancelled(keepalive)
 
     def finished(task: asyncio.Task[None]) -> None:
         running.discard(task)
@@ -149,8 +157,31 @@ async def run_worker(
             task.add_done_callback(finished)
     with contextlib.suppress(Exception):
         await subscription.unsubscribe()
-    if running:
-        await asyncio.gather(*running, return_exceptions=True)
+    await _finish(stage, running, shutdown_s)
+
+
+async def _finish(stage: str, running: set[asyncio.Task[None]], shutdown_s: float) -> None:
+    """Let the handlers still running finish within ``shutdown_s``; cancel the rest
+    (their messages go back to JetStream) and wait until they have ended."""
+    if not running:
+        return
+    _, late = await asyncio.wait(set(running), timeout=shutdown_s)
+    if late:
+        log.warning("handing back unfinished messages", stage=stage, count=len(late))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended (a task is never left behind)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # this task is being cancelled too: never swallow that
 
 
 async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
@@ -159,7 +190,7 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
-            task.cancel()
+            await _cancelled(task)
 
 
 async def _keep_alive(msg: Msg, ack_wait_s: float) -> None:

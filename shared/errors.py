@@ -4,9 +4,12 @@
 class FabuError(Exception):
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str = "") -> None:
         super().__init__(message)
         self.message = message
+        # The input the error is about (``version``, ``params.replicas``), as data:
+        # a form shows the message next to that field, the JSON error names it.
+        self.field = field
 
 
 class Unauthorized(FabuError):

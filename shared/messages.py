@@ -46,6 +46,13 @@ class ReleaseRendered(Event):
     manifest_sha256: str
 
 
+class ReleasePromoted(Event):
+    """A paused canary goes on: ``step`` is the step to apply (after the last, the full
+    rollout)."""
+
+    manifest_sha256: str
+
+
 class ReleaseApplied(Event):
     generation: int
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # replica; trackers keep theirs alive while the rollout runs.
     ack_wait_s: float = 30.0
     max_in_flight: int = Field(default=256, ge=1)
+    # After SIGTERM, how long a stage lets what it is handling finish before it
+    # hands the rest back to JetStream for another replica: below the pod's
+    # termination grace period (the chart's 60 s), so nothing is killed mid-write.
+    shutdown_s: float = Field(default=45.0, gt=0)
     # An unreachable cluster is tried again after this long, then twice as long
     # each time up to five times this, eight times in all (3 s: over 96 s, which
     # rides out an API server restart) before the release fails.

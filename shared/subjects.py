@@ -10,6 +10,8 @@ from dataclasses import dataclass
 AWAITING = "release.awaiting"
 REQUESTED = "release.requested"
 RENDERED = "release.rendered"
+# A paused canary promoted to its next step: read by the deployer, as ``rendered``.
+PROMOTED = "release.promoted"
 APPLIED = "release.applied"
 COMPLETED = "release.completed"
 # A canary step is healthy and waits: read by the notifier only.
@@ -27,6 +29,8 @@ NOTIFIER = "notifier"
 # The renderer process's other consumers: template syncs and image registrations.
 TEMPLATES = "templates"
 IMAGES = "images"
+# The deployer process's other consumer: canary steps promoted.
+PROMOTIONS = "promotions"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class Subjects:
         return self._s(RENDERED)
 
     @property
+    def promoted(self) -> str:
+        return self._s(PROMOTED)
+
+    @property
     def applied(self) -> str:
         return self._s(APPLIED)
 
@@ -97,6 +105,7 @@ class Subjects:
         inputs = {
             RENDERER: [self.requested],
             DEPLOYER: [self.rendered],
+            PROMOTIONS: [self.promoted],
             TRACKER: [self.applied],
             NOTIFIER: [self.awaiting, self.applied, self.paused, self.completed, self.failed],
             TEMPLATES: [self.template_changed],

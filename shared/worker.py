@@ -1,28 +1,30 @@
-"""What every stage process shares: wiring, shutdown, and failing a release.
+"""What every stage process shares: wiring, lifetimes, shutdown, and failing a release.
 
-``python -m services.<stage>`` builds a :class:`Context` once, starts the
-health/metrics server, and runs the stage's handler over its consumer until
-SIGTERM; then it stops fetching, finishes what is in flight, drains NATS and
-closes its connections.
+``python -m services.<stage>`` opens a :func:`context` (its connections, owned
+by one exit stack), starts the health/metrics server, and runs the stage's
+handlers over their consumers until SIGTERM; then it stops fetching, gives
+what is in flight ``FABU_SHUTDOWN_S`` to finish (below the pod's termination
+grace period), hands back what has not finished for another replica to take
+over, drains NATS and closes its connections in reverse order.
 """
 
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
-from shared import ops, subjects
+from shared import lifecycle, ops, subjects
 from shared.bus import Bus, Handler, run_worker
 from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
+from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
-from shared.messages import ReleaseFailed, Stage
-from shared.models import Environment, Release, ReleaseState, TranscriptLine
+from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
@@ -39,57 +41,37 @@ class Context:
     releases: Releases
     bus: Bus
     clusters: Clusters
+    # Closes, in reverse order, what the stage opened: its connections and
+    # whatever its consumers' setups hand it (the tracker's watches).
+    owned: AsyncExitStack
 
 
 async def fail_release(
     ctx: Context,
-    release_id: ReleaseId,
-    expected: ReleaseState,
-    stage: Stage,
-    reason: str,
-    lines: list[TranscriptLine] | None = None,
-    **fields: Any,
-) -> None:
-    """Mark the release failed (if it still is in ``expected``) and announce it.
-
-    ``fields`` are stored with the failure (the tracker's diagnosis).
-    """
-    moved = await ctx.releases.advance(
-        release_id, expected, ReleaseState.FAILED, actor=stage, lines=lines, reason=reason, **fields
+    release: Release,
+    actor: Actor,
+    failed: Failed,
+    lines: Iterable[TranscriptLine] = (),
+    canary: CanaryEvent | None = None,
+) -> Outcome:
+    """Fail the release (if it still is in the state it was read in) and announce it."""
+    outcome = await lifecycle.take(
+        ctx.releases, ctx.bus, release, lifecycle.FAIL, actor, failed, lines, canary
     )
-    if moved:
-        log.info("release failed", release_id=release_id, stage=stage, reason=reason)
-    release = await ctx.releases.get(release_id)
-    if release and release.state is ReleaseState.FAILED:
-        # Also on redelivery after a crash between the write and the publish;
-        # the event id de-duplicates it.
-        event = ReleaseFailed(release_id=release_id, stage=stage, reason=release.reason)
-        await ctx.bus.publish(ctx.bus.subjects.failed, event)
+    if outcome:
+        log.info("release failed", release_id=release.id, stage=actor.name, reason=failed.reason)
+    return outcome
 
 
 async def pending_release(
-    ctx: Context,
-    release_id: ReleaseId,
-    expected: ReleaseState,
-    moved_on: ReleaseState,
-    republish: Callable[[Release], Awaitable[None]],
+    ctx: Context, release_id: ReleaseId, actor: Actor, *waiting: ReleaseState
 ) -> Release | None:
-    """The release if it waits in ``expected`` for this stage, else None.
-
-    A release already in ``moved_on`` gets its next subject published again: the
-    stage may have died between its write and its publish (the event id
-    de-duplicates a second copy).
-    """
-    release = await ctx.releases.get(release_id)
-    if release is not None and release.state is moved_on:
-        await republish(release)
-    if release is None or release.state is not expected:
-        return None
-    return release
+    """The release if it waits in one of ``waiting`` for this stage (see ``lifecycle.pending``)."""
+    return await lifecycle.pending(ctx.releases, ctx.bus, release_id, actor, *waiting)
 
 
 async def environment_and_cluster(
-    ctx: Context, release: Release, stage: Stage
+    ctx: Context, release: Release, actor: Actor
 ) -> tuple[Environment, Cluster] | None:
     """The release's environment and a client for its cluster; None after failing the release."""
     env = await ctx.catalog.environment(release.environment)
@@ -98,11 +80,26 @@ async def environment_and_cluster(
             raise ClusterError(f"environment {release.environment!r} no longer exists")  # noqa: TRY301
         return env, await ctx.clusters.get(env)
     except ClusterError as exc:
-        await fail_release(ctx, release.id, release.state, stage, exc.message)
+        await fail_release(ctx, release, actor, Failed(reason=exc.message))
         return None
 
 
 Setup = Callable[[Context], Awaitable[Callable[[Msg], Awaitable[None]]]]
+
+
+@asynccontextmanager
+async def context(settings: Settings, process: str) -> AsyncIterator[Context]:
+    """A stage's connections, opened in order and closed in reverse, whatever happens;
+    what a stage's setup opens it hands to ``Context.owned`` to be closed with them."""
+    async with AsyncExitStack() as owned:
+        mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
+        owned.push_async_callback(mongo.close)
+        await mongo.ensure_indexes()
+        bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), process)
+        owned.push_async_callback(bus.close)
+        clusters = Clusters(settings.kubeconfig_dir)
+        owned.push_async_callback(clusters.close)
+        yield Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, clusters, owned)
 
 
 def run(process: str, consumers: dict[str, Setup]) -> None:
@@ -113,58 +110,51 @@ def run(process: str, consumers: dict[str, Setup]) -> None:
 async def _main(process: str, consumers: dict[str, Setup]) -> None:
     settings = Settings()
     configure_logging()
-    mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
-    await mongo.ensure_indexes()
-    bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), process)
-    ctx = Context(
-        settings, mongo, Catalog(mongo), Releases(mongo), bus, Clusters(settings.kubeconfig_dir)
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    async with context(settings, process) as ctx:
 
-    async def healthy() -> bool:
-        try:
-            await mongo.ping()
-        except Exception:
-            return False
-        return bus.nc.is_connected
-
-    runner, port = await ops.serve(settings.http_host, settings.http_port, healthy)
-    log.info("started", stage=process, health=f"http://{settings.http_host}:{port}/healthz")
-
-    def measured(stage: str, handler: Callable[[Msg], Awaitable[None]]) -> Handler:
-        async def handle(msg: Msg) -> None:
-            started = time.perf_counter()
-            outcome = "error"
+        async def healthy() -> bool:
             try:
-                await handler(msg)
-                outcome = "ok"
-            finally:
-                ops.HANDLED.labels(stage, outcome).inc()
-                ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+                await ctx.mongo.ping()
+            except Exception:
+                return False
+            return ctx.bus.nc.is_connected
 
-        return handle
-
-    try:
-        handlers = {stage: measured(stage, await setup(ctx)) for stage, setup in consumers.items()}
-        await asyncio.gather(
-            *(
-                run_worker(
-                    bus,
-                    stage,
-                    handler,
-                    stop,
-                    ack_wait_s=settings.ack_wait_s,
-                    max_in_flight=settings.max_in_flight,
+        runner, port = await ops.serve(settings.http_host, settings.http_port, healthy)
+        ctx.owned.push_async_callback(runner.cleanup)
+        log.info("started", stage=process, health=f"http://{settings.http_host}:{port}/healthz")
+        handlers = {stage: _measured(stage, await setup(ctx)) for stage, setup in consumers.items()}
+        try:
+            await asyncio.gather(
+                *(
+                    run_worker(
+                        ctx.bus,
+                        stage,
+                        handler,
+                        stop,
+                        ack_wait_s=settings.ack_wait_s,
+                        max_in_flight=settings.max_in_flight,
+                        shutdown_s=settings.shutdown_s,
+                    )
+                    for stage, handler in handlers.items()
                 )
-                for stage, handler in handlers.items()
             )
-        )
-    finally:
-        log.info("stopping", stage=process)
-        await bus.close()
-        await ctx.clusters.close()
-        await mongo.close()
-        await runner.cleanup()
+        finally:
+            log.info("stopping", stage=process)
+
+
+def _measured(stage: str, handler: Callable[[Msg], Awaitable[None]]) -> Handler:
+    async def handle(msg: Msg) -> None:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            await handler(msg)
+            outcome = "ok"
+        finally:
+            ops.HANDLED.labels(stage, outcome).inc()
+            ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+
+    return handle

@@ -108,7 +108,7 @@ async def _csrf_sent(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     """The caller, from their token or their session (401 when neither is valid)."""
-    users: Users = request.app.state.users
+    users: Users = request.app.state.api.users
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     via: Literal["session", "token"]
     if credential and scheme.lower() == "bearer":
@@ -144,12 +144,17 @@ async def authenticate(request: Request) -> Principal:
     return Principal(user, via)
 
 
+def need(principal: Principal, permission: Permission) -> None:
+    """403 unless ``principal`` holds ``permission``: the one wording of that refusal."""
+    if not principal.holds(permission):
+        raise Forbidden(f"{principal.name} lacks the {permission} permission")
+
+
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller, when they hold ``permission`` (else 401/403)."""
 
     async def caller(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.holds(permission):
-            raise Forbidden(f"{principal.name} lacks the {permission} permission")
+        need(principal, permission)
         return principal
 
     caller.__name__ = f"require_{permission.value}"
@@ -157,6 +162,7 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
 
 
 SignedIn = Annotated[Principal, Depends(require(Permission.SIGNED_IN))]
+Viewer = Annotated[Principal, Depends(require(Permission.VIEW))]
 Releaser = Annotated[Principal, Depends(require(Permission.RELEASE))]
 ConfigAdmin = Annotated[Principal, Depends(require(Permission.EDIT_CONFIG))]
 ImageRegistrar = Annotated[Principal, Depends(require(Permission.REGISTER_IMAGE))]

@@ -6,7 +6,7 @@ open; everything else, the OpenAPI description included, needs a caller.
 
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,7 +28,9 @@ from services.api import (
     webhook_routes,
 )
 from services.api.access import Permission, SignedIn, require
+from services.api.context import Api
 from services.api.hooks import storable
+from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
 from services.api.ui import routes as ui_routes
 from shared.bus import Bus
@@ -59,7 +61,7 @@ async def first_admin(users: Users, audit: Audit, settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(18)
     admin = User(name=ADMIN, display_name="Administrator", grants=[Grant(role=Role.ADMIN)])
     try:
-        await users.add(admin, await auth_routes.hash_password(password))
+        await users.add(admin, await hash_password(password))
     except Conflict:
         return  # another API replica made it first
     await audit.record("fabu", "user.create", f"user/{ADMIN}", after=admin, note="first start")
@@ -70,28 +72,31 @@ async def first_admin(users: Users, audit: Audit, settings: Settings) -> None:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
-        await mongo.ensure_indexes()
-        bus = await Bus.connect(settings.nats_url, Subjects(settings.nats_prefix), "api")
-        app.state.catalog = Catalog(mongo)
-        app.state.releases = Releases(mongo)
-        app.state.bus = bus
-        app.state.mongo = mongo
-        app.state.clusters = Clusters(settings.kubeconfig_dir)
-        app.state.settings = settings
-        app.state.registries = Registries(settings.registries, settings.deny)
-        app.state.images = Images(mongo)
-        app.state.users = Users(mongo)
-        app.state.audit = Audit(mongo)
-        app.state.oauth = auth_routes.oauth(settings)
-        await first_admin(app.state.users, app.state.audit, settings)
-        try:
+        async with AsyncExitStack() as owned:
+            mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
+            owned.push_async_callback(mongo.close)
+            await mongo.ensure_indexes()
+            bus = await Bus.connect(settings.nats_url, Subjects(settings.nats_prefix), "api")
+            owned.push_async_callback(bus.close)
+            clusters = Clusters(settings.kubeconfig_dir)
+            owned.push_async_callback(clusters.close)
+            registries = Registries(settings.registries, settings.deny)
+            owned.push_async_callback(registries.close)
+            app.state.api = api = Api(
+                settings=settings,
+                mongo=mongo,
+                catalog=Catalog(mongo),
+                releases=Releases(mongo),
+                bus=bus,
+                clusters=clusters,
+                registries=registries,
+                images=Images(mongo),
+                users=Users(mongo),
+                audit=Audit(mongo),
+                oauth=auth_routes.oauth(settings),
+            )
+            await first_admin(api.users, api.audit, settings)
             yield
-        finally:
-            await app.state.clusters.close()
-            await app.state.registries.close()
-            await bus.close()
-            await mongo.close()
 
     app = FastAPI(
         title="Fabu",
@@ -118,11 +123,16 @@ def create_app(settings: Settings) -> FastAPI:
         if not request.url.path.startswith(API_PATHS):
             return ui_routes.problem(request, None, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+        body = {"detail": exc.message, **({"field": exc.field} if exc.field else {})}
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(ui_routes.LoginNeeded)
     async def login_needed(_: Request, exc: ui_routes.LoginNeeded) -> Response:
         return RedirectResponse("/login?" + urlencode({"then": exc.then}), status_code=303)
+
+    @app.exception_handler(ui_routes.NoAccess)
+    async def no_access(request: Request, exc: ui_routes.NoAccess) -> Response:
+        return ui_routes.no_access(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -132,10 +142,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> JSONResponse:
         try:
-            await request.app.state.mongo.ping()
+            await request.app.state.api.mongo.ping()
         except Exception:
             return JSONResponse({"ok": False}, status_code=503)
-        ok = request.app.state.bus.nc.is_connected
+        ok = request.app.state.api.bus.nc.is_connected
         return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -5,46 +5,28 @@ and answers with the session's CSRF token, which every change made with the
 cookie must send back (see :mod:`services.api.access`).
 """
 
-import asyncio
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import structlog
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
+from services.api import user_service
 from services.api.access import SESSION_COOKIE, SignedIn
-from services.api.deps import AuditDep, SettingsDep, UsersDep
+from services.api.context import Api
+from services.api.deps import ApiDep, SettingsDep, UsersDep
 from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
-from shared.models import Grant, Role, User
+from shared.models import Grant, Role, User, now
 from shared.settings import Settings
-from shared.store.users import Users
+from shared.store.users import Session
 
 router = APIRouter()
 log = structlog.get_logger()
-hasher = PasswordHasher()
-# Verified against when the user is unknown, so both answers take as long.
-_NO_USER_HASH = hasher.hash("no such user")
 OIDC = "gitlab"
-
-
-async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(hasher.hash, password)
-
-
-async def password_matches(stored: str | None, password: str) -> bool:
-    try:
-        return await asyncio.to_thread(hasher.verify, stored or _NO_USER_HASH, password) and bool(
-            stored
-        )
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 class LoginIn(BaseModel):
@@ -58,44 +40,37 @@ class Me(BaseModel):
     csrf_token: str = ""
 
 
-async def _start_session(
-    response: Response, users: Users, settings: Settings, user: User, secure: bool
-) -> str:
-    lifetime = timedelta(hours=settings.session_hours)
-    secret, session = await users.add_session(user.name, lifetime)
+def set_session_cookie(response: Response, secret: str, session: Session) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         secret,
-        max_age=int(lifetime.total_seconds()),
+        max_age=max(int((session.expires_at - now()).total_seconds()), 0),
         httponly=True,
-        secure=secure,
+        secure=True,
         samesite="lax",
         path="/",
     )
-    return session.csrf
+
+
+async def end_session(request: Request, response: Response, api: Api) -> None:
+    """End the session of the cookie sent, if any, and drop the cookie."""
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        await user_service.sign_out(api, cookie)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
 
 
 @router.post("/auth/login")
-async def login(
-    body: LoginIn, response: Response, users: UsersDep, settings: SettingsDep, audit: AuditDep
-) -> Me:
+async def login(body: LoginIn, response: Response, api: ApiDep) -> Me:
     """Check the password and start a session (the cookie), answering with its CSRF token."""
-    user = await users.get(body.username)
-    stored = await users.password_hash(body.username) if user else None
-    if not await password_matches(stored, body.password) or user is None or user.disabled:
-        log.info("login refused", user=body.username)
-        raise Unauthorized("wrong user name or password")
-    csrf = await _start_session(response, users, settings, user, secure=True)
-    await audit.record(user.name, "session.login", f"user/{user.name}", note="password")
-    return Me(user=user, csrf_token=csrf)
+    user, secret, session = await user_service.sign_in(api, body.username, body.password)
+    set_session_cookie(response, secret, session)
+    return Me(user=user, csrf_token=session.csrf)
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(request: Request, response: Response, users: UsersDep) -> None:
+async def logout(request: Request, response: Response, api: ApiDep) -> None:
     """End the session of the cookie sent, if any."""
-    if cookie := request.cookies.get(SESSION_COOKIE):
-        await users.end_session(cookie)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
+    await end_session(request, response, api)
 
 
 @router.get("/auth/me")
@@ -130,7 +105,7 @@ def oauth(settings: Settings) -> OAuth | None:
 
 
 def _client(request: Request) -> Any:
-    client: OAuth | None = request.app.state.oauth
+    client: OAuth | None = request.app.state.api.oauth
     if client is None:
         raise NotFound("OpenID Connect login is not configured (FABU_OIDC_ISSUER)")
     return client.create_client(OIDC)
@@ -149,9 +124,7 @@ async def oidc_login(request: Request, settings: SettingsDep) -> Any:
 
 
 @router.get("/auth/oidc/callback", response_class=RedirectResponse, status_code=302)
-async def oidc_callback(
-    request: Request, users: UsersDep, settings: SettingsDep, audit: AuditDep
-) -> Any:
+async def oidc_callback(request: Request, api: ApiDep) -> Any:
     """Where the identity provider sends the browser back: check it, start a session."""
     try:
         token = await _client(request).authorize_access_token(request)
@@ -165,6 +138,7 @@ async def oidc_callback(
     name = str(claims.get("nickname") or claims.get("preferred_username") or "")
     if not name:
         raise Invalid("the identity provider named no user (nickname or preferred_username)")
+    users, audit = api.users, api.audit
     user = await users.get(name)
     if user is None:
         user = User(
@@ -179,6 +153,7 @@ async def oidc_callback(
     elif user.source != "oidc" or user.disabled:
         raise Unauthorized(f"user {name!r} cannot sign in through the identity provider")
     response = RedirectResponse("/", status_code=302)
-    await _start_session(response, users, settings, user, secure=True)
+    secret, session = await user_service.start_session(api, user)
+    set_session_cookie(response, secret, session)
     await audit.record(name, "session.login", f"user/{name}", note="oidc")
     return response

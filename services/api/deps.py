@@ -1,9 +1,10 @@
-"""FastAPI dependencies: the connections made once in the app's lifespan."""
+"""FastAPI dependencies: the connections made once in the app's lifespan (``Api``)."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.api.context import Api
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.registry import Registries
@@ -15,51 +16,48 @@ from shared.store.releases import Releases
 from shared.store.users import Users
 
 
+def api_of(request: Request) -> Api:
+    api: Api = request.app.state.api
+    return api
+
+
 def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+    return api_of(request).catalog
 
 
 def _releases(request: Request) -> Releases:
-    releases: Releases = request.app.state.releases
-    return releases
+    return api_of(request).releases
 
 
 def _bus(request: Request) -> Bus:
-    bus: Bus = request.app.state.bus
-    return bus
+    return api_of(request).bus
 
 
 def _registries(request: Request) -> Registries:
-    registries: Registries = request.app.state.registries
-    return registries
+    return api_of(request).registries
 
 
 def _images(request: Request) -> Images:
-    images: Images = request.app.state.images
-    return images
+    return api_of(request).images
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return api_of(request).settings
 
 
 def _clusters(request: Request) -> Clusters:
-    clusters: Clusters = request.app.state.clusters
-    return clusters
+    return api_of(request).clusters
 
 
 def _users(request: Request) -> Users:
-    users: Users = request.app.state.users
-    return users
+    return api_of(request).users
 
 
 def _audit(request: Request) -> Audit:
-    audit: Audit = request.app.state.audit
-    return audit
+    return api_of(request).audit
 
 
+ApiDep = Annotated[Api, Depends(api_of)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 ReleasesDep = Annotated[Releases, Depends(_releases)]
 BusDep = Annotated[Bus, Depends(_bus)]

@@ -1,32 +1,16 @@
 """Image versions: registered by CI, discovered in the registry, offered to the release form."""
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
-from services.api.access import ImageRegistrar
-from services.api.deps import AuditDep, CatalogDep, ImagesDep, RegistriesDep
-from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable
+from services.api import catalog_service
+from services.api.access import ImageRegistrar, Viewer
+from services.api.catalog_service import ImageVersions
+from services.api.deps import ApiDep, AuditDep, CatalogDep, ImagesDep
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.messages import ImageBuilt
 from shared.models import Image, Role
 
 router = APIRouter()
-
-
-class ImageVersion(BaseModel):
-    tag: str
-    digest: str = ""
-    commit_sha: str = ""
-    pipeline_url: str = ""
-    pushed_at: datetime | None = None
-    # Whether CI told Fabu about it (else only the registry lists it).
-    registered: bool
-
-
-class ImageVersions(BaseModel):
-    repository: str
-    versions: list[ImageVersion]
 
 
 @router.post("/images")
@@ -66,45 +50,11 @@ async def register_image(
 
 
 @router.get("/services/{name}/images")
-async def list_images(
-    name: str, catalog: CatalogDep, images: ImagesDep, registries: RegistriesDep
-) -> ImageVersions:
+async def list_images(name: str, api: ApiDep, me: Viewer) -> ImageVersions:
     """The tags the registry has, with what CI registered about them; newest first.
 
     Registered tags come first, newest push first; then the tags only the
     registry knows, in reverse order of their names (the registry lists no
     dates).
     """
-    service = await catalog.service(name)
-    if service is None:
-        raise NotFound(f"service {name!r} not found")
-    try:
-        tags = await registries.tags(service.image_repository)
-    except TransientError as exc:
-        raise Unavailable(exc.message) from exc
-    known: dict[str, Image] = {}
-    for image in await images.of(service.image_repository):
-        for tag in image.tags:
-            known.setdefault(tag, image)
-    oldest = datetime.min.replace(tzinfo=UTC)
-    registered = sorted(
-        (t for t in tags if t in known),
-        key=lambda t: known[t].pushed_at or known[t].registered_at or oldest,
-        reverse=True,
-    )
-    versions = [
-        ImageVersion(
-            tag=tag,
-            digest=known[tag].digest,
-            commit_sha=known[tag].commit_sha,
-            pipeline_url=known[tag].pipeline_url,
-            pushed_at=known[tag].pushed_at,
-            registered=True,
-        )
-        for tag in registered
-    ]
-    versions += [
-        ImageVersion(tag=tag, registered=False)
-        for tag in sorted((t for t in tags if t not in known), reverse=True)
-    ]
-    return ImageVersions(repository=service.image_repository, versions=versions)
+    return await catalog_service.images(api, me, name)

@@ -61,7 +61,10 @@ def freeze_check(
     if not principal.has(Role.ADMIN):
         raise Forbidden(f"{frozen}; only an admin can release now, with a written reason")
     if not override_reason.strip():
-        raise Invalid(f"override_reason: {frozen}; write why this release cannot wait")
+        raise Invalid(
+            f"override_reason: {frozen}; write why this release cannot wait",
+            field="override_reason",
+        )
     return FreezeOverride(window=window.name, by=principal.name, reason=override_reason.strip())
 
 

@@ -26,6 +26,8 @@ class Problem(BaseModel):
     validation lists each problem with its location."""
 
     detail: str | list[dict[str, Any]]
+    # The input the error is about, when it is about one (``version``).
+    field: str | None = None
 
 
 # The error answers every route may give, in the OpenAPI description.

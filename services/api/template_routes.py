@@ -1,47 +1,30 @@
 """Shared templates: create, change, read versions, sync, and see what a change reaches."""
 
-import difflib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.api.access import ConfigAdmin, Releaser
-from services.api.deps import AuditDep, BusDep, CatalogDep, ReleasesDep, SettingsDep
-from services.api.releasing import Starter, again, sample_params, start
+from services.api import template_service
+from services.api.access import ConfigAdmin, Releaser, Viewer
+from services.api.deps import ApiDep, AuditDep, BusDep, CatalogDep, ReleasesDep, SettingsDep
+from services.api.releasing import Starter, again, start
 from services.api.schemas import (
     ActionIn,
     Impact,
     Queued,
-    ServiceImpact,
     TemplateContentIn,
     TemplateIn,
 )
-from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
+from shared.errors import FabuError, Invalid, TransientError, Unavailable
 from shared.ids import TemplateId
 from shared.messages import TemplateChanged
-from shared.models import ReleaseKind, ServiceConfig, Template, now
-from shared.render import RenderError, check, render
+from shared.models import ReleaseKind, Template, now
+from shared.render import RenderError
 from shared.sources import Remotes
-from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.templates import read_checked
 
 router = APIRouter()
-
-
-def _checked(content: str) -> None:
-    try:
-        check(content)
-    except RenderError as exc:
-        raise Invalid(f"content: {exc}") from exc
-
-
-async def _found(catalog: Catalog, template_id: str, version: int | None = None) -> Template:
-    template = await catalog.template(TemplateId(template_id), version)
-    if template is None:
-        what = f"version {version} of template" if version else "template"
-        raise NotFound(f"{what} {template_id!r} not found")
-    return template
 
 
 @router.post("/templates", status_code=201)
@@ -56,18 +39,18 @@ async def create_template(
     template_id = TemplateId(new_id())
     if body.source is None:
         assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
-        _checked(body.content)
+        template_service.checked(body.content)
         template = Template(id=template_id, name=body.name, content=body.content)
     else:
         remotes = Remotes.of(settings)
         try:
             found = await read_checked(remotes, body.source)
         except RenderError as exc:
-            raise Invalid(f"source: {exc}") from exc
+            raise Invalid(f"source: {exc}", field="source") from exc
         except TransientError as exc:
             raise Unavailable(f"source: {exc.message}") from exc
         except FabuError as exc:
-            raise Invalid(f"source: {exc.message}") from exc
+            raise Invalid(f"source: {exc.message}", field="source") from exc
         template = Template(
             id=template_id,
             name=body.name,
@@ -83,27 +66,10 @@ async def create_template(
 
 @router.put("/templates/{template_id}")
 async def change_template(
-    template_id: str,
-    body: TemplateContentIn,
-    catalog: CatalogDep,
-    audit: AuditDep,
-    editor: ConfigAdmin,
+    template_id: str, body: TemplateContentIn, api: ApiDep, editor: ConfigAdmin
 ) -> Template:
     """The next version of a template kept in Fabu (one read from a source changes there)."""
-    current = await _found(catalog, template_id)
-    if current.source is not None:
-        raise Conflict(
-            f"template {template_id!r} is read from {current.source.type}; change it there"
-        )
-    _checked(body.content)
-    if body.content == current.content:
-        return current
-    new = current.model_copy(update={"version": current.version + 1, "content": body.content})
-    await catalog.add_template(new)
-    await audit.record(
-        editor.name, "template.update", f"template/{template_id}", before=current, after=new
-    )
-    return new
+    return await template_service.change(api, editor, template_id, body)
 
 
 @router.get("/templates")
@@ -113,18 +79,18 @@ async def list_templates(catalog: CatalogDep) -> list[Template]:
 
 @router.get("/templates/{template_id}")
 async def get_template(template_id: str, catalog: CatalogDep) -> Template:
-    return await _found(catalog, template_id)
+    return await template_service.found(catalog, template_id)
 
 
 @router.get("/templates/{template_id}/versions")
 async def template_versions(template_id: str, catalog: CatalogDep) -> list[Template]:
-    await _found(catalog, template_id)
+    await template_service.found(catalog, template_id)
     return await catalog.template_versions(TemplateId(template_id))
 
 
 @router.get("/templates/{template_id}/versions/{version}")
 async def template_version(template_id: str, version: int, catalog: CatalogDep) -> Template:
-    return await _found(catalog, template_id, version)
+    return await template_service.found(catalog, template_id, version)
 
 
 @router.post("/templates/sync", status_code=202)
@@ -135,67 +101,17 @@ async def sync_all(bus: BusDep, audit: AuditDep, editor: ConfigAdmin) -> dict[st
     return {"detail": "every template is being read again from its source"}
 
 
-async def _impact(
-    catalog: Catalog, releases: ReleasesDep, config: ServiceConfig, old: Template, new: Template
-) -> ServiceImpact:
-    service, env, latest = (
-        await catalog.service(config.service),
-        await catalog.environment(config.environment),
-        await releases.latest(config.service, config.environment),
-    )
-    version = latest.version if latest else None
-    if service is None or env is None:
-        return ServiceImpact(
-            service=config.service,
-            environment=config.environment,
-            version=version,
-            diff="",
-            error="the service or the environment no longer exists",
-        )
-    params = sample_params(
-        service.name, service.image_repository, env.name, env.namespace, version or "0.0.0-preview"
-    )
-    try:
-        before = render(old.content, config.params, params).manifest
-        after = render(new.content, config.params, params).manifest
-    except RenderError as exc:
-        return ServiceImpact(
-            service=config.service,
-            environment=config.environment,
-            version=version,
-            diff="",
-            error=str(exc),
-        )
-    diff = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        f"version {old.version}",
-        f"version {new.version}",
-    )
-    return ServiceImpact(
-        service=config.service, environment=config.environment, version=version, diff="".join(diff)
-    )
-
-
 @router.get("/templates/{template_id}/impact")
 async def impact(
     template_id: str,
-    catalog: CatalogDep,
-    releases: ReleasesDep,
+    api: ApiDep,
+    me: Viewer,
     from_version: Annotated[int | None, Query(alias="from", ge=1)] = None,
     to_version: Annotated[int | None, Query(alias="to", ge=1)] = None,
 ) -> Impact:
     """Every service and environment whose config uses the template, with the manifest diff
     between two of its versions (default: the previous and the current one)."""
-    new = await _found(catalog, template_id, to_version)
-    old = await _found(catalog, template_id, from_version or max(new.version - 1, 1))
-    configs = await catalog.configs_using(TemplateId(template_id))
-    return Impact(
-        template_id=template_id,
-        from_version=old.version,
-        to_version=new.version,
-        services=[await _impact(catalog, releases, c, old, new) for c in configs],
-    )
+    return await template_service.impact(api, me, template_id, from_version, to_version)
 
 
 @router.post("/templates/{template_id}/release", status_code=202)
@@ -210,7 +126,7 @@ async def release_all(
 ) -> list[Queued]:
     """Release the current version of the template to every service and environment using
     it, each at the version it runs now (services never released are skipped)."""
-    template = await _found(catalog, template_id)
+    template = await template_service.found(catalog, template_id)
     starter = Starter(releases, bus, audit, principal)
     queued = []
     for config in await catalog.configs_using(template.id):

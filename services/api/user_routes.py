@@ -6,13 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from services.api import user_service
 from services.api.access import Admin, Principal, SignedIn
-from services.api.auth_routes import hash_password, password_matches
-from services.api.deps import AuditDep, UsersDep
+from services.api.deps import ApiDep, AuditDep, UsersDep
+from services.api.passwords import hash_password, password_matches
 from services.api.schemas import zoned
+from services.api.user_service import AuditPage
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.models import ApiToken, AuditEntry, Grant, Role, User, UserName
-from shared.store.users import Users
+from shared.models import ApiToken, Grant, Role, User, UserName
 
 router = APIRouter()
 Password = Annotated[str, Field(min_length=10, max_length=1000)]
@@ -51,45 +52,17 @@ class TokenCreated(ApiToken):
     token: str
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEntry]
-    next_cursor: str | None
-
-
-async def _user(users: Users, name: str) -> User:
-    user = await users.get(name)
-    if user is None:
-        raise NotFound(f"user {name!r} not found")
-    return user
-
-
-async def _keep_an_admin(users: Users, name: str, grants: list[Grant], disabled: bool) -> None:
-    """409 when the change would leave no enabled admin."""
-    if not disabled and any(g.role is Role.ADMIN for g in grants):
-        return
-    for other in await users.all():
-        if (
-            other.name != name
-            and not other.disabled
-            and any(g.role is Role.ADMIN for g in other.grants)
-        ):
-            return
-    raise Conflict(f"{name} is the last enabled admin; make another admin first")
-
-
 def _self_or_admin(principal: Principal, name: str) -> None:
     if principal.name != name and not principal.has(Role.ADMIN):
         raise Forbidden(f"{principal.name} may act only on their own account, not {name!r}")
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: UserIn, users: UsersDep, audit: AuditDep, admin: Admin) -> User:
+async def create_user(body: UserIn, api: ApiDep, admin: Admin) -> User:
     user = User(
         name=body.name, display_name=body.display_name, email=body.email, grants=body.grants
     )
-    await users.add(user, await hash_password(body.password) if body.password else None)
-    await audit.record(admin.name, "user.create", f"user/{user.name}", after=user)
-    return user
+    return await user_service.create_user(api, admin, user, body.password)
 
 
 @router.get("/users")
@@ -100,7 +73,7 @@ async def list_users(users: UsersDep, _: Admin) -> list[User]:
 @router.get("/users/{name}")
 async def get_user(name: str, users: UsersDep, principal: SignedIn) -> User:
     _self_or_admin(principal, name)
-    return await _user(users, name)
+    return await user_service.user(users, name)
 
 
 @router.patch("/users/{name}")
@@ -108,10 +81,10 @@ async def update_user(
     name: str, body: UserPatch, users: UsersDep, audit: AuditDep, admin: Admin
 ) -> User:
     """Change a user's name fields, or disable them (their sessions end; tokens stop working)."""
-    before = await _user(users, name)
+    before = await user_service.user(users, name)
     fields = body.model_dump(exclude_none=True)
     if fields.get("disabled"):
-        await _keep_an_admin(users, name, before.grants, disabled=True)
+        await user_service.keep_an_admin(users, name, before.grants, disabled=True)
     after = await users.update(name, **fields)
     if after is None:
         raise NotFound(f"user {name!r} not found")
@@ -122,17 +95,9 @@ async def update_user(
 
 
 @router.put("/users/{name}/grants")
-async def set_grants(
-    name: str, body: list[Grant], users: UsersDep, audit: AuditDep, admin: Admin
-) -> User:
+async def set_grants(name: str, body: list[Grant], api: ApiDep, admin: Admin) -> User:
     """Replace the user's grants (their roles, and where a releaser holds)."""
-    before = await _user(users, name)
-    await _keep_an_admin(users, name, body, before.disabled)
-    after = await users.update(name, grants=body)
-    if after is None:
-        raise NotFound(f"user {name!r} not found")
-    await audit.record(admin.name, "user.grants", f"user/{name}", before=before, after=after)
-    return after
+    return await user_service.set_grants(api, admin, name, body)
 
 
 @router.put("/users/{name}/password", status_code=204)
@@ -144,13 +109,13 @@ async def set_password(
     Every session of the user ends.
     """
     _self_or_admin(principal, name)
-    user = await _user(users, name)
+    user = await user_service.user(users, name)
     if user.source != "local":
         raise Invalid(f"user {name!r} signs in through the identity provider; it has no password")
     if principal.name == name and not await password_matches(
         await users.password_hash(name), body.current_password
     ):
-        raise Invalid("current_password: it is not the current password")
+        raise Invalid("current_password: it is not the current password", field="current_password")
     await users.update(name, password_hash=await hash_password(body.new_password))
     await users.end_sessions(name)
     await audit.record(principal.name, "user.password", f"user/{name}")
@@ -163,7 +128,7 @@ async def create_token(
     """A token for ``Authorization: Bearer``; the answer is the only time it is shown."""
     owner = body.user or principal.name
     _self_or_admin(principal, owner)
-    await _user(users, owner)
+    await user_service.user(users, owner)
     zoned(expires_at=body.expires_at)
     token, secret = await users.add_token(owner, body.name, body.expires_at)
     await audit.record(principal.name, "token.create", f"token/{token.id}", after=token)
@@ -201,8 +166,8 @@ async def revoke_token(
 
 @router.get("/audit")
 async def audit_log(
-    audit: AuditDep,
-    _: Admin,
+    api: ApiDep,
+    admin: Admin,
     actor: str | None = None,
     action: str | None = None,
     target: Annotated[str | None, Query(description='e.g. "environment/production"')] = None,
@@ -213,13 +178,14 @@ async def audit_log(
 ) -> AuditPage:
     """Every change, newest first: who, what, when, and the object before and after."""
     zoned(since=since, until=until)
-    items = await audit.page(
+    return await user_service.audit_log(
+        api,
+        admin,
         actor=actor,
         action=action,
         target=target,
         since=since,
         until=until,
-        before=cursor,
+        cursor=cursor,
         limit=limit,
     )
-    return AuditPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)

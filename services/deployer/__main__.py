@@ -1,4 +1,4 @@
-from services.deployer.consumer import setup
+from services.deployer.consumer import setup, setup_promotions
 from shared.worker import run
 
-run("deployer", {"deployer": setup})
+run("deployer", {"deployer": setup, "promotions": setup_promotions})

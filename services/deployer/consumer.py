@@ -1,11 +1,11 @@
-"""Deployer: ``release.rendered`` in, ``release.applied`` out.
+"""Deployer: ``release.rendered`` and ``release.promoted`` in, ``release.applied`` out.
 
 Server-side applies every object of the stored manifest (field manager
 ``fabu``) into the environment's namespace, then records the Deployment's
 generation and revision. At a canary step it applies the canary's objects
 for the step's weight instead (``shared.manifest``), and the tracker follows
 the canary Deployment; the step after the last applies the manifest itself.
-Idempotency key: the release's state (``rendered`` → ``applied``) and step;
+Idempotency key: the release's state (the ``apply`` transition) and step;
 applying the same manifest twice is a no-op for the cluster.
 An object the API server rejects, a forbidden request or a cluster that stays
 unreachable fails the release with the API server's message.
@@ -15,11 +15,13 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
+from shared import lifecycle
 from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
+from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
 from shared.manifest import Obj, canary_objects, objects, revision
-from shared.messages import ReleaseApplied, ReleaseRendered
+from shared.messages import ReleasePromoted, ReleaseRendered
 from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
@@ -36,8 +38,18 @@ def retry_after(first_s: float, attempt: int) -> float:
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    return _handler(ctx, ReleaseRendered)
+
+
+async def setup_promotions(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    return _handler(ctx, ReleasePromoted)
+
+
+def _handler(
+    ctx: Context, message: type[ReleaseRendered | ReleasePromoted]
+) -> Callable[[Msg], Awaitable[None]]:
     async def handle(msg: Msg) -> None:
-        event = ReleaseRendered.model_validate_json(msg.data)
+        event = message.model_validate_json(msg.data)
         try:
             await handle_rendered(ctx, event)
         except TransientError as exc:
@@ -47,7 +59,9 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
                 raise TransientError(exc.message, delay) from exc
             waited = sum(retry_after(ctx.settings.apply_retry_s, n) for n in range(1, MAX_ATTEMPTS))
             reason = f"gave up after {MAX_ATTEMPTS} attempts over {waited:.0f}s: {exc.message}"
-            await fail_release(ctx, event.release_id, ReleaseState.RENDERED, "apply", reason)
+            release = await ctx.releases.get(event.release_id)
+            if release is not None:
+                await fail_release(ctx, release, DEPLOYER, Failed(reason=reason))
 
     return handle
 
@@ -89,17 +103,11 @@ async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, 
     return whole, f"no {name} Deployment runs yet: released whole, without a canary"
 
 
-async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
-    release = await pending_release(
-        ctx,
-        event.release_id,
-        ReleaseState.RENDERED,
-        ReleaseState.APPLIED,
-        lambda done: _announce(ctx, done, done.generation or 0),
-    )
+async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:
+    release = await pending_release(ctx, event.release_id, DEPLOYER, ReleaseState.RENDERED)
     if release is None or event.step != (release.canary_step or 0):
         return  # done already, or a step the release has left
-    found = await environment_and_cluster(ctx, release, "apply")
+    found = await environment_and_cluster(ctx, release, DEPLOYER)
     if found is None:
         return
     _, cluster = found
@@ -116,25 +124,22 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
                 rev = revision(applied)
                 deployment = obj["metadata"]["name"]
     except ClusterError as exc:
-        await fail_release(ctx, release.id, ReleaseState.RENDERED, "apply", exc.message)
+        await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
         if release.in_canary:
             await remove_canary(cluster, release)
         return
-    moved = await ctx.releases.advance(
-        release.id,
-        ReleaseState.RENDERED,
-        ReleaseState.APPLIED,
-        actor="deployer",
-        lines=[TranscriptLine(at=now(), text=line)] if line else None,
-        canary=canary,
+    fields = Applied(
         generation=generation,
         revision=rev,
         started_at=started_at,
         deployment=deployment,
-        **({"canary_step": release.canary_step} if release.canary_step is not None else {}),
+        canary_step=release.canary_step,
     )
-    if moved:
-        await _announce(ctx, release, generation)
+    lines = [TranscriptLine(at=now(), text=line)] if line else []
+    outcome = await lifecycle.take(
+        ctx.releases, ctx.bus, release, APPLY, DEPLOYER, fields, lines, canary
+    )
+    if outcome:
         return
     current = await ctx.releases.get(release.id)
     if current is not None and current.state is ReleaseState.ABORTED:
@@ -146,10 +151,3 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered) -> None:
         # Cancelled while its objects were being sent: say that they were.
         line = "the objects had already been applied when the release was cancelled"
         await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
-
-
-async def _announce(ctx: Context, release: Release, generation: int) -> None:
-    event = ReleaseApplied(
-        release_id=release.id, generation=generation, step=release.canary_step or 0
-    )
-    await ctx.bus.publish(ctx.bus.subjects.applied, event)

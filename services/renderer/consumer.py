@@ -1,7 +1,7 @@
 """Renderer: ``release.requested`` in, ``release.rendered`` out.
 
-Idempotency key: the release's state (``requested`` → ``rendered``, one
-conditional write). A redelivered message for a release already rendered only
+Idempotency key: the release's state (the ``render`` transition, claimed
+once). A redelivered message for a release already rendered only
 republishes ``release.rendered`` (de-duplicated by its event id), which covers
 a crash between the write and the publish. A template that does not render
 fails the release with the template's line; nothing is applied.
@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
-from shared.messages import ReleaseRendered, ReleaseRequested
+from shared import lifecycle
+from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
+from shared.messages import ReleaseRequested
 from shared.models import ReleaseKind, ReleaseState
 from shared.render import ReleaseParams, RenderError, render
 from shared.worker import Context, fail_release, pending_release
@@ -25,19 +27,13 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
 
 
 async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
-    release = await pending_release(
-        ctx,
-        event.release_id,
-        ReleaseState.REQUESTED,
-        ReleaseState.RENDERED,
-        lambda done: _announce(ctx, done.id, done.manifest_sha256),
-    )
+    release = await pending_release(ctx, event.release_id, RENDERER, ReleaseState.REQUESTED)
     if release is None:
         return
     template = await ctx.catalog.template(release.template_id, release.template_version)
     if template is None:
         reason = f"template {release.template_id!r} version {release.template_version} not found"
-        await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", reason)
+        await fail_release(ctx, release, RENDERER, Failed(reason=reason))
         return
     params = ReleaseParams(
         release_id=release.id,
@@ -52,21 +48,9 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
     try:
         rendered = render(template.content, release.params, params, restarted_at=restart)
     except RenderError as exc:
-        await fail_release(ctx, release.id, ReleaseState.REQUESTED, "render", str(exc))
+        await fail_release(ctx, release, RENDERER, Failed(reason=str(exc)))
         return
-    moved = await ctx.releases.advance(
-        release.id,
-        ReleaseState.REQUESTED,
-        ReleaseState.RENDERED,
-        actor="renderer",
-        manifest=rendered.manifest,
-        manifest_sha256=rendered.sha256,
-        deployment=rendered.deployment,
+    fields = Rendered(
+        manifest=rendered.manifest, manifest_sha256=rendered.sha256, deployment=rendered.deployment
     )
-    if moved:
-        await _announce(ctx, release.id, rendered.sha256)
-
-
-async def _announce(ctx: Context, release_id: str, sha: str) -> None:
-    event = ReleaseRendered(release_id=release_id, manifest_sha256=sha)
-    await ctx.bus.publish(ctx.bus.subjects.rendered, event)
+    await lifecycle.take(ctx.releases, ctx.bus, release, RENDER, RENDERER, fields)

@@ -8,7 +8,8 @@ release (``release.cancelled``, read by every tracker) is let go, the
 cluster left as it is.
 The message stays unacknowledged (kept alive) while the rollout runs, so if
 this process dies JetStream hands the release to another tracker, which
-resumes it. Idempotency key: the release's state (``applied`` → final).
+resumes it. Idempotency key: the release's state (``succeed``, ``fail`` or
+``pause``: whichever is claimed first, a cancel included, wins).
 Failure: ``ProgressDeadlineExceeded``, the Deployment deleted, or the rollout
 not done within the release's timeout (its config's, else the environment's).
 
@@ -21,8 +22,7 @@ rollout at the end removes them once it is done (or has failed).
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -31,12 +31,20 @@ from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Update, Watches
-from shared import ops
+from shared import lifecycle, ops
 from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
 from shared.errors import FabuError
-from shared.messages import ReleaseApplied, ReleaseCancelled, ReleaseCompleted, ReleasePaused
-from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
+from shared.lifecycle import PAUSE, SUCCEED, TRACKER, Failed, Lost, Observed, Outcome, Succeeded
+from shared.messages import ReleaseApplied, ReleaseCancelled
+from shared.models import (
+    CanaryEvent,
+    Diagnosis,
+    Release,
+    ReleaseState,
+    TranscriptLine,
+    now,
+)
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
@@ -54,7 +62,9 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
         if queue is not None:
             queue.put_nowait(STOP)
 
-    await ctx.bus.nc.subscribe(ctx.bus.subjects.cancelled, cb=on_cancelled)
+    cancels = await ctx.bus.nc.subscribe(ctx.bus.subjects.cancelled, cb=on_cancelled)
+    ctx.owned.push_async_callback(watches.stop)
+    ctx.owned.push_async_callback(cancels.unsubscribe)
 
     async def handle(msg: Msg) -> None:
         await track(ctx, watches, following, ReleaseApplied.model_validate_json(msg.data))
@@ -62,9 +72,13 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     return handle
 
 
-def _applied_at(release: Release) -> timedelta:
+def _remaining(release: Release, timeout_s: int) -> float:
+    """What is left of the rollout's timeout (all of it for a pause taken over)."""
+    if release.state is not ReleaseState.APPLIED:
+        return float(timeout_s)
     applied = [e.at for e in release.events if e.state is ReleaseState.APPLIED]
-    return now() - (applied[-1] if applied else release.created_at)
+    since = now() - (applied[-1] if applied else release.created_at)
+    return timeout_s - since.total_seconds()
 
 
 async def track(
@@ -73,21 +87,15 @@ async def track(
     following: dict[str, asyncio.Queue[Update]],
     event: ReleaseApplied,
 ) -> None:
+    # A paused one: a tracker that died holding a canary's timed pause; take it over.
     release = await pending_release(
-        ctx,
-        event.release_id,
-        ReleaseState.APPLIED,
-        ReleaseState.SUCCEEDED,
-        partial(_completed, ctx),
+        ctx, event.release_id, TRACKER, ReleaseState.APPLIED, ReleaseState.PAUSED
     )
-    if release is None:
-        # A tracker that died holding a canary's timed pause: take the pause over.
-        release = await ctx.releases.get(event.release_id)
-        if release is None or _pause_of(release) is None:
-            return
+    if release is None or (release.state is ReleaseState.PAUSED and _pause_of(release) is None):
+        return
     if event.step != (release.canary_step or 0):
         return  # a step the release has left
-    found = await environment_and_cluster(ctx, release, "track")
+    found = await environment_and_cluster(ctx, release, TRACKER)
     if found is None:
         return
     env, cluster = found
@@ -131,21 +139,32 @@ class Seen:
 
     async def outcome(
         self, cluster: Cluster, release: Release, failure: str | None = None
-    ) -> dict[str, Any]:
+    ) -> "Ending":
         """Stored with the final state: ReplicaSet counts, pods, and for a failure the diagnosis."""
         replica_sets = list(self.replica_sets.values())
         counts = replica_set_counts(replica_sets, self.deployment)
         pods = self.timelines.timeline(next((c.name for c in counts if c.new), None))
-        fields: dict[str, Any] = {
-            "replica_sets": [c.model_dump() for c in counts],
-            "pods": [p.model_dump() for p in pods],
-        }
+        bundle = None
         if failure is not None:
             bundle = await diagnose(
                 cluster, release.namespace, self.deployment, failure, pods, replica_sets
             )
-            fields["diagnosis"] = bundle.model_dump()
-        return fields
+        return Ending(Observed(replica_sets=counts, pods=pods), bundle)
+
+
+@dataclass(frozen=True)
+class Ending:
+    observed: Observed
+    diagnosis: Diagnosis | None
+
+    def failed(self, reason: str) -> Failed:
+        observed = self.observed
+        return Failed(
+            reason=reason,
+            replica_sets=observed.replica_sets,
+            pods=observed.pods,
+            diagnosis=self.diagnosis,
+        )
 
 
 async def _follow(
@@ -153,26 +172,24 @@ async def _follow(
 ) -> None:
     """Judge each new state of the Deployment until the rollout ends or times out
     (or, for a canary's timed pause taken over, until the pause ends)."""
-    remaining: float = timeout_s
-    if release.state is ReleaseState.APPLIED:
-        remaining -= _applied_at(release).total_seconds()
     clock = asyncio.get_running_loop().time
-    deadline = clock() + remaining
+    deadline = clock() + _remaining(release, timeout_s)
     last = release.transcript[-1].text if release.transcript else ""
     # Lines and pod changes wait up to FLUSH_S to be written together: fewer
     # writes under load, and the final write carries whatever is still pending.
     pending: list[TranscriptLine] = []
     seen = Seen(release)
 
-    async def fail(reason: str, expected: ReleaseState = release.state) -> None:
+    async def fail(reason: str, now_in: Release = release) -> None:
+        """Fail the release as ``now_in`` holds it (paused, once the tracker paused it)."""
         seen.catch_up(subscription.updates)
-        fields = await seen.outcome(cluster, release, reason)
+        observed = await seen.outcome(cluster, release, reason)
         if release.in_canary:
             reason = f"canary step {(release.canary_step or 0) + 1} failed: {reason}"
         lines, canary = await _canary_done(cluster, release, "failed", reason)
-        await fail_release(
-            ctx, release.id, expected, "track", reason, pending + lines, canary=canary, **fields
-        )
+        # What was seen and done stays in the transcript whoever ends the release.
+        await ctx.releases.note(release.id, pending + lines)
+        await fail_release(ctx, now_in, TRACKER, observed.failed(reason), canary=canary)
 
     while True:
         left = deadline - clock()
@@ -223,29 +240,29 @@ async def _done(
     release: Release,
     lines: list[TranscriptLine],
     obj: dict[str, Any],
-    outcome: dict[str, Any],
-    fail: Callable[[str, ReleaseState], Awaitable[None]],
+    outcome: Ending,
+    fail: Callable[[str, Release], Awaitable[None]],
 ) -> None:
     """The rollout is done: the release succeeded, or its canary step is healthy."""
     if not release.in_canary:
         done, canary = await _canary_done(cluster, release, "succeeded")
-        await _succeed(ctx, release, lines + done, obj, {**outcome, "canary": canary})
+        await _succeed(ctx, release, lines + done, obj, outcome.observed, canary)
         return
-    if release.state is ReleaseState.APPLIED and not await _pause(
-        ctx, release, lines, obj, outcome
-    ):
-        return
+    paused = release
+    if release.state is ReleaseState.APPLIED:
+        moved = await _pause(ctx, release, lines, obj, outcome.observed)
+        if isinstance(moved, Lost):
+            return
+        paused = moved.release
     step = release.params.canary[release.canary_step or 0]
     pause_s = _pause_of(release) if release.state is ReleaseState.PAUSED else step.pause_s
     if pause_s is None:
         return  # until someone promotes or aborts it
     held, failure = await _hold(subscription, release, pause_s)
     if failure is not None:
-        await fail(failure, ReleaseState.PAUSED)
+        await fail(failure, paused)
     elif held:
-        await promote(
-            ctx.releases, ctx.bus, release, "tracker", f" after its {step.pause_s}s pause"
-        )
+        await promote(ctx.releases, ctx.bus, paused, TRACKER, f" after its {step.pause_s}s pause")
 
 
 def _pause_of(release: Release) -> float | None:
@@ -288,8 +305,8 @@ async def _pause(
     release: Release,
     lines: list[TranscriptLine],
     obj: dict[str, Any],
-    fields: dict[str, Any],
-) -> bool:
+    observed: Observed,
+) -> Outcome:
     """A healthy canary step: wait for a promote (or the step's pause); False if it moved on."""
     step = release.canary_step or 0
     weight = release.params.canary[step].weight
@@ -297,20 +314,17 @@ async def _pause(
     wait = release.params.canary[step].pause_s
     then = "promote or abort it" if wait is None else f"promoting it in {wait}s"
     line = f"canary step {step + 1} of {len(release.params.canary)} ({weight}%) healthy: {then}"
-    moved = await ctx.releases.advance(
-        release.id,
-        ReleaseState.APPLIED,
-        ReleaseState.PAUSED,
-        actor="tracker",
-        lines=[*lines, TranscriptLine(at=now(), text=line)],
-        canary=CanaryEvent(step=step, weight=weight, what="healthy", replicas=replicas),
-        **fields,
+    await ctx.releases.note(release.id, lines)
+    return await lifecycle.take(
+        ctx.releases,
+        ctx.bus,
+        release,
+        PAUSE,
+        TRACKER,
+        observed,
+        [TranscriptLine(at=now(), text=line)],
+        CanaryEvent(step=step, weight=weight, what="healthy", replicas=replicas),
     )
-    if moved:
-        await ctx.bus.publish(
-            ctx.bus.subjects.paused, ReleasePaused(release_id=release.id, step=step)
-        )
-    return moved
 
 
 async def _canary_done(
@@ -338,23 +352,13 @@ async def _succeed(
     release: Release,
     lines: list[TranscriptLine],
     obj: dict[str, object],
-    fields: dict[str, Any],
+    observed: Observed,
+    canary: CanaryEvent | None,
 ) -> None:
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations", {}) if isinstance(metadata, dict) else {}
     revision = str((annotations or {}).get("deployment.kubernetes.io/revision", release.revision))
-    moved = await ctx.releases.advance(
-        release.id,
-        ReleaseState.APPLIED,
-        ReleaseState.SUCCEEDED,
-        actor="tracker",
-        lines=lines,
-        revision=revision,
-        **fields,
-    )
-    if moved:
-        await _completed(ctx, release)
-
-
-async def _completed(ctx: Context, release: Release) -> None:
-    await ctx.bus.publish(ctx.bus.subjects.completed, ReleaseCompleted(release_id=release.id))
+    # What was seen and done stays in the transcript whoever ends the release.
+    await ctx.releases.note(release.id, lines)
+    fields = Succeeded(replica_sets=observed.replica_sets, pods=observed.pods, revision=revision)
+    await lifecycle.take(ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, canary=canary)

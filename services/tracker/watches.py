@@ -110,7 +110,7 @@ class NamespaceWatch:
     async def stop(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            await self.task  # its own cancellation, asked for just above
 
 
 class Subscription:

@@ -48,6 +48,9 @@ class Mongo:
         await tokens.create_index("user", name="user")
         await self.collection("sessions").create_index("user", name="user")
         await self.collection("deliveries").create_index("release_id", name="release_id")
+        await self.collection("release_lines").create_index(
+            [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
+        )
         audit = self.collection("audit")
         for field in ("actor", "action", "target"):
             await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")

@@ -1,19 +1,21 @@
-"""Releases and the release lock.
+"""Releases, their transcripts and the release lock.
 
-Every state change is one conditional update (``{_id, state: expected}``), so
-a redelivered message or a second replica cannot move a release twice.
+A state change is claimed first (``_claim``: a unique insert, atomic on every
+MongoDB-protocol server) and then written (``_write``); both are the
+lifecycle's alone (``shared.lifecycle``). Transcript lines are documents of
+their own, inserted, never pushed onto the release: a line can then never be
+lost to a concurrent rewrite of the release document.
 """
 
+import asyncio
 from datetime import datetime
-from typing import Any
 
-from pymongo import DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
 from shared.models import (
-    CanaryEvent,
     PodTimeline,
     Release,
     ReleaseState,
@@ -21,7 +23,7 @@ from shared.models import (
     now,
 )
 from shared.store.deliveries import Deliveries
-from shared.store.mongo import Doc, Mongo, decode_params, encode_params
+from shared.store.mongo import Doc, Mongo, decode_params, encode_params, new_id
 
 # A list row leaves out what only the detail shows.
 LIST_PROJECTION = {
@@ -34,9 +36,17 @@ LIST_PROJECTION = {
 }
 
 
-def _release(doc: Doc) -> Release:
+DUPLICATE_KEY = 11000
+
+
+def _release(doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = None) -> Release:
     doc["id"] = doc.pop("_id")
     doc["params"] = decode_params(doc["params"])
+    if lines:
+        # Records from before lines were kept apart hold theirs on the release.
+        doc["transcript"] = [*doc.get("transcript", []), *lines]
+    if pods and not doc.get("pods"):
+        doc["pods"] = pods
     return Release.model_validate(doc)
 
 
@@ -44,6 +54,9 @@ class Releases:
     def __init__(self, mongo: Mongo) -> None:
         self._releases = mongo.collection("releases")
         self._locks = mongo.collection("locks")
+        self._transitions = mongo.collection("transitions")
+        self._lines = mongo.collection("release_lines")
+        self._progress = mongo.collection("release_progress")
         self.deliveries = Deliveries(mongo)
 
     async def create(self, release: Release) -> None:
@@ -71,8 +84,16 @@ class Releases:
         await self._unlock(release.service, release.environment, release.id)
 
     async def get(self, release_id: str) -> Release | None:
-        doc = await self._releases.find_one({"_id": release_id})
-        return _release(doc) if doc else None
+        doc, lines, progress = await asyncio.gather(
+            self._releases.find_one({"_id": release_id}),
+            self._lines.find({"release_id": release_id}, {"_id": 0, "release_id": 0})
+            .sort([("at", ASCENDING), ("_id", ASCENDING)])
+            .to_list(None),
+            self._progress.find_one({"_id": release_id}),
+        )
+        if doc is None:
+            return None
+        return _release(doc, lines, progress["pods"] if progress else None)
 
     async def detail(self, release_id: str) -> Release | None:
         """The release with its notifications (kept apart: see ``Deliveries``)."""
@@ -122,86 +143,57 @@ class Releases:
         page = await self.page(service=service, environment=environment, limit=1)
         return page[0] if page else None
 
-    async def cancel(
-        self,
-        release_id: ReleaseId,
-        actor: str,
-        line: str,
-        state: ReleaseState = ReleaseState.CANCELLED,
-    ) -> ReleaseState | None:
-        """End a release that has not finished in ``state`` (cancelled, or a canary
-        aborted), ``line`` added to its transcript.
+    # The lifecycle's own writes (``shared.lifecycle``): nothing else changes a state.
 
-        Returns the state it was ended in, or None when it had already finished.
+    async def _claim(self, change: Doc) -> bool:
+        """Claim a transition: the first insert of ``<release>/<n>`` wins, on any server.
+
+        ``n`` is the number of state changes the taker read, so two transitions
+        from the same state share a key and exactly one insert succeeds.
         """
-        at = now()
-        before = await self._releases.find_one_and_update(
-            {"_id": release_id, "state": {"$in": [s.value for s in ReleaseState if not s.final]}},
-            {
-                "$set": {"state": state.value, "finished_at": at},
-                "$push": {
-                    "events": {"at": at, "state": state.value, "actor": actor},
-                    "transcript": {"at": at, "text": line},
-                },
-            },
-        )
-        if before is None:
-            return None
-        await self._unlock(before["service"], before["environment"], release_id)
-        return ReleaseState(before["state"])
+        try:
+            await self._transitions.insert_one(change)
+        except DuplicateKeyError:
+            return False
+        return True
 
-    async def advance(
-        self,
-        release_id: ReleaseId,
-        expected: ReleaseState,
-        new: ReleaseState,
-        actor: str,
-        lines: list[TranscriptLine] | None = None,
-        canary: CanaryEvent | None = None,
-        at_step: int | None = None,
-        **fields: Any,
-    ) -> bool:
-        """Move ``expected`` → ``new``; False when the release is not in ``expected``
-        (nor, given ``at_step``, at that canary step).
+    async def _claimed(self, release_id: ReleaseId, n: int) -> Doc | None:
+        return await self._transitions.find_one({"_id": f"{release_id}/{n}"})
 
-        ``lines`` are appended to the transcript, and ``canary`` to the canary's
-        history, in the same write.
-        """
-        at = now()
+    async def _write(self, release: Release, change: Doc) -> None:
+        """Store a claimed transition on the release; repeatable (a finished claim is a no-op)."""
+        if change["lines"]:
+            await self._insert_lines(
+                [
+                    {"_id": f"{change['_id']}/{i}", "release_id": release.id, **line}
+                    for i, line in enumerate(change["lines"])
+                ]
+            )
         update: Doc = {
-            "$set": {"state": new.value, **fields},
-            "$push": {"events": {"at": at, "state": new.value, "actor": actor}},
+            "$set": {"state": change["state"], **change["fields"]},
+            "$push": {
+                "events": {"at": change["at"], "state": change["state"], "actor": change["actor"]}
+            },
         }
-        if lines:
-            update["$push"]["transcript"] = {"$each": [line.model_dump() for line in lines]}
-        if canary:
-            update["$push"]["canary"] = canary.model_dump()
-        if new.final:
-            update["$set"]["finished_at"] = at
-        # The update returns the lock's key, so a final move needs no second read.
-        where: Doc = {"_id": release_id, "state": expected}
-        if at_step is not None:
-            where["canary_step"] = at_step
-        moved = await self._releases.find_one_and_update(
-            where,
-            update,  # no projection: FerretDB 1.x does not serve one on findAndModify
+        if change["canary"]:
+            update["$push"]["canary"] = change["canary"]
+        if ReleaseState(change["state"]).final:
+            update["$set"]["finished_at"] = change["at"]
+        # Only the claim's winner writes here, and only after the claim before it
+        # was written, so this never races another write of the release document
+        # (some servers lose one of two concurrent updates of a document).
+        await self._releases.update_one(
+            {"_id": release.id, "events": {"$size": change["n"]}}, update
         )
-        if moved is not None and new.final:
-            await self._unlock(moved["service"], moved["environment"], release_id)
-        return moved is not None
+        if ReleaseState(change["state"]).final:
+            await self._unlock(release.service, release.environment, release.id)
 
-    async def note(
-        self,
-        release_id: ReleaseId,
-        lines: list[TranscriptLine],
-        canary: CanaryEvent | None = None,
-    ) -> None:
-        """Append lines to the transcript (and an event to the canary's history)
-        whatever the release's state."""
-        push: Doc = {"transcript": {"$each": [line.model_dump() for line in lines]}}
-        if canary:
-            push["canary"] = canary.model_dump()
-        await self._releases.update_one({"_id": release_id}, {"$push": push})
+    async def note(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
+        """Append lines to the transcript whatever the release's state: inserts only,
+        so no line is lost to a concurrent write."""
+        await self._insert_lines(
+            [{"_id": new_id(), "release_id": release_id, **line.model_dump()} for line in lines]
+        )
 
     async def record_progress(
         self,
@@ -211,16 +203,27 @@ class Releases:
     ) -> bool:
         """Append transcript lines and replace the pod timeline of an applied release.
 
-        False when the release is no longer ``applied`` (cancelled meanwhile).
+        False when the release is no longer ``applied`` (cancelled meanwhile). The
+        timeline lives beside the release until its final state carries it.
         """
-        update: Doc = {}
         if lines:
-            update["$push"] = {"transcript": {"$each": [line.model_dump() for line in lines]}}
+            await self.note(release_id, lines)
         if pods is not None:
-            update["$set"] = {"pods": [pod.model_dump() for pod in pods]}
-        query = {"_id": release_id, "state": ReleaseState.APPLIED.value}
-        result = await self._releases.update_one(query, update)
-        return bool(result.matched_count)
+            await self._progress.replace_one(
+                {"_id": release_id}, {"pods": [pod.model_dump() for pod in pods]}, upsert=True
+            )
+        doc = await self._releases.find_one({"_id": release_id}, {"state": 1})
+        return doc is not None and doc["state"] == ReleaseState.APPLIED.value
+
+    async def _insert_lines(self, docs: list[Doc]) -> None:
+        if not docs:
+            return
+        try:
+            await self._lines.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            # A repeated write of a claimed transition finds its lines there already.
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def _unlock(self, service: str, environment: str, release_id: str) -> None:
         await self._locks.delete_one({"_id": f"{service}/{environment}", "release_id": release_id})

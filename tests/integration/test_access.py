@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from kubernetes_asyncio import client
 
 from devstack.system import FabuSystem, login
+from services.api.ui import routes as ui_routes
 from tests.support.oidc import FakeGitLabIdentity
 from tests.support.releases import emailed, finished, prepare, push
 from tests.support.smtp import Inbox
@@ -54,6 +56,7 @@ MATRIX = {
     "POST /api/v1/releases": "release",
     "GET /api/v1/releases": "view",
     "GET /api/v1/releases/{release_id}": "view",
+    "GET /api/v1/releases/{release_id}/actions": "view",
     "GET /api/v1/releases/{release_id}/events": "view",
     "POST /api/v1/releases/{release_id}/rollback": "release",
     "GET /api/v1/releases/{release_id}/rollback/preview": "view",
@@ -100,13 +103,51 @@ MATRIX = {
 }
 
 
+# Every page of the web UI and what it needs: the permission of the JSON route behind it.
+UI_MATRIX = {
+    "GET /login": "open",
+    "POST /login": "open",
+    "POST /logout": "signed_in",
+    "POST /language": "signed_in",
+    "GET /": "view",
+    "GET /fragments/dashboard": "view",
+    "GET /services": "view",
+    "GET /services/{name}": "view",
+    "GET /releases": "view",
+    "GET /releases/new": "release",
+    "POST /releases/new": "release",
+    "GET /releases/{release_id}": "view",
+    "GET /releases/{release_id}/rollback": "view",
+    "POST /releases/{release_id}/{action}": "release",
+    "GET /templates": "view",
+    "GET /templates/{template_id}": "view",
+    "POST /templates/{template_id}": "config",
+    "GET /services/{name}/config/{environment}": "view",
+    "POST /services/{name}/config/{environment}": "config",
+    "GET /users": "admin",
+    "POST /users": "admin",
+    "POST /users/{name}/grants": "admin",
+    "GET /environments": "view",
+    "POST /environments/{name}": "admin",
+    "GET /audit": "admin",
+}
+
+
 async def _call(http: httpx.AsyncClient, method: str, path: str, me: str) -> int:
     url = path.removeprefix("/api/v1")
-    if url.startswith("/users/{name}"):
+    if url.startswith("/users/{name}") and path.startswith("/api/"):
         url = url.replace("{name}", me)
     for param in ("{name}", "{environment}", "{release_id}", "{template_id}", "{token_id}"):
         url = url.replace(param, "nothing-here")
-    url = url.replace("{version}", "1")
+    url = url.replace("{version}", "1").replace("{action}", "cancel")
+    if not path.startswith("/api/"):
+        # A page: a form post, and a browser's view of a redirect to the login page.
+        data: dict[str, str] | None = {} if method == "POST" else None
+        page = http.base_url.copy_with(path=url)
+        answer = await http.request(method, page, data=data, follow_redirects=False)
+        if answer.status_code == 303 and answer.headers["location"].startswith("/login?"):
+            return 401  # sent to log in (a logout's own redirect names no page to return to)
+        return answer.status_code
     body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
     answer = await http.request(method, url, json=body)
     return answer.status_code
@@ -122,12 +163,53 @@ async def test_every_route_allows_exactly_the_roles_it_should(
     routes = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}
     assert routes == set(MATRIX), "routes added or removed: update MATRIX"
 
+    callers = await _callers(api)
+    wrong = await _check(fabu, callers, MATRIX)
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_every_page_asks_for_the_permission_of_the_route_behind_it(
+    api: httpx.AsyncClient, fabu: FabuSystem
+) -> None:
+    """A user without grants is refused every page but their own session's; each page
+    allows exactly the roles its JSON route does."""
+    pages = {
+        f"{method} {route.path}"
+        for route in ui_routes.router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+    assert pages == set(UI_MATRIX), "pages added or removed: update UI_MATRIX"
+    wrong = await _check(fabu, await _callers(api), UI_MATRIX)
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_a_user_without_grants_is_told_to_ask_an_admin(
+    api: httpx.AsyncClient, fabu: FabuSystem
+) -> None:
+    name = await make_user(api, [])
+    token = (await token_for(api, name))["token"]
+    async with acting_as(fabu, token) as http:
+        page = await http.get(http.base_url.copy_with(path="/releases"))
+    assert page.status_code == 403
+    assert "ask an admin" in page.text
+    assert "You have no access to Fabu yet" in page.text
+
+
+async def _callers(api: httpx.AsyncClient) -> dict[str, tuple[str, str | None]]:
     callers: dict[str, tuple[str, str | None]] = {"anonymous": ("anonymous", None)}
     for role in ROLES:
         name = await make_user(api, GRANTS[role])
         callers[role] = (name, (await token_for(api, name))["token"])
+    return callers
+
+
+async def _check(
+    fabu: FabuSystem, callers: dict[str, tuple[str, str | None]], matrix: dict[str, str]
+) -> list[str]:
+    """Each route called by each caller: what answered other than its permission says."""
     wrong: list[str] = []
-    for route, needs in sorted(MATRIX.items()):
+    for route, needs in sorted(matrix.items()):
         method, path = route.split(" ", 1)
         answers = {}
         for who, (name, token) in callers.items():
@@ -146,7 +228,7 @@ async def test_every_route_allows_exactly_the_roles_it_should(
                 wrong.append(f"{route} refused {role} ({status}); it needs {needs}")
             if not allowed and status != 403:
                 wrong.append(f"{route} answered {status} to {role}; it needs {needs}")
-    assert not wrong, "\n".join(wrong)
+    return wrong
 
 
 async def test_webhooks_keep_their_own_secrets_whoever_calls(

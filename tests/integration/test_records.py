@@ -10,13 +10,16 @@ from kubernetes_asyncio import client
 
 from devstack import kwok
 from devstack.system import FabuSystem
+from shared import lifecycle
 from shared.ids import ReleaseId, TemplateId
+from shared.lifecycle import CANCEL, Actor, Nothing
 from shared.models import BaseParams, Release, ReleaseState
 from shared.store.mongo import Mongo, new_id
 from shared.store.releases import Releases
 from tests.conftest import unique
 from tests.support.releases import finished, prepare, release
 from tests.support.stack import StackEnv
+from tests.support.stages import stage
 from tests.support.wait import eventually
 
 
@@ -329,8 +332,6 @@ async def test_pagination_under_concurrent_inserts_returns_every_record_once(
 async def test_list_filters_by_operator_state_and_time(
     api: httpx.AsyncClient, stack_env: StackEnv, fabu: FabuSystem
 ) -> None:
-    mongo = Mongo(stack_env.mongo_url, fabu.env["FABU_MONGO_DB"])
-    releases = Releases(mongo)
     service = unique("svc")
     day = datetime(2026, 3, 1, tzinfo=UTC)
     rows = [
@@ -338,12 +339,13 @@ async def test_list_filters_by_operator_state_and_time(
         record(service, "b", operator="bob", created_at=day + timedelta(hours=1)),
         record(service, "c", operator="alice", created_at=day + timedelta(hours=2)),
     ]
-    try:
+    async with stage(fabu) as ctx:
         for row in rows:
-            await releases.create(row)
-        await releases.cancel(rows[2].id, "alice", "cancelled")
-    finally:
-        await mongo.close()
+            await ctx.releases.create(row)
+        cancelled = await lifecycle.take(
+            ctx.releases, ctx.bus, rows[2], CANCEL, Actor.person("alice"), Nothing()
+        )
+        assert cancelled
 
     async def ids(**params: Any) -> list[str]:
         answer = await api.get("/releases", params={"service": service, **params})
@@ -360,5 +362,5 @@ async def test_list_filters_by_operator_state_and_time(
     assert naive.status_code == 422
     assert "since" in naive.json()["detail"]
     assert (await api.get("/releases", params={"state": "sleeping"})).status_code == 422
-    cancelled = (await api.get(f"/releases/{rows[2].id}")).json()
-    assert cancelled["state"] == ReleaseState.CANCELLED
+    stored = (await api.get(f"/releases/{rows[2].id}")).json()
+    assert stored["state"] == ReleaseState.CANCELLED

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from services.api.schemas import ReleaseSummary
 from services.api.ui.charts import bars, weeks
 from services.api.ui.i18n import pick, translator
 from shared.ids import ReleaseId, TemplateId
@@ -34,22 +35,24 @@ def test_words_without_a_translation_stay_english() -> None:
     assert translator("en")("Releases") == "Releases"
 
 
-def release(days_ago: int, state: ReleaseState, seconds: float) -> Release:
+def release(days_ago: int, state: ReleaseState, seconds: float) -> ReleaseSummary:
     created = now() - timedelta(days=days_ago)
-    return Release(
-        id=ReleaseId("0" * 24),
-        service="web",
-        environment="test",
-        version="1.0",
-        image="r/web:1.0",
-        template_id=TemplateId("t"),
-        config_version=1,
-        params=BaseParams(),
-        namespace="test",
-        state=state,
-        created_at=created,
-        started_at=created,
-        finished_at=created + timedelta(seconds=seconds),
+    return ReleaseSummary.of(
+        Release(
+            id=ReleaseId("0" * 24),
+            service="web",
+            environment="test",
+            version="1.0",
+            image="r/web:1.0",
+            template_id=TemplateId("t"),
+            config_version=1,
+            params=BaseParams(),
+            namespace="test",
+            state=state,
+            created_at=created,
+            started_at=created,
+            finished_at=created + timedelta(seconds=seconds),
+        )
     )
 
 

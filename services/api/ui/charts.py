@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from services.api.schemas import ReleaseSummary
 from services.api.ui.i18n import Translate
-from shared.models import Release, ReleaseState, now
+from shared.models import ReleaseState, now
 
 WEEKS = 12
 WIDTH, HEIGHT, PAD = 360, 120, 18
@@ -20,11 +21,11 @@ class Week:
     median_s: float | None
 
 
-def weeks(releases: list[Release], count: int = WEEKS) -> list[Week]:
+def weeks(releases: list[ReleaseSummary], count: int = WEEKS) -> list[Week]:
     """Per week, oldest first, ending with the current one."""
     today = now().replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=today.weekday(), weeks=count - 1)
-    buckets: list[list[Release]] = [[] for _ in range(count)]
+    buckets: list[list[ReleaseSummary]] = [[] for _ in range(count)]
     for release in releases:
         index = (release.created_at - first).days // 7
         if 0 <= index < count:
@@ -72,7 +73,7 @@ def bars(values: list[float | None], labels: list[str], title: str, unit: str = 
     return "".join(parts)
 
 
-def charts(releases: list[Release], t: Translate) -> list[tuple[str, str]]:
+def charts(releases: list[ReleaseSummary], t: Translate) -> list[tuple[str, str]]:
     """Release frequency, failure rate and median duration over the last weeks:
     (title, SVG) each."""
     data = weeks(releases)

@@ -1,37 +1,48 @@
 """The web UI's pages and forms.
 
-Every page reads through the stores, and every form calls the JSON API's own
-route function, so the UI and the API cannot disagree about what is allowed
-or what a change does. Pages need a browser session (else they send the
-browser to /login); forms carry the session's CSRF token as ``csrf_token``.
+Every page asks for the same permission as the JSON route behind it (see
+:func:`page`), and every form calls the same service function as that route
+(``services.api.*_service``), so the UI and the API cannot disagree about
+what is allowed or what a change does. A browser without a session is sent
+to /login; a user without the permission gets a 403 page that says whom to
+ask. Forms carry the session's CSRF token as ``csrf_token``.
 """
 
 import difflib
 import json
 import secrets
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from services.api import (
     auth_routes,
-    catalog_routes,
-    image_routes,
-    release_routes,
-    template_routes,
+    catalog_service,
+    release_service,
+    template_service,
     user_routes,
+    user_service,
 )
 from services.api.access import Permission, Principal, authenticate
-from services.api.releasing import Starter
-from services.api.schemas import ActionIn, ConfigIn, DecisionIn, ReleaseIn, TemplateContentIn
+from services.api.context import Api
+from services.api.deps import api_of
+from services.api.schemas import (
+    ActionIn,
+    ConfigIn,
+    DecisionIn,
+    ReleaseIn,
+    ReleaseSummary,
+    TemplateContentIn,
+)
 from services.api.ui.charts import charts
 from services.api.ui.i18n import LANGUAGES, pick, translator
-from shared.errors import FabuError, Forbidden, Invalid, NotFound, Unauthorized
+from shared.errors import FabuError, Invalid, NotFound, Unauthorized
 from shared.ids import TemplateId
 from shared.models import (
     BaseParams,
@@ -39,9 +50,9 @@ from shared.models import (
     Environment,
     FreezeWindow,
     Grant,
-    Release,
     ReleaseState,
     Role,
+    User,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -62,6 +73,15 @@ class LoginNeeded(Exception):
         self.then = then
 
 
+class NoAccess(Exception):
+    """A signed-in user without the page's permission: a 403 page, with the menu."""
+
+    def __init__(self, principal: Principal, permission: Permission) -> None:
+        super().__init__(permission)
+        self.principal = principal
+        self.permission = permission
+
+
 async def signed_in(request: Request) -> Principal:
     """The page's user, or off to the login page."""
     try:
@@ -71,13 +91,51 @@ async def signed_in(request: Request) -> Principal:
         raise LoginNeeded(then) from exc
 
 
-def _state(request: Request) -> Any:
-    return request.app.state
+def page(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
+    """A page's dependency: its user, holding ``permission`` (else login, or 403)."""
+
+    async def caller(request: Request) -> Principal:
+        principal = await signed_in(request)
+        if not principal.holds(permission):
+            raise NoAccess(principal, permission)
+        return principal
+
+    caller.__name__ = f"page_{permission.value}"
+    return caller
 
 
-def _starter(request: Request, principal: Principal) -> Starter:
-    state = _state(request)
-    return Starter(state.releases, state.bus, state.audit, principal)
+SignedIn = Annotated[Principal, Depends(page(Permission.SIGNED_IN))]
+Viewer = Annotated[Principal, Depends(page(Permission.VIEW))]
+Releaser = Annotated[Principal, Depends(page(Permission.RELEASE))]
+ConfigAdmin = Annotated[Principal, Depends(page(Permission.EDIT_CONFIG))]
+Admin = Annotated[Principal, Depends(page(Permission.ADMIN))]
+
+
+# What each permission means, in the words of the roles.
+NEEDS = {
+    Permission.SIGNED_IN: "a login",
+    Permission.VIEW: "a role",
+    Permission.RELEASE: "a releaser grant",
+    Permission.EDIT_CONFIG: "the config-admin role",
+    Permission.REGISTER_IMAGE: "a releaser grant or the config-admin role",
+    Permission.ADMIN: "the admin role",
+}
+
+
+def no_access(request: Request, exc: NoAccess) -> HTMLResponse:
+    principal = exc.principal
+    if not principal.user.grants:
+        message = "You have no access to Fabu yet: ask an admin to grant you a role."
+    else:
+        message = (
+            f"{principal.name} may not do this: it needs {NEEDS[exc.permission]}. "
+            "Ask an admin for a grant."
+        )
+    return render(request, principal, "error.html", status_code=403, error=message, status=403)
+
+
+def _state(request: Request) -> Api:
+    return api_of(request)
 
 
 def render(
@@ -108,7 +166,14 @@ def render(
 
 def problem(request: Request, principal: Principal | None, exc: FabuError) -> HTMLResponse:
     """A page for a refusal or an error the page itself cannot show."""
-    return render(request, principal, "error.html", status_code=exc.status, error=exc.message)
+    return render(
+        request,
+        principal,
+        "error.html",
+        status_code=exc.status,
+        error=exc.message,
+        status=exc.status,
+    )
 
 
 def field_errors(message: str, fields: list[str]) -> dict[str, str]:
@@ -169,13 +234,15 @@ async def login(request: Request) -> Response:
         then = "/"
     if not cookie or not secrets.compare_digest(cookie, data.get("login_csrf", "")):
         return await login_page(request, then, "the login form expired; try again")
-    state = _state(request)
     response = back(then)
     try:
         body = auth_routes.LoginIn(
             username=data.get("username", ""), password=data.get("password", "")
         )
-        await auth_routes.login(body, response, state.users, state.settings, state.audit)
+        _, secret, session = await user_service.sign_in(
+            _state(request), body.username, body.password
+        )
+        auth_routes.set_session_cookie(response, secret, session)
     except (Unauthorized, ValidationError):
         page = await login_page(request, then, "Wrong user name or password")
         page.status_code = 401
@@ -185,16 +252,14 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    await signed_in(request)
+async def logout(request: Request, _: SignedIn) -> Response:
     response = back("/login")
-    await auth_routes.logout(request, response, _state(request).users)
+    await auth_routes.end_session(request, response, _state(request))
     return response
 
 
 @router.post("/language")
-async def language(request: Request) -> Response:
-    principal = await signed_in(request)
+async def language(request: Request, principal: SignedIn) -> Response:
     chosen = (await form(request)).get("language", "")
     if chosen in ("", *LANGUAGES):
         await _state(request).users.update(principal.name, language=chosen)
@@ -205,68 +270,75 @@ async def language(request: Request) -> Response:
 # The dashboard
 
 
-async def _dashboard(request: Request) -> dict[str, Any]:
-    releases = _state(request).releases
-    running: list[Release] = []
+async def _dashboard(request: Request, principal: Principal) -> dict[str, Any]:
+    api = _state(request)
+    running: list[ReleaseSummary] = []
     for state in UNDER_WAY:
-        running += await releases.page(state=state, limit=50)
+        running += (await release_service.page(api, principal, state=state, limit=50)).items
     running.sort(key=lambda r: r.id, reverse=True)
-    awaiting = await releases.page(state=ReleaseState.AWAITING_APPROVAL, limit=50)
-    recent = [r for r in await releases.page(limit=30) if r.state.final][:15]
-    return {"running": running, "awaiting": awaiting, "recent": recent}
+    awaiting = await release_service.page(
+        api, principal, state=ReleaseState.AWAITING_APPROVAL, limit=50
+    )
+    recent = [r for r in (await release_service.page(api, principal, limit=30)).items]
+    recent = [r for r in recent if r.state.final][:15]
+    return {"running": running, "awaiting": awaiting.items, "recent": recent}
 
 
 @router.get("/")
-async def dashboard(request: Request) -> Response:
-    principal = await signed_in(request)
-    return render(request, principal, "dashboard.html", **await _dashboard(request))
+async def dashboard(request: Request, principal: Viewer) -> Response:
+    return render(request, principal, "dashboard.html", **await _dashboard(request, principal))
 
 
 @router.get("/fragments/dashboard")
-async def dashboard_lists(request: Request) -> Response:
-    principal = await signed_in(request)
-    return render(request, principal, "_dashboard_lists.html", **await _dashboard(request))
+async def dashboard_lists(request: Request, principal: Viewer) -> Response:
+    context = await _dashboard(request, principal)
+    return render(request, principal, "_dashboard_lists.html", **context)
 
 
 # Services
 
 
-async def _current(request: Request, service: str) -> dict[str, Release | None]:
+async def _current(
+    request: Request, principal: Principal, service: str
+) -> dict[str, ReleaseSummary | None]:
     """The latest succeeded release of ``service`` in each environment."""
-    state = _state(request)
-    current: dict[str, Release | None] = {}
-    for env in await state.catalog.environments():
-        page = await state.releases.page(
-            service=service, environment=env.name, state=ReleaseState.SUCCEEDED, limit=1
+    api = _state(request)
+    current: dict[str, ReleaseSummary | None] = {}
+    for env in await api.catalog.environments():
+        found = await release_service.page(
+            api,
+            principal,
+            service=service,
+            environment=env.name,
+            state=ReleaseState.SUCCEEDED,
+            limit=1,
         )
-        current[env.name] = page[0] if page else None
+        current[env.name] = found.items[0] if found.items else None
     return current
 
 
 @router.get("/services")
-async def services(request: Request) -> Response:
-    principal = await signed_in(request)
-    state = _state(request)
-    rows = [(s, await _current(request, s.name)) for s in await state.catalog.services()]
-    environments = [e.name for e in await state.catalog.environments()]
+async def services(request: Request, principal: Viewer) -> Response:
+    api = _state(request)
+    rows = [(s, await _current(request, principal, s.name)) for s in await api.catalog.services()]
+    environments = [e.name for e in await api.catalog.environments()]
     return render(request, principal, "services.html", rows=rows, environments=environments)
 
 
 @router.get("/services/{name}")
-async def service(request: Request, name: str) -> Response:
-    principal = await signed_in(request)
-    state = _state(request)
-    found = await state.catalog.service(name)
+async def service(request: Request, name: str, principal: Viewer) -> Response:
+    api = _state(request)
+    found = await api.catalog.service(name)
     if found is None:
         return problem(request, principal, NotFound(f"service {name!r} not found"))
-    history = await state.releases.page(service=name, limit=200)
+    history = (await release_service.page(api, principal, service=name, limit=200)).items
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
         principal,
         "service.html",
         service=found,
-        current=await _current(request, name),
+        current=await _current(request, principal, name),
         history=history[:30],
         charts=charts(history, t),
     )
@@ -276,29 +348,31 @@ async def service(request: Request, name: str) -> Response:
 
 
 @router.get("/releases")
-async def releases(request: Request) -> Response:
-    principal = await signed_in(request)
+async def releases(request: Request, principal: Viewer) -> Response:
     q = request.query_params
     filters = {k: q.get(k) or None for k in ("service", "environment", "state", "operator")}
     try:
-        page = await release_routes.list_releases(
-            _state(request).releases,
-            service=filters["service"],
-            environment=filters["environment"],
-            state=ReleaseState(filters["state"]) if filters["state"] else None,
-            operator=filters["operator"],
-            cursor=q.get("cursor") or None,
-            limit=25,
-        )
-    except (FabuError, ValueError) as exc:
-        return problem(request, principal, Invalid(str(exc)))
+        state = ReleaseState(filters["state"]) if filters["state"] else None
+    except ValueError:
+        states = ", ".join(ReleaseState)
+        return problem(request, principal, Invalid(f"state: not one of {states}", field="state"))
+    found = await release_service.page(
+        _state(request),
+        principal,
+        service=filters["service"],
+        environment=filters["environment"],
+        state=state,
+        operator=filters["operator"],
+        cursor=q.get("cursor") or None,
+        limit=25,
+    )
     more = {k: v for k, v in filters.items() if v}
-    next_url = _next_page("/releases", more, page.next_cursor)
+    next_url = _next_page("/releases", more, found.next_cursor)
     return render(
         request,
         principal,
         "releases.html",
-        page=page,
+        page=found,
         filters=filters,
         states=list(ReleaseState),
         next_url=next_url,
@@ -307,39 +381,32 @@ async def releases(request: Request) -> Response:
 
 
 @router.get("/releases/new")
-async def new_release(request: Request) -> Response:
-    principal = await signed_in(request)
+async def new_release(request: Request, principal: Releaser) -> Response:
     return await _new_release_page(request, principal, dict(request.query_params), {})
 
 
 async def _new_release_page(
     request: Request, principal: Principal, values: dict[str, str], errors: dict[str, str]
 ) -> Response:
-    state = _state(request)
-    services = await state.catalog.services()
-    environments = await state.catalog.environments()
+    api = _state(request)
+    services = await api.catalog.services()
+    environments = await api.catalog.environments()
     chosen = next((s for s in services if s.name == values.get("service")), None)
     versions, config, preview = None, None, None
     if chosen is not None:
         try:
-            versions = await image_routes.list_images(
-                chosen.name, state.catalog, state.images, state.registries
-            )
+            versions = await catalog_service.images(api, principal, chosen.name)
         except FabuError as exc:
             errors.setdefault("version", exc.message)
         if values.get("environment"):
-            config = await state.catalog.config(chosen.name, values["environment"])
+            config = await api.catalog.config(chosen.name, values["environment"])
         if values.get("preview") and values.get("environment") and values.get("version"):
             try:
-                preview = await catalog_routes.preview(
-                    chosen.name,
-                    values["environment"],
-                    values["version"],
-                    state.catalog,
-                    state.clusters,
+                preview = await catalog_service.preview(
+                    api, principal, chosen.name, values["environment"], values["version"]
                 )
             except FabuError as exc:
-                errors.setdefault("", exc.message)
+                errors.setdefault(exc.field, exc.message)
     return render(
         request,
         principal,
@@ -356,10 +423,8 @@ async def _new_release_page(
 
 
 @router.post("/releases/new")
-async def create_release(request: Request) -> Response:
-    principal = await signed_in(request)
+async def create_release(request: Request, principal: Releaser) -> Response:
     values = await form(request)
-    state = _state(request)
     try:
         body = ReleaseIn(
             service=values.get("service", ""),
@@ -371,66 +436,40 @@ async def create_release(request: Request) -> Response:
     except ValidationError as exc:
         return await _new_release_page(request, principal, values, validation_errors(exc))
     try:
-        accepted = await release_routes.create_release(
-            body, state.catalog, state.registries, _starter(request, principal)
-        )
+        accepted = await release_service.create(_state(request), principal, body)
     except FabuError as exc:
-        fields = ["service", "environment", "version", "description", "override_reason"]
-        return await _new_release_page(
-            request, principal, values, field_errors(exc.message, fields)
-        )
+        return await _new_release_page(request, principal, values, {exc.field: exc.message})
     return back(f"/releases/{accepted.id}")
 
 
 @router.get("/releases/{release_id}")
-async def release(request: Request, release_id: str) -> Response:
-    principal = await signed_in(request)
-    state = _state(request)
-    found = await state.releases.detail(release_id)
-    if found is None:
-        return problem(request, principal, NotFound(f"release {release_id!r} not found"))
-    service = await state.catalog.service(found.service)
-    may = service is not None and principal.can_release(found.environment, service)
-    latest = await state.releases.latest(found.service, found.environment)
-    actions = []
-    if may:
-        if found.manifest:
-            actions.append("rollback")
-        if latest is not None and latest.id == found.id and found.state.final:
-            actions.append("redeploy")
-        if found.state is ReleaseState.PAUSED:
-            actions.append("promote")
-        if found.in_canary and not found.state.final and found.manifest:
-            actions.append("abort")
-        elif not found.state.final:
-            actions.append("cancel")
-        if found.state is ReleaseState.AWAITING_APPROVAL and found.operator != principal.name:
-            actions += ["approve", "reject"]
+async def release(request: Request, release_id: str, principal: Viewer) -> Response:
+    api = _state(request)
+    try:
+        found = await release_service.get(api, principal, release_id)
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    actions = await release_service.actions(api, principal, found)
     return render(request, principal, "release.html", release=found, actions=actions)
 
 
 @router.get("/releases/{release_id}/rollback")
-async def rollback_page(request: Request, release_id: str) -> Response:
-    principal = await signed_in(request)
-    state = _state(request)
+async def rollback_page(request: Request, release_id: str, principal: Viewer) -> Response:
+    api = _state(request)
     try:
-        diff = await release_routes.rollback_preview(
-            release_id, state.catalog, state.releases, state.clusters
-        )
+        diff = await release_service.rollback_preview(api, principal, release_id)
+        found = await release_service.get(api, principal, release_id)
     except FabuError as exc:
         return problem(request, principal, exc)
-    found = await state.releases.get(release_id)
     return render(request, principal, "rollback.html", release=found, diff=diff)
 
 
 @router.post("/releases/{release_id}/{action}")
-async def release_action(request: Request, release_id: str, action: str) -> Response:
-    principal = await signed_in(request)
+async def release_action(
+    request: Request, release_id: str, action: str, principal: Releaser
+) -> Response:
     values = await form(request)
-    state = _state(request)
-    starter = _starter(request, principal)
-    if not principal.holds(Permission.RELEASE):
-        return problem(request, principal, Forbidden(f"{principal.name} may not {action}"))
+    api = _state(request)
     act = ActionIn(
         description=values.get("description", ""),
         override_reason=values.get("override_reason", ""),
@@ -441,33 +480,19 @@ async def release_action(request: Request, release_id: str, action: str) -> Resp
     try:
         match action:
             case "rollback":
-                done: Any = await release_routes.rollback(
-                    release_id, state.catalog, state.releases, starter, act
-                )
+                done: Any = await release_service.rollback(api, principal, release_id, act)
             case "redeploy":
-                done = await release_routes.redeploy(
-                    release_id, state.catalog, state.releases, starter, act
-                )
+                done = await release_service.redeploy(api, principal, release_id, act)
             case "cancel":
-                done = await release_routes.cancel(
-                    release_id, state.catalog, state.releases, state.clusters, starter
-                )
+                done = await release_service.cancel(api, principal, release_id)
             case "abort":
-                done = await release_routes.abort(
-                    release_id, state.catalog, state.releases, state.clusters, starter
-                )
+                done = await release_service.abort(api, principal, release_id)
             case "promote":
-                done = await release_routes.promote_release(
-                    release_id, state.catalog, state.releases, starter
-                )
+                done = await release_service.promote(api, principal, release_id)
             case "approve":
-                done = await release_routes.approve(
-                    release_id, state.catalog, state.releases, starter, decided
-                )
+                done = await release_service.approve(api, principal, release_id, decided)
             case "reject":
-                done = await release_routes.reject(
-                    release_id, state.catalog, state.releases, starter, decided
-                )
+                done = await release_service.reject(api, principal, release_id, decided)
             case _:
                 return problem(request, principal, NotFound(f"no action {action!r}"))
     except FabuError as exc:
@@ -479,29 +504,35 @@ async def release_action(request: Request, release_id: str, action: str) -> Resp
 
 
 @router.get("/templates")
-async def templates_page(request: Request) -> Response:
-    principal = await signed_in(request)
+async def templates_page(request: Request, principal: Viewer) -> Response:
     found = await _state(request).catalog.templates()
     return render(request, principal, "templates.html", templates=found)
 
 
 @router.get("/templates/{template_id}")
-async def template_page(request: Request, template_id: str, error: str = "") -> Response:
-    principal = await signed_in(request)
-    state = _state(request)
+async def template_page(request: Request, template_id: str, principal: Viewer) -> Response:
+    return await _template_page(request, principal, template_id)
+
+
+async def _template_page(
+    request: Request, principal: Principal, template_id: str, error: str = ""
+) -> Response:
+    api = _state(request)
     q = request.query_params
     try:
-        current = await template_routes._found(state.catalog, template_id)
-        versions = await state.catalog.template_versions(TemplateId(template_id))
+        current = await template_service.found(api.catalog, template_id)
+        versions = await api.catalog.template_versions(TemplateId(template_id))
         to_version = int(q.get("to") or current.version)
         from_version = int(q.get("from") or max(to_version - 1, 1))
-        impact = await template_routes.impact(
-            template_id, state.catalog, state.releases, from_version, to_version
+        impact = await template_service.impact(
+            api, principal, template_id, from_version, to_version
         )
-        old = await template_routes._found(state.catalog, template_id, from_version)
-        new = await template_routes._found(state.catalog, template_id, to_version)
-    except (FabuError, ValueError) as exc:
-        return problem(request, principal, Invalid(str(exc)))
+        old = await template_service.found(api.catalog, template_id, from_version)
+        new = await template_service.found(api.catalog, template_id, to_version)
+    except ValueError:
+        return problem(request, principal, Invalid("from, to: template versions are numbers"))
+    except FabuError as exc:
+        return problem(request, principal, exc)
     diff = "".join(
         difflib.unified_diff(
             old.content.splitlines(keepends=True),
@@ -524,20 +555,15 @@ async def template_page(request: Request, template_id: str, error: str = "") -> 
 
 
 @router.post("/templates/{template_id}")
-async def change_template(request: Request, template_id: str) -> Response:
-    principal = await signed_in(request)
-    if not principal.holds(Permission.EDIT_CONFIG):
-        return problem(request, principal, Forbidden("only a config-admin can change templates"))
-    state = _state(request)
+async def change_template(request: Request, template_id: str, principal: ConfigAdmin) -> Response:
     try:
         body = TemplateContentIn(content=(await form(request)).get("content", ""))
-        await template_routes.change_template(
-            template_id, body, state.catalog, state.audit, principal
-        )
+        await template_service.change(_state(request), principal, template_id, body)
     except ValidationError as exc:
-        return await template_page(request, template_id, str(exc.errors()[0]["msg"]))
+        message = str(exc.errors()[0]["msg"])
+        return await _template_page(request, principal, template_id, message)
     except FabuError as exc:
-        return await template_page(request, template_id, exc.message)
+        return await _template_page(request, principal, template_id, exc.message)
     return back(f"/templates/{template_id}")
 
 
@@ -581,14 +607,18 @@ def _params(values: dict[str, str], base: BaseParams) -> BaseParams:
 
 
 @router.get("/services/{name}/config/{environment}")
-async def config_page(
+async def config_page(request: Request, name: str, environment: str, principal: Viewer) -> Response:
+    return await _config_page(request, principal, name, environment)
+
+
+async def _config_page(
     request: Request,
+    principal: Principal,
     name: str,
     environment: str,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    principal = await signed_in(request)
     state = _state(request)
     current = await state.catalog.config(name, environment)
     if current is None:
@@ -636,52 +666,42 @@ async def config_page(
 
 
 @router.post("/services/{name}/config/{environment}")
-async def save_config(request: Request, name: str, environment: str) -> Response:
-    principal = await signed_in(request)
+async def save_config(
+    request: Request, name: str, environment: str, principal: ConfigAdmin
+) -> Response:
     values = await form(request)
-    if not principal.holds(Permission.EDIT_CONFIG):
-        return problem(
-            request, principal, Forbidden("Only a config-admin can change base parameters.")
-        )
-    state = _state(request)
-    current = await state.catalog.config(name, environment)
+    api = _state(request)
+    current = await api.catalog.config(name, environment)
     if current is None:
         return problem(request, principal, NotFound(f"{name} has no config in {environment}"))
-    fields = ["replicas", "container_port", "health_path", "labels", "env", "canary"]
     try:
         body = ConfigIn(
             template_id=current.template_id,
             params=_params(values, current.params),
             note=values.get("note", ""),
         )
-        await catalog_routes.put_config(
-            name, environment, body, state.catalog, state.audit, principal
-        )
+        await catalog_service.put_config(api, principal, name, environment, body)
     except ValidationError as exc:
-        return await config_page(request, name, environment, values, validation_errors(exc))
+        errors = validation_errors(exc)
+        return await _config_page(request, principal, name, environment, values, errors)
     except ValueError as exc:
-        return await config_page(request, name, environment, values, {"canary": str(exc)})
+        errors = {"canary": str(exc)}
+        return await _config_page(request, principal, name, environment, values, errors)
     except FabuError as exc:
-        errors = field_errors(exc.message, fields)
-        if exc.message.startswith("params:"):
-            errors = {"": exc.message}
-        return await config_page(request, name, environment, values, errors)
+        errors = {exc.field: exc.message}
+        return await _config_page(request, principal, name, environment, values, errors)
     return back(f"/services/{name}/config/{environment}")
 
 
 # Users, environments, audit (admins)
 
 
-async def _admin(request: Request) -> Principal:
-    principal = await signed_in(request)
-    if not principal.has(Role.ADMIN):
-        raise Forbidden(f"{principal.name} is not an admin")
-    return principal
-
-
 @router.get("/users")
-async def users_page(request: Request, error: str = "") -> Response:
-    principal = await _admin(request)
+async def users_page(request: Request, principal: Admin) -> Response:
+    return await _users_page(request, principal)
+
+
+async def _users_page(request: Request, principal: Principal, error: str = "") -> Response:
     found = await _state(request).users.all()
     return render(
         request,
@@ -695,10 +715,8 @@ async def users_page(request: Request, error: str = "") -> Response:
 
 
 @router.post("/users")
-async def create_user(request: Request) -> Response:
-    principal = await _admin(request)
+async def create_user(request: Request, principal: Admin) -> Response:
     values = await form(request)
-    state = _state(request)
     try:
         body = user_routes.UserIn(
             name=values.get("name", ""),
@@ -706,20 +724,22 @@ async def create_user(request: Request) -> Response:
             display_name=values.get("display_name", ""),
             grants=[Grant(role=Role(values.get("role", "viewer")))],
         )
-        await user_routes.create_user(body, state.users, state.audit, principal)
+        user = User(name=body.name, display_name=body.display_name, grants=body.grants)
+        await user_service.create_user(_state(request), principal, user, body.password)
     except ValidationError as exc:
-        return await users_page(request, "; ".join(str(e["msg"]) for e in exc.errors()))
+        return await _users_page(request, principal, "; ".join(str(e["msg"]) for e in exc.errors()))
+    except ValueError:
+        return await _users_page(request, principal, f"role: not one of {', '.join(Role)}")
     except FabuError as exc:
-        return await users_page(request, exc.message)
+        return await _users_page(request, principal, exc.message)
     return back("/users")
 
 
 @router.post("/users/{name}/grants")
-async def change_grants(request: Request, name: str) -> Response:
-    principal = await _admin(request)
+async def change_grants(request: Request, name: str, principal: Admin) -> Response:
     values = await form(request)
-    state = _state(request)
-    user = await state.users.get(name)
+    api = _state(request)
+    user = await api.users.get(name)
     if user is None:
         return problem(request, principal, NotFound(f"user {name!r} not found"))
     grants = list(user.grants)
@@ -735,17 +755,20 @@ async def change_grants(request: Request, name: str) -> Response:
                     team=values.get("team") or "*",
                 )
             )
-        await user_routes.set_grants(name, grants, state.users, state.audit, principal)
+        await user_service.set_grants(api, principal, name, grants)
     except (ValidationError, ValueError, IndexError) as exc:
-        return await users_page(request, str(exc).splitlines()[-1])
+        return await _users_page(request, principal, str(exc).splitlines()[-1])
     except FabuError as exc:
-        return await users_page(request, exc.message)
+        return await _users_page(request, principal, exc.message)
     return back("/users")
 
 
 @router.get("/environments")
-async def environments_page(request: Request, error: str = "") -> Response:
-    principal = await signed_in(request)
+async def environments_page(request: Request, principal: Viewer) -> Response:
+    return await _environments_page(request, principal)
+
+
+async def _environments_page(request: Request, principal: Principal, error: str = "") -> Response:
     found = await _state(request).catalog.environments()
     return render(
         request,
@@ -758,11 +781,10 @@ async def environments_page(request: Request, error: str = "") -> Response:
 
 
 @router.post("/environments/{name}")
-async def change_environment(request: Request, name: str) -> Response:
-    principal = await _admin(request)
+async def change_environment(request: Request, name: str, principal: Admin) -> Response:
     values = await form(request)
-    state = _state(request)
-    env = await state.catalog.environment(name)
+    api = _state(request)
+    env = await api.catalog.environment(name)
     if env is None:
         return problem(request, principal, NotFound(f"environment {name!r} not found"))
     windows = list(env.freeze_windows)
@@ -787,23 +809,20 @@ async def change_environment(request: Request, name: str) -> Response:
                 "freeze_windows": [w.model_dump() for w in windows],
             }
         )
-        await catalog_routes.update_environment(
-            name, updated, state.catalog, state.audit, state.settings, principal
-        )
+        await catalog_service.update_environment(api, principal, name, updated)
     except (ValidationError, ValueError, IndexError) as exc:
-        return await environments_page(request, str(exc).splitlines()[-1])
+        return await _environments_page(request, principal, str(exc).splitlines()[-1])
     except FabuError as exc:
-        return await environments_page(request, exc.message)
+        return await _environments_page(request, principal, exc.message)
     return back("/environments")
 
 
 @router.get("/audit")
-async def audit_page(request: Request) -> Response:
-    principal = await _admin(request)
+async def audit_page(request: Request, principal: Admin) -> Response:
     q = request.query_params
     filters = {k: q.get(k) or None for k in ("actor", "action", "target")}
-    page = await user_routes.audit_log(
-        _state(request).audit,
+    found = await user_service.audit_log(
+        _state(request),
         principal,
         actor=filters["actor"],
         action=filters["action"],
@@ -811,5 +830,5 @@ async def audit_page(request: Request) -> Response:
         cursor=q.get("cursor") or None,
         limit=50,
     )
-    next_url = _next_page("/audit", {k: v for k, v in filters.items() if v}, page.next_cursor)
-    return render(request, principal, "audit.html", page=page, filters=filters, next_url=next_url)
+    next_url = _next_page("/audit", {k: v for k, v in filters.items() if v}, found.next_cursor)
+    return render(request, principal, "audit.html", page=found, filters=filters, next_url=next_url)

@@ -1,0 +1,199 @@
+"""Environments, services, release configs, image versions and previews, between the
+HTTP edges and the stores: the JSON routes and the UI pages call these."""
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from services.api.access import Permission, Principal, need
+from services.api.context import Api
+from services.api.diff import manifest_diff
+from services.api.releasing import config_template, sample_params
+from services.api.schemas import ConfigIn, Preview
+from shared.cluster import ClusterError, kubeconfig_file
+from shared.errors import Invalid, NotFound, TransientError, Unavailable
+from shared.models import Environment, Image, ServiceConfig
+from shared.render import RenderError, render
+from shared.settings import Settings
+
+
+class ImageVersion(BaseModel):
+    tag: str
+    digest: str = ""
+    commit_sha: str = ""
+    pipeline_url: str = ""
+    pushed_at: datetime | None = None
+    # Whether CI told Fabu about it (else only the registry lists it).
+    registered: bool
+
+
+class ImageVersions(BaseModel):
+    repository: str
+    versions: list[ImageVersion]
+
+
+async def reachable(env: Environment, settings: Settings) -> None:
+    if not env.in_cluster and not env.kubeconfig:
+        raise Invalid("environment needs a kubeconfig or in_cluster: true")
+    if env.kubeconfig and not env.in_cluster:
+        try:
+            await asyncio.to_thread(kubeconfig_file, env.kubeconfig, settings.kubeconfig_dir)
+        except ClusterError as exc:
+            raise Invalid(exc.message) from exc
+
+
+def _changes(before: ServiceConfig | None, after: ConfigIn) -> list[str]:
+    """Field by field, what a save changes: ``replicas: 2 → 3``."""
+    if before is None:
+        return ["created"]
+    lines = []
+    if before.template_id != after.template_id:
+        lines.append(f"template_id: {before.template_id} → {after.template_id}")
+    old, new = before.params.model_dump(), after.params.model_dump()
+    for key in new:
+        if old.get(key) != new[key]:
+            lines.append(f"{key}: {json.dumps(old.get(key))} → {json.dumps(new[key])}")
+    return lines
+
+
+async def update_environment(
+    api: Api, principal: Principal, name: str, body: Environment
+) -> Environment:
+    """Replace an environment's settings: its cluster, approvals, freeze windows."""
+    need(principal, Permission.ADMIN)
+    if body.name != name:
+        raise Invalid(f"name: {body.name!r} differs from the path's {name!r}", field="name")
+    await reachable(body, api.settings)
+    before = await api.catalog.replace_environment(body)
+    if before is None:
+        raise NotFound(f"environment {name!r} not found")
+    await api.audit.record(
+        principal.name, "environment.update", f"environment/{name}", before=before, after=body
+    )
+    return body
+
+
+async def put_config(
+    api: Api, principal: Principal, name: str, environment: str, body: ConfigIn
+) -> ServiceConfig:
+    """Save the next version of a release config, after rendering it with its template."""
+    need(principal, Permission.EDIT_CONFIG)
+    service, env, template, current = await asyncio.gather(
+        api.catalog.service(name),
+        api.catalog.environment(environment),
+        api.catalog.template(body.template_id),
+        api.catalog.config(name, environment),
+    )
+    if service is None:
+        raise NotFound(f"service {name!r} not found")
+    if env is None:
+        raise NotFound(f"environment {environment!r} not found")
+    if template is None:
+        raise Invalid(f"template_id: template {body.template_id!r} not found", field="template_id")
+    params = sample_params(name, service.image_repository, env.name, env.namespace)
+    try:
+        render(template.content, body.params, params)
+    except RenderError as exc:
+        raise Invalid(
+            f"params: template {template.name!r} version {template.version} does not render "
+            f"with them: {exc}"
+        ) from exc
+    config = ServiceConfig(
+        service=name,
+        environment=environment,
+        template_id=body.template_id,
+        params=body.params,
+        author=principal.name,
+        change=_changes(current, body),
+        note=body.note,
+    )
+    stored = await api.catalog.put_config(config)
+    await api.audit.record(
+        principal.name,
+        "config.update",
+        f"config/{name}/{environment}",
+        before=current,
+        after=stored,
+        note=body.note,
+    )
+    return stored
+
+
+async def images(api: Api, principal: Principal, name: str) -> ImageVersions:
+    """The tags the registry has, with what CI registered about them; newest first.
+
+    Registered tags come first, newest push first; then the tags only the
+    registry knows, in reverse order of their names (the registry lists no
+    dates).
+    """
+    need(principal, Permission.VIEW)
+    service = await api.catalog.service(name)
+    if service is None:
+        raise NotFound(f"service {name!r} not found")
+    try:
+        tags = await api.registries.tags(service.image_repository)
+    except TransientError as exc:
+        raise Unavailable(exc.message) from exc
+    known: dict[str, Image] = {}
+    for image in await api.images.of(service.image_repository):
+        for tag in image.tags:
+            known.setdefault(tag, image)
+    oldest = datetime.min.replace(tzinfo=UTC)
+    registered = sorted(
+        (t for t in tags if t in known),
+        key=lambda t: known[t].pushed_at or known[t].registered_at or oldest,
+        reverse=True,
+    )
+    versions = [
+        ImageVersion(
+            tag=tag,
+            digest=known[tag].digest,
+            commit_sha=known[tag].commit_sha,
+            pipeline_url=known[tag].pipeline_url,
+            pushed_at=known[tag].pushed_at,
+            registered=True,
+        )
+        for tag in registered
+    ]
+    versions += [
+        ImageVersion(tag=tag, registered=False)
+        for tag in sorted((t for t in tags if t not in known), reverse=True)
+    ]
+    return ImageVersions(repository=service.image_repository, versions=versions)
+
+
+async def preview(
+    api: Api, principal: Principal, name: str, environment: str, version: str
+) -> Preview:
+    """The manifest a release of ``version`` would apply now, and its diff against live."""
+    need(principal, Permission.VIEW)
+    service, env, config = await asyncio.gather(
+        api.catalog.service(name),
+        api.catalog.environment(environment),
+        api.catalog.config(name, environment),
+    )
+    if service is None:
+        raise NotFound(f"service {name!r} not found")
+    if env is None:
+        raise NotFound(f"environment {environment!r} not found")
+    if config is None:
+        raise Invalid(f"service {name!r} has no release config for environment {environment!r}")
+    template = await config_template(api.catalog, config)
+    params = sample_params(name, service.image_repository, env.name, env.namespace, version)
+    try:
+        rendered = render(template.content, config.params, params)
+    except RenderError as exc:
+        raise Invalid(f"the release would fail to render: {exc}") from exc
+    try:
+        diff = await manifest_diff(await api.clusters.get(env), env.namespace, rendered.manifest)
+    except (ClusterError, TransientError) as exc:
+        raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
+    return Preview(
+        manifest=rendered.manifest,
+        template_id=template.id,
+        template_version=template.version,
+        config_version=config.version,
+        diff=diff,
+    )

@@ -1,0 +1,36 @@
+"""What the API's service layer works with: the connections the app makes once.
+
+JSON routes and UI pages both receive it and call the service functions
+(``*_service.py``) with it and the caller; neither reaches the stores for a
+change on its own.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.bus import Bus
+from shared.cluster import Clusters
+from shared.registry import Registries
+from shared.settings import Settings
+from shared.store.audit import Audit
+from shared.store.catalog import Catalog
+from shared.store.images import Images
+from shared.store.mongo import Mongo
+from shared.store.releases import Releases
+from shared.store.users import Users
+
+
+@dataclass(frozen=True)
+class Api:
+    settings: Settings
+    mongo: Mongo
+    catalog: Catalog
+    releases: Releases
+    bus: Bus
+    clusters: Clusters
+    registries: Registries
+    images: Images
+    users: Users
+    audit: Audit
+    # authlib's OAuth registry when OpenID Connect login is configured.
+    oauth: Any = None

@@ -1,0 +1,523 @@
+"""Releases, between the HTTP edges and the stores: the JSON routes and the UI call these.
+
+Each function takes the :class:`Api` and the caller, checks what the caller
+may do (the same refusal whoever asks), and moves releases only through
+``shared.lifecycle``. :func:`refusal` is the one place that says whether an
+action on a release is open to a caller now; :func:`actions` lists the open
+ones for a page, and every action function raises its refusal.
+"""
+
+import asyncio
+from datetime import datetime
+from typing import Literal
+
+import structlog
+
+from services.api.access import Permission, Principal, need
+from services.api.context import Api
+from services.api.diff import ManifestDiff, manifest_diff
+from services.api.releasing import Starter, again, config_template, freeze_check, start
+from services.api.schemas import (
+    ActionIn,
+    Cancelled,
+    DecisionIn,
+    ReleaseAccepted,
+    ReleaseIn,
+    ReleasePage,
+    ReleaseSummary,
+)
+from shared import lifecycle
+from shared.canary import promote as promote_canary
+from shared.canary import remove_canary
+from shared.cluster import ClusterError
+from shared.errors import (
+    Conflict,
+    FabuError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TransientError,
+    Unavailable,
+)
+from shared.ids import ReleaseId
+from shared.lifecycle import Actor, Approved, Lost, Nothing, Rejected, Undecided
+from shared.models import (
+    CanaryEvent,
+    Decision,
+    Environment,
+    Release,
+    ReleaseKind,
+    ReleaseState,
+    Service,
+    TranscriptLine,
+    now,
+)
+from shared.store.mongo import new_id
+
+log = structlog.get_logger()
+
+Action = Literal["rollback", "redeploy", "promote", "abort", "cancel", "approve", "reject"]
+ACTIONS: tuple[Action, ...] = (
+    "rollback",
+    "redeploy",
+    "promote",
+    "abort",
+    "cancel",
+    "approve",
+    "reject",
+)
+
+
+async def _found(api: Api, release_id: str) -> Release:
+    release = await api.releases.get(release_id)
+    if release is None:
+        raise NotFound(f"release {release_id!r} not found")
+    return release
+
+
+async def _target(api: Api, service_name: str, environment: str) -> tuple[Service, Environment]:
+    service, env = await asyncio.gather(
+        api.catalog.service(service_name), api.catalog.environment(environment)
+    )
+    if service is None:
+        raise NotFound(f"service {service_name!r} not found", field="service")
+    if env is None:
+        raise NotFound(f"environment {environment!r} not found", field="environment")
+    return service, env
+
+
+def _starter(api: Api, principal: Principal) -> Starter:
+    return Starter(api.releases, api.bus, api.audit, principal)
+
+
+# Reading
+
+
+async def get(api: Api, principal: Principal, release_id: str) -> Release:
+    need(principal, Permission.VIEW)
+    release = await api.releases.detail(release_id)
+    if release is None:
+        raise NotFound(f"release {release_id!r} not found")
+    return release
+
+
+async def page(
+    api: Api,
+    principal: Principal,
+    *,
+    service: str | None = None,
+    environment: str | None = None,
+    state: ReleaseState | None = None,
+    operator: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> ReleasePage:
+    need(principal, Permission.VIEW)
+    found = await api.releases.page(
+        service=service,
+        environment=environment,
+        state=state,
+        operator=operator,
+        since=since,
+        until=until,
+        before=cursor,
+        limit=limit,
+    )
+    next_cursor = found[-1].id if len(found) == limit else None
+    return ReleasePage(items=[ReleaseSummary.of(r) for r in found], next_cursor=next_cursor)
+
+
+# Which actions a caller may take
+
+
+def refusal(
+    action: Action,
+    release: Release,
+    principal: Principal,
+    service: Service | None,
+    latest: Release | None,
+) -> FabuError | None:
+    """Why ``principal`` may not take ``action`` on ``release`` now (None: they may)."""
+    if not principal.holds(Permission.RELEASE):
+        return Forbidden(f"{principal.name} lacks the {Permission.RELEASE} permission")
+    if service is None:
+        return NotFound(f"service {release.service!r} not found")
+    if not principal.can_release(release.environment, service):
+        where = f" to {release.environment}"
+        return Forbidden(
+            f"{principal.name} may not release {service.name} (team {service.team}){where}: "
+            "that needs a releaser grant covering it"
+        )
+    return _state_refusal(action, release, principal, latest)
+
+
+def _state_refusal(
+    action: Action, release: Release, principal: Principal, latest: Release | None
+) -> FabuError | None:
+    """Why the release's state (not the caller's grants) refuses ``action`` now."""
+    rid = release.id
+    match action:
+        case "rollback":
+            if not release.manifest:
+                return Invalid(
+                    f"release {rid} failed before its manifest was rendered; "
+                    "there is nothing to roll back to"
+                )
+        case "redeploy":
+            if not release.state.final:
+                return Conflict(
+                    f"release {rid} is still {release.state}: cancel it, or wait for it to end"
+                )
+            if latest is not None and latest.id != rid:
+                return Conflict(
+                    f"only the latest release of {release.service} in {release.environment} "
+                    f"can be redeployed: that is {latest.id} ({latest.version}, {latest.state})"
+                )
+        case "promote":
+            if release.state is not ReleaseState.PAUSED:
+                return Conflict(
+                    f"release {rid} is not paused at a canary step: it is {release.state}"
+                )
+        case "abort":
+            return _abort_refusal(release)
+        case "cancel":
+            if release.state.final:
+                return Conflict(f"release {rid} has already finished: {release.state}")
+            if release.in_canary and release.manifest:
+                return Conflict(f"release {rid} is at a canary step: abort it instead")
+        case "approve" | "reject":
+            return _decision_refusal(action, release, principal)
+    return None
+
+
+def _decision_refusal(action: Action, release: Release, principal: Principal) -> FabuError | None:
+    rid = release.id
+    if release.state is not ReleaseState.AWAITING_APPROVAL:
+        return Conflict(f"release {rid} is not awaiting approval: it is {release.state}")
+    if principal.name == release.operator:
+        return Forbidden(
+            f"{principal.name} requested release {rid} and cannot {action} it: "
+            "someone else must (the requester may cancel it)"
+        )
+    return None
+
+
+def _abort_refusal(release: Release) -> FabuError | None:
+    rid = release.id
+    if release.canary_step is None:
+        return Conflict(f"release {rid} is not a canary release; cancel it instead")
+    if release.state.final:
+        return Conflict(f"release {rid} has already finished: {release.state}")
+    if not release.in_canary:
+        return Conflict(
+            f"release {rid} is past its canary: the main Deployment is taking the new "
+            "version; cancel it, or roll back to an earlier release"
+        )
+    if not release.manifest:
+        return Conflict(f"release {rid} is not rendered yet; cancel it instead")
+    return None
+
+
+async def actions(api: Api, principal: Principal, release: Release) -> list[Action]:
+    """The actions ``principal`` may take on ``release`` now."""
+    if not principal.holds(Permission.RELEASE):
+        return []
+    service, latest = await asyncio.gather(
+        api.catalog.service(release.service),
+        api.releases.latest(release.service, release.environment),
+    )
+    return [a for a in ACTIONS if refusal(a, release, principal, service, latest) is None]
+
+
+async def _may(
+    api: Api, principal: Principal, action: Action, release_id: str
+) -> tuple[Release, Service, Environment]:
+    """The release, its service and environment, when ``principal`` may take ``action``."""
+    need(principal, Permission.RELEASE)
+    release = await _found(api, release_id)
+    service, env = await _target(api, release.service, release.environment)
+    latest = None
+    if action == "redeploy":
+        latest = await api.releases.latest(release.service, release.environment)
+    refused = refusal(action, release, principal, service, latest)
+    if refused is not None:
+        raise refused
+    return release, service, env
+
+
+# Starting releases
+
+
+async def create(api: Api, principal: Principal, body: ReleaseIn) -> ReleaseAccepted:
+    """Release a version; it waits for approval where the environment asks for one."""
+    need(principal, Permission.RELEASE)
+    (service, env), config = await asyncio.gather(
+        _target(api, body.service, body.environment),
+        api.catalog.config(body.service, body.environment),
+    )
+    principal.must_release(env.name, service)
+    if config is None:
+        raise Invalid(
+            f"service {body.service!r} has no release config for environment {body.environment!r}",
+            field="environment",
+        )
+    template = await config_template(api.catalog, config)
+    try:
+        digest = await api.registries.digest(service.image_repository, body.version)
+    except FabuError as exc:
+        raise Unavailable(f"cannot check the image in the registry: {exc.message}") from exc
+    if digest is None:
+        raise Invalid(
+            f"version: the registry has no tag {body.version!r} in {service.image_repository}",
+            field="version",
+        )
+    release = Release(
+        id=ReleaseId(new_id()),
+        service=service.name,
+        environment=env.name,
+        version=body.version,
+        image=f"{service.image_repository}:{body.version}",
+        description=body.description,
+        template_id=template.id,
+        template_version=template.version,
+        config_version=config.version,
+        params=config.params,
+        namespace=env.namespace,
+    )
+    return await start(release, env, service, _starter(api, principal), body.override_reason)
+
+
+async def rollback(
+    api: Api, principal: Principal, release_id: str, body: ActionIn | None = None
+) -> ReleaseAccepted:
+    """A new release restoring this one whole: image, base parameters, template version."""
+    source, service, env = await _may(api, principal, "rollback", release_id)
+    description = (body.description if body else "") or (
+        f"roll back to {source.version} (release {source.id})"
+    )
+    release = again(source, ReleaseKind.ROLLBACK, description, env.namespace)
+    override = body.override_reason if body else ""
+    return await start(release, env, service, _starter(api, principal), override)
+
+
+async def rollback_preview(api: Api, principal: Principal, release_id: str) -> ManifestDiff:
+    """What rolling back to this release would change: its manifest against the live objects."""
+    need(principal, Permission.VIEW)
+    source = await _found(api, release_id)
+    if not source.manifest:
+        raise Invalid(f"release {release_id} has no rendered manifest to compare")
+    env = await api.catalog.environment(source.environment)
+    if env is None:
+        raise NotFound(f"environment {source.environment!r} not found")
+    try:
+        return await manifest_diff(await api.clusters.get(env), env.namespace, source.manifest)
+    except (ClusterError, TransientError) as exc:
+        raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
+
+
+async def redeploy(
+    api: Api, principal: Principal, release_id: str, body: ActionIn | None = None
+) -> ReleaseAccepted:
+    """The latest release again, with the current base parameters, its pods replaced."""
+    source, service, env = await _may(api, principal, "redeploy", release_id)
+    config = await api.catalog.config(source.service, source.environment)
+    if config is None:
+        raise Invalid(
+            f"service {source.service!r} has no release config for {source.environment!r}"
+        )
+    template = await config_template(api.catalog, config)
+    description = (body.description if body else "") or f"redeploy {source.version}"
+    release = again(source, ReleaseKind.REDEPLOY, description, env.namespace, template, config)
+    override = body.override_reason if body else ""
+    return await start(release, env, service, _starter(api, principal), override)
+
+
+# Ending releases
+
+
+async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
+    """End a release that has not finished. An applied one stays in the cluster as it is;
+    a canary before its full rollout is aborted (its objects removed)."""
+    need(principal, Permission.RELEASE)
+    found = await _found(api, release_id)
+    if found.in_canary and found.manifest and not found.state.final:
+        return await abort(api, principal, release_id)
+    source, _, _ = await _may(api, principal, "cancel", release_id)
+    actor = principal.name
+    line = TranscriptLine(at=now(), text=f"cancelled by {actor}; the cluster was left as it is")
+    was = await _end(api, principal, source, lifecycle.CANCEL, [line])
+    if was is ReleaseState.APPLIED:
+        message = (
+            "tracking stopped; what was applied stays in the cluster as it is "
+            "(roll back to an earlier release to undo it)"
+        )
+    elif was is ReleaseState.RENDERED:
+        message = (
+            "cancelled before it was applied; if the deployer had already begun, "
+            "the transcript says so"
+        )
+    else:
+        message = "cancelled before anything was applied; the cluster was not changed"
+    return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)
+
+
+async def abort(api: Api, principal: Principal, release_id: str) -> Cancelled:
+    """Stop a canary before its full rollout: its objects are removed, the main
+    Deployment is left exactly as it was."""
+    release, _, env = await _may(api, principal, "abort", release_id)
+    actor = principal.name
+    step = (release.canary_step or 0) + 1
+    weight = release.params.canary[step - 1].weight
+    was = await _end(
+        api,
+        principal,
+        release,
+        lifecycle.ABORT,
+        [TranscriptLine(at=now(), text=f"canary aborted at step {step} by {actor}")],
+        CanaryEvent(step=step - 1, weight=weight, what="aborted", by=actor),
+    )
+    try:
+        removed = await remove_canary(await api.clusters.get(env), release)
+        line = f"removed the canary's objects: {', '.join(removed) or 'none were there'}"
+    except (ClusterError, TransientError) as exc:
+        line = f"could not remove the canary's objects: {exc.message}"
+    line += "; the main Deployment was not touched"
+    await api.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
+    return Cancelled(id=release.id, state=ReleaseState.ABORTED, was=was, message=line)
+
+
+async def _end(
+    api: Api,
+    principal: Principal,
+    release: Release,
+    transition: lifecycle.Transition[Nothing],
+    lines: list[TranscriptLine],
+    canary: CanaryEvent | None = None,
+) -> ReleaseState:
+    """End a release by hand (409 if something else moved it first); audited."""
+    actor = Actor.person(principal.name)
+    try:
+        outcome = await lifecycle.take(
+            api.releases, api.bus, release, transition, actor, Nothing(), lines, canary
+        )
+    except FabuError:
+        raise
+    except Exception:
+        # Ended, but not announced: each tracker also stops at its next write,
+        # when it finds the release ended.
+        log.exception("could not announce the end", release_id=release.id)
+    else:
+        if isinstance(outcome, Lost):
+            raise Conflict(f"release {release.id} has already finished: {outcome.state}")
+    verb = transition.name
+    await api.audit.record(
+        principal.name,
+        f"release.{verb}",
+        f"release/{release.id}",
+        before={"state": release.state},
+        after={"state": transition.target},
+    )
+    return release.state
+
+
+async def promote(api: Api, principal: Principal, release_id: str) -> ReleaseAccepted:
+    """Move a paused canary to its next step; after the last, the main Deployment
+    takes the new version and the canary's objects are removed."""
+    release, _, _ = await _may(api, principal, "promote", release_id)
+    outcome = await promote_canary(api.releases, api.bus, release, Actor.person(principal.name), "")
+    if isinstance(outcome, Lost):
+        raise Conflict(f"release {release_id} moved on meanwhile: it is {outcome.state}")
+    await api.audit.record(
+        principal.name,
+        "release.promote",
+        f"release/{release_id}",
+        before={"canary_step": release.canary_step},
+        after={"canary_step": (release.canary_step or 0) + 1},
+    )
+    return ReleaseAccepted(id=release_id, state=ReleaseState.RENDERED)
+
+
+# Decisions
+
+
+async def approve(
+    api: Api, principal: Principal, release_id: str, body: DecisionIn | None = None
+) -> ReleaseAccepted:
+    """Approve a release awaiting approval: someone other than its requester, who may
+    release there. It goes on at once."""
+    body = body or DecisionIn()
+    release, _, env = await _may(api, principal, "approve", release_id)
+    override = freeze_check(env, principal, body.override_reason)
+    decision = Decision(approved=True, by=principal.name, comment=body.comment)
+    fields = (
+        Approved(decision=decision, freeze_override=override)
+        if override
+        else Approved(decision=decision)
+    )
+    actor = Actor.person(principal.name)
+    try:
+        outcome = await lifecycle.take(
+            api.releases, api.bus, release, lifecycle.APPROVE, actor, fields, [_line(decision)]
+        )
+    except FabuError:
+        raise
+    except Exception as exc:
+        log.exception("could not hand the approved release on", release_id=release.id)
+        approved = await _found(api, release.id)
+        undone = "the approval was undone: the message bus failed"
+        await lifecycle.take(
+            api.releases,
+            api.bus,
+            approved,
+            lifecycle.UNAPPROVE,
+            lifecycle.SYSTEM,
+            Undecided(),
+            [TranscriptLine(at=now(), text=undone)],
+        )
+        raise Unavailable(
+            "the message bus is unavailable; the release still awaits approval"
+        ) from exc
+    await _decided(api, release, decision, outcome, ReleaseState.REQUESTED)
+    return ReleaseAccepted(id=release.id, state=ReleaseState.REQUESTED)
+
+
+async def reject(
+    api: Api, principal: Principal, release_id: str, body: DecisionIn | None = None
+) -> ReleaseAccepted:
+    """Reject a release awaiting approval; it ends, and nothing reaches the cluster."""
+    body = body or DecisionIn()
+    release, _, _ = await _may(api, principal, "reject", release_id)
+    decision = Decision(approved=False, by=principal.name, comment=body.comment)
+    outcome = await lifecycle.take(
+        api.releases,
+        api.bus,
+        release,
+        lifecycle.REJECT,
+        Actor.person(principal.name),
+        Rejected(decision=decision),
+        [_line(decision)],
+    )
+    await _decided(api, release, decision, outcome, ReleaseState.REJECTED)
+    return ReleaseAccepted(id=release.id, state=ReleaseState.REJECTED)
+
+
+def _line(decision: Decision) -> TranscriptLine:
+    verb = "approved" if decision.approved else "rejected"
+    text = f"{verb} by {decision.by}" + (f": {decision.comment}" if decision.comment else "")
+    return TranscriptLine(at=now(), text=text)
+
+
+async def _decided(
+    api: Api, release: Release, decision: Decision, outcome: lifecycle.Outcome, new: ReleaseState
+) -> None:
+    if isinstance(outcome, Lost):
+        raise Conflict(f"release {release.id} was decided or cancelled meanwhile")
+    await api.audit.record(
+        decision.by,
+        f"release.{'approve' if decision.approved else 'reject'}",
+        f"release/{release.id}",
+        before={"state": ReleaseState.AWAITING_APPROVAL},
+        after={"state": new, "decision": decision},
+    )

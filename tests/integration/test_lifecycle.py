@@ -1,0 +1,162 @@
+"""The lifecycle on the local stack's FerretDB: racing transitions, claims left behind."""
+
+import asyncio
+import json
+from collections import Counter
+from datetime import timedelta
+
+from nats.aio.msg import Msg
+
+from devstack.system import FabuSystem
+from shared import lifecycle
+from shared.ids import ReleaseId, TemplateId
+from shared.lifecycle import CANCEL, SUCCEED, TRACKER, Actor, Lost, Moved, Nothing, Succeeded
+from shared.models import (
+    BaseParams,
+    Release,
+    ReleaseState,
+    StateChange,
+    TranscriptLine,
+    now,
+)
+from shared.store.mongo import new_id
+from shared.worker import Context
+from tests.conftest import unique
+from tests.support.stages import stage
+from tests.support.wait import eventually
+
+PAIRS = 100
+
+
+def applied(service: str) -> Release:
+    """A release the tracker follows: requested, rendered and applied."""
+    at = now()
+    states = (ReleaseState.REQUESTED, ReleaseState.RENDERED, ReleaseState.APPLIED)
+    return Release(
+        id=ReleaseId(new_id()),
+        service=service,
+        environment="race",
+        version="1.0.0",
+        image=f"registry.example/{service}:1.0.0",
+        template_id=TemplateId("t"),
+        config_version=1,
+        params=BaseParams(),
+        namespace="ns",
+        state=ReleaseState.APPLIED,
+        events=[StateChange(at=at, state=s, actor="test") for s in states],
+    )
+
+
+async def heard(ctx: Context, *subjects: str) -> dict[str, list[str]]:
+    """Every release id published on ``subjects`` from now on, by subject."""
+    published: dict[str, list[str]] = {s: [] for s in subjects}
+
+    async def keep(msg: Msg) -> None:
+        published[msg.subject].append(json.loads(msg.data)["release_id"])
+
+    for subject in subjects:
+        subscription = await ctx.bus.nc.subscribe(subject, cb=keep)
+        ctx.owned.push_async_callback(subscription.unsubscribe)
+    return published
+
+
+async def test_of_two_racing_transitions_exactly_one_wins_and_no_line_is_lost(
+    fabu: FabuSystem,
+) -> None:
+    """A person's cancel against the tracker's success, 100 times: one winner each time,
+    the loser told which state won, every line the tracker saw kept, one message."""
+    async with stage(fabu) as ctx:
+        subjects = ctx.bus.subjects
+        published = await heard(ctx, subjects.cancelled, subjects.completed)
+        releases = [applied(unique("race")) for _ in range(PAIRS)]
+        for release in releases:
+            await ctx.releases.create(release)
+
+        async def cancel(release: Release) -> lifecycle.Outcome:
+            line = TranscriptLine(at=now(), text="cancelled by alice")
+            return await lifecycle.take(
+                ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing(), [line]
+            )
+
+        async def succeed(release: Release) -> lifecycle.Outcome:
+            # As the tracker does: what it saw is noted whoever ends the release.
+            seen = TranscriptLine(at=now(), text=f"deployment {release.service} rolled out")
+            await ctx.releases.note(release.id, [seen])
+            fields = Succeeded(replica_sets=[], pods=[], revision="2")
+            return await lifecycle.take(ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields)
+
+        outcomes = await asyncio.gather(*(asyncio.gather(cancel(r), succeed(r)) for r in releases))
+        winners: Counter[str] = Counter()
+        for release, (by_person, by_tracker) in zip(releases, outcomes, strict=True):
+            won = [o for o in (by_person, by_tracker) if isinstance(o, Moved)]
+            lost = [o for o in (by_person, by_tracker) if isinstance(o, Lost)]
+            assert len(won) == 1, (release.id, by_person, by_tracker)
+            assert len(lost) == 1
+            state = won[0].release.state
+            winners[state] += 1
+            assert lost[0].state is state  # the loser is told which state won
+            stored = await ctx.releases.get(release.id)
+            assert stored is not None
+            assert stored.state is state
+            assert [e.state for e in stored.events][-1] is state
+            assert len(stored.events) == 4  # one transition was written, not two
+            texts = [line.text for line in stored.transcript]
+            assert f"deployment {release.service} rolled out" in texts
+            assert ("cancelled by alice" in texts) is (state is ReleaseState.CANCELLED)
+            # The release ended: its service's lock is free for the next one.
+            await ctx.releases.create(applied(release.service).model_copy(update={"state": state}))
+
+        async def one_message_each() -> bool:
+            ids = published[subjects.cancelled] + published[subjects.completed]
+            return sorted(ids) == sorted(r.id for r in releases)
+
+        await eventually(one_message_each, "one message per release, the winner's")
+        assert sum(winners.values()) == PAIRS
+
+
+async def test_a_claim_its_taker_left_unwritten_is_finished_by_the_next_taker(
+    fabu: FabuSystem,
+) -> None:
+    """A stage that died between its claim and its write: the next transition from that
+    state finds the claim, writes it and publishes its message, then loses to it."""
+    async with stage(fabu) as ctx:
+        published = await heard(ctx, ctx.bus.subjects.completed)
+        release = applied(unique("left"))
+        await ctx.releases.create(release)
+        fields = Succeeded(replica_sets=[], pods=[], revision="2")
+        change = lifecycle._change(release, SUCCEED, TRACKER, fields, [], None)
+        change["at"] = now() - timedelta(seconds=lifecycle.FINISH_AFTER_S * 2)
+        assert await ctx.releases._claim(change)
+
+        outcome = await lifecycle.take(
+            ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
+        )
+        assert isinstance(outcome, Lost)
+        assert outcome.state is ReleaseState.SUCCEEDED
+        stored = await ctx.releases.get(release.id)
+        assert stored is not None
+        assert stored.state is ReleaseState.SUCCEEDED
+        assert stored.revision == "2"
+
+        async def announced() -> bool:
+            return published[ctx.bus.subjects.completed] == [release.id]
+
+        await eventually(announced, "release.completed of the finished claim")
+
+
+async def test_a_fresh_claim_is_left_to_its_taker(fabu: FabuSystem) -> None:
+    async with stage(fabu) as ctx:
+        release = applied(unique("fresh"))
+        await ctx.releases.create(release)
+        fields = Succeeded(replica_sets=[], pods=[], revision="2")
+        change = lifecycle._change(release, SUCCEED, TRACKER, fields, [], None)
+        assert await ctx.releases._claim(change)
+
+        outcome = await lifecycle.take(
+            ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
+        )
+        assert isinstance(outcome, Lost)
+        assert outcome.by == "tracker"
+        stored = await ctx.releases.get(release.id)
+        assert stored is not None
+        assert stored.state is ReleaseState.APPLIED  # not written under a live taker's feet

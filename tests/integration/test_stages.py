@@ -1,0 +1,202 @@
+"""Each stage's handler called directly, on the real store, bus and cluster, with no
+other stage running: the happy path, a redelivery, and a lost race.
+
+Each test has a database and a NATS prefix of its own, so the session's running
+Fabu system never sees these releases.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from kubernetes_asyncio import client
+from nats.aio.msg import Msg
+
+from services.deployer.consumer import handle_rendered
+from services.renderer.consumer import handle_requested
+from services.tracker.consumer import track
+from services.tracker.watches import Update, Watches
+from shared import lifecycle
+from shared.ids import ReleaseId, TemplateId
+from shared.lifecycle import CANCEL, Actor, Nothing
+from shared.messages import ReleaseApplied, ReleaseRendered, ReleaseRequested
+from shared.models import BaseParams, Environment, Release, ReleaseState, Template
+from shared.settings import Settings
+from shared.store.mongo import new_id
+from shared.worker import Context, context
+from tests.conftest import unique
+from tests.support.releases import DEMO
+from tests.support.stack import StackEnv
+
+
+@dataclass
+class Heard:
+    """Messages published on one subject: (release id, Nats-Msg-Id)."""
+
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+    async def keep(self, msg: Msg) -> None:
+        headers = msg.header or {}
+        self.messages.append((json.loads(msg.data)["release_id"], headers.get("Nats-Msg-Id", "")))
+
+    async def settled(self, ctx: Context) -> list[tuple[str, str]]:
+        await ctx.bus.nc.flush()  # every publish so far has been delivered
+        return self.messages
+
+
+@asynccontextmanager
+async def alone(stack_env: StackEnv, namespace: str) -> AsyncIterator[Context]:
+    """A stage context on a database and NATS prefix of its own, with an environment on
+    ``namespace`` and the demo template."""
+    name = unique("stage").replace("-", "_")
+    settings = Settings.model_validate(
+        {
+            "mongo_url": stack_env.mongo_url,
+            "mongo_db": name,
+            "nats_url": stack_env.nats_url,
+            "nats_prefix": name,
+            "kubeconfig_dir": str(stack_env.kubeconfig.parent),
+        }
+    )
+    async with context(settings, "test") as ctx:
+        ctx.owned.push_async_callback(ctx.mongo.client.drop_database, name)
+        ctx.owned.push_async_callback(ctx.bus.js.delete_stream, ctx.bus.subjects.stream)
+        env = Environment(name="stages", namespace=namespace, kubeconfig="local.yaml")
+        await ctx.catalog.add_environment(env)
+        await ctx.catalog.add_template(Template(id=TemplateId("web"), name="web", content=DEMO))
+        yield ctx
+
+
+async def hear(ctx: Context, subject: str) -> Heard:
+    heard = Heard()
+    subscription = await ctx.bus.nc.subscribe(subject, cb=heard.keep)
+    ctx.owned.push_async_callback(subscription.unsubscribe)
+    return heard
+
+
+async def requested(ctx: Context) -> Release:
+    release = Release(
+        id=ReleaseId(new_id()),
+        service=unique("web"),
+        environment="stages",
+        version="1.0.0",
+        image="registry.example/team/web:1.0.0",
+        template_id=TemplateId("web"),
+        config_version=1,
+        params=BaseParams(replicas=1),
+        namespace=(await ctx.catalog.environment("stages")).namespace,  # type: ignore[union-attr]
+    )
+    await ctx.releases.create(release)
+    return release
+
+
+async def stored(ctx: Context, release_id: str) -> Release:
+    release = await ctx.releases.get(release_id)
+    assert release is not None
+    return release
+
+
+async def claimed_by_someone_else(ctx: Context, release: Release) -> None:
+    """A person's cancel claimed the release's next transition and is writing it now."""
+    change = lifecycle._change(release, CANCEL, Actor.person("bob"), Nothing(), [], None)
+    assert await ctx.releases._claim(change)
+
+
+async def test_the_renderer_renders_republishes_on_redelivery_and_loses_a_race(
+    stack_env: StackEnv, namespace: str
+) -> None:
+    async with alone(stack_env, namespace) as ctx:
+        rendered = await hear(ctx, ctx.bus.subjects.rendered)
+        release = await requested(ctx)
+
+        await handle_requested(ctx, ReleaseRequested(release_id=release.id))
+        after = await stored(ctx, release.id)
+        assert after.state is ReleaseState.RENDERED
+        assert f'name: "{release.service}"' in after.manifest
+        assert [(e.state, e.actor) for e in after.events] == [(ReleaseState.RENDERED, "renderer")]
+        [first] = await rendered.settled(ctx)
+        assert first == (release.id, f"{release.id}:ReleaseRendered")
+
+        # Redelivered (the renderer died before its ack): published again, nothing written.
+        await handle_requested(ctx, ReleaseRequested(release_id=release.id))
+        assert len((await stored(ctx, release.id)).events) == 1
+        assert await rendered.settled(ctx) == [first, first]
+
+        # Lost: someone else claimed the release's next move first.
+        raced = await requested(ctx)
+        await claimed_by_someone_else(ctx, raced)
+        await handle_requested(ctx, ReleaseRequested(release_id=raced.id))
+        assert (await stored(ctx, raced.id)).state is ReleaseState.REQUESTED
+        assert [r for r, _ in await rendered.settled(ctx)] == [release.id, release.id]
+
+
+async def test_the_deployer_applies_republishes_on_redelivery_and_loses_a_race(
+    stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    async with alone(stack_env, namespace) as ctx:
+        applied = await hear(ctx, ctx.bus.subjects.applied)
+        release = await requested(ctx)
+        await handle_requested(ctx, ReleaseRequested(release_id=release.id))
+        event = ReleaseRendered(release_id=release.id, manifest_sha256="")
+
+        await handle_rendered(ctx, event)
+        after = await stored(ctx, release.id)
+        assert after.state is ReleaseState.APPLIED
+        assert after.generation == 1
+        assert after.deployment == release.service
+        live = await client.AppsV1Api(kube).read_namespaced_deployment(release.service, namespace)
+        assert live.spec.template.spec.containers[0].image == release.image
+        [first] = await applied.settled(ctx)
+        assert first == (release.id, f"{release.id}:ReleaseApplied")
+
+        await handle_rendered(ctx, event)
+        assert len((await stored(ctx, release.id)).events) == len(after.events)
+        assert await applied.settled(ctx) == [first, first]
+
+        raced = await requested(ctx)
+        await handle_requested(ctx, ReleaseRequested(release_id=raced.id))
+        await claimed_by_someone_else(ctx, await stored(ctx, raced.id))
+        await handle_rendered(ctx, ReleaseRendered(release_id=raced.id, manifest_sha256=""))
+        assert (await stored(ctx, raced.id)).state is ReleaseState.RENDERED
+        assert [r for r, _ in await applied.settled(ctx)] == [release.id, release.id]
+
+
+async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
+    stack_env: StackEnv, namespace: str
+) -> None:
+    async with alone(stack_env, namespace) as ctx:
+        completed = await hear(ctx, ctx.bus.subjects.completed)
+        watches = Watches()
+        ctx.owned.push_async_callback(watches.stop)
+        following: dict[str, asyncio.Queue[Update]] = {}
+
+        async def applied_release() -> Release:
+            release = await requested(ctx)
+            await handle_requested(ctx, ReleaseRequested(release_id=release.id))
+            await handle_rendered(ctx, ReleaseRendered(release_id=release.id, manifest_sha256=""))
+            return await stored(ctx, release.id)
+
+        release = await applied_release()
+        event = ReleaseApplied(release_id=release.id, generation=release.generation or 0)
+        await asyncio.wait_for(track(ctx, watches, following, event), 60)
+        after = await stored(ctx, release.id)
+        assert after.state is ReleaseState.SUCCEEDED, after.reason
+        assert (
+            after.transcript[-1].text == f'deployment "{release.service}" successfully rolled out'
+        )
+        assert [c.new for c in after.replica_sets] == [True]
+        [first] = await completed.settled(ctx)
+        assert first == (release.id, f"{release.id}:ReleaseCompleted")
+        assert not following  # it let the release go
+
+        await track(ctx, watches, following, event)
+        assert await completed.settled(ctx) == [first, first]
+
+        raced = await applied_release()
+        await claimed_by_someone_else(ctx, raced)
+        raced_event = ReleaseApplied(release_id=raced.id, generation=raced.generation or 0)
+        await asyncio.wait_for(track(ctx, watches, following, raced_event), 60)
+        assert (await stored(ctx, raced.id)).state is ReleaseState.APPLIED
+        assert [r for r, _ in await completed.settled(ctx)] == [release.id, release.id]
