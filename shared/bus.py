@@ -27,6 +27,8 @@ log = structlog.get_logger()
 DUPLICATE_WINDOW_S = 120.0
 MAX_DELIVER = 20
 
+# What a stage's handler receives; the stages import it from here, never from nats.
+__all__ = ["Bus", "Handler", "Msg", "run_worker"]
 Handler = Callable[[Msg], Awaitable[None]]
 
 

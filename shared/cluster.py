@@ -8,15 +8,18 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from kubernetes_asyncio import client, config
 
 from shared.errors import PermanentError, TransientError
 from shared.models import Environment
+from shared.objects import KubeObject
 
-Obj = dict[str, Any]
+Obj = KubeObject
+# A JSON answer of the API server that is not one object (a listing, discovery).
+Json = dict[str, Any]
 FIELD_MANAGER = "fabu"
 WATCH_TIMEOUT_S = 240
 CONCURRENT_REQUESTS = 16
@@ -66,7 +69,7 @@ class Cluster:
             raise TransientError(f"cluster unreachable: {exc}", delay=3.0) from exc
         return response
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj | None:
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Json | None:
         async with self._gate:
             response = await self._call(method, path, **kwargs)
             async with response:
@@ -77,8 +80,12 @@ class Cluster:
             raise TransientError(f"API server answered {response.status}: {_message(text)}")
         if response.status >= 400:
             raise ClusterError(_message(text))
-        parsed: Obj = json.loads(text)
+        parsed: Json = json.loads(text)
         return parsed
+
+    async def _object(self, method: str, path: str, **kwargs: Any) -> Obj | None:
+        """One object the API server answers with (None: not found)."""
+        return cast(Obj | None, await self._json(method, path, **kwargs))
 
     async def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
         """The URL prefix of a kind's collection and whether it is namespaced (discovery)."""
@@ -118,14 +125,14 @@ class Cluster:
         if dry_run:
             query.append(("dryRun", "All"))
         try:
-            applied = await self._json(
+            applied = await self._object(
                 "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
             )
         except ClusterError as exc:
             raise ClusterError(
                 f"{obj['kind']} {obj['metadata']['name']!r} rejected: {exc.message}"
             ) from exc
-        return applied or {}
+        return applied or Obj()
 
     async def delete(self, namespace: str, obj: Obj) -> bool:
         """Delete ``obj`` (same kind, name and namespace), its dependents in the background;
@@ -145,17 +152,18 @@ class Cluster:
     async def live(self, namespace: str, obj: Obj) -> Obj | None:
         """The live version of ``obj`` (same kind, name and namespace), None when absent."""
         path, _ = await self._path(namespace, obj)
-        return await self._json("GET", path)
+        return await self._object("GET", path)
 
     async def deployment(self, namespace: str, name: str) -> Obj | None:
-        return await self._json("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+        return await self._object("GET", path)
 
     async def items(
         self, namespace: str, resource: str, query: list[tuple[str, str]] | None = None
     ) -> list[Obj]:
         """List ``pods``, ``events``, ``replicasets``... of a namespace."""
         listing = await self._json("GET", _collection(namespace, resource), query=query)
-        return list((listing or {}).get("items", []))
+        return cast(list[Obj], list((listing or {}).get("items", [])))
 
     async def pod_log(
         self,
@@ -197,7 +205,7 @@ class Cluster:
                 raise ClusterError(f"namespace {namespace!r} cannot be listed")
             version = listing["metadata"]["resourceVersion"]
             for item in listing.get("items", []):
-                yield "SYNC", item
+                yield "SYNC", cast(Obj, item)
             while True:
                 query = [
                     ("watch", "1"),

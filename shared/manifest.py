@@ -11,11 +11,13 @@ step's weight of the ingress traffic.
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-Obj = dict[str, Any]
+from shared.objects import KubeObject
+
+Obj = KubeObject
 FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Service")
 TRACK_LABEL = "fabu.io/track"
 CANARY = "canary"
@@ -25,7 +27,8 @@ NGINX = "nginx.ingress.kubernetes.io"
 
 def objects(manifest: str) -> list[Obj]:
     """The manifest's objects, dependencies first, the Deployment after them."""
-    docs = [d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+    loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
+    docs = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
 
     def rank(obj: Obj) -> int:
         kind = obj.get("kind", "")
@@ -51,8 +54,9 @@ def _renamed(obj: Obj) -> Obj:
     metadata = canary["metadata"]
     metadata["name"] = metadata["name"] + SUFFIX
     metadata["labels"] = {**(metadata.get("labels") or {}), TRACK_LABEL: CANARY}
-    for key in ("resourceVersion", "uid", "creationTimestamp"):
-        metadata.pop(key, None)
+    metadata.pop("resourceVersion", None)
+    metadata.pop("uid", None)
+    metadata.pop("creationTimestamp", None)
     return canary
 
 
@@ -79,7 +83,7 @@ def _service(service: Obj) -> Obj:
     return canary
 
 
-def _backends(ingress: Obj) -> list[Obj]:
+def _backends(ingress: Obj) -> list[dict[str, Any]]:
     """The ``service`` parts of every backend of a networking.k8s.io/v1 Ingress."""
     spec = ingress.get("spec") or {}
     backends = [spec.get("defaultBackend") or {}]

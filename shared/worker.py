@@ -16,10 +16,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
-from nats.aio.msg import Msg
 
 from shared import lifecycle, ops, subjects
-from shared.bus import Bus, Handler, run_worker
+from shared.bus import Bus, Handler, Msg, run_worker
 from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
 from shared.lifecycle import Actor, Failed, Outcome

@@ -1,9 +1,10 @@
 """Session fixtures: the real local stack, and per-test isolated names on it."""
 
+import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -40,6 +41,30 @@ TEST_READY_DELAY_MS = 500
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+async def no_tasks_left_behind() -> AsyncIterator[None]:
+    """Fail any test that leaves asyncio tasks running: every task a test (or the code it
+    runs) starts must have ended, or been cancelled and awaited, when it returns."""
+    before = asyncio.all_tasks()
+    yield
+    this = asyncio.current_task()
+
+    async def left() -> set[asyncio.Task[object]] | None:
+        tasks = {t for t in asyncio.all_tasks() - before if t is not this and not t.done()}
+        return tasks or None
+
+    try:
+        # A task cancelled a moment ago may need a turn of the loop to end.
+        await eventually(lambda: _none(left), "no task left behind", within=2.0, interval=0.02)
+    except AssertionError:
+        names = sorted(t.get_name() + ": " + repr(t.get_coro()) for t in await left() or ())
+        pytest.fail(f"the test left {len(names)} asyncio task(s) running: {names}")
+
+
+async def _none(probe: Callable[[], Awaitable[object | None]]) -> bool:
+    return await probe() is None
 
 
 @pytest.fixture(scope="session")

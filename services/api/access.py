@@ -21,10 +21,11 @@ checks the scope with :meth:`Principal.must_release`.
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from shared.errors import Forbidden, Unauthorized
 from shared.models import Role, Service, User, now
@@ -92,6 +93,23 @@ class Principal:
                 f"{self.name} may not release {service.name} (team {service.team}){where}: "
                 "that needs a releaser grant covering it"
             )
+
+
+def set_session_cookie(response: Response, secret: str, expires_at: datetime) -> None:
+    """The browser's session: an HTTP-only cookie, sent back on every request."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=max(int((expires_at - now()).total_seconds()), 0),
+        httponly=True,
+        secure=True,
+        samesite="lax",
+        path="/",
+    )
+
+
+def drop_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
 
 
 async def _csrf_sent(request: Request) -> str:

@@ -12,26 +12,25 @@ import structlog
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from services.api import user_service
-from services.api.access import SESSION_COOKIE, SignedIn
-from services.api.context import Api
+from services.api.access import (
+    SESSION_COOKIE,
+    SignedIn,
+    drop_session_cookie,
+    set_session_cookie,
+)
 from services.api.deps import ApiDep, SettingsDep, UsersDep
+from services.api.schemas import LoginIn
 from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
-from shared.models import Grant, Role, User, now
+from shared.models import Grant, Role, User
 from shared.settings import Settings
-from shared.store.users import Session
 
 router = APIRouter()
 log = structlog.get_logger()
 OIDC = "gitlab"
-
-
-class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=1000)
 
 
 class Me(BaseModel):
@@ -40,37 +39,19 @@ class Me(BaseModel):
     csrf_token: str = ""
 
 
-def set_session_cookie(response: Response, secret: str, session: Session) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        max_age=max(int((session.expires_at - now()).total_seconds()), 0),
-        httponly=True,
-        secure=True,
-        samesite="lax",
-        path="/",
-    )
-
-
-async def end_session(request: Request, response: Response, api: Api) -> None:
-    """End the session of the cookie sent, if any, and drop the cookie."""
-    if cookie := request.cookies.get(SESSION_COOKIE):
-        await user_service.sign_out(api, cookie)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True)
-
-
 @router.post("/auth/login")
 async def login(body: LoginIn, response: Response, api: ApiDep) -> Me:
     """Check the password and start a session (the cookie), answering with its CSRF token."""
     user, secret, session = await user_service.sign_in(api, body.username, body.password)
-    set_session_cookie(response, secret, session)
+    set_session_cookie(response, secret, session.expires_at)
     return Me(user=user, csrf_token=session.csrf)
 
 
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, response: Response, api: ApiDep) -> None:
     """End the session of the cookie sent, if any."""
-    await end_session(request, response, api)
+    await user_service.sign_out(api, request.cookies.get(SESSION_COOKIE, ""))
+    drop_session_cookie(response)
 
 
 @router.get("/auth/me")
@@ -154,6 +135,6 @@ async def oidc_callback(request: Request, api: ApiDep) -> Any:
         raise Unauthorized(f"user {name!r} cannot sign in through the identity provider")
     response = RedirectResponse("/", status_code=302)
     secret, session = await user_service.start_session(api, user)
-    set_session_cookie(response, secret, session)
+    set_session_cookie(response, secret, session.expires_at)
     await audit.record(name, "session.login", f"user/{name}", note="oidc")
     return response

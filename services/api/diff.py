@@ -7,14 +7,15 @@ writes itself (managed fields, resource version, uid, timestamps, generation).
 """
 
 import difflib
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel
 
 from shared.cluster import Cluster
+from shared.objects import KubeObject
 
-Obj = dict[str, Any]
+Obj = KubeObject
 SERVER_WRITTEN = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation")
 
 
@@ -32,21 +33,23 @@ class ManifestDiff(BaseModel):
     objects: list[ObjectDiff]
 
 
-def _clean(obj: Obj | None) -> Obj:
+def _clean(obj: Obj | None) -> dict[str, Any]:
+    """The object as a diff shows it: without its status and what the server writes."""
     if obj is None:
         return {}
     metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_WRITTEN}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
 
 
-def _yaml(obj: Obj) -> list[str]:
+def _yaml(obj: dict[str, Any]) -> list[str]:
     if not obj:
         return []
     return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True).splitlines(keepends=True)
 
 
 async def manifest_diff(cluster: Cluster, namespace: str, manifest: str) -> ManifestDiff:
-    objects = [d for d in yaml.load_all(manifest, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+    loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
+    objects = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
     diffs = []
     for obj in objects:
         live = _clean(await cluster.live(namespace, obj))

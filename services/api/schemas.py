@@ -12,10 +12,12 @@ from shared.models import (
     BaseParams,
     DnsLabel,
     EnvName,
+    Grant,
     Release,
     ReleaseKind,
     ReleaseState,
     TemplateSource,
+    UserName,
 )
 
 ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
@@ -184,3 +186,20 @@ class ReleaseSummary(BaseModel):
 class ReleasePage(BaseModel):
     items: list[ReleaseSummary]
     next_cursor: str | None
+
+
+Password = Annotated[str, Field(min_length=10, max_length=1000)]
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserIn(BaseModel):
+    name: UserName
+    # None: the user cannot log in with a password (a CI account using tokens).
+    password: Password | None = None
+    display_name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=254)
+    grants: list[Grant] = Field(default_factory=list, max_length=200)

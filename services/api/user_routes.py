@@ -10,22 +10,12 @@ from services.api import user_service
 from services.api.access import Admin, Principal, SignedIn
 from services.api.deps import ApiDep, AuditDep, UsersDep
 from services.api.passwords import hash_password, password_matches
-from services.api.schemas import zoned
+from services.api.schemas import Password, UserIn, zoned
 from services.api.user_service import AuditPage
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.models import ApiToken, Grant, Role, User, UserName
+from shared.models import ApiToken, Grant, Role, User
 
 router = APIRouter()
-Password = Annotated[str, Field(min_length=10, max_length=1000)]
-
-
-class UserIn(BaseModel):
-    name: UserName
-    # None: the user cannot log in with a password (a CI account using tokens).
-    password: Password | None = None
-    display_name: str = Field(default="", max_length=200)
-    email: str = Field(default="", max_length=254)
-    grants: list[Grant] = Field(default_factory=list, max_length=200)
 
 
 class UserPatch(BaseModel):

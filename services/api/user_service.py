@@ -108,5 +108,6 @@ async def start_session(api: Api, found: User) -> tuple[str, Session]:
 
 
 async def sign_out(api: Api, secret: str) -> None:
-    """End the session whose secret the cookie held."""
-    await api.users.end_session(secret)
+    """End the session whose secret the cookie held (nothing without one)."""
+    if secret:
+        await api.users.end_session(secret)

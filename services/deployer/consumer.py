@@ -13,9 +13,8 @@ unreachable fails the release with the API server's message.
 
 from collections.abc import Awaitable, Callable
 
-from nats.aio.msg import Msg
-
 from shared import lifecycle
+from shared.bus import Msg
 from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError

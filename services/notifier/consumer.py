@@ -20,11 +20,11 @@ from datetime import timedelta
 
 import httpx
 import structlog
-from nats.aio.msg import Msg
 
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
 from shared import egress
+from shared.bus import Msg
 from shared.errors import FabuError, TransientError
 from shared.messages import (
     ReleaseApplied,

@@ -9,9 +9,8 @@ fails the release with the template's line; nothing is applied.
 
 from collections.abc import Awaitable, Callable
 
-from nats.aio.msg import Msg
-
 from shared import lifecycle
+from shared.bus import Msg
 from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
 from shared.messages import ReleaseRequested
 from shared.models import ReleaseKind, ReleaseState

@@ -6,8 +6,7 @@ source seen again changes nothing.
 
 from collections.abc import Awaitable, Callable
 
-from nats.aio.msg import Msg
-
+from shared.bus import Msg
 from shared.messages import ImageBuilt
 from shared.store.images import Images
 from shared.worker import Context

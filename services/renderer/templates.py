@@ -10,8 +10,8 @@ differs from the current one, so a redelivered change adds nothing.
 from collections.abc import Awaitable, Callable
 
 import structlog
-from nats.aio.msg import Msg
 
+from shared.bus import Msg
 from shared.messages import TemplateChanged
 from shared.models import Template
 from shared.sources import Remotes

@@ -23,15 +23,13 @@ rollout at the end removes them once it is done (or has failed).
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-from nats.aio.msg import Msg
 
 from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import rollout_status
 from services.tracker.watches import Subscription, Update, Watches
 from shared import lifecycle, ops
+from shared.bus import Msg
 from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
 from shared.errors import FabuError
@@ -45,6 +43,7 @@ from shared.models import (
     TranscriptLine,
     now,
 )
+from shared.objects import KubeObject
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
@@ -239,7 +238,7 @@ async def _done(
     subscription: Subscription,
     release: Release,
     lines: list[TranscriptLine],
-    obj: dict[str, Any],
+    obj: KubeObject,
     outcome: Ending,
     fail: Callable[[str, Release], Awaitable[None]],
 ) -> None:
@@ -304,7 +303,7 @@ async def _pause(
     ctx: Context,
     release: Release,
     lines: list[TranscriptLine],
-    obj: dict[str, Any],
+    obj: KubeObject,
     observed: Observed,
 ) -> Outcome:
     """A healthy canary step: wait for a promote (or the step's pause); False if it moved on."""
@@ -351,7 +350,7 @@ async def _succeed(
     ctx: Context,
     release: Release,
     lines: list[TranscriptLine],
-    obj: dict[str, object],
+    obj: KubeObject,
     observed: Observed,
     canary: CanaryEvent | None,
 ) -> None:

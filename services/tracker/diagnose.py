@@ -11,7 +11,7 @@ saw; then the events of those pods, their ReplicaSet and the Deployment.
 import asyncio
 from datetime import UTC, datetime
 
-from services.tracker.pods import REVISION, Obj, condition, owner
+from services.tracker.pods import REVISION, Json, Obj, condition, owner
 from shared.cluster import Cluster
 from shared.errors import FabuError
 from shared.models import ContainerDiagnosis, Diagnosis, KubeEvent, PodDiagnosis, PodTimeline
@@ -32,7 +32,7 @@ def failing_condition(deployment: Obj | None, reason: str) -> str:
     return reason
 
 
-def _state(state: Obj | None) -> str:
+def _state(state: Json | None) -> str:
     for phase, detail in (state or {}).items():
         if not detail:
             continue
@@ -175,7 +175,8 @@ async def _log(
 
 async def _events(cluster: Cluster, namespace: str, kind: str, name: str) -> list[KubeEvent]:
     selector = f"involvedObject.kind={kind},involvedObject.name={name}"
-    items = await cluster.items(namespace, "events", query=[("fieldSelector", selector)])
+    found = await cluster.items(namespace, "events", query=[("fieldSelector", selector)])
+    items: list[Json] = [dict(e) for e in found]  # an Event's fields sit at its top level
     return [
         KubeEvent(
             object=f"{kind}/{name}",
@@ -189,6 +190,6 @@ async def _events(cluster: Cluster, namespace: str, kind: str, name: str) -> lis
     ]
 
 
-def _seen(event: Obj) -> datetime | None:
+def _seen(event: Json) -> datetime | None:
     value = event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None

@@ -4,8 +4,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.models import PodTimeline, ReplicaSetCount, now
+from shared.objects import KubeObject
 
-Obj = dict[str, Any]
+Obj = KubeObject
+# A part of an object's status (a condition, a container state).
+Json = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -13,7 +16,7 @@ def _time(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
-def condition(obj: Obj, kind: str) -> Obj | None:
+def condition(obj: Obj, kind: str) -> Json | None:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
             return dict(cond)

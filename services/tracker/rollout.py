@@ -6,7 +6,8 @@ same messages, so a transcript reads like ``kubectl rollout status``.
 """
 
 from dataclasses import dataclass
-from typing import Any
+
+from shared.objects import KubeObject
 
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
@@ -18,7 +19,7 @@ class Status:
     failed: bool = False
 
 
-def rollout_status(deployment: dict[str, Any], applied_generation: int = 0) -> Status:
+def rollout_status(deployment: KubeObject, applied_generation: int = 0) -> Status:
     """The rollout status of a Deployment as a raw API object.
 
     ``applied_generation`` is the generation our apply produced; an object older

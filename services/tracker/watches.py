@@ -10,16 +10,16 @@ it is tracked.
 import asyncio
 import contextlib
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from shared.cluster import Cluster
 from shared.errors import FabuError
 from shared.models import now
+from shared.objects import KubeObject
 
 log = structlog.get_logger()
-Obj = dict[str, Any]
+Obj = KubeObject
 # (resource, event type, object): ("pods", "MODIFIED", {...}). Type "SYNC" is a
 # listed object; "DELETED" a deleted one.
 Update = tuple[str, str, Obj]

@@ -1,9 +1,19 @@
-"""JetStream on the stack's NATS server: publish, durable pull, ack, nak with delay."""
+"""JetStream on the stack's NATS server: publish, durable pull, ack, nak with delay, and
+the stages' worker loop shutting down."""
+
+import asyncio
+import json
 
 import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType
+
+from shared.bus import Bus, Msg, run_worker
+from shared.ids import ReleaseId
+from shared.messages import ReleaseRequested
+from shared.subjects import RENDERER, Subjects
+from tests.support.stack import StackEnv
 
 
 async def test_durable_pull_ack_and_nak_with_delay(
@@ -38,3 +48,44 @@ async def test_durable_pull_ack_and_nak_with_delay(
         assert info.num_pending == 0
     finally:
         await js.delete_stream(stream_name)
+
+
+async def test_a_stopped_worker_finishes_in_time_or_hands_its_messages_back(
+    stack_env: StackEnv, stream_name: str
+) -> None:
+    """After stop: a handler that ends within the deadline is acked; one that does not is
+    cancelled, its message handed back at once (not after ack_wait) for another replica."""
+    subjects = Subjects(stream_name)
+    bus = await Bus.connect(stack_env.nats_url, subjects, "test")
+    try:
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("quick")))
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("slow")))
+        stop = asyncio.Event()
+        started: set[str] = set()
+        finished: list[str] = []
+
+        async def handle(msg: Msg) -> None:
+            release_id = json.loads(msg.data)["release_id"]
+            started.add(release_id)
+            if len(started) == 2:
+                stop.set()
+            await asyncio.sleep(0.1 if release_id == "quick" else 3600)
+            finished.append(release_id)
+
+        await asyncio.wait_for(
+            run_worker(bus, RENDERER, handle, stop, ack_wait_s=60, max_in_flight=4, shutdown_s=1.0),
+            timeout=15,
+        )
+        assert finished == ["quick"]
+
+        # The slow one is there for the next replica at once; the quick one is done.
+        durable, _ = subjects.consumer(RENDERER)
+        again = await bus.js.pull_subscribe_bind(durable, stream=subjects.stream)
+        [msg] = await again.fetch(1, timeout=5)
+        assert json.loads(msg.data)["release_id"] == "slow"
+        assert msg.metadata.num_delivered == 2
+        await msg.ack()
+        await again.unsubscribe()
+    finally:
+        await bus.js.delete_stream(subjects.stream)
+        await bus.close()

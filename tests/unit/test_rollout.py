@@ -3,11 +3,12 @@
 from typing import Any
 
 from services.tracker.rollout import rollout_status
+from shared.objects import KubeObject
 
 
 def deployment(
     generation: int = 2, observed: int = 2, wanted: int = 3, **status: Any
-) -> dict[str, Any]:
+) -> KubeObject:
     return {
         "metadata": {"name": "web", "generation": generation},
         "spec": {"replicas": wanted},

@@ -5,9 +5,10 @@ from typing import Any
 
 from services.tracker.pods import PodTimelines, replica_set_counts
 from services.tracker.watches import deployment_of
+from shared.objects import KubeObject
 
 
-def pod(name: str, rs: str, template_hash: str, **status: Any) -> dict[str, Any]:
+def pod(name: str, rs: str, template_hash: str, **status: Any) -> KubeObject:
     return {
         "metadata": {
             "name": name,
@@ -20,7 +21,7 @@ def pod(name: str, rs: str, template_hash: str, **status: Any) -> dict[str, Any]
     }
 
 
-def replica_set(name: str, revision: str, desired: int, ready: int) -> dict[str, Any]:
+def replica_set(name: str, revision: str, desired: int, ready: int) -> KubeObject:
     return {
         "metadata": {
             "name": name,
@@ -42,7 +43,7 @@ def test_objects_are_grouped_by_their_deployment() -> None:
 
 
 def test_replica_set_counts_put_the_current_revision_first() -> None:
-    deployment = {
+    deployment: KubeObject = {
         "metadata": {"name": "web-api", "annotations": {"deployment.kubernetes.io/revision": "3"}}
     }
     other = replica_set("other-1", "9", 1, 1)

@@ -21,24 +21,26 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from services.api import (
-    auth_routes,
-    catalog_service,
-    release_service,
-    template_service,
-    user_routes,
-    user_service,
+from services.api import catalog_service, release_service, template_service, user_service
+from services.api.access import (
+    SESSION_COOKIE,
+    Permission,
+    Principal,
+    authenticate,
+    drop_session_cookie,
+    set_session_cookie,
 )
-from services.api.access import Permission, Principal, authenticate
 from services.api.context import Api
 from services.api.deps import api_of
 from services.api.schemas import (
     ActionIn,
     ConfigIn,
     DecisionIn,
+    LoginIn,
     ReleaseIn,
     ReleaseSummary,
     TemplateContentIn,
+    UserIn,
 )
 from services.api.ui.charts import charts
 from services.api.ui.i18n import LANGUAGES, pick, translator
@@ -176,13 +178,8 @@ def problem(request: Request, principal: Principal | None, exc: FabuError) -> HT
     )
 
 
-def field_errors(message: str, fields: list[str]) -> dict[str, str]:
-    """``{field: message}`` when the message names one of the form's fields, else ``{"": …}``."""
-    head = message.split(":", 1)[0].strip()
-    return {head if head in fields else "": message}
-
-
 def validation_errors(exc: ValidationError) -> dict[str, str]:
+    """``{field: message}`` from each error's location (data, never its text)."""
     errors: dict[str, str] = {}
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"] if p != "params") or ""
@@ -236,13 +233,11 @@ async def login(request: Request) -> Response:
         return await login_page(request, then, "the login form expired; try again")
     response = back(then)
     try:
-        body = auth_routes.LoginIn(
-            username=data.get("username", ""), password=data.get("password", "")
-        )
+        body = LoginIn(username=data.get("username", ""), password=data.get("password", ""))
         _, secret, session = await user_service.sign_in(
             _state(request), body.username, body.password
         )
-        auth_routes.set_session_cookie(response, secret, session)
+        set_session_cookie(response, secret, session.expires_at)
     except (Unauthorized, ValidationError):
         page = await login_page(request, then, "Wrong user name or password")
         page.status_code = 401
@@ -254,7 +249,8 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, _: SignedIn) -> Response:
     response = back("/login")
-    await auth_routes.end_session(request, response, _state(request))
+    await user_service.sign_out(_state(request), request.cookies.get(SESSION_COOKIE, ""))
+    drop_session_cookie(response)
     return response
 
 
@@ -718,7 +714,7 @@ async def _users_page(request: Request, principal: Principal, error: str = "") -
 async def create_user(request: Request, principal: Admin) -> Response:
     values = await form(request)
     try:
-        body = user_routes.UserIn(
+        body = UserIn(
             name=values.get("name", ""),
             password=values.get("password") or None,
             display_name=values.get("display_name", ""),
