@@ -62,6 +62,7 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     secrets = Secrets(ctx.settings.secret_key)
     # Channel URLs are people's: guarded, answers of at most 64 KiB.
     http = egress.client(ctx.settings.deny, timeout=10, max_bytes=64 << 10)
+    ctx.owned.push_async_callback(http.aclose)
 
     async def handle(msg: Msg) -> None:
         event, kind = _event(msg.subject, ctx)

@@ -1,5 +1,6 @@
 """Each stage's handler called directly, on the real store, bus and cluster, with no
-other stage running: the happy path, a redelivery, and a lost race.
+other stage running: the happy path, a redelivery, and a lost race (for the
+notifier, two notifiers racing for one delivery).
 
 Each test has a database and a NATS prefix of its own, so the session's running
 Fabu system never sees these releases.
@@ -11,23 +12,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from kubernetes_asyncio import client
 from nats.aio.msg import Msg
 
 from services.deployer.consumer import handle_rendered
+from services.notifier.consumer import notify
 from services.renderer.consumer import handle_requested
 from services.tracker.consumer import track
 from services.tracker.watches import Update, Watches
 from shared import lifecycle
+from shared.errors import TransientError
 from shared.ids import ReleaseId, TemplateId
-from shared.lifecycle import CANCEL, Actor, Nothing
+from shared.lifecycle import CANCEL, FAIL, RENDERER, Actor, Nothing
 from shared.messages import ReleaseApplied, ReleaseRendered, ReleaseRequested
-from shared.models import BaseParams, Environment, Release, ReleaseState, Template
+from shared.models import BaseParams, Channel, Environment, Release, ReleaseState, Template
+from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.mongo import new_id
 from shared.worker import Context, context
 from tests.conftest import unique
 from tests.support.releases import DEMO
+from tests.support.smtp import Inbox
 from tests.support.stack import StackEnv
 
 
@@ -47,9 +53,11 @@ class Heard:
 
 
 @asynccontextmanager
-async def alone(stack_env: StackEnv, namespace: str) -> AsyncIterator[Context]:
+async def alone(
+    stack_env: StackEnv, namespace: str, smtp_port: int | None = None
+) -> AsyncIterator[Context]:
     """A stage context on a database and NATS prefix of its own, with an environment on
-    ``namespace`` and the demo template."""
+    ``namespace`` and the demo template (and mail to the tests' SMTP server)."""
     name = unique("stage").replace("-", "_")
     settings = Settings.model_validate(
         {
@@ -58,6 +66,7 @@ async def alone(stack_env: StackEnv, namespace: str) -> AsyncIterator[Context]:
             "nats_url": stack_env.nats_url,
             "nats_prefix": name,
             "kubeconfig_dir": str(stack_env.kubeconfig.parent),
+            **({"smtp_host": "127.0.0.1", "smtp_port": smtp_port} if smtp_port else {}),
         }
     )
     async with context(settings, "test") as ctx:
@@ -200,3 +209,41 @@ async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
         await asyncio.wait_for(track(ctx, watches, following, raced_event), 60)
         assert (await stored(ctx, raced.id)).state is ReleaseState.APPLIED
         assert [r for r, _ in await completed.settled(ctx)] == [release.id, release.id]
+
+
+async def test_the_notifier_sends_once_and_a_redelivery_or_a_racing_notifier_sends_nothing(
+    stack_env: StackEnv, namespace: str, inbox: Inbox
+) -> None:
+    async with alone(stack_env, namespace, inbox.port) as ctx:
+        release = await requested(ctx)
+        channel = Channel(type="email", recipients=["team@example.com"], events=["failed"])
+        await ctx.catalog.put_channels(release.service, "stages", [channel])
+        failed = lifecycle.Failed(reason="the template did not render")
+        await lifecycle.take(ctx.releases, ctx.bus, release, FAIL, RENDERER, failed)
+        secrets = Secrets(ctx.settings.secret_key)
+        http = httpx.AsyncClient()
+        ctx.owned.push_async_callback(http.aclose)
+
+        # Two notifiers given the same message at once: one claims it and sends; the
+        # other, finding it being sent, asks for the message again later (or, had it come
+        # after the send, finds it sent).
+        outcomes = await asyncio.gather(
+            notify(ctx, secrets, http, release.id, "failed", 1),
+            notify(ctx, secrets, http, release.id, "failed", 1),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            assert outcome is None or (
+                isinstance(outcome, TransientError) and "another notifier" in outcome.message
+            ), outcome
+        [mail] = inbox.about(release.id)
+        assert mail["Subject"] == f"[Fabu] {release.service} 1.0.0 to stages FAILED"
+        stored_release = await ctx.releases.detail(release.id)
+        assert stored_release is not None
+        [(key, delivery)] = stored_release.notifications.items()
+        assert key.startswith("failed/email")
+        assert (delivery.state, delivery.attempts) == ("sent", 1)
+
+        # Redelivered after the send was recorded: nothing is sent again.
+        await notify(ctx, secrets, http, release.id, "failed", 2)
+        assert len(inbox.about(release.id)) == 1
