@@ -13,8 +13,10 @@ from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, Preview
 from shared.cluster import ClusterError, kubeconfig_file
-from shared.errors import Invalid, NotFound, TransientError, Unavailable
-from shared.models import Environment, Image, ServiceConfig
+from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable
+from shared.messages import ImageBuilt
+from shared.models import Environment, Image, Role, Service, ServiceConfig
+from shared.registry import Repository
 from shared.render import RenderError, render
 from shared.settings import Settings
 
@@ -56,6 +58,78 @@ def _changes(before: ServiceConfig | None, after: ConfigIn) -> list[str]:
         if old.get(key) != new[key]:
             lines.append(f"{key}: {json.dumps(old.get(key))} → {json.dumps(new[key])}")
     return lines
+
+
+async def create_environment(api: Api, principal: Principal, body: Environment) -> Environment:
+    need(principal, Permission.ADMIN)
+    await reachable(body, api.settings)
+    await api.catalog.add_environment(body)
+    await api.audit.record(
+        principal.name, "environment.create", f"environment/{body.name}", after=body
+    )
+    return body
+
+
+async def environment(api: Api, principal: Principal, name: str) -> Environment:
+    need(principal, Permission.VIEW)
+    env = await api.catalog.environment(name)
+    if env is None:
+        raise NotFound(f"environment {name!r} not found")
+    return env
+
+
+async def environments(api: Api, principal: Principal) -> list[Environment]:
+    need(principal, Permission.VIEW)
+    return await api.catalog.environments()
+
+
+async def create_service(api: Api, principal: Principal, body: Service) -> Service:
+    need(principal, Permission.EDIT_CONFIG)
+    host = Repository.parse(body.image_repository).host
+    if host not in api.settings.registries:
+        known = ", ".join(sorted(api.settings.registries)) or "none"
+        raise Invalid(
+            f"image_repository: the registry {host} is not configured in FABU_REGISTRIES "
+            f"(configured: {known})",
+            field="image_repository",
+        )
+    await api.catalog.add_service(body)
+    await api.audit.record(principal.name, "service.create", f"service/{body.name}", after=body)
+    return body
+
+
+async def services(api: Api, principal: Principal) -> list[Service]:
+    need(principal, Permission.VIEW)
+    return await api.catalog.services()
+
+
+async def service(api: Api, principal: Principal, name: str) -> Service:
+    need(principal, Permission.VIEW)
+    found = await api.catalog.service(name)
+    if found is None:
+        raise NotFound(f"service {name!r} not found")
+    return found
+
+
+async def config(
+    api: Api, principal: Principal, name: str, environment: str, version: int | None = None
+) -> ServiceConfig:
+    need(principal, Permission.VIEW)
+    found = await api.catalog.config(name, environment, version)
+    if found is None:
+        if version is not None:
+            raise NotFound(
+                f"version {version} of the config of {name!r} in {environment!r} not found"
+            )
+        raise NotFound(f"service {name!r} has no release config for environment {environment!r}")
+    return found
+
+
+async def config_versions(
+    api: Api, principal: Principal, name: str, environment: str
+) -> list[ServiceConfig]:
+    need(principal, Permission.VIEW)
+    return await api.catalog.config_versions(name, environment)
 
 
 async def update_environment(
@@ -197,3 +271,34 @@ async def preview(
         config_version=config.version,
         diff=diff,
     )
+
+
+async def register_image(api: Api, principal: Principal, body: ImageBuilt) -> Image:
+    """For CI after a push: idempotent, one record per repository and digest.
+
+    Needs a grant to release the service (anywhere) or config-admin; an image
+    of no service needs config-admin.
+    """
+    need(principal, Permission.REGISTER_IMAGE)
+    service = await api.catalog.service(body.service) if body.service else None
+    if body.service and service is None:
+        raise NotFound(f"service {body.service!r} not found")
+    allowed = principal.has(Role.CONFIG_ADMIN) or (
+        service is not None and principal.can_release(None, service)
+    )
+    if not allowed:
+        raise Forbidden(
+            f"{principal.name} may not register images of "
+            + (f"service {service.name}" if service else "no service")
+        )
+    if service is not None and service.image_repository != body.repository:
+        raise Invalid(
+            f"repository: service {service.name!r} releases {service.image_repository!r}, "
+            f"not {body.repository!r}",
+            field="repository",
+        )
+    image = await api.images.register(body, "api")
+    await api.audit.record(
+        principal.name, "image.register", f"image/{body.repository}:{body.tag}", after=image
+    )
+    return image

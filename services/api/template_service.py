@@ -5,14 +5,25 @@ import difflib
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
-from services.api.releasing import sample_params
-from services.api.schemas import Impact, ServiceImpact, TemplateContentIn
-from shared.errors import Conflict, Invalid, NotFound
+from services.api.releasing import Starter, again, sample_params, start
+from services.api.schemas import (
+    ActionIn,
+    Impact,
+    Queued,
+    ServiceImpact,
+    TemplateContentIn,
+    TemplateIn,
+)
+from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import TemplateId
-from shared.models import ServiceConfig, Template
+from shared.messages import TemplateChanged
+from shared.models import ReleaseKind, ServiceConfig, Template, now
 from shared.render import RenderError, check, render
+from shared.sources import Remotes
 from shared.store.catalog import Catalog
+from shared.store.mongo import new_id
 from shared.store.releases import Releases
+from shared.templates import read_checked
 
 
 def checked(content: str) -> None:
@@ -112,3 +123,109 @@ async def impact(
         to_version=new.version,
         services=[await _impact(api.catalog, api.releases, c, old, new) for c in configs],
     )
+
+
+async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
+    """A template kept in Fabu (``content``) or read from GitLab or Git now (``source``)."""
+    need(principal, Permission.EDIT_CONFIG)
+    template_id = TemplateId(new_id())
+    if body.source is None:
+        assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
+        checked(body.content)
+        template = Template(id=template_id, name=body.name, content=body.content)
+    else:
+        remotes = Remotes.of(api.settings)
+        try:
+            found = await read_checked(remotes, body.source)
+        except RenderError as exc:
+            raise Invalid(f"source: {exc}", field="source") from exc
+        except TransientError as exc:
+            raise Unavailable(f"source: {exc.message}") from exc
+        except FabuError as exc:
+            raise Invalid(f"source: {exc.message}", field="source") from exc
+        template = Template(
+            id=template_id,
+            name=body.name,
+            content=found.content,
+            source=body.source,
+            commit_sha=found.commit_sha,
+            synced_at=now(),
+        )
+    await api.catalog.add_template(template)
+    await api.audit.record(
+        principal.name, "template.create", f"template/{template.id}", after=template
+    )
+    return template
+
+
+async def templates(api: Api, principal: Principal) -> list[Template]:
+    need(principal, Permission.VIEW)
+    return await api.catalog.templates()
+
+
+async def template(
+    api: Api, principal: Principal, template_id: str, version: int | None = None
+) -> Template:
+    need(principal, Permission.VIEW)
+    return await found(api.catalog, template_id, version)
+
+
+async def versions(api: Api, principal: Principal, template_id: str) -> list[Template]:
+    """Every version of the template, each with its content."""
+    need(principal, Permission.VIEW)
+    await found(api.catalog, template_id)
+    return await api.catalog.template_versions(TemplateId(template_id))
+
+
+async def sync_all(api: Api, principal: Principal) -> None:
+    """Have the renderer read every template from its source again."""
+    need(principal, Permission.EDIT_CONFIG)
+    await api.bus.publish(api.bus.subjects.template_changed, TemplateChanged(everything=True))
+    await api.audit.record(principal.name, "template.sync", "template/*")
+
+
+async def release_all(
+    api: Api, principal: Principal, template_id: str, body: ActionIn | None = None
+) -> list[Queued]:
+    """Release the current version of the template to every service and environment using
+    it, each at the version it runs now (services never released are skipped)."""
+    need(principal, Permission.RELEASE)
+    template = await found(api.catalog, template_id)
+    starter = Starter(api.releases, api.bus, api.audit, principal)
+    queued = []
+    for config in await api.catalog.configs_using(template.id):
+        latest = await api.releases.latest(config.service, config.environment)
+        env = await api.catalog.environment(config.environment)
+        service = await api.catalog.service(config.service)
+        if latest is None or env is None or service is None:
+            queued.append(
+                Queued(
+                    service=config.service,
+                    environment=config.environment,
+                    release_id=None,
+                    error="never released here: nothing to release again",
+                )
+            )
+            continue
+        description = (body.description if body else "") or (
+            f"template {template.name} version {template.version}"
+        )
+        release = again(latest, ReleaseKind.DEPLOY, description, env.namespace, template, config)
+        try:
+            accepted = await start(
+                release, env, service, starter, body.override_reason if body else ""
+            )
+        except FabuError as exc:
+            queued.append(
+                Queued(
+                    service=config.service,
+                    environment=config.environment,
+                    release_id=None,
+                    error=exc.message,
+                )
+            )
+            continue
+        queued.append(
+            Queued(service=config.service, environment=config.environment, release_id=accepted.id)
+        )
+    return queued

@@ -2,6 +2,7 @@
 the JSON routes and the UI pages call these."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from pydantic import BaseModel
@@ -9,8 +10,8 @@ from pydantic import BaseModel
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.passwords import hash_password, password_matches
-from shared.errors import Conflict, NotFound, Unauthorized
-from shared.models import AuditEntry, Grant, Role, User
+from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from shared.models import ApiToken, AuditEntry, Grant, Role, User
 from shared.store.users import Session, Users
 
 log = structlog.get_logger()
@@ -40,6 +41,89 @@ async def keep_an_admin(users: Users, name: str, grants: list[Grant], disabled: 
         ):
             return
     raise Conflict(f"{name} is the last enabled admin; make another admin first")
+
+
+def self_or_admin(principal: Principal, name: str) -> None:
+    """403 unless ``principal`` acts on their own account or is an admin."""
+    if principal.name != name and not principal.has(Role.ADMIN):
+        raise Forbidden(f"{principal.name} may act only on their own account, not {name!r}")
+
+
+async def users(api: Api, principal: Principal) -> list[User]:
+    need(principal, Permission.ADMIN)
+    return await api.users.all()
+
+
+async def account(api: Api, principal: Principal, name: str) -> User:
+    """A user's account: one's own, or anyone's for an admin."""
+    self_or_admin(principal, name)
+    return await user(api.users, name)
+
+
+async def update_user(api: Api, principal: Principal, name: str, fields: dict[str, Any]) -> User:
+    """Change a user's name fields, or disable them (their sessions end; tokens stop working)."""
+    need(principal, Permission.ADMIN)
+    before = await user(api.users, name)
+    if fields.get("disabled"):
+        await keep_an_admin(api.users, name, before.grants, disabled=True)
+    after = await api.users.update(name, **fields)
+    if after is None:
+        raise NotFound(f"user {name!r} not found")
+    if after.disabled:
+        await api.users.end_sessions(name)
+    await api.audit.record(
+        principal.name, "user.update", f"user/{name}", before=before, after=after
+    )
+    return after
+
+
+async def set_password(api: Api, principal: Principal, name: str, current: str, new: str) -> None:
+    """One's own password with the current one, or anyone's as an admin; every session of
+    the user ends."""
+    self_or_admin(principal, name)
+    found = await user(api.users, name)
+    if found.source != "local":
+        raise Invalid(f"user {name!r} signs in through the identity provider; it has no password")
+    if principal.name == name and not await password_matches(
+        await api.users.password_hash(name), current
+    ):
+        raise Invalid("current_password: it is not the current password", field="current_password")
+    await api.users.update(name, password_hash=await hash_password(new))
+    await api.users.end_sessions(name)
+    await api.audit.record(principal.name, "user.password", f"user/{name}")
+
+
+async def create_token(
+    api: Api, principal: Principal, owner: str, name: str, expires_at: datetime | None
+) -> tuple[ApiToken, str]:
+    """A token of ``owner`` (oneself, or anyone for an admin) and its secret, shown once."""
+    self_or_admin(principal, owner)
+    await user(api.users, owner)
+    token, secret = await api.users.add_token(owner, name, expires_at)
+    await api.audit.record(principal.name, "token.create", f"token/{token.id}", after=token)
+    return token, secret
+
+
+async def tokens(api: Api, principal: Principal, owner: str | None) -> list[ApiToken]:
+    """The tokens of ``owner``, else the caller's (an admin's: everyone's)."""
+    if owner is not None:
+        self_or_admin(principal, owner)
+        return await api.users.tokens(owner)
+    return await api.users.tokens(None if principal.has(Role.ADMIN) else principal.name)
+
+
+async def revoke_token(api: Api, principal: Principal, token_id: str) -> ApiToken:
+    token = await api.users.token(token_id)
+    if token is None:
+        raise NotFound(f"token {token_id!r} not found")
+    self_or_admin(principal, token.user)
+    revoked = await api.users.revoke_token(token_id)
+    if revoked is None:
+        raise Conflict(f"token {token_id!r} was already revoked")
+    await api.audit.record(
+        principal.name, "token.revoke", f"token/{token_id}", before=token, after=revoked
+    )
+    return revoked
 
 
 async def create_user(api: Api, principal: Principal, new: User, password: str | None) -> User:

@@ -45,7 +45,6 @@ from services.api.schemas import (
 from services.api.ui.charts import charts
 from services.api.ui.i18n import LANGUAGES, pick, translator
 from shared.errors import FabuError, Invalid, NotFound, Unauthorized
-from shared.ids import TemplateId
 from shared.models import (
     BaseParams,
     CanaryStep,
@@ -300,7 +299,7 @@ async def _current(
     """The latest succeeded release of ``service`` in each environment."""
     api = _state(request)
     current: dict[str, ReleaseSummary | None] = {}
-    for env in await api.catalog.environments():
+    for env in await catalog_service.environments(api, principal):
         found = await release_service.page(
             api,
             principal,
@@ -316,17 +315,19 @@ async def _current(
 @router.get("/services")
 async def services(request: Request, principal: Viewer) -> Response:
     api = _state(request)
-    rows = [(s, await _current(request, principal, s.name)) for s in await api.catalog.services()]
-    environments = [e.name for e in await api.catalog.environments()]
+    services = await catalog_service.services(api, principal)
+    rows = [(s, await _current(request, principal, s.name)) for s in services]
+    environments = [e.name for e in await catalog_service.environments(api, principal)]
     return render(request, principal, "services.html", rows=rows, environments=environments)
 
 
 @router.get("/services/{name}")
 async def service(request: Request, name: str, principal: Viewer) -> Response:
     api = _state(request)
-    found = await api.catalog.service(name)
-    if found is None:
-        return problem(request, principal, NotFound(f"service {name!r} not found"))
+    try:
+        found = await catalog_service.service(api, principal, name)
+    except FabuError as exc:
+        return problem(request, principal, exc)
     history = (await release_service.page(api, principal, service=name, limit=200)).items
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
@@ -385,8 +386,8 @@ async def _new_release_page(
     request: Request, principal: Principal, values: dict[str, str], errors: dict[str, str]
 ) -> Response:
     api = _state(request)
-    services = await api.catalog.services()
-    environments = await api.catalog.environments()
+    services = await catalog_service.services(api, principal)
+    environments = await catalog_service.environments(api, principal)
     chosen = next((s for s in services if s.name == values.get("service")), None)
     versions, config, preview = None, None, None
     if chosen is not None:
@@ -501,7 +502,7 @@ async def release_action(
 
 @router.get("/templates")
 async def templates_page(request: Request, principal: Viewer) -> Response:
-    found = await _state(request).catalog.templates()
+    found = await template_service.templates(_state(request), principal)
     return render(request, principal, "templates.html", templates=found)
 
 
@@ -517,7 +518,7 @@ async def _template_page(
     q = request.query_params
     try:
         current = await template_service.found(api.catalog, template_id)
-        versions = await api.catalog.template_versions(TemplateId(template_id))
+        versions = await template_service.versions(api, principal, template_id)
         to_version = int(q.get("to") or current.version)
         from_version = int(q.get("from") or max(to_version - 1, 1))
         impact = await template_service.impact(
@@ -765,7 +766,7 @@ async def environments_page(request: Request, principal: Viewer) -> Response:
 
 
 async def _environments_page(request: Request, principal: Principal, error: str = "") -> Response:
-    found = await _state(request).catalog.environments()
+    found = await catalog_service.environments(_state(request), principal)
     return render(
         request,
         principal,
