@@ -1,5 +1,9 @@
 """One error family: API errors carry an HTTP status; worker errors carry a retry policy."""
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class FabuError(Exception):
     status = 500
@@ -46,3 +50,10 @@ class TransientError(FabuError):
 
 class PermanentError(FabuError):
     """Retrying cannot help: the release fails with this message."""
+
+
+def found(value: T | None, what: str) -> T:
+    """``value``, or 404 naming ``what`` ("service 'web'") when there is none."""
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value

@@ -13,7 +13,7 @@ from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, Preview
 from shared.cluster import ClusterError, kubeconfig_file
-from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable
+from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable, found
 from shared.messages import ImageBuilt
 from shared.models import Environment, Image, Role, Service, ServiceConfig
 from shared.registry import Repository
@@ -72,10 +72,7 @@ async def create_environment(api: Api, principal: Principal, body: Environment) 
 
 async def environment(api: Api, principal: Principal, name: str) -> Environment:
     need(principal, Permission.VIEW)
-    env = await api.catalog.environment(name)
-    if env is None:
-        raise NotFound(f"environment {name!r} not found")
-    return env
+    return found(await api.catalog.environment(name), f"environment {name!r}")
 
 
 async def environments(api: Api, principal: Principal) -> list[Environment]:
@@ -105,10 +102,7 @@ async def services(api: Api, principal: Principal) -> list[Service]:
 
 async def service(api: Api, principal: Principal, name: str) -> Service:
     need(principal, Permission.VIEW)
-    found = await api.catalog.service(name)
-    if found is None:
-        raise NotFound(f"service {name!r} not found")
-    return found
+    return found(await api.catalog.service(name), f"service {name!r}")
 
 
 async def config(

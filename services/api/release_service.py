@@ -38,6 +38,7 @@ from shared.errors import (
     NotFound,
     TransientError,
     Unavailable,
+    found,
 )
 from shared.ids import ReleaseId
 from shared.lifecycle import Actor, Approved, Lost, Nothing, Rejected, Undecided
@@ -69,10 +70,7 @@ ACTIONS: tuple[Action, ...] = (
 
 
 async def _found(api: Api, release_id: str) -> Release:
-    release = await api.releases.get(release_id)
-    if release is None:
-        raise NotFound(f"release {release_id!r} not found")
-    return release
+    return found(await api.releases.get(release_id), f"release {release_id!r}")
 
 
 async def _target(api: Api, service_name: str, environment: str) -> tuple[Service, Environment]:
@@ -95,10 +93,7 @@ def _starter(api: Api, principal: Principal) -> Starter:
 
 async def get(api: Api, principal: Principal, release_id: str) -> Release:
     need(principal, Permission.VIEW)
-    release = await api.releases.detail(release_id)
-    if release is None:
-        raise NotFound(f"release {release_id!r} not found")
-    return release
+    return found(await api.releases.detail(release_id), f"release {release_id!r}")
 
 
 async def page(

@@ -11,6 +11,7 @@ from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.passwords import hash_password, password_matches
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from shared.errors import found as exists
 from shared.models import ApiToken, AuditEntry, Grant, Role, User
 from shared.store.users import Session, Users
 
@@ -23,10 +24,7 @@ class AuditPage(BaseModel):
 
 
 async def user(users: Users, name: str) -> User:
-    found = await users.get(name)
-    if found is None:
-        raise NotFound(f"user {name!r} not found")
-    return found
+    return exists(await users.get(name), f"user {name!r}")
 
 
 async def keep_an_admin(users: Users, name: str, grants: list[Grant], disabled: bool) -> None:
@@ -113,9 +111,7 @@ async def tokens(api: Api, principal: Principal, owner: str | None) -> list[ApiT
 
 
 async def revoke_token(api: Api, principal: Principal, token_id: str) -> ApiToken:
-    token = await api.users.token(token_id)
-    if token is None:
-        raise NotFound(f"token {token_id!r} not found")
+    token = exists(await api.users.token(token_id), f"token {token_id!r}")
     self_or_admin(principal, token.user)
     revoked = await api.users.revoke_token(token_id)
     if revoked is None:
