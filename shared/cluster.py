@@ -114,6 +114,18 @@ class Cluster:
             return f"{base}/namespaces/{namespace}/{plural}/{name}", obj
         return f"{base}/{plural}/{name}", obj
 
+    async def namespaced(self, objects: list[Obj]) -> None:
+        """ClusterError naming the first object the cluster keeps outside namespaces: a
+        release applies none of its objects if any of them is cluster-scoped."""
+        for obj in objects:
+            _, namespaced = await self._resource(obj.get("apiVersion", ""), obj.get("kind", ""))
+            if not namespaced:
+                name = (obj.get("metadata") or {}).get("name", "")
+                raise ClusterError(
+                    f"{obj.get('kind')} {name!r} is cluster-scoped: a release holds only "
+                    "objects of its environment's namespace"
+                )
+
     async def apply(self, namespace: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Server-side apply one object (field manager ``fabu``, conflicts forced).
 

@@ -21,6 +21,7 @@ moved on by its own transition publishes that transition's message again
 (:func:`pending`): JetStream's de-duplication drops a second copy.
 """
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -391,18 +392,25 @@ async def take(
     fields: F,
     lines: Iterable[TranscriptLine] = (),
     canary: CanaryEvent | None = None,
+    kept: list[TranscriptLine] | None = None,
 ) -> Outcome:
     """Take ``transition`` from the state ``release`` was read in: claim, write, publish.
 
     ``lines`` join the transcript and ``canary`` the canary's history only if it
-    is taken. :class:`Lost` says which state the release is in instead.
+    is taken; ``kept`` lines (what the taker saw) join it whoever wins.
+    :class:`Lost` says which state the release is in instead.
     """
     if actor.taker not in transition.takers:
         raise ValueError(f"{actor.name} may not {transition.name} a release")
     if release.state not in transition.sources:
+        if kept:
+            await releases.note(release.id, kept)
         return Lost(release.state)
     change = _change(release, transition, actor, fields, lines, canary)
-    if not await releases._claim(change):
+    claimed, _ = await asyncio.gather(
+        releases._claim(change), releases.note(release.id, kept or [])
+    )
+    if not claimed:
         return await _lost(releases, bus, release, len(release.events))
     await releases._write(release, change)
     after = _after(release, change)

@@ -187,6 +187,7 @@ def render(
             raise RenderError(f"document {index} is not a Kubernetes object")
         if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
             raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
+    _in_namespace(objects, release.namespace)
     deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
     if len(deployments) != 1:
         raise RenderError(f"the manifest must hold one Deployment, it holds {len(deployments)}")
@@ -194,6 +195,52 @@ def render(
         text = _restarted(objects, restarted_at)
     sha = hashlib.sha256(text.encode()).hexdigest()
     return Rendered(manifest=text, sha256=sha, deployment=deployments[0], objects=objects)
+
+
+# Kinds the API server keeps cluster-wide. A release holds only objects of its
+# environment's namespace; the deployer also asks the cluster (for custom kinds)
+# before it applies anything.
+CLUSTER_SCOPED = frozenset(
+    {
+        "APIService",
+        "CertificateSigningRequest",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CSINode",
+        "CustomResourceDefinition",
+        "FlowSchema",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+
+
+def _in_namespace(objects: list[dict[str, Any]], namespace: str) -> None:
+    """Every object once, and each of the release's namespace (RenderError naming it)."""
+    seen: set[tuple[str, str]] = set()
+    for obj in objects:
+        kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
+        where = f"a release holds only objects of its environment's namespace {namespace!r}"
+        if kind in CLUSTER_SCOPED:
+            raise RenderError(f"{kind} {name!r} is cluster-scoped: {where}")
+        named = obj["metadata"].get("namespace")
+        if named not in (None, "", namespace):
+            raise RenderError(f"{kind} {name!r} names the namespace {named!r}: {where}")
+        if (kind, name) in seen:
+            raise RenderError(f"{kind} {name!r} appears twice in the manifest")
+        seen.add((kind, name))
 
 
 def _restarted(objects: list[dict[str, Any]], at: datetime) -> str:

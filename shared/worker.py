@@ -52,10 +52,12 @@ async def fail_release(
     failed: Failed,
     lines: Iterable[TranscriptLine] = (),
     canary: CanaryEvent | None = None,
+    kept: list[TranscriptLine] | None = None,
 ) -> Outcome:
-    """Fail the release (if it still is in the state it was read in) and announce it."""
+    """Fail the release (if it still is in the state it was read in) and announce it;
+    ``kept`` lines join the transcript whoever ends it."""
     outcome = await lifecycle.take(
-        ctx.releases, ctx.bus, release, lifecycle.FAIL, actor, failed, lines, canary
+        ctx.releases, ctx.bus, release, lifecycle.FAIL, actor, failed, lines, canary, kept
     )
     if outcome:
         log.info("release failed", release_id=release.id, stage=actor.name, reason=failed.reason)

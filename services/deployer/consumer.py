@@ -114,6 +114,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     try:
         release, line = await _whole_if_first(cluster, release)
         applying, canary, step_line = _step_objects(release)
+        await cluster.namespaced(applying)
         line = line or step_line
         generation, rev, deployment = 0, "", release.deployment
         for obj in applying:

@@ -187,8 +187,8 @@ async def _follow(
             reason = f"canary step {(release.canary_step or 0) + 1} failed: {reason}"
         lines, canary = await _canary_done(cluster, release, "failed", reason)
         # What was seen and done stays in the transcript whoever ends the release.
-        await ctx.releases.note(release.id, pending + lines)
-        await fail_release(ctx, now_in, TRACKER, observed.failed(reason), canary=canary)
+        kept = pending + lines
+        await fail_release(ctx, now_in, TRACKER, observed.failed(reason), canary=canary, kept=kept)
 
     while True:
         left = deadline - clock()
@@ -313,7 +313,6 @@ async def _pause(
     wait = release.params.canary[step].pause_s
     then = "promote or abort it" if wait is None else f"promoting it in {wait}s"
     line = f"canary step {step + 1} of {len(release.params.canary)} ({weight}%) healthy: {then}"
-    await ctx.releases.note(release.id, lines)
     return await lifecycle.take(
         ctx.releases,
         ctx.bus,
@@ -323,6 +322,7 @@ async def _pause(
         observed,
         [TranscriptLine(at=now(), text=line)],
         CanaryEvent(step=step, weight=weight, what="healthy", replicas=replicas),
+        kept=lines,
     )
 
 
@@ -357,7 +357,8 @@ async def _succeed(
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations", {}) if isinstance(metadata, dict) else {}
     revision = str((annotations or {}).get("deployment.kubernetes.io/revision", release.revision))
-    # What was seen and done stays in the transcript whoever ends the release.
-    await ctx.releases.note(release.id, lines)
     fields = Succeeded(replica_sets=observed.replica_sets, pods=observed.pods, revision=revision)
-    await lifecycle.take(ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, canary=canary)
+    # What was seen and done stays in the transcript whoever ends the release.
+    await lifecycle.take(
+        ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, canary=canary, kept=lines
+    )

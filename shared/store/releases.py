@@ -162,13 +162,10 @@ class Releases:
 
     async def _write(self, release: Release, change: Doc) -> None:
         """Store a claimed transition on the release; repeatable (a finished claim is a no-op)."""
-        if change["lines"]:
-            await self._insert_lines(
-                [
-                    {"_id": f"{change['_id']}/{i}", "release_id": release.id, **line}
-                    for i, line in enumerate(change["lines"])
-                ]
-            )
+        lines = [
+            {"_id": f"{change['_id']}/{i}", "release_id": release.id, **line}
+            for i, line in enumerate(change["lines"])
+        ]
         update: Doc = {
             "$set": {"state": change["state"], **change["fields"]},
             "$push": {
@@ -182,8 +179,12 @@ class Releases:
         # Only the claim's winner writes here, and only after the claim before it
         # was written, so this never races another write of the release document
         # (some servers lose one of two concurrent updates of a document).
-        await self._releases.update_one(
-            {"_id": release.id, "events": {"$size": change["n"]}}, update
+        # The lines are documents of their own: written beside the release, not after it.
+        await asyncio.gather(
+            self._insert_lines(lines),
+            self._releases.update_one(
+                {"_id": release.id, "events": {"$size": change["n"]}}, update
+            ),
         )
         if ReleaseState(change["state"]).final:
             await self._unlock(release.service, release.environment, release.id)

@@ -79,11 +79,12 @@ async def test_of_two_racing_transitions_exactly_one_wins_and_no_line_is_lost(
             )
 
         async def succeed(release: Release) -> lifecycle.Outcome:
-            # As the tracker does: what it saw is noted whoever ends the release.
+            # As the tracker does: what it saw is kept whoever ends the release.
             seen = TranscriptLine(at=now(), text=f"deployment {release.service} rolled out")
-            await ctx.releases.note(release.id, [seen])
             fields = Succeeded(replica_sets=[], pods=[], revision="2")
-            return await lifecycle.take(ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields)
+            return await lifecycle.take(
+                ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, kept=[seen]
+            )
 
         outcomes = await asyncio.gather(*(asyncio.gather(cancel(r), succeed(r)) for r in releases))
         winners: Counter[str] = Counter()

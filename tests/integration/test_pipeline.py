@@ -133,6 +133,30 @@ async def test_object_the_api_server_rejects_fails_with_its_message(
     assert [e["state"] for e in body["events"]] == ["rendered", "failed"]
 
 
+async def test_a_cluster_scoped_object_fails_the_release_before_anything_is_applied(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    """A kind the cluster serves cluster-wide (here one Fabu's own list does not name) is
+    refused by the deployer, which asks the cluster before it applies any object."""
+    cluster_wide = (
+        "---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\n"
+        'metadata:\n  name: {{ service ~ "-cidr" }}\nspec:\n  cidrs: [10.250.0.0/24]\n'
+        '---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service ~ "-settings" }}\n'
+    )
+    service, environment = await prepare(api, stack_env, namespace, template=DEMO + cluster_wide)
+
+    body = await finished(api, await release(api, service, environment, "1.0"))
+
+    assert body["state"] == "failed"
+    assert body["reason"] == (
+        f"ServiceCIDR '{service}-cidr' is cluster-scoped: a release holds only objects of its "
+        "environment's namespace"
+    )
+    maps = (await client.CoreV1Api(kube).list_namespaced_config_map(namespace)).items
+    assert f"{service}-settings" not in {m.metadata.name for m in maps}
+    assert (await client.AppsV1Api(kube).list_namespaced_deployment(namespace)).items == []
+
+
 async def test_one_unfinished_release_per_service_and_environment(
     api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
 ) -> None:

@@ -139,3 +139,37 @@ def test_yaml_aliases_cannot_expand_a_small_manifest_into_a_huge_one() -> None:
     deep = "a: " + "[" * 100 + "]" * 100 + "\n"
     with pytest.raises(RenderError, match="nests deeper"):
         render(deep, BaseParams(), RELEASE)
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            "metadata:\n  name: everyone-admin\n",
+            "ClusterRoleBinding 'everyone-admin' is cluster-scoped: a release holds only "
+            "objects of its environment's namespace 'apps'",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: kube-system\n",
+            "ConfigMap 'settings' names the namespace 'kube-system': a release holds only "
+            "objects of its environment's namespace 'apps'",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ service }}\n",
+            "Service 'web' appears twice in the manifest",
+        ),
+    ],
+)
+def test_objects_outside_the_namespace_or_twice_are_refused_by_kind_and_name(
+    extra: str, refusal: str
+) -> None:
+    with pytest.raises(RenderError) as refused:
+        render(DEMO + "---\n" + extra, BaseParams(), RELEASE)
+    assert str(refused.value) == refusal
+
+
+def test_an_object_naming_its_own_namespace_is_kept() -> None:
+    extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: apps\n"
+    rendered = render(DEMO + "---\n" + extra, BaseParams(), RELEASE)
+    assert [o["kind"] for o in rendered.objects] == ["Service", "Deployment", "ConfigMap"]
