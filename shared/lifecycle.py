@@ -56,6 +56,7 @@ from shared.models import (
     ReplicaSetCount,
     StateChange,
     TranscriptLine,
+    Workload,
     now,
 )
 from shared.store.releases import Releases
@@ -123,6 +124,7 @@ class Rendered(Fields):
     manifest: str
     manifest_sha256: str
     deployment: str
+    workloads: list[Workload]
 
 
 class Applied(Fields):
@@ -131,6 +133,8 @@ class Applied(Fields):
     started_at: datetime
     deployment: str
     canary_step: int | None
+    # The workloads this step applied, with their generations (a canary step: its own).
+    workloads: list[Workload]
 
 
 class Observed(Fields):

@@ -19,6 +19,10 @@ from shared.objects import KubeObject
 
 Obj = KubeObject
 FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Service")
+# What a release waits for, each judged by kubectl's rules for its kind.
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+# Marks the one Deployment a canary acts on, where a manifest holds several.
+CANARY_ANNOTATION = "fabu.io/canary"
 TRACK_LABEL = "fabu.io/track"
 CANARY = "canary"
 SUFFIX = "-canary"
@@ -26,7 +30,7 @@ NGINX = "nginx.ingress.kubernetes.io"
 
 
 def objects(manifest: str) -> list[Obj]:
-    """The manifest's objects, dependencies first, the Deployment after them."""
+    """The manifest's objects, dependencies first, the workloads after them."""
     loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
     docs = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
 
@@ -34,7 +38,7 @@ def objects(manifest: str) -> list[Obj]:
         kind = obj.get("kind", "")
         if kind in FIRST:
             return FIRST.index(kind)
-        return len(FIRST) + (1 if kind == "Deployment" else 0)
+        return len(FIRST) + (1 if kind in WORKLOADS else 0)
 
     return sorted(docs, key=rank)
 
@@ -103,10 +107,26 @@ def _ingress(ingress: Obj, services: set[str], weight: int) -> Obj:
     return canary
 
 
+def canary_target(docs: list[Obj]) -> Obj | None:
+    """The Deployment a canary acts on: the one annotated ``fabu.io/canary: "true"``,
+    else the only one (None when that does not name one)."""
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    marked = [
+        d
+        for d in deployments
+        if (d.get("metadata", {}).get("annotations") or {}).get(CANARY_ANNOTATION) == "true"
+    ]
+    if len(marked) == 1:
+        return marked[0]
+    return deployments[0] if len(deployments) == 1 and not marked else None
+
+
 def canary_objects(manifest: str, weight: int) -> list[Obj]:
     """The objects of a canary step at ``weight`` percent, in the order to apply them."""
     docs = objects(manifest)
-    deployment = next(d for d in docs if d.get("kind") == "Deployment")
+    deployment = canary_target(docs)
+    if deployment is None:
+        raise ValueError("the manifest names no Deployment for the canary")
     services = {
         d["metadata"]["name"]: d
         for d in docs
@@ -133,5 +153,7 @@ def canary_objects(manifest: str, weight: int) -> list[Obj]:
 
 def canary_deployment(manifest: str) -> str:
     """The name of the canary Deployment of a manifest."""
-    deployment = next(d for d in objects(manifest) if d.get("kind") == "Deployment")
+    deployment = canary_target(objects(manifest))
+    if deployment is None:
+        raise ValueError("the manifest names no Deployment for the canary")
     return str(deployment["metadata"]["name"]) + SUFFIX

@@ -363,6 +363,19 @@ class Delivery(Model):
     history: list[Attempt] = Field(default_factory=list)
 
 
+class Workload(Model):
+    """A Deployment, StatefulSet or DaemonSet a release waits for, and the generation its
+    apply produced (0 until applied)."""
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
+    name: str
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
 class PodTimeline(Model):
     """One pod of the Deployment as the tracker saw it during the release."""
 
@@ -485,7 +498,10 @@ class Release(Model):
     namespace: str
     manifest: str = ""
     manifest_sha256: str = ""
+    # The Deployment a canary acts on (and, for older records, the one followed).
     deployment: str = ""
+    # Every workload the release waits for.
+    workloads: list[Workload] = Field(default_factory=list)
     generation: int | None = None
     revision: str = ""
     reason: str = ""

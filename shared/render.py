@@ -21,6 +21,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from shared.manifest import CANARY_ANNOTATION, WORKLOADS, canary_target
 from shared.models import BaseParams
 
 TEMPLATE_NAME = "<template>"
@@ -47,8 +48,11 @@ class ReleaseParams:
 class Rendered:
     manifest: str
     sha256: str
+    # The Deployment a canary acts on ("" when the manifest names none).
     deployment: str
     objects: list[dict[str, Any]]
+    # What the release waits for: (kind, name) of each Deployment, StatefulSet, DaemonSet.
+    workloads: list[tuple[str, str]]
 
 
 # Characters JSON leaves as they are but YAML refuses in a document (DEL, the C1
@@ -188,13 +192,40 @@ def render(
         if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
             raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
     _in_namespace(objects, release.namespace)
-    deployments = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
-    if len(deployments) != 1:
-        raise RenderError(f"the manifest must hold one Deployment, it holds {len(deployments)}")
+    workloads = _workloads(objects)
+    target = canary_target(objects)
+    if params.canary and target is None:
+        count = sum(kind == "Deployment" for kind, _ in workloads)
+        raise RenderError(
+            f"canary: the manifest holds {count} Deployments; mark the canary's with the "
+            f'annotation {CANARY_ANNOTATION}: "true"'
+        )
     if restarted_at is not None:
         text = _restarted(objects, restarted_at)
     sha = hashlib.sha256(text.encode()).hexdigest()
-    return Rendered(manifest=text, sha256=sha, deployment=deployments[0], objects=objects)
+    deployment = str(target["metadata"]["name"]) if target else ""
+    return Rendered(
+        manifest=text, sha256=sha, deployment=deployment, objects=objects, workloads=workloads
+    )
+
+
+def _workloads(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The workloads, refusing what kubectl cannot follow (an ``OnDelete`` strategy)."""
+    found = []
+    for obj in objects:
+        if obj["kind"] not in WORKLOADS:
+            continue
+        name = str(obj["metadata"]["name"])
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        strategy = (spec or {}).get("updateStrategy") or {}
+        kind_of = strategy.get("type", "RollingUpdate") if isinstance(strategy, dict) else ""
+        if obj["kind"] != "Deployment" and kind_of != "RollingUpdate":
+            raise RenderError(
+                f"{obj['kind']} {name!r}: rollout status is only available for "
+                "RollingUpdate strategy type"
+            )
+        found.append((str(obj["kind"]), name))
+    return found
 
 
 # Kinds the API server keeps cluster-wide. A release holds only objects of its
@@ -244,16 +275,17 @@ def _in_namespace(objects: list[dict[str, Any]], namespace: str) -> None:
 
 
 def _restarted(objects: list[dict[str, Any]], at: datetime) -> str:
-    """The manifest again with the Deployment's pod template annotated with ``at``."""
+    """The manifest again with each workload's pod template annotated with ``at``."""
     for obj in objects:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in WORKLOADS:
+            kind = obj["kind"]
             spec = obj.setdefault("spec", {})
             if not isinstance(spec, dict):
-                raise RenderError("the Deployment's spec is not a mapping")
+                raise RenderError(f"the {kind}'s spec is not a mapping")
             template = spec.setdefault("template", {})
             metadata = template.setdefault("metadata", {}) if isinstance(template, dict) else None
             if not isinstance(metadata, dict):
-                raise RenderError("the Deployment's spec.template.metadata is not a mapping")
+                raise RenderError(f"the {kind}'s spec.template.metadata is not a mapping")
             annotations = metadata.get("annotations") or {}
             metadata["annotations"] = {**annotations, RESTARTED_AT: at.isoformat()}
     return yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)

@@ -19,9 +19,17 @@ from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
 from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
-from shared.manifest import Obj, canary_objects, objects, revision
+from shared.manifest import (
+    SUFFIX,
+    WORKLOADS,
+    Obj,
+    canary_objects,
+    canary_target,
+    objects,
+    revision,
+)
 from shared.messages import ReleasePromoted, ReleaseRendered
-from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, now
+from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, Workload, now
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 # An unreachable cluster is tried again after a wait that doubles from
@@ -74,8 +82,8 @@ def _step_objects(release: Release) -> tuple[list[Obj], CanaryEvent | None, str]
     applying = canary_objects(release.manifest, weight)
     deployment = next(o for o in applying if o["kind"] == "Deployment")
     replicas = int(deployment["spec"]["replicas"])
-    main = next(o for o in objects(release.manifest) if o["kind"] == "Deployment")
-    beside = int(main.get("spec", {}).get("replicas", 1))
+    main = canary_target(objects(release.manifest))
+    beside = int((main or {}).get("spec", {}).get("replicas", 1))
     share = round(100 * replicas / (replicas + beside))
     ingresses = [o["metadata"]["name"] for o in applying if o["kind"] == "Ingress"]
     line = (
@@ -93,9 +101,8 @@ async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, 
     the release goes out whole (its step moved past the canary), and a line says so."""
     if not (release.in_canary and release.canary_step == 0):
         return release, ""
-    name = next(o for o in objects(release.manifest) if o["kind"] == "Deployment")["metadata"][
-        "name"
-    ]
+    target = canary_target(objects(release.manifest))
+    name = target["metadata"]["name"] if target else release.deployment
     if await cluster.deployment(release.namespace, name) is not None:
         return release, ""
     whole = release.model_copy(update={"canary_step": len(release.params.canary)})
@@ -116,13 +123,23 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
         applying, canary, step_line = _step_objects(release)
         await cluster.namespaced(applying)
         line = line or step_line
-        generation, rev, deployment = 0, "", release.deployment
+        # The Deployment a canary acts on (at a step, its canary copy) is the one whose
+        # generation and revision the release records.
+        target = canary_target(objects(release.manifest))
+        deployment = ""
+        if target is not None:
+            deployment = target["metadata"]["name"] + (SUFFIX if release.in_canary else "")
+        generation, rev = 0, ""
+        workloads: list[Workload] = []
         for obj in applying:
             applied = await cluster.apply(release.namespace, obj)
-            if obj.get("kind") == "Deployment":
-                generation = int(applied.get("metadata", {}).get("generation", 0))
-                rev = revision(applied)
-                deployment = obj["metadata"]["name"]
+            kind, name = obj.get("kind", ""), obj["metadata"]["name"]
+            if kind not in WORKLOADS:
+                continue
+            applied_generation = int(applied.get("metadata", {}).get("generation", 0))
+            workloads.append(Workload(kind=kind, name=name, generation=applied_generation))
+            if kind == "Deployment" and name == deployment:
+                generation, rev = applied_generation, revision(applied)
     except ClusterError as exc:
         await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
         if release.in_canary:
@@ -134,6 +151,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
         started_at=started_at,
         deployment=deployment,
         canary_step=release.canary_step,
+        workloads=workloads,
     )
     lines = [TranscriptLine(at=now(), text=line)] if line else []
     outcome = await lifecycle.take(

@@ -13,7 +13,7 @@ from shared import lifecycle
 from shared.bus import Msg
 from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
 from shared.messages import ReleaseRequested
-from shared.models import ReleaseKind, ReleaseState
+from shared.models import ReleaseKind, ReleaseState, Workload
 from shared.render import ReleaseParams, RenderError, render
 from shared.worker import Context, fail_release, pending_release
 
@@ -50,6 +50,9 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
         await fail_release(ctx, release, RENDERER, Failed(reason=str(exc)))
         return
     fields = Rendered(
-        manifest=rendered.manifest, manifest_sha256=rendered.sha256, deployment=rendered.deployment
+        manifest=rendered.manifest,
+        manifest_sha256=rendered.sha256,
+        deployment=rendered.deployment,
+        workloads=[Workload(kind=kind, name=name) for kind, name in rendered.workloads],
     )
     await lifecycle.take(ctx.releases, ctx.bus, release, RENDER, RENDERER, fields)

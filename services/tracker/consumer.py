@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
-from services.tracker.rollout import rollout_status
-from services.tracker.watches import Subscription, Update, Watches
+from services.tracker.rollout import VIEWERS, Status, rollout_status
+from services.tracker.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared import lifecycle, ops
 from shared.bus import Msg
 from shared.canary import promote, remove_canary
@@ -41,12 +41,14 @@ from shared.models import (
     Release,
     ReleaseState,
     TranscriptLine,
+    Workload,
     now,
 )
 from shared.objects import KubeObject
 from shared.worker import Context, environment_and_cluster, fail_release, pending_release
 
 FLUSH_S = 0.25
+NO_WORKLOADS = "the manifest holds no workload to wait for"
 STOP: Update = ("stop", "", {})
 
 
@@ -99,7 +101,8 @@ async def track(
         return
     env, cluster = found
     timeout_s = release.params.rollout_timeout_s or env.rollout_timeout_s
-    subscription = watches.subscribe(cluster, release.namespace, release.deployment)
+    keys = [w.key for w in _followed(release)]
+    subscription = watches.subscribe(cluster, release.namespace, keys)
     following[release.id] = subscription.updates
     ops.TRACKED.inc()
     try:
@@ -111,11 +114,35 @@ async def track(
         subscription.close()
 
 
+def _followed(release: Release) -> list[Workload]:
+    """The workloads the release waits for (an older record: its one Deployment)."""
+    if release.workloads:
+        return release.workloads
+    if not release.deployment:
+        return []
+    return [
+        Workload(kind="Deployment", name=release.deployment, generation=release.generation or 0)
+    ]
+
+
+def _line(key: str, message: str) -> str:
+    """A transcript line: kubectl's, naming the StatefulSet its own lines do not name."""
+    kind, _, name = key.partition("/")
+    return f'statefulset "{name}": {message}' if kind == "StatefulSet" else message
+
+
+def _deleted(key: str, during: str) -> str:
+    kind, _, name = key.partition("/")
+    what = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemon set"}
+    return f'{what[kind]} "{name}" was deleted during the {during}'
+
+
 class Seen:
-    """What the tracker has seen of a release's Deployment, ReplicaSets and pods."""
+    """What the tracker has seen of a release's workloads, ReplicaSets and pods."""
 
     def __init__(self, release: Release) -> None:
-        self.deployment: Obj | None = None
+        # The newest object of each workload, by its key (``StatefulSet/db``).
+        self.workloads: dict[str, Obj] = {}
         self.replica_sets: dict[str, Obj] = {}
         self.timelines = PodTimelines(release.started_at, release.pods)
         self.pods_changed = False
@@ -137,16 +164,35 @@ class Seen:
                 self.take(resource, kind, obj)
 
     async def outcome(
-        self, cluster: Cluster, release: Release, failure: str | None = None
+        self,
+        cluster: Cluster,
+        release: Release,
+        failure: str | None = None,
+        failing: str | None = None,
     ) -> "Ending":
-        """Stored with the final state: ReplicaSet counts, pods, and for a failure the diagnosis."""
+        """Stored with the final state: the Deployments' ReplicaSet counts, the pods, and
+        for a failure the diagnosis of the ``failing`` workload (a key)."""
         replica_sets = list(self.replica_sets.values())
-        counts = replica_set_counts(replica_sets, self.deployment)
-        pods = self.timelines.timeline(next((c.name for c in counts if c.new), None))
+        counts = [
+            count
+            for key, obj in self.workloads.items()
+            if key.startswith("Deployment/")
+            for count in replica_set_counts(replica_sets, obj)
+        ]
+        news = {c.name for c in counts if c.new}
+        pods = self.timelines.timeline(news if counts else None)
         bundle = None
         if failure is not None:
+            key = failing or next((w.key for w in _followed(release)), "Deployment/")
+            kind = key.partition("/")[0]
             bundle = await diagnose(
-                cluster, release.namespace, self.deployment, failure, pods, replica_sets
+                cluster,
+                release.namespace,
+                self.workloads.get(key),
+                failure,
+                pods,
+                replica_sets,
+                kind=kind,
             )
         return Ending(Observed(replica_sets=counts, pods=pods), bundle)
 
@@ -166,70 +212,136 @@ class Ending:
         )
 
 
+class Rollout:
+    """The workloads of a release as the tracker judges them: each one's last line, which
+    are done, and the lines not written yet."""
+
+    def __init__(self, release: Release) -> None:
+        self.generations = {w.key: w.generation for w in _followed(release)}
+        # A tracker taking a release over does not repeat the last line written.
+        written = release.transcript[-1].text if release.transcript else ""
+        self.last = dict.fromkeys(self.generations, written)
+        self.done: set[str] = set()
+        # Lines and pod changes wait up to FLUSH_S to be written together: fewer
+        # writes under load, and the final write carries whatever is still pending.
+        self.pending: list[TranscriptLine] = []
+
+    def judge(self, key: str, resource: str, obj: Obj) -> Status:
+        """kubectl's status of a workload's new state; a changed one becomes a line."""
+        status = VIEWERS[KINDS[resource]](obj, self.generations[key])
+        if status.message != self.last[key]:
+            self.pending.append(TranscriptLine(at=now(), text=_line(key, status.message)))
+        self.last[key] = status.message
+        if status.done:
+            self.done.add(key)
+        else:
+            self.done.discard(key)
+        return status
+
+    @property
+    def finished(self) -> bool:
+        return self.done == set(self.generations)
+
+    def waiting(self) -> list[str]:
+        return [key for key in self.generations if key not in self.done]
+
+    def timed_out(self, timeout_s: int) -> str:
+        lines = [_line(k, self.last[k]) for k in self.waiting() if self.last[k]]
+        return f"rollout not finished within {timeout_s}s: {'; '.join(lines) or 'no status seen'}"
+
+
+@dataclass
+class Tracking:
+    """One release being followed, and the two ways it ends here."""
+
+    ctx: Context
+    cluster: Cluster
+    subscription: Subscription
+    release: Release
+
+    def __post_init__(self) -> None:
+        self.rollout = Rollout(self.release)
+        self.seen = Seen(self.release)
+
+    async def fail(
+        self, reason: str, now_in: Release | None = None, failing: str | None = None
+    ) -> None:
+        """Fail the release as ``now_in`` holds it (paused, once the tracker paused it)."""
+        release, seen = self.release, self.seen
+        seen.catch_up(self.subscription.updates)
+        observed = await seen.outcome(self.cluster, release, reason, failing)
+        if release.in_canary:
+            reason = f"canary step {(release.canary_step or 0) + 1} failed: {reason}"
+        lines, canary = await _canary_done(self.cluster, release, "failed", reason)
+        # What was seen and done stays in the transcript whoever ends the release.
+        kept = self.rollout.pending + lines
+        failed = observed.failed(reason)
+        await fail_release(self.ctx, now_in or release, TRACKER, failed, canary=canary, kept=kept)
+
+    async def finish(self, last: Obj) -> None:
+        """Every workload is done: the release succeeds, or its canary step is healthy."""
+        release, seen, rollout = self.release, self.seen, self.rollout
+        seen.catch_up(self.subscription.updates)
+        outcome = await seen.outcome(self.cluster, release)
+        lines, rollout.pending = rollout.pending, []  # written now: not again by ``fail``
+        main = seen.workloads.get(f"Deployment/{release.deployment}", last)
+        await _done(
+            self.ctx, self.cluster, self.subscription, release, lines, main, outcome, self.fail
+        )
+
+
 async def _follow(
     ctx: Context, cluster: Cluster, subscription: Subscription, release: Release, timeout_s: int
 ) -> None:
-    """Judge each new state of the Deployment until the rollout ends or times out
-    (or, for a canary's timed pause taken over, until the pause ends)."""
+    """Judge each new state of each workload until all are done, one fails or the timeout
+    passes (or, for a canary's timed pause taken over, until the pause ends)."""
     clock = asyncio.get_running_loop().time
     deadline = clock() + _remaining(release, timeout_s)
-    last = release.transcript[-1].text if release.transcript else ""
-    # Lines and pod changes wait up to FLUSH_S to be written together: fewer
-    # writes under load, and the final write carries whatever is still pending.
-    pending: list[TranscriptLine] = []
-    seen = Seen(release)
+    ending = Tracking(ctx, cluster, subscription, release)
+    rollout, seen, fail, finish = ending.rollout, ending.seen, ending.fail, ending.finish
 
-    async def fail(reason: str, now_in: Release = release) -> None:
-        """Fail the release as ``now_in`` holds it (paused, once the tracker paused it)."""
-        seen.catch_up(subscription.updates)
-        observed = await seen.outcome(cluster, release, reason)
-        if release.in_canary:
-            reason = f"canary step {(release.canary_step or 0) + 1} failed: {reason}"
-        lines, canary = await _canary_done(cluster, release, "failed", reason)
-        # What was seen and done stays in the transcript whoever ends the release.
-        kept = pending + lines
-        await fail_release(ctx, now_in, TRACKER, observed.failed(reason), canary=canary, kept=kept)
-
+    if rollout.finished:
+        rollout.pending.append(TranscriptLine(at=now(), text=NO_WORKLOADS))
+        await finish(Obj())
+        return
     while True:
         left = deadline - clock()
-        dirty = bool(pending) or seen.pods_changed
-        wait = min(left, FLUSH_S) if dirty else left
+        dirty = bool(rollout.pending) or seen.pods_changed
         try:
-            resource, kind, obj = await asyncio.wait_for(subscription.updates.get(), max(wait, 0))
+            resource, kind, obj = await asyncio.wait_for(
+                subscription.updates.get(), max(min(left, FLUSH_S) if dirty else left, 0)
+            )
         except TimeoutError:
-            if dirty and left > 0:
-                pods = seen.timelines.timeline() if seen.pods_changed else None
-                still_applied = await ctx.releases.record_progress(release.id, pending, pods)
-                pending, seen.pods_changed = [], False
-                if not still_applied:
-                    return  # cancelled, or finished by another tracker
-                continue
-            reason = f"rollout not finished within {timeout_s}s: {last or 'no status seen'}"
-            unreachable = subscription.unreachable()
-            await fail(f"{reason}; {unreachable}" if unreachable else reason)
-            return
+            if not (dirty and left > 0):
+                unreachable = subscription.unreachable()
+                reason = rollout.timed_out(timeout_s)
+                failing = next(iter(rollout.waiting()), None)
+                await fail(f"{reason}; {unreachable}" if unreachable else reason, failing=failing)
+                return
+            pods = seen.timelines.timeline() if seen.pods_changed else None
+            if not await ctx.releases.record_progress(release.id, rollout.pending, pods):
+                return  # cancelled, or finished by another tracker
+            rollout.pending, seen.pods_changed = [], False
+            continue
         if resource == STOP[0]:
             return
-        if resource != "deployments":
+        key = workload_of(resource, obj) if resource in KINDS else None
+        if key is None:
             seen.take(resource, kind, obj)
+        elif key not in rollout.generations:
             continue
-        if kind == "DELETED":
-            await fail(f'deployment "{release.deployment}" was deleted during the rollout')
+        elif kind == "DELETED":
+            await fail(_deleted(key, "rollout"), failing=key)
             return
-        seen.deployment = obj
-        status = rollout_status(obj, release.generation or 0)
-        if status.message != last:
-            pending.append(TranscriptLine(at=now(), text=status.message))
-        last = status.message
-        if status.failed:
-            await fail(status.message)
-            return
-        if status.done:
-            seen.catch_up(subscription.updates)
-            outcome = await seen.outcome(cluster, release)
-            lines, pending = pending, []  # written now: ``fail`` must not repeat them
-            await _done(ctx, cluster, subscription, release, lines, obj, outcome, fail)
-            return
+        else:
+            seen.workloads[key] = obj
+            status = rollout.judge(key, resource, obj)
+            if status.failed:
+                await fail(_line(key, status.message), failing=key)
+                return
+            if rollout.finished:
+                await finish(obj)
+                return
 
 
 async def _done(
@@ -292,7 +404,7 @@ async def _hold(
         if resource != "deployments":
             continue
         if kind == "DELETED":
-            return True, f'deployment "{release.deployment}" was deleted during the pause'
+            return True, _deleted(f"Deployment/{release.deployment}", "pause")
         status = rollout_status(obj, release.generation or 0)
         if status.failed:
             return True, status.message

@@ -1,11 +1,12 @@
 """The diagnosis bundle of a failed rollout, gathered from the cluster when it fails.
 
-Which pods: those of the release's ReplicaSet (the Deployment's current
-revision) that are not Ready and not terminating: the ones that stop the
-rollout. Healthy pods, and old pods still serving, are left out, and so are
-their logs. For each: container states, restart counts, the tail of the
+Which pods: those of the failing workload that are not Ready and not
+terminating: the ones that stop the rollout. For a Deployment, the pods of its
+new ReplicaSet (its current revision); for a StatefulSet or a DaemonSet, the
+pods it owns. Healthy pods, and old pods still serving, are left out, and so
+are their logs. For each: container states, restart counts, the tail of the
 current and previous container logs (bounded), and the reasons the tracker
-saw; then the events of those pods, their ReplicaSet and the Deployment.
+saw; then the events of those pods, their ReplicaSet and the workload.
 """
 
 import asyncio
@@ -54,38 +55,32 @@ def _ready(pod: Obj) -> bool:
 async def diagnose(
     cluster: Cluster,
     namespace: str,
-    deployment: Obj | None,
+    workload: Obj | None,
     reason: str,
     timeline: list[PodTimeline],
     replica_sets: list[Obj],
+    kind: str = "Deployment",
 ) -> Diagnosis:
-    """``replica_sets`` are the Deployment's; ``timeline`` what the tracker saw of its pods."""
+    """``workload`` is the failing one (of ``kind``); ``replica_sets`` those
+    the tracker saw; ``timeline`` what it saw of the pods."""
     errors: list[str] = []
-    bundle = Diagnosis(condition=failing_condition(deployment, reason))
-    if deployment is None:
-        bundle.errors.append("the Deployment was never seen, so neither were its pods")
+    bundle = Diagnosis(condition=failing_condition(workload, reason))
+    if workload is None:
+        bundle.errors.append(f"the {kind} was never seen, so neither were its pods")
         return bundle
-    deployment_name = deployment["metadata"]["name"]
-    revision = (deployment["metadata"].get("annotations") or {}).get(REVISION)
-    new_rs = [
-        rs
-        for rs in replica_sets
-        if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
-    ]
-    pods: list[Obj] = []
-    for rs in new_rs:
-        template_hash = (rs["metadata"].get("labels") or {}).get("pod-template-hash", "")
-        selector = [("labelSelector", f"pod-template-hash={template_hash}")]
-        try:
-            pods += await cluster.items(namespace, "pods", query=selector)
-        except FabuError as exc:
-            errors.append(f"could not list the pods of {rs['metadata']['name']}: {exc.message}")
-    names = {rs["metadata"]["name"] for rs in new_rs}
+    name = workload["metadata"]["name"]
+    if kind == "Deployment":
+        owners, pods = await _replica_set_pods(cluster, namespace, workload, replica_sets, errors)
+        subjects = [("Deployment", name), *(("ReplicaSet", rs) for rs in sorted(owners))]
+    else:
+        owners, pods = {name}, await _owned_pods(cluster, namespace, workload, errors)
+        subjects = [(kind, name)]
+    owner_kind = "ReplicaSet" if kind == "Deployment" else kind
     failing = sorted(
         (
             pod
             for pod in pods
-            if owner(pod, "ReplicaSet") in names
+            if owner(pod, owner_kind) in owners
             and not pod["metadata"].get("deletionTimestamp")
             and not _ready(pod)
         ),
@@ -101,7 +96,6 @@ async def diagnose(
             )
         )
     )
-    subjects = [("Deployment", deployment_name), *(("ReplicaSet", name) for name in sorted(names))]
     subjects += [("Pod", pod.name) for pod in bundle.pods]
     found = await asyncio.gather(
         *(_events(cluster, namespace, kind, name) for kind, name in subjects),
@@ -119,6 +113,42 @@ async def diagnose(
     bundle.events = events[-MAX_EVENTS:]
     bundle.errors += errors
     return bundle
+
+
+async def _replica_set_pods(
+    cluster: Cluster, namespace: str, deployment: Obj, replica_sets: list[Obj], errors: list[str]
+) -> tuple[set[str], list[Obj]]:
+    """The Deployment's new ReplicaSets (its current revision) and their pods."""
+    name = deployment["metadata"]["name"]
+    revision = (deployment["metadata"].get("annotations") or {}).get(REVISION)
+    new_rs = [
+        rs
+        for rs in replica_sets
+        if owner(rs, "Deployment") == name
+        and (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
+    ]
+    pods: list[Obj] = []
+    for rs in new_rs:
+        template_hash = (rs["metadata"].get("labels") or {}).get("pod-template-hash", "")
+        selector = [("labelSelector", f"pod-template-hash={template_hash}")]
+        try:
+            pods += await cluster.items(namespace, "pods", query=selector)
+        except FabuError as exc:
+            errors.append(f"could not list the pods of {rs['metadata']['name']}: {exc.message}")
+    return {rs["metadata"]["name"] for rs in new_rs}, pods
+
+
+async def _owned_pods(
+    cluster: Cluster, namespace: str, workload: Obj, errors: list[str]
+) -> list[Obj]:
+    """The pods a StatefulSet or DaemonSet selects (its own are picked by owner)."""
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    try:
+        return await cluster.items(namespace, "pods", query=[("labelSelector", selector)])
+    except FabuError as exc:
+        errors.append(f"could not list the pods of {workload['metadata']['name']}: {exc.message}")
+        return []
 
 
 async def _pod(cluster: Cluster, namespace: str, pod: Obj, reasons: list[str]) -> PodDiagnosis:

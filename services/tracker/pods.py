@@ -85,11 +85,16 @@ class PodTimelines:
         self._pods[new.name] = new
         return True
 
-    def timeline(self, new_replica_set: str | None = None) -> list[PodTimeline]:
+    def timeline(self, new_replica_sets: set[str] | None = None) -> list[PodTimeline]:
+        """The pods, oldest first; given the Deployments' new ReplicaSets, a Deployment's
+        pod is new when its ReplicaSet is (another workload's pod: created since the apply)."""
         pods = sorted(self._pods.values(), key=lambda p: (p.created_at or now(), p.name))
-        if new_replica_set is None:
+        if new_replica_sets is None:
             return pods
-        return [p.model_copy(update={"new": p.replica_set == new_replica_set}) for p in pods]
+        return [
+            p.model_copy(update={"new": p.replica_set in new_replica_sets}) if p.replica_set else p
+            for p in pods
+        ]
 
 
 def replica_set_counts(replica_sets: list[Obj], deployment: Obj | None) -> list[ReplicaSetCount]:

@@ -1,10 +1,11 @@
 """Shared watches: one per cluster, namespace and resource, whatever the number of releases.
 
-A watch keeps the newest version of every object, grouped by the Deployment
-it belongs to (a Deployment by its name, a pod through its ReplicaSet), and
-hands each change to the queues subscribed to that Deployment. A release
-subscribes one queue to its Deployment, its ReplicaSets and its pods while
-it is tracked.
+A watch keeps the newest version of every object, grouped by the workload it
+belongs to (``Deployment/web``, ``StatefulSet/db``, ``DaemonSet/agent``: a
+workload by its name, a ReplicaSet by its Deployment, a pod through its
+ReplicaSet or directly by its StatefulSet or DaemonSet), and hands each change
+to the queues subscribed to that workload. A release subscribes one queue to
+its workloads, their ReplicaSets and their pods while it is tracked.
 """
 
 import asyncio
@@ -23,28 +24,31 @@ Obj = KubeObject
 # (resource, event type, object): ("pods", "MODIFIED", {...}). Type "SYNC" is a
 # listed object; "DELETED" a deleted one.
 Update = tuple[str, str, Obj]
-# Pods and ReplicaSets first: a new subscriber has them before it judges the Deployment.
-RESOURCES = ("pods", "replicasets", "deployments")
+# Pods and ReplicaSets first: a new subscriber has them before it judges a workload.
+RESOURCES = ("pods", "replicasets", "deployments", "statefulsets", "daemonsets")
+# The kind of each workload resource (objects in a listing do not name their kind).
+KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 RETRY_S = 2.0
 
 
-def deployment_of(resource: str, obj: Obj) -> str | None:
-    """The Deployment an object belongs to: a pod's ReplicaSet is ``<deployment>-<hash>``."""
+def workload_of(resource: str, obj: Obj) -> str | None:
+    """The key of the workload an object belongs to (``Deployment/web``); a pod's
+    ReplicaSet is ``<deployment>-<hash>``."""
     metadata = obj["metadata"]
-    if resource == "deployments":
-        return str(metadata["name"])
+    if resource in KINDS:
+        return f"{KINDS[resource]}/{metadata['name']}"
+    owners = metadata.get("ownerReferences") or []
     if resource == "replicasets":
-        owners = metadata.get("ownerReferences") or []
-        return next((str(o["name"]) for o in owners if o.get("kind") == "Deployment"), None)
+        return next(
+            (f"Deployment/{o['name']}" for o in owners if o.get("kind") == "Deployment"), None
+        )
     template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
-    for owner in metadata.get("ownerReferences") or []:
-        name = str(owner.get("name", ""))
-        if (
-            owner.get("kind") == "ReplicaSet"
-            and template_hash
-            and name.endswith(f"-{template_hash}")
-        ):
-            return name[: -len(template_hash) - 1]
+    for owner in owners:
+        name, kind = str(owner.get("name", "")), owner.get("kind")
+        if kind in ("StatefulSet", "DaemonSet"):
+            return f"{kind}/{name}"
+        if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+            return f"Deployment/{name[: -len(template_hash) - 1]}"
     return None
 
 
@@ -59,19 +63,19 @@ class NamespaceWatch:
         self.broken: tuple[datetime, str] | None = None
         self.task = asyncio.create_task(self._run(), name=f"watch {namespace} {resource}")
 
-    def subscribe(self, deployment: str, queue: asyncio.Queue[Update]) -> None:
-        self.subscribers.setdefault(deployment, set()).add(queue)
-        for obj in self.latest.get(deployment, {}).values():
+    def subscribe(self, workload: str, queue: asyncio.Queue[Update]) -> None:
+        self.subscribers.setdefault(workload, set()).add(queue)
+        for obj in self.latest.get(workload, {}).values():
             queue.put_nowait((self.resource, "SYNC", obj))
 
-    def unsubscribe(self, deployment: str, queue: asyncio.Queue[Update]) -> None:
-        queues = self.subscribers.get(deployment, set())
+    def unsubscribe(self, workload: str, queue: asyncio.Queue[Update]) -> None:
+        queues = self.subscribers.get(workload, set())
         queues.discard(queue)
         if not queues:
-            self.subscribers.pop(deployment, None)
+            self.subscribers.pop(workload, None)
 
     def _record(self, kind: str, obj: Obj) -> None:
-        deployment = deployment_of(self.resource, obj)
+        deployment = workload_of(self.resource, obj)
         if deployment is None:
             return
         # Who wrote which field: the largest part of most objects, and never read here.
@@ -114,14 +118,15 @@ class NamespaceWatch:
 
 
 class Subscription:
-    """A Deployment's and its pods' changes, on one queue, until closed."""
+    """Some workloads' and their pods' changes, on one queue, until closed."""
 
-    def __init__(self, watches: list[NamespaceWatch], deployment: str) -> None:
+    def __init__(self, watches: list[NamespaceWatch], workloads: list[str]) -> None:
         self.updates: asyncio.Queue[Update] = asyncio.Queue()
         self._watches = watches
-        self._deployment = deployment
+        self._workloads = workloads
         for watch in watches:
-            watch.subscribe(deployment, self.updates)
+            for workload in workloads:
+                watch.subscribe(workload, self.updates)
 
     def unreachable(self) -> str:
         """Why the watches cannot follow the Deployment now ("" while they can)."""
@@ -133,21 +138,23 @@ class Subscription:
 
     def close(self) -> None:
         for watch in self._watches:
-            watch.unsubscribe(self._deployment, self.updates)
+            for workload in self._workloads:
+                watch.unsubscribe(workload, self.updates)
 
 
 class Watches:
     def __init__(self) -> None:
         self._watches: dict[tuple[int, str, str], NamespaceWatch] = {}
 
-    def subscribe(self, cluster: Cluster, namespace: str, deployment: str) -> Subscription:
+    def subscribe(self, cluster: Cluster, namespace: str, workloads: list[str]) -> Subscription:
+        """Follow the workloads (``Deployment/web`` …) of a release in ``namespace``."""
         watches = []
         for resource in RESOURCES:
             key = (id(cluster), namespace, resource)
             if key not in self._watches:
                 self._watches[key] = NamespaceWatch(cluster, namespace, resource)
             watches.append(self._watches[key])
-        return Subscription(watches, deployment)
+        return Subscription(watches, workloads)
 
     async def stop(self) -> None:
         for watch in self._watches.values():

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.models import BaseParams
+from shared.models import BaseParams, CanaryStep
 from shared.render import RESTARTED_AT, ReleaseParams, RenderError, render
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
@@ -76,10 +76,67 @@ def test_sandbox_refuses_unsafe_attribute_access() -> None:
         render(sneaky, BaseParams(), RELEASE)
 
 
-def test_manifest_needs_exactly_one_deployment() -> None:
+WORKER = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ service ~ "-worker" }}
+spec:
+  selector: {matchLabels: {app: worker}}
+  template:
+    metadata: {labels: {app: worker}}
+    spec: {containers: [{name: worker, image: {{ image }}}]}
+"""
+STATEFUL = """apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+"""
+
+
+def test_a_manifest_holds_any_number_of_workloads_and_says_which() -> None:
+    rendered = render("---\n".join([DEMO, WORKER, STATEFUL]), BaseParams(), RELEASE)
+    assert rendered.workloads == [
+        ("Deployment", "web"),
+        ("Deployment", "web-worker"),
+        ("StatefulSet", "db"),
+    ]
+    assert rendered.deployment == ""  # two Deployments, neither marked: no canary target
     only_config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\n"
-    with pytest.raises(RenderError, match="one Deployment"):
-        render(only_config, BaseParams(), RELEASE)
+    assert render(only_config, BaseParams(), RELEASE).workloads == []
+
+
+def test_a_canary_needs_the_one_deployment_it_acts_on() -> None:
+    canary = BaseParams(canary=[CanaryStep(weight=20)])
+    two = "---\n".join([DEMO, WORKER])
+    with pytest.raises(RenderError) as refused:
+        render(two, canary, RELEASE)
+    assert str(refused.value) == (
+        "canary: the manifest holds 2 Deployments; mark the canary's with the annotation "
+        'fabu.io/canary: "true"'
+    )
+    marked = WORKER.replace(
+        'name: {{ service ~ "-worker" }}',
+        'name: {{ service ~ "-worker" }}\n  annotations: {fabu.io/canary: "true"}',
+    )
+    assert render("---\n".join([DEMO, marked]), canary, RELEASE).deployment == "web-worker"
+    assert render(DEMO, canary, RELEASE).deployment == "web"
+
+
+def test_an_on_delete_workload_is_refused_as_kubectl_refuses_to_follow_it() -> None:
+    on_delete = STATEFUL.replace(
+        "  serviceName: db", "  serviceName: db\n  updateStrategy: {type: OnDelete}"
+    )
+    with pytest.raises(RenderError) as refused:
+        render("---\n".join([DEMO, on_delete]), BaseParams(), RELEASE)
+    assert str(refused.value) == (
+        "StatefulSet 'db': rollout status is only available for RollingUpdate strategy type"
+    )
 
 
 def test_a_restart_stamps_only_the_deployments_pod_template() -> None:

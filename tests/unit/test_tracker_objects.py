@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.tracker.pods import PodTimelines, replica_set_counts
-from services.tracker.watches import deployment_of
+from services.tracker.watches import workload_of
 from shared.objects import KubeObject
 
 
@@ -34,12 +34,25 @@ def replica_set(name: str, revision: str, desired: int, ready: int) -> KubeObjec
 
 
 def test_objects_are_grouped_by_their_deployment() -> None:
-    assert deployment_of("deployments", {"metadata": {"name": "web"}}) == "web"
-    assert deployment_of("replicasets", replica_set("web-api-7d9f", "1", 1, 1)) == "web-api"
+    assert workload_of("deployments", {"metadata": {"name": "web"}}) == "Deployment/web"
+    assert (
+        workload_of("replicasets", replica_set("web-api-7d9f", "1", 1, 1)) == "Deployment/web-api"
+    )
     # A hyphenated Deployment name survives: only the template hash is cut.
-    assert deployment_of("pods", pod("web-api-7d9f-x1", "web-api-7d9f", "7d9f")) == "web-api"
+    assert (
+        workload_of("pods", pod("web-api-7d9f-x1", "web-api-7d9f", "7d9f")) == "Deployment/web-api"
+    )
     # A pod whose ReplicaSet is not <deployment>-<hash> (no Deployment) is nobody's.
-    assert deployment_of("pods", pod("job-x1", "batch", "7d9f")) is None
+    assert workload_of("pods", pod("job-x1", "batch", "7d9f")) is None
+    assert workload_of("statefulsets", {"metadata": {"name": "db"}}) == "StatefulSet/db"
+    db_pod: KubeObject = {
+        "metadata": {"name": "db-0", "ownerReferences": [{"kind": "StatefulSet", "name": "db"}]}
+    }
+    assert workload_of("pods", db_pod) == "StatefulSet/db"
+    agent_pod: KubeObject = {
+        "metadata": {"name": "agent-x", "ownerReferences": [{"kind": "DaemonSet", "name": "agent"}]}
+    }
+    assert workload_of("pods", agent_pod) == "DaemonSet/agent"
 
 
 def test_replica_set_counts_put_the_current_revision_first() -> None:
@@ -83,7 +96,7 @@ def test_a_pod_timeline_keeps_each_moment_and_the_reasons_seen() -> None:
     assert not timelines.update("MODIFIED", pod("web-api-b-1", "web-api-b", "b", **scheduled))
     assert timelines.update("DELETED", p)
 
-    [entry] = timelines.timeline("web-api-b")
+    [entry] = timelines.timeline({"web-api-b"})
     assert entry.new
     assert entry.node == "node-1"
     assert entry.scheduled_at == datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC)

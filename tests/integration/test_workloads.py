@@ -1,0 +1,147 @@
+"""Whole services: several Deployments, a StatefulSet and a DaemonSet in one release, each
+followed with kubectl's rules for its kind, on the real stack (KWOK runs their pods)."""
+
+import httpx
+from kubernetes_asyncio import client
+
+from devstack import kwok
+from tests.support.releases import DEMO, finished, prepare, release
+from tests.support.stack import StackEnv
+
+# Beside the demo's Service and web Deployment: a worker, a database, a node agent and
+# their settings. Names are built inside the braces (see the template guide).
+SERVICE = (
+    DEMO
+    + """
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ service ~ "-settings" }}
+data:
+  mode: fast
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ service ~ "-worker" }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{ {"app": service ~ "-worker"} }}
+  template:
+    metadata:
+      labels: {{ {"app": service ~ "-worker"} }}
+    spec:
+      containers:
+      - name: worker
+        image: {{ image }}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ service ~ "-db" }}
+spec:
+  serviceName: {{ service ~ "-db" }}
+  replicas: 2
+  selector:
+    matchLabels: {{ {"app": service ~ "-db"} }}
+  template:
+    metadata:
+      labels: {{ dict(db_labels, app=service ~ "-db") }}
+    spec:
+      containers:
+      - name: db
+        image: {{ image }}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {{ service ~ "-agent" }}
+spec:
+  selector:
+    matchLabels: {{ {"app": service ~ "-agent"} }}
+  template:
+    metadata:
+      labels: {{ {"app": service ~ "-agent"} }}
+    spec:
+      containers:
+      - name: agent
+        image: {{ image }}
+"""
+)
+
+
+def service_with(db_labels: dict[str, str]) -> str:
+    """The six-object service, its database pods labelled ``db_labels``."""
+    return "{% set db_labels = " + repr(db_labels) + " %}" + SERVICE
+
+
+async def test_every_workload_of_a_service_is_followed_to_its_end(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, template=service_with({}), replicas=2
+    )
+
+    body = await finished(api, await release(api, service, environment, "1.0.0"), within=120)
+
+    assert body["state"] == "succeeded", body["reason"]
+    assert [(w["kind"], w["name"]) for w in body["workloads"]] == [
+        ("Deployment", service),
+        ("Deployment", f"{service}-worker"),
+        ("StatefulSet", f"{service}-db"),
+        ("DaemonSet", f"{service}-agent"),
+    ]
+    assert all(w["generation"] >= 1 for w in body["workloads"])
+    lines = [line["text"] for line in body["transcript"]]
+    for final in (
+        f'deployment "{service}" successfully rolled out',
+        f'deployment "{service}-worker" successfully rolled out',
+        f'statefulset "{service}-db": partitioned roll out complete: 2 new pods have been '
+        "updated...",
+        f'daemon set "{service}-agent" successfully rolled out',
+    ):
+        assert final in lines, lines
+    # The ReplicaSets of both Deployments; the pods of every workload.
+    assert {c["name"].rsplit("-", 1)[0] for c in body["replica_sets"]} == {
+        service,
+        f"{service}-worker",
+    }
+    pods = {p["name"] for p in body["pods"]}
+    assert {f"{service}-db-0", f"{service}-db-1"} <= pods
+    assert any(p.startswith(f"{service}-agent-") for p in pods)
+    apps = client.AppsV1Api(kube)
+    db = await apps.read_namespaced_stateful_set(f"{service}-db", namespace)
+    assert db.status.ready_replicas == 2
+    settings = await client.CoreV1Api(kube).read_namespaced_config_map(
+        f"{service}-settings", namespace
+    )
+    assert settings.data == {"mode": "fast"}
+
+
+async def test_a_crash_looping_stateful_set_fails_with_its_own_pods_diagnosed(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    template = service_with({kwok.FAULT_LABEL: kwok.CRASH_LOOP})
+    service, environment = await prepare(api, stack_env, namespace, template=template)
+    await api.put(
+        f"/environments/{environment}",
+        json={
+            "name": environment,
+            "namespace": namespace,
+            "kubeconfig": str(stack_env.kubeconfig),
+            "rollout_timeout_s": 15,
+        },
+    )
+
+    body = await finished(api, await release(api, service, environment, "1.0.0"), within=90)
+
+    assert body["state"] == "failed"
+    assert body["reason"].startswith("rollout not finished within 15s: "), body["reason"]
+    assert f'statefulset "{service}-db": Waiting for ' in body["reason"]
+    diagnosis = body["diagnosis"]
+    assert diagnosis["pods"], diagnosis
+    assert {p["name"] for p in diagnosis["pods"]} <= {f"{service}-db-0", f"{service}-db-1"}
+    assert any("CrashLoopBackOff" in c["state"] for p in diagnosis["pods"] for c in p["containers"])
+    assert any(c["previous_log"] for p in diagnosis["pods"] for c in p["containers"])
