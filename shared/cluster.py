@@ -114,6 +114,26 @@ class Cluster:
             return f"{base}/namespaces/{namespace}/{plural}/{name}", obj
         return f"{base}/{plural}/{name}", obj
 
+    async def labelled(
+        self, namespace: str, api_version: str, kind: str, selector: str
+    ) -> list[Obj]:
+        """The objects of a kind in ``namespace`` that match a label ``selector`` (none when
+        the cluster does not serve the kind)."""
+        try:
+            prefix, namespaced = await self._resource(api_version, kind)
+        except ClusterError:
+            return []
+        if not namespaced:
+            return []
+        base, plural = prefix.split("|")
+        path = f"{base}/namespaces/{namespace}/{plural}"
+        listing = await self._json("GET", path, query=[("labelSelector", selector)])
+        items = cast(list[Obj], list((listing or {}).get("items", [])))
+        # A listing's items do not name their kind: they are of the one asked for.
+        return [
+            Obj(apiVersion=api_version, kind=kind, metadata=i.get("metadata") or {}) for i in items
+        ]
+
     async def namespaced(self, objects: list[Obj]) -> None:
         """ClusterError naming the first object the cluster keeps outside namespaces: a
         release applies none of its objects if any of them is cluster-scoped."""

@@ -50,6 +50,7 @@ from shared.models import (
     Decision,
     Diagnosis,
     FreezeOverride,
+    Owned,
     PodTimeline,
     Release,
     ReleaseState,
@@ -125,6 +126,7 @@ class Rendered(Fields):
     manifest_sha256: str
     deployment: str
     workloads: list[Workload]
+    inventory: list[Owned]
 
 
 class Applied(Fields):
@@ -146,6 +148,8 @@ class Observed(Fields):
 
 class Succeeded(Observed):
     revision: str
+    # Objects of earlier releases the new manifest no longer has, deleted ("Kind/name").
+    pruned: list[str] = []
 
 
 class Failed(Fields):

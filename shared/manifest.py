@@ -23,6 +23,12 @@ FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolume
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # Marks the one Deployment a canary acts on, where a manifest holds several.
 CANARY_ANNOTATION = "fabu.io/canary"
+# Every object a release applies carries its service and environment, so what a
+# later release no longer has can be found and deleted (pruned) ...
+SERVICE_LABEL = "fabu.io/service"
+ENVIRONMENT_LABEL = "fabu.io/environment"
+# ... unless it is annotated so.
+PRUNE_ANNOTATION = "fabu.io/prune"
 TRACK_LABEL = "fabu.io/track"
 CANARY = "canary"
 SUFFIX = "-canary"

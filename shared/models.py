@@ -376,6 +376,18 @@ class Workload(Model):
         return f"{self.kind}/{self.name}"
 
 
+class Owned(Model):
+    """An object a release applied: what it owns in its namespace (its inventory)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
 class PodTimeline(Model):
     """One pod of the Deployment as the tracker saw it during the release."""
 
@@ -502,6 +514,9 @@ class Release(Model):
     deployment: str = ""
     # Every workload the release waits for.
     workloads: list[Workload] = Field(default_factory=list)
+    # Every object it applies, and those of earlier releases it deleted ("Kind/name").
+    inventory: list[Owned] = Field(default_factory=list)
+    pruned: list[str] = Field(default_factory=list)
     generation: int | None = None
     revision: str = ""
     reason: str = ""

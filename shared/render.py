@@ -21,7 +21,13 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared.manifest import CANARY_ANNOTATION, WORKLOADS, canary_target
+from shared.manifest import (
+    CANARY_ANNOTATION,
+    ENVIRONMENT_LABEL,
+    SERVICE_LABEL,
+    WORKLOADS,
+    canary_target,
+)
 from shared.models import BaseParams
 
 TEMPLATE_NAME = "<template>"
@@ -200,8 +206,14 @@ def render(
             f"canary: the manifest holds {count} Deployments; mark the canary's with the "
             f'annotation {CANARY_ANNOTATION}: "true"'
         )
+    for obj in objects:
+        metadata = obj["metadata"]
+        labels = metadata.get("labels") if isinstance(metadata.get("labels"), dict) else {}
+        owner = {SERVICE_LABEL: release.service, ENVIRONMENT_LABEL: release.environment}
+        metadata["labels"] = {**(labels or {}), **owner}
     if restarted_at is not None:
-        text = _restarted(objects, restarted_at)
+        _restart(objects, restarted_at)
+    text = yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
     sha = hashlib.sha256(text.encode()).hexdigest()
     deployment = str(target["metadata"]["name"]) if target else ""
     return Rendered(
@@ -274,8 +286,8 @@ def _in_namespace(objects: list[dict[str, Any]], namespace: str) -> None:
         seen.add((kind, name))
 
 
-def _restarted(objects: list[dict[str, Any]], at: datetime) -> str:
-    """The manifest again with each workload's pod template annotated with ``at``."""
+def _restart(objects: list[dict[str, Any]], at: datetime) -> None:
+    """Annotate each workload's pod template with ``at``."""
     for obj in objects:
         if obj["kind"] in WORKLOADS:
             kind = obj["kind"]
@@ -288,4 +300,3 @@ def _restarted(objects: list[dict[str, Any]], at: datetime) -> str:
                 raise RenderError(f"the {kind}'s spec.template.metadata is not a mapping")
             annotations = metadata.get("annotations") or {}
             metadata["annotations"] = {**annotations, RESTARTED_AT: at.isoformat()}
-    return yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)

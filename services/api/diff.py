@@ -12,7 +12,10 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import BaseModel
 
+from shared import ownership
 from shared.cluster import Cluster
+from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
+from shared.models import Owned
 from shared.objects import KubeObject
 
 Obj = KubeObject
@@ -31,6 +34,8 @@ class ManifestDiff(BaseModel):
     namespace: str
     changed: bool
     objects: list[ObjectDiff]
+    # What releasing it would delete: the service's objects there it no longer has.
+    prune: list[str] = []
 
 
 def _clean(obj: Obj | None) -> dict[str, Any]:
@@ -64,5 +69,20 @@ async def manifest_diff(cluster: Cluster, namespace: str, manifest: str) -> Mani
         diffs.append(
             ObjectDiff(kind=obj["kind"], name=obj["metadata"]["name"], action=action, diff=text)
         )
-    changed = any(d.action != "unchanged" for d in diffs)
-    return ManifestDiff(namespace=namespace, changed=changed, objects=diffs)
+    prune = await _would_prune(cluster, namespace, objects)
+    changed = bool(prune) or any(d.action != "unchanged" for d in diffs)
+    return ManifestDiff(namespace=namespace, changed=changed, objects=diffs, prune=prune)
+
+
+async def _would_prune(cluster: Cluster, namespace: str, objects: list[Obj]) -> list[str]:
+    """The owner's objects there the manifest does not have (its objects name their owner)."""
+    labels = (objects[0]["metadata"].get("labels") or {}) if objects else {}
+    service, environment = labels.get(SERVICE_LABEL), labels.get(ENVIRONMENT_LABEL)
+    if not (service and environment):
+        return []  # rendered before releases carried their owner
+    inventory = [
+        Owned(api_version=o["apiVersion"], kind=o["kind"], name=o["metadata"]["name"])
+        for o in objects
+    ]
+    found = await ownership.leftovers(cluster, namespace, service, environment, inventory)
+    return [ownership.key(obj) for obj in found]

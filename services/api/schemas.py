@@ -99,6 +99,8 @@ class ServiceImpact(BaseModel):
     # The manifest rendered with the old version against the new one.
     diff: str
     error: str = ""
+    # What releasing the new version would prune: objects the old one had, the new not.
+    prune: list[str] = []
 
 
 class Impact(BaseModel):

@@ -16,6 +16,7 @@ from services.api.schemas import (
 )
 from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import TemplateId
+from shared.manifest import PRUNE_ANNOTATION
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
 from shared.render import RenderError, check, render
@@ -83,8 +84,8 @@ async def _impact(
         service.name, service.image_repository, env.name, env.namespace, version or "0.0.0-preview"
     )
     try:
-        before = render(old.content, config.params, params).manifest
-        after = render(new.content, config.params, params).manifest
+        rendered_before = render(old.content, config.params, params)
+        rendered_after = render(new.content, config.params, params)
     except RenderError as exc:
         return ServiceImpact(
             service=config.service,
@@ -94,13 +95,23 @@ async def _impact(
             error=str(exc),
         )
     diff = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
+        rendered_before.manifest.splitlines(keepends=True),
+        rendered_after.manifest.splitlines(keepends=True),
         f"version {old.version}",
         f"version {new.version}",
     )
+    kept = {f"{o['kind']}/{o['metadata']['name']}" for o in rendered_after.objects}
+    dropped = [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in rendered_before.objects
+        if (o["metadata"].get("annotations") or {}).get(PRUNE_ANNOTATION) != "false"
+    ]
     return ServiceImpact(
-        service=config.service, environment=config.environment, version=version, diff="".join(diff)
+        service=config.service,
+        environment=config.environment,
+        version=version,
+        diff="".join(diff),
+        prune=[key for key in dropped if key not in kept],
     )
 
 

@@ -13,7 +13,7 @@ from shared import lifecycle
 from shared.bus import Msg
 from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
 from shared.messages import ReleaseRequested
-from shared.models import ReleaseKind, ReleaseState, Workload
+from shared.models import Owned, ReleaseKind, ReleaseState, Workload
 from shared.render import ReleaseParams, RenderError, render
 from shared.worker import Context, fail_release, pending_release
 
@@ -54,5 +54,9 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
         manifest_sha256=rendered.sha256,
         deployment=rendered.deployment,
         workloads=[Workload(kind=kind, name=name) for kind, name in rendered.workloads],
+        inventory=[
+            Owned(api_version=o["apiVersion"], kind=o["kind"], name=o["metadata"]["name"])
+            for o in rendered.objects
+        ],
     )
     await lifecycle.take(ctx.releases, ctx.bus, release, RENDER, RENDERER, fields)

@@ -28,7 +28,7 @@ from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import VIEWERS, Status, rollout_status
 from services.tracker.watches import KINDS, Subscription, Update, Watches, workload_of
-from shared import lifecycle, ops
+from shared import lifecycle, ops, ownership
 from shared.bus import Msg
 from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
@@ -357,7 +357,7 @@ async def _done(
     """The rollout is done: the release succeeded, or its canary step is healthy."""
     if not release.in_canary:
         done, canary = await _canary_done(cluster, release, "succeeded")
-        await _succeed(ctx, release, lines + done, obj, outcome.observed, canary)
+        await _succeed(ctx, cluster, release, lines + done, obj, outcome.observed, canary)
         return
     paused = release
     if release.state is ReleaseState.APPLIED:
@@ -374,6 +374,32 @@ async def _done(
         await fail(failure, paused)
     elif held:
         await promote(ctx.releases, ctx.bus, paused, TRACKER, f" after its {step.pause_s}s pause")
+
+
+async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list[str], str]:
+    """Delete what earlier releases of the service there applied and this one no longer
+    has: what was deleted, and the transcript's line about it ("" for nothing)."""
+    if not release.inventory:
+        return [], ""  # an older record: what it applied is not known
+    earlier = await ctx.releases.page(
+        service=release.service,
+        environment=release.environment,
+        state=ReleaseState.SUCCEEDED,
+        limit=50,
+    )
+    try:
+        found = await ownership.leftovers(
+            cluster,
+            release.namespace,
+            release.service,
+            release.environment,
+            release.inventory,
+            (o for r in earlier for o in r.inventory),
+        )
+        pruned = await ownership.prune(cluster, release.namespace, found)
+    except FabuError as exc:
+        return [], f"could not prune what this release no longer has: {exc.message}"
+    return pruned, f"pruned what this release no longer has: {', '.join(pruned)}" if pruned else ""
 
 
 def _pause_of(release: Release) -> float | None:
@@ -460,6 +486,7 @@ async def _canary_done(
 
 async def _succeed(
     ctx: Context,
+    cluster: Cluster,
     release: Release,
     lines: list[TranscriptLine],
     obj: KubeObject,
@@ -469,7 +496,12 @@ async def _succeed(
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations", {}) if isinstance(metadata, dict) else {}
     revision = str((annotations or {}).get("deployment.kubernetes.io/revision", release.revision))
-    fields = Succeeded(replica_sets=observed.replica_sets, pods=observed.pods, revision=revision)
+    pruned, line = await _prune(ctx, cluster, release)
+    if line:
+        lines = [*lines, TranscriptLine(at=now(), text=line)]
+    fields = Succeeded(
+        replica_sets=observed.replica_sets, pods=observed.pods, revision=revision, pruned=pruned
+    )
     # What was seen and done stays in the transcript whoever ends the release.
     await lifecycle.take(
         ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, canary=canary, kept=lines

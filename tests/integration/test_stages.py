@@ -25,6 +25,7 @@ from shared import lifecycle
 from shared.errors import TransientError
 from shared.ids import ReleaseId, TemplateId
 from shared.lifecycle import CANCEL, FAIL, RENDERER, Actor, Nothing
+from shared.manifest import objects
 from shared.messages import ReleaseApplied, ReleaseRendered, ReleaseRequested
 from shared.models import BaseParams, Channel, Environment, Release, ReleaseState, Template
 from shared.secrets import Secrets
@@ -123,7 +124,12 @@ async def test_the_renderer_renders_republishes_on_redelivery_and_loses_a_race(
         await handle_requested(ctx, ReleaseRequested(release_id=release.id))
         after = await stored(ctx, release.id)
         assert after.state is ReleaseState.RENDERED
-        assert f'name: "{release.service}"' in after.manifest
+        assert [o["metadata"]["name"] for o in objects(after.manifest)] == [release.service] * 2
+        assert [(w.kind, w.name) for w in after.workloads] == [("Deployment", release.service)]
+        assert {o.key for o in after.inventory} == {
+            f"Service/{release.service}",
+            f"Deployment/{release.service}",
+        }
         assert [(e.state, e.actor) for e in after.events] == [(ReleaseState.RENDERED, "renderer")]
         [first] = await rendered.settled(ctx)
         assert first == (release.id, f"{release.id}:ReleaseRendered")

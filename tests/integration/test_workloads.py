@@ -7,6 +7,7 @@ from kubernetes_asyncio import client
 from devstack import kwok
 from tests.support.releases import DEMO, finished, prepare, release
 from tests.support.stack import StackEnv
+from tests.support.wait import eventually
 
 # Beside the demo's Service and web Deployment: a worker, a database, a node agent and
 # their settings. Names are built inside the braces (see the template guide).
@@ -145,3 +146,72 @@ async def test_a_crash_looping_stateful_set_fails_with_its_own_pods_diagnosed(
     assert {p["name"] for p in diagnosis["pods"]} <= {f"{service}-db-0", f"{service}-db-1"}
     assert any("CrashLoopBackOff" in c["state"] for p in diagnosis["pods"] for c in p["containers"])
     assert any(c["previous_log"] for p in diagnosis["pods"] for c in p["containers"])
+
+
+async def test_what_a_new_version_drops_is_pruned_and_a_rollback_brings_it_back(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    kept = (
+        "\n---\napiVersion: v1\nkind: Secret\nmetadata:\n"
+        '  name: {{ service ~ "-token" }}\n  annotations: {fabu.io/prune: "false"}\n'
+        "stringData: {token: x}\n"
+    )
+    first = service_with({}) + kept
+    service, environment = await prepare(api, stack_env, namespace, template=first)
+    one = await finished(api, await release(api, service, environment, "1.0.0"), within=120)
+    assert one["state"] == "succeeded", one["reason"]
+    assert one["pruned"] == []
+    # The next version has no worker, no settings and no token.
+    config = (await api.get(f"/services/{service}/config/{environment}")).json()
+    second = service_with({})
+    for name in ("-settings", "-worker"):
+        start = second.index(f'  name: {{{{ service ~ "{name}" }}}}')
+        begin = second.rindex("---", 0, start)
+        end = second.find("---", start)
+        second = second[:begin] + second[end:]
+    changed = await api.put(f"/templates/{config['template_id']}", json={"content": second})
+    assert changed.status_code == 200, changed.text
+
+    preview = (
+        await api.get(
+            f"/services/{service}/preview", params={"environment": environment, "version": "1.0.0"}
+        )
+    ).json()
+    assert preview["diff"]["prune"] == [
+        f"ConfigMap/{service}-settings",
+        f"Deployment/{service}-worker",
+    ]
+    impact = (await api.get(f"/templates/{config['template_id']}/impact")).json()
+    [mine] = [s for s in impact["services"] if s["service"] == service]
+    assert mine["prune"] == [f"ConfigMap/{service}-settings", f"Deployment/{service}-worker"]
+
+    two = await finished(api, await release(api, service, environment, "1.1.0"), within=120)
+    assert two["state"] == "succeeded", two["reason"]
+    assert two["pruned"] == [f"ConfigMap/{service}-settings", f"Deployment/{service}-worker"]
+    assert any(
+        line["text"].startswith("pruned what this release no longer has: ")
+        for line in two["transcript"]
+    )
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+
+    async def gone() -> bool:
+        names = {d.metadata.name for d in (await apps.list_namespaced_deployment(namespace)).items}
+        maps = {m.metadata.name for m in (await core.list_namespaced_config_map(namespace)).items}
+        return f"{service}-worker" not in names and f"{service}-settings" not in maps
+
+    await eventually(gone, "the worker and the settings deleted")
+    assert (await core.read_namespaced_secret(f"{service}-token", namespace)).metadata.name
+
+    # A rollback to the first release restores what it had.
+    back = (await api.get(f"/releases/{one['id']}/rollback/preview")).json()
+    assert {(o["kind"], o["name"], o["action"]) for o in back["objects"]} >= {
+        ("Deployment", f"{service}-worker", "create"),
+        ("ConfigMap", f"{service}-settings", "create"),
+    }
+    rolled = await api.post(f"/releases/{one['id']}/rollback", json={})
+    assert rolled.status_code == 202, rolled.text
+    three = await finished(api, rolled.json()["id"], within=120)
+    assert three["state"] == "succeeded", three["reason"]
+    assert three["pruned"] == []
+    await apps.read_namespaced_deployment(f"{service}-worker", namespace)
+    await core.read_namespaced_config_map(f"{service}-settings", namespace)

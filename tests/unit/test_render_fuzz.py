@@ -57,7 +57,8 @@ def test_no_parameter_value_changes_the_yaml_structure(
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [{"name": "MODE", "value": mode}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/" + path
-    # Extra labels add exactly their own keys, nothing else.
+    # Extra labels add exactly their own keys, beside the release's ownership, nothing else.
     labelled = render(DEMO, BaseParams(labels={"team": team, **extra}), RELEASE).objects[1]
-    assert labelled["metadata"]["labels"] == {"app": "web", "team": team, **extra}
+    owner = {"fabu.io/service": "web", "fabu.io/environment": "test"}
+    assert labelled["metadata"]["labels"] == {"app": "web", "team": team, **extra, **owner}
     assert service["kind"] == "Service"

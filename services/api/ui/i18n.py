@@ -74,6 +74,8 @@ ZH = {
     "Reject": "拒绝",
     "Comment": "备注",
     "Reason": "原因",
+    "Would delete": "将删除",
+    "Deleted": "已删除",
     "Override reason (freeze window)": "封版期间发布的原因",
     "What would change": "将会变更的内容",
     "Confirm rollback": "确认回滚",
