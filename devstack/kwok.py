@@ -28,7 +28,9 @@ FAULT_LABEL = "kwok.fabu.dev/fault"
 NEVER_READY = "never-ready"
 CRASH_LOOP = "crash-loop"
 PULL_FAIL = "pull-fail"
-FAULTS = (NEVER_READY, CRASH_LOOP, PULL_FAIL)
+# A Job's pod that exits 1 (a Job's other pods exit 0 once they ran).
+JOB_FAIL = "job-fail"
+FAULTS = (NEVER_READY, CRASH_LOOP, PULL_FAIL, JOB_FAIL)
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_COUNT = 8
 
@@ -175,6 +177,16 @@ _KEEP_LAST_STATE = """
   {{ with $origin.lastState }}lastState: {{ toJson . }}{{ end }}"""
 
 
+def _exited(code: int, reason: str) -> str:
+    return f"""
+    running: null
+    terminated:
+      exitCode: {code}
+      reason: {reason}
+      startedAt: {{{{ $now | Quote }}}}
+      finishedAt: {{{{ $now | Quote }}}}"""
+
+
 def _pull_waiting(reason: str) -> str:
     return f"""
     waiting:
@@ -195,6 +207,8 @@ def pod_stages(ready_delay_ms: int) -> list[dict[str, Any]]:
     }
     first_state = {"key": ".status.containerStatuses", "operator": "DoesNotExist"}
     running_pod = "phase: Running\nstartTime: {{ or $root.status.startTime $now | Quote }}"
+    # A Job's pod runs once, then its containers exit.
+    of_a_job = {"key": ".metadata.ownerReferences.[0].kind", "operator": "In", "values": ["Job"]}
     backoff_ms = 2 * ready_delay_ms
     return [
         _pod_stage(
@@ -273,6 +287,27 @@ def pod_stages(ready_delay_ms: int) -> list[dict[str, Any]]:
                 _conditions(False, "ContainersNotReady"),
                 _containers(_pull_waiting("ImagePullBackOff"), False),
                 "phase: Pending",
+            ),
+            ready_delay_ms,
+        ),
+        _pod_stage(
+            "pod-job-complete",
+            [_phase("Running"), of_a_job],
+            _template(
+                _conditions(False, "PodCompleted"),
+                _containers(_exited(0, "Completed"), False),
+                "phase: Succeeded",
+            ),
+            ready_delay_ms,
+        ),
+        _pod_stage(
+            "pod-job-fail",
+            [_phase("Pending"), of_a_job, _fault([JOB_FAIL])],
+            _template(
+                _conditions(False, "PodFailed"),
+                _containers(_exited(1, "Error"), False),
+                _ADDRESSES,
+                "phase: Failed",
             ),
             ready_delay_ms,
         ),

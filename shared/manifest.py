@@ -29,6 +29,27 @@ SERVICE_LABEL = "fabu.io/service"
 ENVIRONMENT_LABEL = "fabu.io/environment"
 # ... unless it is annotated so.
 PRUNE_ANNOTATION = "fabu.io/prune"
+# A Job run before the rollout (a migration) or after it (a check).
+HOOK_ANNOTATION = "fabu.io/hook"
+PRE_ROLLOUT = "pre-rollout"
+POST_ROLLOUT = "post-rollout"
+
+
+def hook_of(obj: Obj) -> str:
+    """The hook an object is ("" for none)."""
+    return str((obj.get("metadata", {}).get("annotations") or {}).get(HOOK_ANNOTATION, ""))
+
+
+def hooks(docs: list[Obj], when: str) -> list[Obj]:
+    """The manifest's hook Jobs run ``when`` (``pre-rollout``, ``post-rollout``)."""
+    return [d for d in docs if hook_of(d) == when]
+
+
+def rollout_objects(manifest: str) -> list[Obj]:
+    """What the rollout applies: every object but the hook Jobs, in order."""
+    return [d for d in objects(manifest) if not hook_of(d)]
+
+
 TRACK_LABEL = "fabu.io/track"
 CANARY = "canary"
 SUFFIX = "-canary"

@@ -36,3 +36,25 @@ class KubeObject(TypedDict, total=False):
     metadata: Metadata
     spec: dict[str, Any]
     status: dict[str, Any]
+
+
+# A part of an object's status (a condition, a container state).
+Json = dict[str, Any]
+# The annotation a Deployment and its ReplicaSets carry their revision in.
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def condition(obj: KubeObject, kind: str) -> Json | None:
+    """The object's status condition of type ``kind``."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def owner(obj: KubeObject, kind: str) -> str:
+    """The name of the object's owner of ``kind`` ("" for none)."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return str(ref.get("name", ""))
+    return ""

@@ -24,6 +24,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from shared.manifest import (
     CANARY_ANNOTATION,
     ENVIRONMENT_LABEL,
+    HOOK_ANNOTATION,
+    POST_ROLLOUT,
+    PRE_ROLLOUT,
     SERVICE_LABEL,
     WORKLOADS,
     canary_target,
@@ -198,6 +201,14 @@ def render(
         if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
             raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
     _in_namespace(objects, release.namespace)
+    for obj in objects:
+        hook = (obj["metadata"].get("annotations") or {}).get(HOOK_ANNOTATION)
+        if hook is not None and (obj["kind"] != "Job" or hook not in (PRE_ROLLOUT, POST_ROLLOUT)):
+            name = obj["metadata"]["name"]
+            raise RenderError(
+                f"{obj['kind']} {name!r}: {HOOK_ANNOTATION} is for Jobs, "
+                f"{PRE_ROLLOUT!r} or {POST_ROLLOUT!r}"
+            )
     workloads = _workloads(objects)
     target = canary_target(objects)
     if params.canary and target is None:

@@ -18,6 +18,8 @@ from shared.bus import Msg
 from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
+from shared.hooks import PRE_ROLLOUT, hooks
+from shared.hooks import run as run_hooks
 from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
 from shared.manifest import (
     SUFFIX,
@@ -27,6 +29,7 @@ from shared.manifest import (
     canary_target,
     objects,
     revision,
+    rollout_objects,
 )
 from shared.messages import ReleasePromoted, ReleaseRendered
 from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, Workload, now
@@ -76,7 +79,7 @@ def _handler(
 def _step_objects(release: Release) -> tuple[list[Obj], CanaryEvent | None, str]:
     """What to apply for the release's step: the objects, the canary event, a transcript line."""
     if not release.in_canary:
-        return objects(release.manifest), None, ""
+        return rollout_objects(release.manifest), None, ""
     step = release.canary_step or 0
     weight = release.params.canary[step].weight
     applying = canary_objects(release.manifest, weight)
@@ -109,6 +112,31 @@ async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, 
     return whole, f"no {name} Deployment runs yet: released whole, without a canary"
 
 
+async def _pre_rollout(ctx: Context, cluster: Cluster, release: Release) -> bool:
+    """Run the release's pre-rollout hook Jobs before its first apply; False when the
+    release failed (or was cancelled) meanwhile and nothing more may be applied."""
+    jobs = hooks(objects(release.manifest), PRE_ROLLOUT)
+    if not jobs or any(e.state is ReleaseState.APPLIED for e in release.events):
+        return True
+    env = await ctx.catalog.environment(release.environment)
+    timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
+
+    async def still_wanted() -> bool:
+        current = await ctx.releases.get(release.id)
+        return current is not None and current.state is ReleaseState.RENDERED
+
+    names = ", ".join(j["metadata"]["name"] for j in jobs)
+    await ctx.releases.note(
+        release.id, [TranscriptLine(at=now(), text=f"running the pre-rollout hooks: {names}")]
+    )
+    failed = await run_hooks(cluster, release.namespace, jobs, timeout_s, still_wanted)
+    if failed is not None:
+        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
+        await fail_release(ctx, release, DEPLOYER, fields)
+        return False
+    return await still_wanted()
+
+
 async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:
     release = await pending_release(ctx, event.release_id, DEPLOYER, ReleaseState.RENDERED)
     if release is None or event.step != (release.canary_step or 0):
@@ -121,8 +149,10 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     try:
         release, line = await _whole_if_first(cluster, release)
         applying, canary, step_line = _step_objects(release)
-        await cluster.namespaced(applying)
+        await cluster.namespaced(objects(release.manifest))
         line = line or step_line
+        if not await _pre_rollout(ctx, cluster, release):
+            return
         # The Deployment a canary acts on (at a step, its canary copy) is the one whose
         # generation and revision the release records.
         target = canary_target(objects(release.manifest))

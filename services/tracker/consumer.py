@@ -24,7 +24,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from services.tracker.diagnose import diagnose
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
 from services.tracker.rollout import VIEWERS, Status, rollout_status
 from services.tracker.watches import KINDS, Subscription, Update, Watches, workload_of
@@ -32,8 +31,12 @@ from shared import lifecycle, ops, ownership
 from shared.bus import Msg
 from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
+from shared.diagnosis import diagnose
 from shared.errors import FabuError
+from shared.hooks import POST_ROLLOUT, hooks
+from shared.hooks import run as run_hooks
 from shared.lifecycle import PAUSE, SUCCEED, TRACKER, Failed, Lost, Observed, Outcome, Succeeded
+from shared.manifest import objects
 from shared.messages import ReleaseApplied, ReleaseCancelled
 from shared.models import (
     CanaryEvent,
@@ -356,6 +359,8 @@ async def _done(
 ) -> None:
     """The rollout is done: the release succeeded, or its canary step is healthy."""
     if not release.in_canary:
+        if not await _post_rollout(ctx, cluster, release, lines):
+            return
         done, canary = await _canary_done(cluster, release, "succeeded")
         await _succeed(ctx, cluster, release, lines + done, obj, outcome.observed, canary)
         return
@@ -374,6 +379,31 @@ async def _done(
         await fail(failure, paused)
     elif held:
         await promote(ctx.releases, ctx.bus, paused, TRACKER, f" after its {step.pause_s}s pause")
+
+
+async def _post_rollout(
+    ctx: Context, cluster: Cluster, release: Release, lines: list[TranscriptLine]
+) -> bool:
+    """Run the release's post-rollout hook Jobs; False when one failed (the release with
+    it) or the release was cancelled meanwhile."""
+    jobs = hooks(objects(release.manifest), POST_ROLLOUT)
+    if not jobs:
+        return True
+    env = await ctx.catalog.environment(release.environment)
+    timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
+
+    async def still_wanted() -> bool:
+        current = await ctx.releases.get(release.id)
+        return current is not None and current.state is ReleaseState.APPLIED
+
+    names = ", ".join(j["metadata"]["name"] for j in jobs)
+    lines.append(TranscriptLine(at=now(), text=f"running the post-rollout hooks: {names}"))
+    failed = await run_hooks(cluster, release.namespace, jobs, timeout_s, still_wanted)
+    if failed is not None:
+        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
+        await fail_release(ctx, release, TRACKER, fields, kept=lines)
+        return False
+    return await still_wanted()
 
 
 async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list[str], str]:

@@ -1,38 +1,20 @@
 """What a release did to pods and ReplicaSets, read from raw API objects."""
 
 from datetime import datetime
-from typing import Any
 
 from shared.models import PodTimeline, ReplicaSetCount, now
-from shared.objects import KubeObject
+from shared.objects import REVISION, KubeObject, condition, owner
 
 Obj = KubeObject
-# A part of an object's status (a condition, a container state).
-Json = dict[str, Any]
-REVISION = "deployment.kubernetes.io/revision"
 
 
 def _time(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
-def condition(obj: Obj, kind: str) -> Json | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return dict(cond)
-    return None
-
-
 def _true_since(obj: Obj, kind: str) -> datetime | None:
     cond = condition(obj, kind)
     return _time(cond.get("lastTransitionTime")) if cond and cond.get("status") == "True" else None
-
-
-def owner(obj: Obj, kind: str) -> str:
-    for ref in obj["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == kind:
-            return str(ref.get("name", ""))
-    return ""
 
 
 def container_reasons(pod: Obj) -> list[str]:

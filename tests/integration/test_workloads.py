@@ -5,15 +5,31 @@ import httpx
 from kubernetes_asyncio import client
 
 from devstack import kwok
-from tests.support.releases import DEMO, finished, prepare, release
+from tests.support.releases import DEMO, finished, prepare, push, release
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
 
-# Beside the demo's Service and web Deployment: a worker, a database, a node agent and
-# their settings. Names are built inside the braces (see the template guide).
+# Beside the demo's Service and web Deployment: a migration run first, a worker, a
+# database, a node agent and their settings. Names are built inside the braces.
 SERVICE = (
     DEMO
     + """
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ service ~ "-migrate-" ~ version }}
+  annotations: {fabu.io/hook: pre-rollout}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels: {{ job_labels }}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: {{ image }}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -73,9 +89,11 @@ spec:
 )
 
 
-def service_with(db_labels: dict[str, str]) -> str:
-    """The six-object service, its database pods labelled ``db_labels``."""
-    return "{% set db_labels = " + repr(db_labels) + " %}" + SERVICE
+def service_with(db_labels: dict[str, str], job_labels: dict[str, str] | None = None) -> str:
+    """The six-object service, its database pods labelled ``db_labels`` and its
+    migration's ``job_labels``."""
+    sets = f"{{% set db_labels = {db_labels!r} %}}{{% set job_labels = {job_labels or {}!r} %}}"
+    return sets + SERVICE
 
 
 async def test_every_workload_of_a_service_is_followed_to_its_end(
@@ -88,6 +106,11 @@ async def test_every_workload_of_a_service_is_followed_to_its_end(
     body = await finished(api, await release(api, service, environment, "1.0.0"), within=120)
 
     assert body["state"] == "succeeded", body["reason"]
+    lines = [line["text"] for line in body["transcript"]]
+    assert f"running the pre-rollout hooks: {service}-migrate-1.0.0" in lines
+    jobs = client.BatchV1Api(kube)
+    migration = await jobs.read_namespaced_job(f"{service}-migrate-1.0.0", namespace)
+    assert migration.status.succeeded == 1
     assert [(w["kind"], w["name"]) for w in body["workloads"]] == [
         ("Deployment", service),
         ("Deployment", f"{service}-worker"),
@@ -172,22 +195,26 @@ async def test_what_a_new_version_drops_is_pruned_and_a_rollback_brings_it_back(
     changed = await api.put(f"/templates/{config['template_id']}", json={"content": second})
     assert changed.status_code == 200, changed.text
 
+    await push(api, service, "1.1.0")
     preview = (
         await api.get(
-            f"/services/{service}/preview", params={"environment": environment, "version": "1.0.0"}
+            f"/services/{service}/preview", params={"environment": environment, "version": "1.1.0"}
         )
     ).json()
-    assert preview["diff"]["prune"] == [
+    # The migration of 1.0.0 goes too: 1.1.0 runs its own.
+    dropped = [
         f"ConfigMap/{service}-settings",
         f"Deployment/{service}-worker",
+        f"Job/{service}-migrate-1.0.0",
     ]
+    assert preview["diff"]["prune"] == dropped
     impact = (await api.get(f"/templates/{config['template_id']}/impact")).json()
     [mine] = [s for s in impact["services"] if s["service"] == service]
     assert mine["prune"] == [f"ConfigMap/{service}-settings", f"Deployment/{service}-worker"]
 
     two = await finished(api, await release(api, service, environment, "1.1.0"), within=120)
     assert two["state"] == "succeeded", two["reason"]
-    assert two["pruned"] == [f"ConfigMap/{service}-settings", f"Deployment/{service}-worker"]
+    assert two["pruned"] == dropped
     assert any(
         line["text"].startswith("pruned what this release no longer has: ")
         for line in two["transcript"]
@@ -212,6 +239,28 @@ async def test_what_a_new_version_drops_is_pruned_and_a_rollback_brings_it_back(
     assert rolled.status_code == 202, rolled.text
     three = await finished(api, rolled.json()["id"], within=120)
     assert three["state"] == "succeeded", three["reason"]
-    assert three["pruned"] == []
+    assert three["pruned"] == [f"Job/{service}-migrate-1.1.0"]
     await apps.read_namespaced_deployment(f"{service}-worker", namespace)
     await core.read_namespaced_config_map(f"{service}-settings", namespace)
+
+
+async def test_a_failing_migration_stops_the_release_before_any_workload_changes(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    template = service_with({}, {kwok.FAULT_LABEL: kwok.JOB_FAIL})
+    service, environment = await prepare(api, stack_env, namespace, template=template)
+
+    body = await finished(api, await release(api, service, environment, "1.0.0"), within=90)
+
+    assert body["state"] == "failed"
+    assert body["reason"].startswith(
+        f'pre-rollout hook Job "{service}-migrate-1.0.0" failed: BackoffLimitExceeded'
+    ), body["reason"]
+    assert [e["state"] for e in body["events"]] == ["rendered", "failed"]
+    [pod] = body["diagnosis"]["pods"]
+    assert pod["name"].startswith(f"{service}-migrate-1.0.0-")
+    assert pod["phase"] == "Failed"
+    assert pod["containers"][0]["log"]  # the Job's pod log
+    apps = client.AppsV1Api(kube)
+    assert (await apps.list_namespaced_deployment(namespace)).items == []
+    assert (await apps.list_namespaced_stateful_set(namespace)).items == []

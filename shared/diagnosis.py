@@ -12,10 +12,12 @@ saw; then the events of those pods, their ReplicaSet and the workload.
 import asyncio
 from datetime import UTC, datetime
 
-from services.tracker.pods import REVISION, Json, Obj, condition, owner
 from shared.cluster import Cluster
 from shared.errors import FabuError
 from shared.models import ContainerDiagnosis, Diagnosis, KubeEvent, PodDiagnosis, PodTimeline
+from shared.objects import REVISION, Json, KubeObject, condition, owner
+
+Obj = KubeObject
 
 MAX_PODS = 5
 LOG_LINES = 50
