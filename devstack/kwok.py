@@ -292,7 +292,7 @@ def pod_stages(ready_delay_ms: int) -> list[dict[str, Any]]:
         ),
         _pod_stage(
             "pod-job-complete",
-            [_phase("Running"), of_a_job],
+            [_phase("Running"), of_a_job, _fault(FAULTS, present=False)],
             _template(
                 _conditions(False, "PodCompleted"),
                 _containers(_exited(0, "Completed"), False),

@@ -19,8 +19,10 @@ from shared.manifest import HOOK_ANNOTATION, POST_ROLLOUT, PRE_ROLLOUT, Obj, hoo
 from shared.models import Diagnosis
 from shared.objects import condition
 
-__all__ = ["POST_ROLLOUT", "PRE_ROLLOUT", "HookFailed", "hooks", "run"]
+__all__ = ["POST_ROLLOUT", "PRE_ROLLOUT", "STOPPED", "HookFailed", "hooks", "run"]
 POLL_S = 0.5
+# Written when a cancel stops the wait.
+STOPPED = "stopped waiting on the hooks: the release was cancelled"
 # How long a Job of an earlier release may take to go away before it is replaced.
 GONE_WITHIN_S = 60.0
 

@@ -56,6 +56,8 @@ from shared.models import (
 from shared.store.mongo import new_id
 
 log = structlog.get_logger()
+# A cancel that loses to a stage's move tries again from the new state, this often.
+END_ATTEMPTS = 5
 
 Action = Literal["rollback", "redeploy", "promote", "abort", "cancel", "approve", "reject"]
 ACTIONS: tuple[Action, ...] = (
@@ -391,25 +393,35 @@ async def _end(
     lines: list[TranscriptLine],
     canary: CanaryEvent | None = None,
 ) -> ReleaseState:
-    """End a release by hand (409 if something else moved it first); audited."""
+    """End a release by hand, in whatever unfinished state it has moved to meanwhile (409
+    once it has finished); audited. The state it was ended in."""
     actor = Actor.person(principal.name)
-    try:
-        outcome = await lifecycle.take(
-            api.releases, api.bus, release, transition, actor, Nothing(), lines, canary
-        )
-    except FabuError:
-        raise
-    except Exception:
-        # Ended, but not announced: each tracker also stops at its next write,
-        # when it finds the release ended.
-        log.exception("could not announce the end", release_id=release.id)
+    for attempt in range(END_ATTEMPTS):
+        try:
+            outcome = await lifecycle.take(
+                api.releases, api.bus, release, transition, actor, Nothing(), lines, canary
+            )
+        except FabuError:
+            raise
+        except Exception:
+            # Ended, but not announced: each tracker also stops at its next write,
+            # when it finds the release ended.
+            log.exception("could not announce the end", release_id=release.id)
+            break
+        if not isinstance(outcome, Lost):
+            break
+        # A stage moved it on first: end it where it is now, unless it has finished.
+        current = await _found(api, release.id)
+        if current.state.final or current.state not in transition.sources:
+            raise Conflict(f"release {release.id} has already finished: {current.state}")
+        release = current
+        # A claim just made is written within milliseconds; give it that long.
+        await asyncio.sleep(0.02 * (attempt + 1))
     else:
-        if isinstance(outcome, Lost):
-            raise Conflict(f"release {release.id} has already finished: {outcome.state}")
-    verb = transition.name
+        raise Conflict(f"release {release.id} keeps moving on; try again")
     await api.audit.record(
         principal.name,
-        f"release.{verb}",
+        f"release.{transition.name}",
         f"release/{release.id}",
         before={"state": release.state},
         after={"state": transition.target},

@@ -19,6 +19,7 @@ from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
 from shared.hooks import PRE_ROLLOUT, hooks
+from shared.hooks import STOPPED as HOOKS_STOPPED
 from shared.hooks import run as run_hooks
 from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
 from shared.manifest import (
@@ -134,7 +135,10 @@ async def _pre_rollout(ctx: Context, cluster: Cluster, release: Release) -> bool
         fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
         await fail_release(ctx, release, DEPLOYER, fields)
         return False
-    return await still_wanted()
+    if not await still_wanted():
+        await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=HOOKS_STOPPED)])
+        return False
+    return True
 
 
 async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:

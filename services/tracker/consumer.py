@@ -34,6 +34,7 @@ from shared.cluster import Cluster
 from shared.diagnosis import diagnose
 from shared.errors import FabuError
 from shared.hooks import POST_ROLLOUT, hooks
+from shared.hooks import STOPPED as HOOKS_STOPPED
 from shared.hooks import run as run_hooks
 from shared.lifecycle import PAUSE, SUCCEED, TRACKER, Failed, Lost, Observed, Outcome, Succeeded
 from shared.manifest import objects
@@ -403,7 +404,10 @@ async def _post_rollout(
         fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
         await fail_release(ctx, release, TRACKER, fields, kept=lines)
         return False
-    return await still_wanted()
+    if not await still_wanted():
+        await ctx.releases.note(release.id, [*lines, TranscriptLine(at=now(), text=HOOKS_STOPPED)])
+        return False
+    return True
 
 
 async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list[str], str]:

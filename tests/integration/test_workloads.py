@@ -5,6 +5,7 @@ import httpx
 from kubernetes_asyncio import client
 
 from devstack import kwok
+from shared.hooks import STOPPED as HOOK_STOPPED
 from tests.support.releases import DEMO, finished, prepare, push, release
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
@@ -261,6 +262,37 @@ async def test_a_failing_migration_stops_the_release_before_any_workload_changes
     assert pod["name"].startswith(f"{service}-migrate-1.0.0-")
     assert pod["phase"] == "Failed"
     assert pod["containers"][0]["log"]  # the Job's pod log
+    apps = client.AppsV1Api(kube)
+    assert (await apps.list_namespaced_deployment(namespace)).items == []
+    assert (await apps.list_namespaced_stateful_set(namespace)).items == []
+
+
+async def test_a_cancel_stops_the_wait_on_a_hook_and_nothing_else_is_applied(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    """A migration that never ends: the release is cancelled while it waits, and the
+    deployer lets it go without applying the rest."""
+    template = service_with({}, {kwok.FAULT_LABEL: kwok.NEVER_READY})
+    service, environment = await prepare(api, stack_env, namespace, template=template)
+    release_id = await release(api, service, environment, "1.0.0")
+
+    async def migrating() -> bool:
+        body = (await api.get(f"/releases/{release_id}")).json()
+        return any(
+            line["text"].startswith("running the pre-rollout") for line in body["transcript"]
+        )
+
+    await eventually(migrating, "the migration to start")
+    cancelled = await api.post(f"/releases/{release_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["was"] == "rendered"
+
+    # The deployer stops waiting within a poll and applies nothing more.
+    async def stopped() -> bool:
+        body = (await api.get(f"/releases/{release_id}")).json()
+        return HOOK_STOPPED in [line["text"] for line in body["transcript"]]
+
+    await eventually(stopped, "the deployer to stop waiting on the hook")
     apps = client.AppsV1Api(kube)
     assert (await apps.list_namespaced_deployment(namespace)).items == []
     assert (await apps.list_namespaced_stateful_set(namespace)).items == []
