@@ -316,3 +316,52 @@ async def test_a_timed_pause_survives_its_tracker_dying(
     assert [(e["step"], e["by"]) for e in body["canary"] if e["what"] == "promoted"] == [
         (0, "tracker")
     ]
+
+
+async def test_a_canary_acts_on_the_marked_deployment_and_the_other_follows_the_full_rollout(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
+) -> None:
+    worker = """
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ service ~ "-worker" }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{ {"app": service ~ "-worker"} }}
+  template:
+    metadata:
+      labels: {{ {"app": service ~ "-worker"} }}
+    spec:
+      containers:
+      - name: worker
+        image: {{ image }}
+"""
+    marked = DEMO.replace(
+        "    fabu.dev/release-id: {{ release_id }}",
+        '    fabu.dev/release-id: {{ release_id }}\n    fabu.io/canary: "true"',
+    )
+    service, environment = await prepare(
+        api,
+        stack_env,
+        namespace,
+        template=marked + worker,
+        replicas=1,
+        canary=[{"weight": 50, "pause_s": 1}],
+    )
+    assert (await finished(api, await released(api, service, environment, "1.0")))["state"] == (
+        "succeeded"
+    )
+    body = await finished(api, await released(api, service, environment, "2.0"))
+
+    assert body["state"] == "succeeded", body["reason"]
+    lines = [line["text"] for line in body["transcript"]]
+    assert any(line.startswith(f"canary step 1 of 1: 50%: {service}-canary ") for line in lines)
+    assert f'deployment "{service}-worker" successfully rolled out' in lines
+    apps = client.AppsV1Api(kube)
+    for name in (service, f"{service}-worker"):
+        live = await apps.read_namespaced_deployment(name, namespace)
+        assert live.spec.template.spec.containers[0].image.endswith(":2.0"), name
+    assert await absent(apps.read_namespaced_deployment, f"{service}-worker-canary", namespace)
