@@ -111,7 +111,7 @@ async def _impact(
         environment=config.environment,
         version=version,
         diff="".join(diff),
-        prune=[key for key in dropped if key not in kept],
+        prune=sorted(key for key in dropped if key not in kept),
     )
 
 

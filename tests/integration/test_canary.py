@@ -9,7 +9,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from devstack.system import FabuSystem
-from tests.support.releases import DEMO, finished, prepare, push
+from tests.support.releases import DEMO, WORKER, finished, prepare, push
 from tests.support.stack import StackEnv
 from tests.support.users import user_with
 from tests.support.wait import eventually
@@ -321,24 +321,6 @@ async def test_a_timed_pause_survives_its_tracker_dying(
 async def test_a_canary_acts_on_the_marked_deployment_and_the_other_follows_the_full_rollout(
     api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, kube: client.ApiClient
 ) -> None:
-    worker = """
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ service ~ "-worker" }}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{ {"app": service ~ "-worker"} }}
-  template:
-    metadata:
-      labels: {{ {"app": service ~ "-worker"} }}
-    spec:
-      containers:
-      - name: worker
-        image: {{ image }}
-"""
     marked = DEMO.replace(
         "    fabu.dev/release-id: {{ release_id }}",
         '    fabu.dev/release-id: {{ release_id }}\n    fabu.io/canary: "true"',
@@ -347,7 +329,7 @@ spec:
         api,
         stack_env,
         namespace,
-        template=marked + worker,
+        template=marked + WORKER,
         replicas=1,
         canary=[{"weight": 50, "pause_s": 1}],
     )

@@ -6,7 +6,7 @@ from kubernetes_asyncio import client
 
 from devstack import kwok
 from shared.hooks import STOPPED as HOOK_STOPPED
-from tests.support.releases import DEMO, finished, prepare, push, release
+from tests.support.releases import DEMO, WORKER, finished, prepare, push, release
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually
 
@@ -14,6 +14,7 @@ from tests.support.wait import eventually
 # database, a node agent and their settings. Names are built inside the braces.
 SERVICE = (
     DEMO
+    + WORKER
     + """
 ---
 apiVersion: batch/v1
@@ -38,22 +39,6 @@ metadata:
   name: {{ service ~ "-settings" }}
 data:
   mode: fast
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ service ~ "-worker" }}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{ {"app": service ~ "-worker"} }}
-  template:
-    metadata:
-      labels: {{ {"app": service ~ "-worker"} }}
-    spec:
-      containers:
-      - name: worker
-        image: {{ image }}
 ---
 apiVersion: apps/v1
 kind: StatefulSet

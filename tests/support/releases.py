@@ -11,6 +11,25 @@ from tests.support.stack import StackEnv
 from tests.support.wait import eventually
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
+# A second Deployment to add to a template: the service's worker.
+WORKER = """
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ service ~ "-worker" }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{ {"app": service ~ "-worker"} }}
+  template:
+    metadata:
+      labels: {{ {"app": service ~ "-worker"} }}
+    spec:
+      containers:
+      - name: worker
+        image: {{ image }}
+"""
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
