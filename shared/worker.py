@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared import lifecycle, ops, subjects
+from shared import hooks, lifecycle, ops, subjects
 from shared.bus import Bus, Handler, Msg, run_worker
 from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
 from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
-from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine
+from shared.manifest import objects
+from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine, now
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
@@ -62,6 +63,44 @@ async def fail_release(
     if outcome:
         log.info("release failed", release_id=release.id, stage=actor.name, reason=failed.reason)
     return outcome
+
+
+async def release_hooks(
+    ctx: Context,
+    cluster: Cluster,
+    release: Release,
+    when: str,
+    actor: Actor,
+    kept: list[TranscriptLine] | None = None,
+) -> list[TranscriptLine] | None:
+    """Run the release's ``when`` hook Jobs (``shared.hooks``) while it stays in the state
+    it is in, saying so in the transcript at once: the ``kept`` lines back, to be written
+    with what comes next; None when a hook failed (the release with it) or the release
+    was cancelled meanwhile (the lines written then): nothing more may be done for it."""
+    lines = list(kept or [])
+    jobs = hooks.hooks(objects(release.manifest), when)
+    if not jobs:
+        return lines
+    env = await ctx.catalog.environment(release.environment)
+    timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
+    waiting = release.state
+
+    async def still_wanted() -> bool:
+        current = await ctx.releases.get(release.id)
+        return current is not None and current.state is waiting
+
+    names = ", ".join(j["metadata"]["name"] for j in jobs)
+    running = TranscriptLine(at=now(), text=f"running the {when} hooks: {names}")
+    await ctx.releases.note(release.id, [running])
+    failed = await hooks.run(cluster, release.namespace, jobs, timeout_s, still_wanted)
+    if failed is not None:
+        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
+        await fail_release(ctx, release, actor, fields, kept=lines)
+        return None
+    if not await still_wanted():
+        await ctx.releases.note(release.id, [*lines, TranscriptLine(at=now(), text=hooks.STOPPED)])
+        return None
+    return lines
 
 
 async def pending_release(

@@ -18,9 +18,7 @@ from shared.bus import Msg
 from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
 from shared.errors import TransientError
-from shared.hooks import PRE_ROLLOUT, hooks
-from shared.hooks import STOPPED as HOOKS_STOPPED
-from shared.hooks import run as run_hooks
+from shared.hooks import PRE_ROLLOUT
 from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
 from shared.manifest import (
     SUFFIX,
@@ -34,7 +32,13 @@ from shared.manifest import (
 )
 from shared.messages import ReleasePromoted, ReleaseRendered
 from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, Workload, now
-from shared.worker import Context, environment_and_cluster, fail_release, pending_release
+from shared.worker import (
+    Context,
+    environment_and_cluster,
+    fail_release,
+    pending_release,
+    release_hooks,
+)
 
 # An unreachable cluster is tried again after a wait that doubles from
 # ``apply_retry_s`` up to five times it, MAX_ATTEMPTS times in all, before the
@@ -116,29 +120,9 @@ async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, 
 async def _pre_rollout(ctx: Context, cluster: Cluster, release: Release) -> bool:
     """Run the release's pre-rollout hook Jobs before its first apply; False when the
     release failed (or was cancelled) meanwhile and nothing more may be applied."""
-    jobs = hooks(objects(release.manifest), PRE_ROLLOUT)
-    if not jobs or any(e.state is ReleaseState.APPLIED for e in release.events):
+    if any(e.state is ReleaseState.APPLIED for e in release.events):
         return True
-    env = await ctx.catalog.environment(release.environment)
-    timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
-
-    async def still_wanted() -> bool:
-        current = await ctx.releases.get(release.id)
-        return current is not None and current.state is ReleaseState.RENDERED
-
-    names = ", ".join(j["metadata"]["name"] for j in jobs)
-    await ctx.releases.note(
-        release.id, [TranscriptLine(at=now(), text=f"running the pre-rollout hooks: {names}")]
-    )
-    failed = await run_hooks(cluster, release.namespace, jobs, timeout_s, still_wanted)
-    if failed is not None:
-        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
-        await fail_release(ctx, release, DEPLOYER, fields)
-        return False
-    if not await still_wanted():
-        await ctx.releases.note(release.id, [TranscriptLine(at=now(), text=HOOKS_STOPPED)])
-        return False
-    return True
+    return await release_hooks(ctx, cluster, release, PRE_ROLLOUT, DEPLOYER) is not None
 
 
 async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:

@@ -33,11 +33,8 @@ from shared.canary import promote, remove_canary
 from shared.cluster import Cluster
 from shared.diagnosis import diagnose
 from shared.errors import FabuError
-from shared.hooks import POST_ROLLOUT, hooks
-from shared.hooks import STOPPED as HOOKS_STOPPED
-from shared.hooks import run as run_hooks
+from shared.hooks import POST_ROLLOUT
 from shared.lifecycle import PAUSE, SUCCEED, TRACKER, Failed, Lost, Observed, Outcome, Succeeded
-from shared.manifest import objects
 from shared.messages import ReleaseApplied, ReleaseCancelled
 from shared.models import (
     CanaryEvent,
@@ -49,7 +46,13 @@ from shared.models import (
     now,
 )
 from shared.objects import KubeObject
-from shared.worker import Context, environment_and_cluster, fail_release, pending_release
+from shared.worker import (
+    Context,
+    environment_and_cluster,
+    fail_release,
+    pending_release,
+    release_hooks,
+)
 
 FLUSH_S = 0.25
 NO_WORKLOADS = "the manifest holds no workload to wait for"
@@ -360,8 +363,10 @@ async def _done(
 ) -> None:
     """The rollout is done: the release succeeded, or its canary step is healthy."""
     if not release.in_canary:
-        if not await _post_rollout(ctx, cluster, release, lines):
+        hooked = await release_hooks(ctx, cluster, release, POST_ROLLOUT, TRACKER, lines)
+        if hooked is None:
             return
+        lines = hooked
         done, canary = await _canary_done(cluster, release, "succeeded")
         await _succeed(ctx, cluster, release, lines + done, obj, outcome.observed, canary)
         return
@@ -380,34 +385,6 @@ async def _done(
         await fail(failure, paused)
     elif held:
         await promote(ctx.releases, ctx.bus, paused, TRACKER, f" after its {step.pause_s}s pause")
-
-
-async def _post_rollout(
-    ctx: Context, cluster: Cluster, release: Release, lines: list[TranscriptLine]
-) -> bool:
-    """Run the release's post-rollout hook Jobs; False when one failed (the release with
-    it) or the release was cancelled meanwhile."""
-    jobs = hooks(objects(release.manifest), POST_ROLLOUT)
-    if not jobs:
-        return True
-    env = await ctx.catalog.environment(release.environment)
-    timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
-
-    async def still_wanted() -> bool:
-        current = await ctx.releases.get(release.id)
-        return current is not None and current.state is ReleaseState.APPLIED
-
-    names = ", ".join(j["metadata"]["name"] for j in jobs)
-    lines.append(TranscriptLine(at=now(), text=f"running the post-rollout hooks: {names}"))
-    failed = await run_hooks(cluster, release.namespace, jobs, timeout_s, still_wanted)
-    if failed is not None:
-        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
-        await fail_release(ctx, release, TRACKER, fields, kept=lines)
-        return False
-    if not await still_wanted():
-        await ctx.releases.note(release.id, [*lines, TranscriptLine(at=now(), text=HOOKS_STOPPED)])
-        return False
-    return True
 
 
 async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list[str], str]:

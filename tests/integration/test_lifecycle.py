@@ -9,19 +9,17 @@ from nats.aio.msg import Msg
 
 from devstack.system import FabuSystem
 from shared import lifecycle
-from shared.ids import ReleaseId, TemplateId
 from shared.lifecycle import CANCEL, SUCCEED, TRACKER, Actor, Lost, Moved, Nothing, Succeeded
 from shared.models import (
-    BaseParams,
     Release,
     ReleaseState,
     StateChange,
     TranscriptLine,
     now,
 )
-from shared.store.mongo import new_id
 from shared.worker import Context
 from tests.conftest import unique
+from tests.support.records import record
 from tests.support.stages import stage
 from tests.support.wait import eventually
 
@@ -32,19 +30,8 @@ def applied(service: str) -> Release:
     """A release the tracker follows: requested, rendered and applied."""
     at = now()
     states = (ReleaseState.REQUESTED, ReleaseState.RENDERED, ReleaseState.APPLIED)
-    return Release(
-        id=ReleaseId(new_id()),
-        service=service,
-        environment="race",
-        version="1.0.0",
-        image=f"registry.example/{service}:1.0.0",
-        template_id=TemplateId("t"),
-        config_version=1,
-        params=BaseParams(),
-        namespace="ns",
-        state=ReleaseState.APPLIED,
-        events=[StateChange(at=at, state=s, actor="test") for s in states],
-    )
+    events = [StateChange(at=at, state=s, actor="test") for s in states]
+    return record(service, "race", state=ReleaseState.APPLIED, events=events)
 
 
 async def heard(ctx: Context, *subjects: str) -> dict[str, list[str]]:

@@ -11,12 +11,12 @@ from kubernetes_asyncio import client
 from devstack import kwok
 from devstack.system import FabuSystem
 from shared import lifecycle
-from shared.ids import ReleaseId, TemplateId
 from shared.lifecycle import CANCEL, Actor, Nothing
-from shared.models import BaseParams, Release, ReleaseState
+from shared.models import ReleaseState
 from shared.store.mongo import Mongo, new_id
 from shared.store.releases import Releases
 from tests.conftest import unique
+from tests.support.records import record
 from tests.support.releases import finished, prepare, release
 from tests.support.stack import StackEnv
 from tests.support.stages import stage
@@ -276,21 +276,6 @@ async def test_progress_streams_live_and_replays_the_same_lines(
     assert live[-1] == ("end", {"state": "succeeded", "reason": ""})
     body = (await api.get(f"/releases/{release_id}")).json()
     assert lines == [line["text"] for line in body["transcript"]]
-
-
-def record(service: str, environment: str, **fields: Any) -> Release:
-    return Release(
-        id=ReleaseId(new_id()),
-        service=service,
-        environment=environment,
-        version="1.0.0",
-        image=f"registry.example/{service}:1.0.0",
-        template_id=TemplateId("t"),
-        config_version=1,
-        params=BaseParams(),
-        namespace="ns",
-        **fields,
-    )
 
 
 async def test_pagination_under_concurrent_inserts_returns_every_record_once(

@@ -7,26 +7,15 @@ from pathlib import Path
 import pytest
 
 from shared import lifecycle
-from shared.ids import ReleaseId, TemplateId
 from shared.lifecycle import TRANSITIONS, Actor, Nothing, Taker
-from shared.models import BaseParams, Release, ReleaseState
+from shared.models import Release, ReleaseState
+from tests.support.records import record
 
 ROOT = Path(__file__).parents[2]
 
 
 def release(state: ReleaseState) -> Release:
-    return Release(
-        id=ReleaseId("0" * 24),
-        service="web",
-        environment="test",
-        version="1.0",
-        image="r/web:1.0",
-        template_id=TemplateId("t"),
-        config_version=1,
-        params=BaseParams(),
-        namespace="test",
-        state=state,
-    )
+    return record(state=state)
 
 
 def test_every_state_is_reached_and_only_final_states_have_no_way_out() -> None:

@@ -7,8 +7,8 @@ import pytest
 from services.api.schemas import ReleaseSummary
 from services.api.ui.charts import bars, weeks
 from services.api.ui.i18n import pick, translator
-from shared.ids import ReleaseId, TemplateId
-from shared.models import BaseParams, Release, ReleaseState, now
+from shared.models import ReleaseState, now
+from tests.support.records import record
 
 
 @pytest.mark.parametrize(
@@ -37,22 +37,9 @@ def test_words_without_a_translation_stay_english() -> None:
 
 def release(days_ago: int, state: ReleaseState, seconds: float) -> ReleaseSummary:
     created = now() - timedelta(days=days_ago)
+    finished = created + timedelta(seconds=seconds)
     return ReleaseSummary.of(
-        Release(
-            id=ReleaseId("0" * 24),
-            service="web",
-            environment="test",
-            version="1.0",
-            image="r/web:1.0",
-            template_id=TemplateId("t"),
-            config_version=1,
-            params=BaseParams(),
-            namespace="test",
-            state=state,
-            created_at=created,
-            started_at=created,
-            finished_at=created + timedelta(seconds=seconds),
-        )
+        record(state=state, created_at=created, started_at=created, finished_at=finished)
     )
 
 
