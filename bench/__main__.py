@@ -52,10 +52,10 @@ from pymongo import AsyncMongoClient
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
-from services.tracker.rollout import rollout_status
-from shared.cluster import Cluster, Clusters
+from shared.cluster import LISTED, Cluster, Clusters
 from shared.models import BaseParams, Environment
 from shared.render import ReleaseParams, render
+from shared.rollout import rollout_status
 from shared.store.mongo import new_id
 from shared.subjects import Subjects
 
@@ -96,7 +96,9 @@ class CompletionWatch:
         self.task = asyncio.create_task(self._run(cluster, namespace))
 
     async def _run(self, cluster: Cluster, namespace: str) -> None:
-        async for _, obj in cluster.watch(namespace, "deployments"):
+        async for kind, obj in cluster.watch(namespace, "deployments"):
+            if kind == LISTED:
+                continue
             seen = time.time()
             image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
             key = (obj["metadata"]["name"], image)

@@ -93,6 +93,62 @@ def _detail(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _way_back(api: Api, r: dict[str, Any]) -> list[str]:
+    """For a release that ended without succeeding: what went wrong, in one sentence,
+    and how to get back to the last good release."""
+    if r["state"] not in ("failed", "cancelled", "aborted"):
+        return []
+    lines = []
+    cause = (r.get("diagnosis") or {}).get("summary") or ""
+    if cause and cause != r.get("reason"):
+        lines.append(f"cause: {cause}")
+    if r.get("rolled_back_by"):
+        return [*lines, f"Fabu is rolling back automatically: release {r['rolled_back_by']}"]
+    query = {"service": r["service"], "environment": r["environment"], "state": SUCCEEDED}
+    good = api.call("GET", "/releases", params={**query, "limit": 1})["items"]
+    if good and good[0]["id"] < r["id"]:
+        lines.append(
+            f"last good: {good[0]['version']} (release {good[0]['id']}); roll back to it with: "
+            f"fabu release rollback {good[0]['id']}"
+        )
+    return lines
+
+
+def _state_text(answer: dict[str, Any]) -> str:
+    """``fabu service status``: one block per environment."""
+    lines = []
+    for s in answer["environments"]:
+        release = s.get("release") or {}
+        head = (
+            f"{s['environment']:<12} {s['health']:<11} {s['sync']:<9} {release.get('version', '-')}"
+        )
+        if release:
+            head += f" (release {release['id']}, {release['state']})"
+        lines.append(head)
+        running = ", ".join(f"{i['image']} x{i['pods']}" for i in s["images"]) or "-"
+        lines.append(f"  running: {running}")
+        for w in s["workloads"]:
+            why = f"  {w['message']}" if w["message"] else ""
+            lines.append(
+                f"  {w['kind'] + '/' + w['name']:<36} {w['health']:<11} "
+                f"ready {w['ready']}/{w['desired']} updated {w['updated']}{why}"
+            )
+        for d in s["drift"]:
+            lines.append(
+                f"  drift: {d['object']} {d['field'] or '(missing)'}: live "
+                f"{json.dumps(d['live'])}, release {json.dumps(d['release'])}"
+            )
+        good = s.get("last_good")
+        if good and good["id"] != release.get("id"):
+            lines.append(
+                f"  last good: {good['version']} (release {good['id']}): "
+                f"fabu release rollback {good['id']}"
+            )
+        if s.get("error"):
+            lines.append(f"  not observed: {s['error']}")
+    return "\n".join(lines) or f"{answer['service']} has not been released anywhere yet"
+
+
 def _accepted(a: dict[str, Any]) -> str:
     return f"{a['id']} {a['state']}"
 
@@ -112,6 +168,9 @@ def watch(api: Api, args: argparse.Namespace, release_id: str) -> int:
     if args.output != "json":
         reason = f": {end['reason']}" if end.get("reason") else ""
         print(f"release {release_id} {end.get('state', 'ended')}{reason}")
+        if end.get("state") != SUCCEEDED:
+            for line in _way_back(api, api.call("GET", f"/releases/{release_id}")):
+                print(line)
     return 0 if end.get("state") == SUCCEEDED else 1
 
 
@@ -150,7 +209,12 @@ def run(args: argparse.Namespace) -> int:
             page = api.call("GET", "/releases", params=params)
             _print(args, page, lambda p: "\n".join(_row(r) for r in p["items"]))
         case "release", "show":
-            _print(args, api.call("GET", f"/releases/{args.id}"), _detail)
+            shown = api.call("GET", f"/releases/{args.id}")
+            _print(args, shown, lambda r: "\n".join([_detail(r), *_way_back(api, r)]))
+        case "service", "status":
+            query = {"environment": args.environment} if args.environment else {}
+            answer = api.call("GET", f"/services/{args.name}/state", params=query)
+            _print(args, answer, _state_text)
         case "release", "watch":
             return watch(api, args, args.id)
         case "release", ("rollback" | "redeploy") as action:
@@ -252,6 +316,15 @@ def parser() -> argparse.ArgumentParser:
     register.add_argument("--digest", required=True)
     register.add_argument("--commit-sha", default="")
     register.add_argument("--pipeline-url", default="")
+
+    service = commands.add_parser("service", help="services").add_subparsers(
+        dest="action", required=True
+    )
+    status = service.add_parser(
+        "status", help="what runs: health, drift and the last good release, per environment"
+    )
+    status.add_argument("name")
+    status.add_argument("--environment", "-e", default="")
 
     template = commands.add_parser("template", help="templates").add_subparsers(
         dest="action", required=True

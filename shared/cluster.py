@@ -22,6 +22,8 @@ Obj = KubeObject
 Json = dict[str, Any]
 FIELD_MANAGER = "fabu"
 WATCH_TIMEOUT_S = 240
+# What ``Cluster.watch`` yields once a listing's objects are all out.
+LISTED = "LISTED"
 CONCURRENT_REQUESTS = 16
 
 
@@ -227,8 +229,9 @@ class Cluster:
     async def watch(self, namespace: str, resource: str) -> AsyncIterator[tuple[str, Obj]]:
         """List then watch a namespace's ``deployments``, ``replicasets`` or ``pods`` for ever.
 
-        Yields ``("SYNC", obj)`` for each listed object, then ``(type, obj)`` per
-        event; lists again when the watch's resource version is too old.
+        Yields ``("SYNC", obj)`` for each listed object, ``(LISTED, {})`` once they
+        all were, then ``(type, obj)`` per event; lists again when the watch's
+        resource version is too old.
         """
         path = _collection(namespace, resource)
         while True:
@@ -238,6 +241,7 @@ class Cluster:
             version = listing["metadata"]["resourceVersion"]
             for item in listing.get("items", []):
                 yield "SYNC", cast(Obj, item)
+            yield LISTED, Obj()
             while True:
                 query = [
                     ("watch", "1"),

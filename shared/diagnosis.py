@@ -7,11 +7,13 @@ pods it owns. Healthy pods, and old pods still serving, are left out, and so
 are their logs. For each: container states, restart counts, the tail of the
 current and previous container logs (bounded), and the reasons the tracker
 saw; then the events of those pods, their ReplicaSet and the workload.
+First of all, one sentence says what is wrong (``shared.causes``).
 """
 
 import asyncio
 from datetime import UTC, datetime
 
+from shared.causes import ready, ready_condition, summary
 from shared.cluster import Cluster
 from shared.errors import FabuError
 from shared.models import ContainerDiagnosis, Diagnosis, KubeEvent, PodDiagnosis, PodTimeline
@@ -49,9 +51,11 @@ def _state(state: Json | None) -> str:
     return ""
 
 
-def _ready(pod: Obj) -> bool:
-    cond = condition(pod, "Ready")
-    return bool(cond and cond.get("status") == "True")
+def _wanted(workload: Obj) -> int:
+    spec, status = workload.get("spec") or {}, workload.get("status") or {}
+    if "replicas" in spec:
+        return int(spec.get("replicas") or 0)
+    return int(status.get("desiredNumberScheduled", 0))  # a DaemonSet
 
 
 async def diagnose(
@@ -66,7 +70,7 @@ async def diagnose(
     """``workload`` is the failing one (of ``kind``); ``replica_sets`` those
     the tracker saw; ``timeline`` what it saw of the pods."""
     errors: list[str] = []
-    bundle = Diagnosis(condition=failing_condition(workload, reason))
+    bundle = Diagnosis(condition=failing_condition(workload, reason), summary=reason)
     if workload is None:
         bundle.errors.append(f"the {kind} was never seen, so neither were its pods")
         return bundle
@@ -78,14 +82,15 @@ async def diagnose(
         owners, pods = {name}, await _owned_pods(cluster, namespace, workload, errors)
         subjects = [(kind, name)]
     owner_kind = "ReplicaSet" if kind == "Deployment" else kind
+    current = [
+        pod
+        for pod in pods
+        if owner(pod, owner_kind) in owners and not pod["metadata"].get("deletionTimestamp")
+    ]
+    what = "new pods" if kind == "Deployment" else "pods"
+    bundle.summary = summary(current, _wanted(workload), datetime.now(UTC), what) or reason
     failing = sorted(
-        (
-            pod
-            for pod in pods
-            if owner(pod, owner_kind) in owners
-            and not pod["metadata"].get("deletionTimestamp")
-            and not _ready(pod)
-        ),
+        (pod for pod in current if not ready(pod)),
         key=lambda pod: str(pod["metadata"]["name"]),
     )
     bundle.pods_not_shown = max(0, len(failing) - MAX_PODS)
@@ -179,6 +184,7 @@ async def _pod(cluster: Cluster, namespace: str, pod: Obj, reasons: list[str]) -
     return PodDiagnosis(
         name=name,
         phase=str((pod.get("status") or {}).get("phase", "")),
+        ready=ready_condition(pod),
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
         containers=containers,
         reasons_seen=reasons,

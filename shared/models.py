@@ -65,6 +65,9 @@ class Environment(Model):
     # Releases here wait in ``awaiting_approval`` until someone else approves them.
     approval_required: bool = False
     freeze_windows: list[FreezeWindow] = Field(default_factory=list, max_length=100)
+    # A release that fails after reaching the cluster is rolled back to the last good
+    # one by Fabu itself (a release config's ``auto_rollback`` decides for its service).
+    auto_rollback: bool = False
 
     def frozen_by(self, at: datetime) -> FreezeWindow | None:
         """The freeze window in force at ``at``, if any."""
@@ -105,6 +108,8 @@ class BaseParams(Model):
     resources: dict[str, dict[str, str]] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     rollout_timeout_s: int | None = Field(default=None, ge=1, le=86400)
+    # Roll back to the last good release when a release fails (None: as the environment says).
+    auto_rollback: bool | None = None
     # Canary steps, in increasing weight; empty: a plain rolling update. After
     # the last step, promoting rolls the new version out to the main Deployment.
     canary: list[CanaryStep] = Field(default_factory=list, max_length=10)
@@ -402,6 +407,10 @@ class PodTimeline(Model):
     terminated_at: datetime | None = None
     # Container waiting/terminated reasons seen while tracked, first seen first.
     reasons: list[str] = Field(default_factory=list)
+    # As last seen: Ready, the containers' restarts, and what keeps it from Ready.
+    ready: bool = False
+    restarts: int = 0
+    cause: str = ""
 
 
 class ReplicaSetCount(Model):
@@ -428,6 +437,8 @@ class PodDiagnosis(Model):
     name: str
     phase: str
     node: str
+    # Its Ready condition: "Ready=False ContainersNotReady: containers with unready status: [app]".
+    ready: str = ""
     containers: list[ContainerDiagnosis]
     # Reasons the tracker saw during the rollout: a crash loop alternates between
     # CrashLoopBackOff and running, so the state at the end may not show it.
@@ -447,6 +458,8 @@ class Diagnosis(Model):
     """Why a rollout failed, gathered from the cluster when it did."""
 
     condition: str
+    # What is wrong, in one sentence: "CrashLoopBackOff: container app exited 1, 3 restarts".
+    summary: str = ""
     pods: list[PodDiagnosis] = Field(default_factory=list)
     events: list[KubeEvent] = Field(default_factory=list)
     # Failing pods beyond the ones shown.
@@ -498,6 +511,10 @@ class Release(Model):
     kind: ReleaseKind = ReleaseKind.DEPLOY
     # The release a rollback restores or a redeploy repeats.
     source_release_id: ReleaseId | None = None
+    # An automatic rollback: the failed release it recovers from; and on that failed
+    # release, the automatic rollback Fabu started.
+    rollback_of: ReleaseId | None = None
+    rolled_back_by: ReleaseId | None = None
     state: ReleaseState = ReleaseState.REQUESTED
     created_at: datetime = Field(default_factory=now)
     # When the deployer sent the first object to the cluster.
@@ -532,6 +549,48 @@ class Release(Model):
     # rollout), and what happened at each; None for a plain rolling update.
     canary_step: int | None = None
     canary: list[CanaryEvent] = Field(default_factory=list)
+
+    def again(
+        self,
+        release_id: ReleaseId,
+        kind: ReleaseKind,
+        description: str,
+        namespace: str,
+        template: "Template | None" = None,
+        config: ServiceConfig | None = None,
+    ) -> "Release":
+        """A new release of this one's image: with ``template`` and ``config`` when given
+        (their current versions), else with exactly what this one used."""
+        return Release(
+            id=release_id,
+            service=self.service,
+            environment=self.environment,
+            version=self.version,
+            image=self.image,
+            kind=kind,
+            source_release_id=self.id if kind is not ReleaseKind.DEPLOY else None,
+            description=description,
+            template_id=template.id if template else self.template_id,
+            template_version=template.version if template else self.template_version,
+            config_version=config.version if config else self.config_version,
+            params=config.params if config else self.params,
+            namespace=namespace,
+        )
+
+    def rolls_back_in(self, env: Environment) -> bool:
+        """Whether this failed release is to be rolled back by Fabu itself: its config or
+        its environment asks for it, it reached the cluster (a canary step's failure
+        leaves the main workloads untouched), and it is no automatic rollback itself
+        (never more than one in a row)."""
+        asked = self.params.auto_rollback
+        wanted = env.auto_rollback if asked is None else asked
+        return (
+            wanted
+            and self.state is ReleaseState.FAILED
+            and self.started_at is not None
+            and not self.in_canary
+            and self.rollback_of is None
+        )
 
     @property
     def in_canary(self) -> bool:

@@ -29,8 +29,10 @@ NOTIFIER = "notifier"
 # The renderer process's other consumers: template syncs and image registrations.
 TEMPLATES = "templates"
 IMAGES = "images"
-# The deployer process's other consumer: canary steps promoted.
+# The deployer process's other consumers: canary steps promoted, and failed releases
+# to roll back where that is asked for.
 PROMOTIONS = "promotions"
+RECOVERIES = "recoveries"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Subjects:
             RENDERER: [self.requested],
             DEPLOYER: [self.rendered],
             PROMOTIONS: [self.promoted],
+            RECOVERIES: [self.failed],
             TRACKER: [self.applied],
             NOTIFIER: [self.awaiting, self.applied, self.paused, self.completed, self.failed],
             TEMPLATES: [self.template_changed],

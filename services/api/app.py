@@ -36,6 +36,7 @@ from services.api.ui import routes as ui_routes
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.errors import Conflict, FabuError
+from shared.live import Observer
 from shared.models import Grant, Role, User
 from shared.registry import Registries
 from shared.settings import Settings
@@ -82,6 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
             owned.push_async_callback(clusters.close)
             registries = Registries(settings.registries, settings.deny)
             owned.push_async_callback(registries.close)
+            observer = Observer()
+            owned.push_async_callback(observer.stop)
             app.state.api = api = Api(
                 settings=settings,
                 mongo=mongo,
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
                 images=Images(mongo),
                 users=Users(mongo),
                 audit=Audit(mongo),
+                observer=observer,
                 oauth=auth_routes.oauth(settings),
             )
             await first_admin(api.users, api.audit, settings)

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from services.api import catalog_service
+from services.api import catalog_service, state_service
 from services.api.access import Admin, ConfigAdmin, Viewer
 from services.api.deps import ApiDep
 from services.api.schemas import ConfigIn, ImageTag, Preview
+from services.api.state_service import ServiceStates
 from shared.models import Environment, Service, ServiceConfig
 
 router = APIRouter()
@@ -47,6 +48,15 @@ async def list_services(api: ApiDep, me: Viewer) -> list[Service]:
 @router.get("/services/{name}")
 async def get_service(name: str, api: ApiDep, me: Viewer) -> Service:
     return await catalog_service.service(api, me, name)
+
+
+@router.get("/services/{name}/state")
+async def service_state(
+    name: str, api: ApiDep, me: Viewer, environment: str | None = None
+) -> ServiceStates:
+    """What runs, observed in the cluster: per environment, each workload's images,
+    counts and health, and whether the cluster holds the last applied release (drift)."""
+    return await state_service.service_states(api, me, name, environment)
 
 
 @router.put("/services/{name}/config/{environment}")

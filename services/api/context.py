@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.bus import Bus
 from shared.cluster import Clusters
+from shared.live import Observer
 from shared.registry import Registries
 from shared.settings import Settings
 from shared.store.audit import Audit
@@ -32,5 +33,7 @@ class Api:
     images: Images
     users: Users
     audit: Audit
+    # The watches a service's live state is read from.
+    observer: Observer
     # authlib's OAuth registry when OpenID Connect login is configured.
     oauth: Any = None

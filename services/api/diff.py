@@ -14,12 +14,12 @@ from pydantic import BaseModel
 
 from shared import ownership
 from shared.cluster import Cluster
+from shared.live import clean
 from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Owned
 from shared.objects import KubeObject
 
 Obj = KubeObject
-SERVER_WRITTEN = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation")
 
 
 class ObjectDiff(BaseModel):
@@ -38,14 +38,6 @@ class ManifestDiff(BaseModel):
     prune: list[str] = []
 
 
-def _clean(obj: Obj | None) -> dict[str, Any]:
-    """The object as a diff shows it: without its status and what the server writes."""
-    if obj is None:
-        return {}
-    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_WRITTEN}
-    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
-
-
 def _yaml(obj: dict[str, Any]) -> list[str]:
     if not obj:
         return []
@@ -57,8 +49,8 @@ async def manifest_diff(cluster: Cluster, namespace: str, manifest: str) -> Mani
     objects = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
     diffs = []
     for obj in objects:
-        live = _clean(await cluster.live(namespace, obj))
-        would = _clean(await cluster.apply(namespace, obj, dry_run=True))
+        live = clean(await cluster.live(namespace, obj))
+        would = clean(await cluster.apply(namespace, obj, dry_run=True))
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         text = "".join(
             difflib.unified_diff(_yaml(live), _yaml(would), f"live/{name}", f"release/{name}")

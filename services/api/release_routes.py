@@ -101,7 +101,8 @@ def _replay(release: Release, lines_sent: int, states_sent: int) -> list[ServerS
 async def follow_release(
     release_id: str, api: ApiDep, me: Viewer, request: Request
 ) -> EventSourceResponse:
-    """Server-Sent Events: ``state`` and ``line`` events as they happen, then ``end``.
+    """Server-Sent Events: ``state`` and ``line`` events as they happen, ``pods`` (the
+    whole pod timeline) each time it changes, then ``end``.
 
     A finished release replays the same events at once.
     """
@@ -110,10 +111,15 @@ async def follow_release(
     async def stream() -> AsyncIterator[ServerSentEvent]:
         release: Release | None = first
         lines_sent = states_sent = 0
+        pods_sent = ""
         while release is not None:
             for event in _replay(release, lines_sent, states_sent):
                 yield event
             lines_sent, states_sent = len(release.transcript), len(release.events)
+            pods = json.dumps([p.model_dump(mode="json") for p in release.pods])
+            if pods != pods_sent:
+                yield ServerSentEvent(data=pods, event="pods")
+                pods_sent = pods
             if release.state.final:
                 end = {"state": release.state, "reason": release.reason}
                 yield ServerSentEvent(data=json.dumps(end), event="end")

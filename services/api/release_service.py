@@ -16,7 +16,7 @@ import structlog
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import ManifestDiff, manifest_diff
-from services.api.releasing import Starter, again, config_template, freeze_check, start
+from services.api.releasing import Starter, config_template, freeze_check, start
 from services.api.schemas import (
     ActionIn,
     Cancelled,
@@ -157,11 +157,7 @@ def _state_refusal(
     rid = release.id
     match action:
         case "rollback":
-            if not release.manifest:
-                return Invalid(
-                    f"release {rid} failed before its manifest was rendered; "
-                    "there is nothing to roll back to"
-                )
+            return _rollback_refusal(release)
         case "redeploy":
             if not release.state.final:
                 return Conflict(
@@ -186,6 +182,18 @@ def _state_refusal(
                 return Conflict(f"release {rid} is at a canary step: abort it instead")
         case "approve" | "reject":
             return _decision_refusal(action, release, principal)
+    return None
+
+
+def _rollback_refusal(release: Release) -> FabuError | None:
+    rid = release.id
+    if release.state is not ReleaseState.SUCCEEDED:
+        return Conflict(
+            f"release {rid} {release.state.value}: roll back to a release that "
+            "succeeded (its service's last good release)"
+        )
+    if not release.manifest:
+        return Invalid(f"release {rid} has no rendered manifest; there is nothing to roll back to")
     return None
 
 
@@ -226,6 +234,17 @@ async def actions(api: Api, principal: Principal, release: Release) -> list[Acti
         api.releases.latest(release.service, release.environment),
     )
     return [a for a in ACTIONS if refusal(a, release, principal, service, latest) is None]
+
+
+async def last_good(api: Api, principal: Principal, release: Release) -> Release | None:
+    """For a release that ended without succeeding: the last good release of its service
+    there, to roll back to (None when there is none, or for any other release)."""
+    need(principal, Permission.VIEW)
+    ended = (ReleaseState.FAILED, ReleaseState.CANCELLED, ReleaseState.ABORTED)
+    if release.state not in ended:
+        return None
+    good = await api.releases.last_good(release.service, release.environment)
+    return good if good is not None and good.id < release.id else None
 
 
 async def _may(
@@ -294,7 +313,7 @@ async def rollback(
     description = (body.description if body else "") or (
         f"roll back to {source.version} (release {source.id})"
     )
-    release = again(source, ReleaseKind.ROLLBACK, description, env.namespace)
+    release = source.again(ReleaseId(new_id()), ReleaseKind.ROLLBACK, description, env.namespace)
     override = body.override_reason if body else ""
     return await start(release, env, service, _starter(api, principal), override)
 
@@ -317,7 +336,7 @@ async def rollback_preview(api: Api, principal: Principal, release_id: str) -> M
 async def redeploy(
     api: Api, principal: Principal, release_id: str, body: ActionIn | None = None
 ) -> ReleaseAccepted:
-    """The latest release again, with the current base parameters, its pods replaced."""
+    """The latest release with the current base parameters, its pods replaced."""
     source, service, env = await _may(api, principal, "redeploy", release_id)
     config = await api.catalog.config(source.service, source.environment)
     if config is None:
@@ -326,7 +345,9 @@ async def redeploy(
         )
     template = await config_template(api.catalog, config)
     description = (body.description if body else "") or f"redeploy {source.version}"
-    release = again(source, ReleaseKind.REDEPLOY, description, env.namespace, template, config)
+    release = source.again(
+        ReleaseId(new_id()), ReleaseKind.REDEPLOY, description, env.namespace, template, config
+    )
     override = body.override_reason if body else ""
     return await start(release, env, service, _starter(api, principal), override)
 

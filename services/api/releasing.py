@@ -12,7 +12,6 @@ from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
 from shared.bus import Bus
 from shared.errors import Forbidden, Invalid, Unavailable
-from shared.ids import ReleaseId
 from shared.messages import ReleaseAwaiting, ReleaseRequested
 from shared.models import (
     Environment,
@@ -30,7 +29,6 @@ from shared.models import (
 from shared.render import ReleaseParams
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
-from shared.store.mongo import new_id
 from shared.store.releases import Releases
 
 log = structlog.get_logger()
@@ -138,30 +136,3 @@ async def config_template(catalog: Catalog, config: ServiceConfig) -> Template:
     if template is None:
         raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
     return template
-
-
-def again(
-    source: Release,
-    kind: ReleaseKind,
-    description: str,
-    namespace: str,
-    template: Template | None = None,
-    config: ServiceConfig | None = None,
-) -> Release:
-    """A new release of ``source``'s image: with ``template`` and ``config`` when given
-    (their current versions), else with exactly what ``source`` used."""
-    return Release(
-        id=ReleaseId(new_id()),
-        service=source.service,
-        environment=source.environment,
-        version=source.version,
-        image=source.image,
-        kind=kind,
-        source_release_id=source.id if kind is not ReleaseKind.DEPLOY else None,
-        description=description,
-        template_id=template.id if template else source.template_id,
-        template_version=template.version if template else source.template_version,
-        config_version=config.version if config else source.config_version,
-        params=config.params if config else source.params,
-        namespace=namespace,
-    )

@@ -5,7 +5,7 @@ import difflib
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
-from services.api.releasing import Starter, again, sample_params, start
+from services.api.releasing import Starter, sample_params, start
 from services.api.schemas import (
     ActionIn,
     Impact,
@@ -15,7 +15,7 @@ from services.api.schemas import (
     TemplateIn,
 )
 from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
-from shared.ids import TemplateId
+from shared.ids import ReleaseId, TemplateId
 from shared.manifest import PRUNE_ANNOTATION
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
@@ -221,7 +221,9 @@ async def release_all(
         description = (body.description if body else "") or (
             f"template {template.name} version {template.version}"
         )
-        release = again(latest, ReleaseKind.DEPLOY, description, env.namespace, template, config)
+        release = latest.again(
+            ReleaseId(new_id()), ReleaseKind.DEPLOY, description, env.namespace, template, config
+        )
         try:
             accepted = await start(
                 release, env, service, starter, body.override_reason if body else ""

@@ -87,6 +87,11 @@ async def notify(
     if release is None or (event not in UNDER_WAY and not release.state.final):
         return
     channels = await ctx.catalog.channels(release.service, release.environment) or []
+    last_good, automatic = None, False
+    if event == "failed" and channels:
+        last_good = await ctx.releases.last_good(release.service, release.environment)
+        env = await ctx.catalog.environment(release.environment)
+        automatic = env is not None and release.rolls_back_in(env)
     deliveries = ctx.releases.deliveries
     retry: list[str] = []
     for channel in channels:
@@ -108,7 +113,9 @@ async def notify(
             continue
         if claim != "claimed":
             continue
-        body = content(release, event, channel.language, ctx.settings.public_url)
+        body = content(
+            release, event, channel.language, ctx.settings.public_url, last_good, automatic
+        )
         try:
             await send(channel, url, secret, body, release, event, ctx.settings, http)
         except TransientError as exc:

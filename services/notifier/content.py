@@ -26,6 +26,11 @@ WORDS = {
         "canary": "Canary",
         "canary_step": "step {n} of {total}: {weight}% healthy ({replicas} pods); promote or abort",
         "approved_by": "Approved by",
+        "cause": "Cause",
+        "roll_back": "Roll back",
+        "roll_back_to": "roll back to {version}: {link}",
+        "rolling_back": "Fabu is rolling back to {version} automatically",
+        "automatic": "Automatic rollback",
     },
     "zh-CN": {
         "started": "开始发布",
@@ -47,6 +52,11 @@ WORDS = {
         "canary": "灰度",
         "canary_step": "第 {n}/{total} 步, {weight}% 健康 ({replicas} 个 Pod), 请推进或中止",
         "approved_by": "审批人",
+        "cause": "原因",
+        "roll_back": "回滚",
+        "roll_back_to": "回滚到 {version}: {link}",
+        "rolling_back": "Fabu 正在自动回滚到 {version}",
+        "automatic": "自动回滚",
     },
 }
 DIAGNOSIS_LINES = 6
@@ -71,12 +81,18 @@ class Content:
         return "\n".join(lines) + "\n"
 
 
+def cause(release: Release) -> str:
+    """What went wrong, in one sentence: the diagnosis's, else the release's reason."""
+    bundle = release.diagnosis
+    return (bundle.summary if bundle is not None and bundle.summary else "") or release.reason
+
+
 def diagnosis_lines(release: Release) -> list[str]:
     """The first lines of a failure's diagnosis: the reason, the condition, the failing pods."""
     bundle = release.diagnosis
-    lines = [release.reason] if release.reason else []
+    lines = [release.reason] if release.reason and release.reason != cause(release) else []
     if bundle is not None:
-        if bundle.condition and bundle.condition != release.reason:
+        if bundle.condition and bundle.condition not in (release.reason, cause(release)):
             lines.append(bundle.condition)
         for pod in bundle.pods:
             for container in pod.containers:
@@ -88,11 +104,24 @@ def diagnosis_lines(release: Release) -> list[str]:
     return lines[:DIAGNOSIS_LINES]
 
 
-def content(release: Release, event: NotifyEvent, language: str, public_url: str) -> Content:
+def content(
+    release: Release,
+    event: NotifyEvent,
+    language: str,
+    public_url: str,
+    last_good: Release | None = None,
+    automatic: bool = False,
+) -> Content:
+    """``last_good``: for a failure, the release to roll back to (``automatic``: Fabu
+    does so itself)."""
     words = WORDS.get(language, WORDS["en"])
-    link = f"{public_url.rstrip('/')}/api/v1/releases/{release.id}"
+    base = public_url.rstrip("/")
+    link = f"{base}/releases/{release.id}"
     took = release.duration_s
-    fields = [
+    fields = []
+    if event == "failed" and cause(release):
+        fields.append((words["cause"], cause(release)))
+    fields += [
         (words["service"], release.service),
         (words["environment"], release.environment),
         (words["version"], f"{release.version} ({release.image})"),
@@ -118,6 +147,17 @@ def content(release: Release, event: NotifyEvent, language: str, public_url: str
             replicas=step.replicas,
         )
         fields.insert(4, (words["canary"], text))
+    if release.rollback_of is not None:
+        fields.insert(1, (words["automatic"], release.description or str(release.rollback_of)))
+    if event == "failed" and last_good is not None:
+        back = (
+            words["rolling_back"].format(version=last_good.version)
+            if automatic
+            else words["roll_back_to"].format(
+                version=last_good.version, link=f"{base}/releases/{last_good.id}/rollback"
+            )
+        )
+        fields.append((words["roll_back"], back))
     extra: list[str] = []
     if event == "failed":
         diagnosis = diagnosis_lines(release)
@@ -125,7 +165,7 @@ def content(release: Release, event: NotifyEvent, language: str, public_url: str
             extra = ["", f"{words['diagnosis']}:", *diagnosis]
     title = (
         f"[Fabu] {release.service} {release.version} {words['to']} {release.environment} "
-        f"{words[event]}"
+        f"{words[event]}" + (f" ({words['automatic']})" if release.rollback_of is not None else "")
     )
     return Content(title=title, fields=fields, extra=extra, link=link)
 

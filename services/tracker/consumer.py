@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.tracker.pods import Obj, PodTimelines, replica_set_counts
-from services.tracker.rollout import VIEWERS, Status, rollout_status
-from services.tracker.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared import lifecycle, ops, ownership
 from shared.bus import Msg
 from shared.canary import promote, remove_canary
@@ -46,6 +44,8 @@ from shared.models import (
     now,
 )
 from shared.objects import KubeObject
+from shared.rollout import VIEWERS, Status, rollout_status
+from shared.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared.worker import (
     Context,
     environment_and_cluster,
@@ -56,6 +56,8 @@ from shared.worker import (
 
 FLUSH_S = 0.25
 NO_WORKLOADS = "the manifest holds no workload to wait for"
+# A transcript line stating why new pods cannot become Ready, before the timeout.
+CAUSE = "cause: "
 STOP: Update = ("stop", "", {})
 
 
@@ -153,11 +155,33 @@ class Seen:
         self.replica_sets: dict[str, Obj] = {}
         self.timelines = PodTimelines(release.started_at, release.pods)
         self.pods_changed = False
+        # The causes stated so far (their first word: ``CrashLoopBackOff``), once each.
+        self.stated = {
+            line.text.removeprefix(CAUSE).partition(":")[0]
+            for line in release.transcript
+            if line.text.startswith(CAUSE)
+        }
 
-    def take(self, resource: str, kind: str, obj: Obj) -> None:
-        """Keep a ReplicaSet or pod change (the Deployment is judged by the caller)."""
+    def cause(self, obj: Obj) -> TranscriptLine | None:
+        """A line stating why a new pod cannot become Ready, the first time it shows."""
+        pod = self.timelines.get(obj["metadata"]["name"])
+        if pod is None or not pod.new or not pod.cause:
+            return None
+        word = pod.cause.partition(":")[0]
+        if word in self.stated:
+            return None
+        self.stated.add(word)
+        return TranscriptLine(at=now(), text=f"{CAUSE}{pod.cause} (pod {pod.name})")
+
+    def take(
+        self, resource: str, kind: str, obj: Obj, lines: list[TranscriptLine] | None = None
+    ) -> None:
+        """Keep a ReplicaSet or pod change (the Deployment is judged by the caller), and
+        add to ``lines`` the cause a new pod shows first."""
         if resource == "pods":
             self.pods_changed = self.timelines.update(kind, obj) or self.pods_changed
+            if lines is not None and (line := self.cause(obj)) is not None:
+                lines.append(line)
         elif kind == "DELETED":
             self.replica_sets.pop(obj["metadata"]["name"], None)
         else:
@@ -334,7 +358,7 @@ async def _follow(
             return
         key = workload_of(resource, obj) if resource in KINDS else None
         if key is None:
-            seen.take(resource, kind, obj)
+            seen.take(resource, kind, obj, rollout.pending)
         elif key not in rollout.generations:
             continue
         elif kind == "DELETED":

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from shared.causes import pod_cause, ready
 from shared.models import PodTimeline, ReplicaSetCount, now
 from shared.objects import REVISION, KubeObject, condition, owner
 
@@ -61,11 +62,20 @@ class PodTimelines:
             ready_at=_true_since(pod, "Ready") or (old.ready_at if old else None),
             terminated_at=terminated or (old.terminated_at if old else None),
             reasons=reasons,
+            ready=ready(pod) and terminated is None,
+            restarts=sum(
+                int(s.get("restartCount", 0))
+                for s in (pod.get("status") or {}).get("containerStatuses") or []
+            ),
+            cause=pod_cause(pod) or "",
         )
         if new == old:
             return False
         self._pods[new.name] = new
         return True
+
+    def get(self, name: str) -> PodTimeline | None:
+        return self._pods.get(name)
 
     def timeline(self, new_replica_sets: set[str] | None = None) -> list[PodTimeline]:
         """The pods, oldest first; given the Deployments' new ReplicaSets, a Deployment's

@@ -143,6 +143,30 @@ class Releases:
         page = await self.page(service=service, environment=environment, limit=1)
         return page[0] if page else None
 
+    async def last_good(self, service: str, environment: str) -> Release | None:
+        """The newest release of a service in an environment that succeeded."""
+        page = await self.page(
+            service=service, environment=environment, state=ReleaseState.SUCCEEDED, limit=1
+        )
+        return page[0] if page else None
+
+    async def applied(self, service: str, environment: str, limit: int = 10) -> list[Release]:
+        """The newest releases there that reached the cluster, newest first, with their
+        manifests (a live state compares the cluster with them)."""
+        query = {"service": service, "environment": environment, "generation": {"$ne": None}}
+        projection = {k: v for k, v in LIST_PROJECTION.items() if k != "manifest"}
+        cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
+        return [_release(d) async for d in cursor]
+
+    async def link_rollback(self, failed: ReleaseId, rollback: ReleaseId) -> ReleaseId:
+        """Name the automatic rollback of a failed (ended) release, once: the id named
+        first, whoever asks again."""
+        await self._releases.update_one(
+            {"_id": failed, "rolled_back_by": None}, {"$set": {"rolled_back_by": rollback}}
+        )
+        doc = await self._releases.find_one({"_id": failed}, {"rolled_back_by": 1})
+        return ReleaseId(doc["rolled_back_by"]) if doc and doc.get("rolled_back_by") else rollback
+
     # The lifecycle's own writes (``shared.lifecycle``): nothing else changes a state.
 
     async def _claim(self, change: Doc) -> bool:

@@ -102,7 +102,8 @@ async def test_each_channel_gets_one_signed_message_in_its_language(
     assert "开始发布" in started["markdown"]["text"]
     assert "发布成功" in succeeded["markdown"]["text"]
     assert succeeded["at"]["atMobiles"] == ["13800000000"]
-    assert f"/api/v1/releases/{release_id}" in succeeded["markdown"]["text"]
+    assert f"/releases/{release_id}" in succeeded["markdown"]["text"]
+    assert "/api/v1/" not in succeeded["markdown"]["text"]
     by_kind = {robot.split("-")[0]: messages for robot, messages in robots.received.items()}
     [feishu] = by_kind["f"]
     assert f"[Fabu] {service} 1.0.0 to {environment} succeeded" in feishu["content"]["text"]

@@ -20,7 +20,6 @@ from services.deployer.consumer import handle_rendered
 from services.notifier.consumer import notify
 from services.renderer.consumer import handle_requested
 from services.tracker.consumer import track
-from services.tracker.watches import Update, Watches
 from shared import lifecycle
 from shared.errors import TransientError
 from shared.ids import ReleaseId, TemplateId
@@ -31,6 +30,7 @@ from shared.models import BaseParams, Channel, Environment, Release, ReleaseStat
 from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.mongo import new_id
+from shared.watches import Update, Watches
 from shared.worker import Context, context
 from tests.conftest import unique
 from tests.support.releases import DEMO

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from services.tracker.rollout import Status, rollout_status, workload_status
 from shared.objects import KubeObject
+from shared.rollout import Status, rollout_status, workload_status
 
 
 def deployment(

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.tracker.pods import PodTimelines, replica_set_counts
-from services.tracker.watches import workload_of
 from shared.objects import KubeObject
+from shared.watches import workload_of
 
 
 def pod(name: str, rs: str, template_hash: str, **status: Any) -> KubeObject:

@@ -8,6 +8,7 @@ to /login; a user without the permission gets a 403 page that says whom to
 ask. Forms carry the session's CSRF token as ``csrf_token``.
 """
 
+import asyncio
 import difflib
 import json
 import secrets
@@ -21,7 +22,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from services.api import catalog_service, release_service, template_service, user_service
+from services.api import (
+    catalog_service,
+    release_service,
+    state_service,
+    template_service,
+    user_service,
+)
 from services.api.access import (
     SESSION_COOKIE,
     Permission,
@@ -45,6 +52,7 @@ from services.api.schemas import (
 from services.api.ui.charts import charts
 from services.api.ui.i18n import LANGUAGES, pick, translator
 from shared.errors import FabuError, Invalid, NotFound, Unauthorized
+from shared.live import Health
 from shared.models import (
     BaseParams,
     CanaryStep,
@@ -276,7 +284,19 @@ async def _dashboard(request: Request, principal: Principal) -> dict[str, Any]:
     )
     recent = [r for r in (await release_service.page(api, principal, limit=30)).items]
     recent = [r for r in recent if r.state.final][:15]
-    return {"running": running, "awaiting": awaiting.items, "recent": recent}
+    states = await state_service.all_states(
+        api, principal, await catalog_service.services(api, principal)
+    )
+    attention = [
+        s for _, s in sorted(states.items()) if s.health is not Health.HEALTHY or s.sync != "Synced"
+    ]
+    return {
+        "running": running,
+        "awaiting": awaiting.items,
+        "recent": recent,
+        "attention": attention,
+        "healthy": len(states) - len(attention),
+    }
 
 
 @router.get("/")
@@ -293,32 +313,32 @@ async def dashboard_lists(request: Request, principal: Viewer) -> Response:
 # Services
 
 
-async def _current(
-    request: Request, principal: Principal, service: str
-) -> dict[str, ReleaseSummary | None]:
-    """The latest succeeded release of ``service`` in each environment."""
+async def _services_table(request: Request, principal: Principal) -> dict[str, Any]:
     api = _state(request)
-    current: dict[str, ReleaseSummary | None] = {}
-    for env in await catalog_service.environments(api, principal):
-        found = await release_service.page(
-            api,
-            principal,
-            service=service,
-            environment=env.name,
-            state=ReleaseState.SUCCEEDED,
-            limit=1,
-        )
-        current[env.name] = found.items[0] if found.items else None
-    return current
+    services = await catalog_service.services(api, principal)
+    environments = [e.name for e in await catalog_service.environments(api, principal)]
+    states = await state_service.all_states(api, principal, services)
+    return {"services": services, "environments": environments, "states": states}
 
 
 @router.get("/services")
 async def services(request: Request, principal: Viewer) -> Response:
-    api = _state(request)
-    services = await catalog_service.services(api, principal)
-    rows = [(s, await _current(request, principal, s.name)) for s in services]
-    environments = [e.name for e in await catalog_service.environments(api, principal)]
-    return render(request, principal, "services.html", rows=rows, environments=environments)
+    return render(request, principal, "services.html", **await _services_table(request, principal))
+
+
+@router.get("/fragments/services")
+async def services_fragment(request: Request, principal: Viewer) -> Response:
+    context = await _services_table(request, principal)
+    return render(request, principal, "_services_table.html", **context)
+
+
+@router.get("/fragments/services/{name}/state")
+async def service_state_fragment(request: Request, name: str, principal: Viewer) -> Response:
+    try:
+        states = await state_service.service_states(_state(request), principal, name)
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    return render(request, principal, "_service_state.html", states=states.environments)
 
 
 @router.get("/services/{name}")
@@ -328,16 +348,21 @@ async def service(request: Request, name: str, principal: Viewer) -> Response:
         found = await catalog_service.service(api, principal, name)
     except FabuError as exc:
         return problem(request, principal, exc)
-    history = (await release_service.page(api, principal, service=name, limit=200)).items
+    history, states, envs = await asyncio.gather(
+        release_service.page(api, principal, service=name, limit=200),
+        state_service.service_states(api, principal, name),
+        catalog_service.environments(api, principal),
+    )
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
         principal,
         "service.html",
         service=found,
-        current=await _current(request, principal, name),
-        history=history[:30],
-        charts=charts(history, t),
+        states=states.environments,
+        environments=[e.name for e in envs],
+        history=history.items[:30],
+        charts=charts(history.items, t),
     )
 
 
@@ -446,8 +471,23 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
         found = await release_service.get(api, principal, release_id)
     except FabuError as exc:
         return problem(request, principal, exc)
-    actions = await release_service.actions(api, principal, found)
-    return render(request, principal, "release.html", release=found, actions=actions)
+    actions, good, env = await asyncio.gather(
+        release_service.actions(api, principal, found),
+        release_service.last_good(api, principal, found),
+        api.catalog.environment(found.environment),
+    )
+    if good is not None and "rollback" not in await release_service.actions(api, principal, good):
+        good = None
+    timeout_s = found.params.rollout_timeout_s or (env.rollout_timeout_s if env else None)
+    return render(
+        request,
+        principal,
+        "release.html",
+        release=found,
+        actions=actions,
+        last_good=good,
+        timeout_s=timeout_s,
+    )
 
 
 @router.get("/releases/{release_id}/rollback")

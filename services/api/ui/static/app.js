@@ -19,9 +19,15 @@ function follow(pre) {
   const known = Number(pre.dataset.events || 0); // state changes the page was made with
   let states = 0;
   source.addEventListener("state", (event) => {
-    const state = JSON.parse(event.data).state;
+    const change = JSON.parse(event.data);
+    const state = change.state;
     states += 1;
     if (states <= known) return;
+    const progress = document.getElementById("progress");
+    if (progress && state === "applied") {
+      progress.dataset.since = change.at; // the timeout runs from the apply
+      progress.dataset.applied = "yes";
+    }
     if (state === "paused" || state === "awaiting_approval") {
       source.close();
       window.location.reload(); // it waits for someone: show what they can do
@@ -33,10 +39,53 @@ function follow(pre) {
       badge.querySelector(".state").textContent = state;
     }
   });
+  source.addEventListener("pods", (event) => showPods(JSON.parse(event.data)));
   source.addEventListener("end", () => {
     source.close();
     window.location.reload(); // the finished page: result, pods, diagnosis, actions
   });
+}
+
+function when(at) {
+  return at ? at.slice(0, 19).replace("T", " ") : "-";
+}
+
+function showPods(pods) {
+  // The pod timeline as the tracker last wrote it: one row per pod, replaced whole.
+  const body = document.querySelector("#pods tbody");
+  if (!body) return;
+  const rows = pods.map((p) => {
+    const row = document.createElement("tr");
+    row.className = p.new ? "new" : "old";
+    row.dataset.pod = p.name;
+    const cells = [
+      p.name, p.node, when(p.created_at), when(p.scheduled_at), when(p.ready_at),
+      String(p.restarts), p.cause, when(p.terminated_at), p.reasons.join(", "),
+    ];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  });
+  body.replaceChildren(...rows);
+}
+
+function tick(element) {
+  // Elapsed time, and what is left of the rollout's timeout once it is applied.
+  const timeout = Number(element.dataset.timeoutS || 0);
+  const show = () => {
+    const since = Date.parse(element.dataset.since);
+    const elapsed = Math.max(0, Math.round((Date.now() - since) / 1000));
+    let text = `${elapsed} s`;
+    if (timeout && element.dataset.applied) {
+      text += ` · ${Math.max(0, timeout - elapsed)} s ${element.dataset.left || "left"}`;
+    }
+    element.textContent = text;
+  };
+  show();
+  setInterval(show, 1000);
 }
 
 function refresh(element) {
@@ -52,6 +101,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (pre.dataset.follow) follow(pre);
   });
   document.querySelectorAll("[data-refresh-url]").forEach(refresh);
+  document.querySelectorAll("#progress[data-since]").forEach(tick);
   document.querySelectorAll("[data-confirm]").forEach((button) => {
     button.addEventListener("click", (event) => {
       if (!window.confirm(button.dataset.confirm)) event.preventDefault();

@@ -5,7 +5,8 @@ belongs to (``Deployment/web``, ``StatefulSet/db``, ``DaemonSet/agent``: a
 workload by its name, a ReplicaSet by its Deployment, a pod through its
 ReplicaSet or directly by its StatefulSet or DaemonSet), and hands each change
 to the queues subscribed to that workload. A release subscribes one queue to
-its workloads, their ReplicaSets and their pods while it is tracked.
+its workloads, their ReplicaSets and their pods while it is tracked; a
+service's live state (``shared.live``) reads a namespace's newest objects.
 """
 
 import asyncio
@@ -14,8 +15,8 @@ from datetime import datetime
 
 import structlog
 
-from shared.cluster import Cluster
-from shared.errors import FabuError
+from shared.cluster import LISTED, Cluster
+from shared.errors import FabuError, TransientError
 from shared.models import now
 from shared.objects import KubeObject
 
@@ -61,6 +62,10 @@ class NamespaceWatch:
         self.subscribers: dict[str, set[asyncio.Queue[Update]]] = {}
         # Since when, and why, the watch has failed to reach the API server (None: it is fine).
         self.broken: tuple[datetime, str] | None = None
+        # Set once the first listing is in: ``latest`` then holds the namespace.
+        self.synced = asyncio.Event()
+        # The names listed so far in a listing under way (None between listings).
+        self._listing: set[str] | None = None
         self.task = asyncio.create_task(self._run(), name=f"watch {namespace} {resource}")
 
     def subscribe(self, workload: str, queue: asyncio.Queue[Update]) -> None:
@@ -90,11 +95,25 @@ class NamespaceWatch:
         for queue in self.subscribers.get(deployment, ()):
             queue.put_nowait((self.resource, kind, obj))
 
+    def _listed(self) -> None:
+        """A listing is complete: what it did not list was deleted meanwhile."""
+        listed, self._listing = self._listing or set(), None
+        for objects in list(self.latest.values()):
+            for name in [n for n in objects if n not in listed]:
+                self._record("DELETED", objects[name])
+        self.synced.set()
+
     async def _run(self) -> None:
         while True:
             try:
                 async for kind, obj in self.cluster.watch(self.namespace, self.resource):
                     self.broken = None
+                    if kind == LISTED:
+                        self._listed()
+                        continue
+                    if kind == "SYNC":
+                        self._listing = self._listing or set()
+                        self._listing.add(obj["metadata"]["name"])
                     self._record(kind, obj)
             except FabuError as exc:
                 if self.broken is None:
@@ -146,15 +165,34 @@ class Watches:
     def __init__(self) -> None:
         self._watches: dict[tuple[int, str, str], NamespaceWatch] = {}
 
-    def subscribe(self, cluster: Cluster, namespace: str, workloads: list[str]) -> Subscription:
-        """Follow the workloads (``Deployment/web`` …) of a release in ``namespace``."""
+    def _of(self, cluster: Cluster, namespace: str) -> list[NamespaceWatch]:
         watches = []
         for resource in RESOURCES:
             key = (id(cluster), namespace, resource)
             if key not in self._watches:
                 self._watches[key] = NamespaceWatch(cluster, namespace, resource)
             watches.append(self._watches[key])
-        return Subscription(watches, workloads)
+        return watches
+
+    def subscribe(self, cluster: Cluster, namespace: str, workloads: list[str]) -> Subscription:
+        """Follow the workloads (``Deployment/web`` …) of a release in ``namespace``."""
+        return Subscription(self._of(cluster, namespace), workloads)
+
+    async def snapshot(
+        self, cluster: Cluster, namespace: str, within_s: float
+    ) -> dict[str, dict[str, dict[str, Obj]]]:
+        """The newest objects of ``namespace``: resource → workload key → name → object,
+        once every watch has listed it (TransientError when one cannot within ``within_s``)."""
+        watches = self._of(cluster, namespace)
+        try:
+            async with asyncio.timeout(within_s):
+                for watch in watches:
+                    await watch.synced.wait()
+        except TimeoutError:
+            broken = [w.broken[1] for w in watches if w.broken is not None]
+            why = broken[0] if broken else f"no listing within {within_s:.0f} s"
+            raise TransientError(f"cannot list namespace {namespace!r}: {why}") from None
+        return {w.resource: w.latest for w in watches}
 
     async def stop(self) -> None:
         for watch in self._watches.values():

@@ -1,0 +1,76 @@
+"""Recovery: ``release.failed`` in; an automatic rollback to the last good release out
+(``release.requested``) where the release config or the environment asks for one.
+
+The rollback is a release of its own (kind ``rollback``, operator ``fabu``):
+it restores the last release that succeeded whole, image, base parameters and
+template version, and is linked both ways (``rollback_of`` on it,
+``rolled_back_by`` on the failed one). Never more than one in a row: a failed
+automatic rollback is not rolled back again (``Release.rolls_back_in``).
+Idempotency key: the failed release's ``rolled_back_by``, set once before the
+rollback is stored; a redelivery finds it and finishes what is missing.
+"""
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from shared.bus import Msg
+from shared.errors import Conflict
+from shared.ids import ReleaseId
+from shared.lifecycle import SYSTEM
+from shared.messages import ReleaseFailed, ReleaseRequested
+from shared.models import Release, ReleaseKind, ReleaseState, TranscriptLine, now
+from shared.store.mongo import new_id
+from shared.worker import Context
+
+log = structlog.get_logger()
+
+
+async def setup_recoveries(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
+    async def handle(msg: Msg) -> None:
+        await recover(ctx, ReleaseFailed.model_validate_json(msg.data).release_id)
+
+    return handle
+
+
+async def recover(ctx: Context, release_id: str) -> Release | None:
+    """Start the automatic rollback of a failed release, if it asks for one; the rollback."""
+    failed = await ctx.releases.get(release_id)
+    if failed is None:
+        return None
+    env = await ctx.catalog.environment(failed.environment)
+    if env is None or not failed.rolls_back_in(env):
+        return None
+    last_good = await ctx.releases.last_good(failed.service, failed.environment)
+    if last_good is None:
+        line = "no automatic rollback: no release of this service here has succeeded"
+        await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=line)])
+        return None
+    rollback_id = await ctx.releases.link_rollback(
+        failed.id, failed.rolled_back_by or ReleaseId(new_id())
+    )
+    found = await ctx.releases.get(rollback_id)
+    if found is not None:
+        if found.state is ReleaseState.REQUESTED:  # stored, then the process died
+            await ctx.bus.publish(ctx.bus.subjects.requested, ReleaseRequested(release_id=found.id))
+        return found
+    rollback = last_good.again(
+        rollback_id,
+        ReleaseKind.ROLLBACK,
+        f"automatic rollback to {last_good.version} (release {last_good.id}) "
+        f"after release {failed.id} ({failed.version}) failed",
+        env.namespace,
+    )
+    rollback.operator = SYSTEM.name
+    rollback.rollback_of = failed.id
+    try:
+        await ctx.releases.create(rollback)
+    except Conflict as exc:
+        text = f"no automatic rollback: {exc.message}"
+        await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=text)])
+        return None
+    await ctx.bus.publish(ctx.bus.subjects.requested, ReleaseRequested(release_id=rollback.id))
+    text = f"rolling back to {last_good.version} automatically: release {rollback.id}"
+    await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=text)])
+    log.info("automatic rollback", release_id=failed.id, rollback_id=rollback.id)
+    return rollback
