@@ -215,7 +215,7 @@ def workload_state(
 
 
 def _paths(fields: Json, prefix: str = "") -> set[str]:
-    """The field paths a managed-fields entry (FieldsV1) names, in ``_differences``' form."""
+    """The fields a managed-fields entry (FieldsV1) owns, as paths in ``differences``' form."""
     paths = set()
     for key, sub in fields.items():
         if key == ".":
@@ -227,9 +227,10 @@ def _paths(fields: Json, prefix: str = "") -> set[str]:
             path = f"{prefix}[{item.get('name', json.dumps(item, sort_keys=True))}]"
         else:
             path = f"{prefix}[{key}]"
-        paths.add(path)
-        if isinstance(sub, dict):
+        if isinstance(sub, dict) and sub:
             paths |= _paths(sub, path)
+        else:
+            paths.add(path)  # a leaf: the field itself (a parent owns only its children)
     return paths
 
 

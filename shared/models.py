@@ -512,7 +512,7 @@ class Release(Model):
     # The release a rollback restores or a redeploy repeats.
     source_release_id: ReleaseId | None = None
     # An automatic rollback: the failed release it recovers from; and on that failed
-    # release, the automatic rollback Fabu started.
+    # release, the automatic rollback Fabu started (kept apart, read with the detail).
     rollback_of: ReleaseId | None = None
     rolled_back_by: ReleaseId | None = None
     state: ReleaseState = ReleaseState.REQUESTED

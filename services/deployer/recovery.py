@@ -6,8 +6,8 @@ it restores the last release that succeeded whole, image, base parameters and
 template version, and is linked both ways (``rollback_of`` on it,
 ``rolled_back_by`` on the failed one). Never more than one in a row: a failed
 automatic rollback is not rolled back again (``Release.rolls_back_in``).
-Idempotency key: the failed release's ``rolled_back_by``, set once before the
-rollback is stored; a redelivery finds it and finishes what is missing.
+Idempotency key: the rollback's id, claimed once for the failed release before
+the rollback is stored; a redelivery finds it and finishes what is missing.
 """
 
 from collections.abc import Awaitable, Callable
@@ -46,9 +46,7 @@ async def recover(ctx: Context, release_id: str) -> Release | None:
         line = "no automatic rollback: no release of this service here has succeeded"
         await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=line)])
         return None
-    rollback_id = await ctx.releases.link_rollback(
-        failed.id, failed.rolled_back_by or ReleaseId(new_id())
-    )
+    rollback_id = await ctx.releases.claim_rollback(failed.id, ReleaseId(new_id()))
     found = await ctx.releases.get(rollback_id)
     if found is not None:
         if found.state is ReleaseState.REQUESTED:  # stored, then the process died

@@ -57,6 +57,8 @@ class Releases:
         self._transitions = mongo.collection("transitions")
         self._lines = mongo.collection("release_lines")
         self._progress = mongo.collection("release_progress")
+        # A failed release → the automatic rollback Fabu started for it.
+        self._rollbacks = mongo.collection("rollbacks")
         self.deliveries = Deliveries(mongo)
 
     async def create(self, release: Release) -> None:
@@ -96,11 +98,17 @@ class Releases:
         return _release(doc, lines, progress["pods"] if progress else None)
 
     async def detail(self, release_id: str) -> Release | None:
-        """The release with its notifications (kept apart: see ``Deliveries``)."""
+        """The release with its notifications (kept apart: see ``Deliveries``) and the
+        automatic rollback started for it, if any."""
         release = await self.get(release_id)
         if release is not None:
+            delivered, rollback = await asyncio.gather(
+                self.deliveries.of(release.id), self._rollbacks.find_one({"_id": release.id})
+            )
             # Records from before deliveries were kept apart stay on the release.
-            release.notifications.update(await self.deliveries.of(release.id))
+            release.notifications.update(delivered)
+            if rollback is not None:
+                release.rolled_back_by = ReleaseId(rollback["rollback"])
         return release
 
     async def page(
@@ -158,14 +166,15 @@ class Releases:
         cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
 
-    async def link_rollback(self, failed: ReleaseId, rollback: ReleaseId) -> ReleaseId:
-        """Name the automatic rollback of a failed (ended) release, once: the id named
-        first, whoever asks again."""
-        await self._releases.update_one(
-            {"_id": failed, "rolled_back_by": None}, {"$set": {"rolled_back_by": rollback}}
-        )
-        doc = await self._releases.find_one({"_id": failed}, {"rolled_back_by": 1})
-        return ReleaseId(doc["rolled_back_by"]) if doc and doc.get("rolled_back_by") else rollback
+    async def claim_rollback(self, failed: ReleaseId, rollback: ReleaseId) -> ReleaseId:
+        """Name the automatic rollback of a failed release, once (a unique insert): the id
+        named first, whoever asks again."""
+        try:
+            await self._rollbacks.insert_one({"_id": failed, "rollback": rollback, "at": now()})
+        except DuplicateKeyError:
+            doc = await self._rollbacks.find_one({"_id": failed})
+            return ReleaseId(doc["rollback"]) if doc else rollback
+        return rollback
 
     # The lifecycle's own writes (``shared.lifecycle``): nothing else changes a state.
 
