@@ -192,7 +192,7 @@ def _rollback_refusal(release: Release) -> FabuError | None:
             f"release {rid} {release.state.value}: roll back to a release that "
             "succeeded (its service's last good release)"
         )
-    if not release.manifest:
+    if not (release.manifest or release.manifest_sha256):  # a listed release: only its hash
         return Invalid(f"release {rid} has no rendered manifest; there is nothing to roll back to")
     return None
 

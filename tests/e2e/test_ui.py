@@ -238,3 +238,38 @@ async def test_approve_and_promote_from_the_release_page(
     assert body["decision"]["by"] == approver
     assert [e["by"] for e in body["canary"] if e["what"] == "promoted"] == [approver]
     await page.context.close()
+
+
+async def test_a_running_release_shows_its_pods_change_live_and_the_service_its_health(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(
+        api, stack_env, namespace, replicas=1, rollout_timeout_s=120
+    )
+    good = await finished(api, await release(api, service, environment, "1.0"))
+    assert good["state"] == "succeeded"
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    running = await release(api, service, environment, "2.0-crash-loop")
+    await page.goto(f"/releases/{running}")
+    # Marks this page load: a reload would lose it.
+    await page.evaluate("window.fabuLoaded = true")
+    await expect(page.locator("#progress")).to_contain_text(
+        "left before the timeout", timeout=LIVE_S
+    )
+    crashing = page.locator("#pods tbody tr.new")
+    await expect(crashing.first).to_contain_text("CrashLoopBackOff", timeout=LIVE_S)
+    await expect(page.locator("#transcript")).to_contain_text("cause: CrashLoopBackOff")
+    assert await page.evaluate("window.fabuLoaded === true")
+    await shot(page, "release-live-pods")
+
+    await page.goto("/services")
+    cell = page.locator(f'.live[data-service="{service}"][data-environment="{environment}"]')
+    await expect(cell).to_contain_text("Degraded", timeout=LIVE_S)
+    await expect(cell).to_contain_text("2.0-crash-loop")
+    await shot(page, "services-live")
+    await page.goto(f"/services/{service}")
+    await expect(page.locator(f"#state-{environment}")).to_contain_text("CrashLoopBackOff")
+    await expect(page.locator(f"#state-{environment}")).to_contain_text("Roll back to 1.0")
+    await shot(page, "service-live")
+    assert (await api.post(f"/releases/{running}/cancel")).status_code == 200
+    await page.context.close()
