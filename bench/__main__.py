@@ -17,6 +17,12 @@
 - steady: 10 releases in flight at all times (40 services alternating two
   versions) for a minute's warm-up and then 10 minutes; the memory of every
   process at the start and at the end of those 10 minutes.
+- live: what watching costs: 1,000 services (a Service and a one-pod
+  Deployment each) applied straight to one namespace; then the live state of
+  each read through one ``shared.live.Observer``: the requests to the API
+  server and the memory (Python's allocations) of its watches, the states
+  without a release to compare, then with one (the drift check: a read and a
+  dry run per object), then again within the drift check's keep time.
 - list: the release list (50 rows) with 1,000, 10,000 and 100,000 records
   stored: copies of a real finished release (manifest, transcript, pod
   timeline and all) over 500 services, 3 environments and 20 operators; 3
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -53,7 +60,9 @@ from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
 from shared.cluster import LISTED, Cluster, Clusters
-from shared.models import BaseParams, Environment
+from shared.ids import ReleaseId, TemplateId
+from shared.live import Observer, ServiceState
+from shared.models import BaseParams, Environment, Release, Workload
 from shared.render import ReleaseParams, render
 from shared.rollout import rollout_status
 from shared.store.mongo import new_id
@@ -68,6 +77,7 @@ FLIGHT = 1000
 STEADY = 10
 STEADY_WARM_S = 60.0
 STEADY_S = 600.0
+LIVE = 1000
 T = TypeVar("T")
 
 
@@ -281,6 +291,103 @@ async def direct_apply(bench: Bench, count: int) -> float:
     await watch.wait([(n, bench.image(n, "1.0.0")) for n in names])
     watch.stop()
     return max(watch.completed.values()) - started
+
+
+class Counting:
+    """Counts a cluster client's requests (watches included), by method."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.counts: Counter[str] = Counter()
+        call = cluster._call
+
+        async def counted(method: str, path: str, **kwargs: Any) -> Any:
+            self.counts[method] += 1
+            return await call(method, path, **kwargs)
+
+        cluster._call = counted  # type: ignore[method-assign]
+
+    def take(self) -> str:
+        taken = ", ".join(f"{n} {m}" for m, n in sorted(self.counts.items())) or "none"
+        self.counts.clear()
+        return taken
+
+
+async def live_cost(bench: Bench, count: int) -> dict[str, str]:
+    namespace = f"bench-live-{uuid.uuid4().hex[:6]}"
+    bench.kubectl("create", "namespace", namespace)
+    names = [f"live{i}" for i in range(count)]
+    manifests = {n: bench.manifest(n, namespace, "1.0.0") for n in names}
+
+    async def apply(name: str) -> None:
+        for obj in yaml.safe_load_all(manifests[name]):
+            await bench.cluster.apply(namespace, obj)
+
+    await limited(50, [apply(n) for n in names])
+    pods: list[Any] = []
+    for _ in range(600):
+        pods = await bench.cluster.items(namespace, "pods")
+        if len(pods) >= count:
+            break
+        await asyncio.sleep(0.5)
+    releases = {
+        n: Release(
+            id=ReleaseId(new_id()),
+            service=n,
+            environment="b",
+            version="1.0.0",
+            image=bench.image(n, "1.0.0"),
+            template_id=TemplateId("bench"),
+            config_version=1,
+            params=BaseParams(replicas=1),
+            namespace=namespace,
+            manifest=manifests[n],
+            workloads=[Workload(kind="Deployment", name=n, generation=1)],
+        )
+        for n in names
+    }
+    counting = Counting(bench.cluster)
+    observer = Observer()
+    got: dict[str, str] = {"pods": str(len(pods))}
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        await observer.watches.snapshot(bench.cluster, namespace, 60)
+        got["list_s"] = f"{time.perf_counter() - started:.2f}"
+        got["list_requests"] = counting.take()
+        got["memory_mb"] = f"{tracemalloc.get_traced_memory()[0] / 2**20:.1f}"
+
+        async def states(with_release: bool) -> tuple[float, list[ServiceState]]:
+            started = time.perf_counter()
+            found = await limited(
+                16,
+                [
+                    observer.state(
+                        bench.cluster,
+                        n,
+                        "b",
+                        namespace,
+                        releases[n] if with_release else None,
+                        None,
+                    )
+                    for n in names
+                ],
+            )
+            return time.perf_counter() - started, found
+
+        took, found = await states(False)
+        got["bare_s"], got["bare_requests"] = f"{took:.2f}", counting.take()
+        got["health"] = str(dict(Counter(s.health.value for s in found)))
+        took, found = await states(True)
+        got["drift_s"], got["drift_requests"] = f"{took:.2f}", counting.take()
+        got["sync"] = str(dict(Counter(s.sync for s in found)))
+        took, _ = await states(True)
+        got["kept_s"], got["kept_requests"] = f"{took:.2f}", counting.take()
+        got["memory_after_mb"] = f"{tracemalloc.get_traced_memory()[0] / 2**20:.1f}"
+    finally:
+        tracemalloc.stop()
+        await observer.stop()
+        bench.kubectl("delete", "namespace", namespace, "--wait=false")
+    return got
 
 
 async def store_records(system: FabuSystem, mongo_url: str, total: int) -> None:
@@ -594,6 +701,25 @@ async def list_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     ]
 
 
+async def live_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print(f"watching {LIVE} services' live state...", flush=True)
+    got = await live_cost(bench, LIVE)
+    return [
+        (f"live state, {LIVE} services ({got['pods']} pods): first listing (s)", got["list_s"], ""),
+        ("  requests for it (5 lists, 5 watches)", got["list_requests"], ""),
+        ("  memory of the watches (MB, Python allocations)", got["memory_mb"], ""),
+        (f"  {LIVE} states, no release to compare (s)", got["bare_s"], ""),
+        ("    requests", got["bare_requests"], "none"),
+        ("    health", got["health"], ""),
+        (f"  {LIVE} states with drift checks (s)", got["drift_s"], ""),
+        ("    requests", got["drift_requests"], "2 per object"),
+        ("    sync", got["sync"], ""),
+        (f"  {LIVE} states again, drift kept (s)", got["kept_s"], ""),
+        ("    requests", got["kept_requests"], "none"),
+        ("  memory after the states (MB)", got["memory_after_mb"], ""),
+    ]
+
+
 PARTS = {
     "latency": latency_rows,
     "kubectl": kubectl_rows,
@@ -601,6 +727,7 @@ PARTS = {
     "flight": flight_rows,
     "steady": steady_rows,
     "list": list_rows,
+    "live": live_rows,
 }
 
 

@@ -345,9 +345,15 @@ def kubeconfig_file(name: str, directory: str) -> Path:
 
 
 async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
+    """A client of the environment's cluster. Its connection pool has no limit of its
+    own: requests are held to ``concurrent_requests`` by each ``Cluster``, and every
+    long-lived watch holds a connection (five per namespace watched), which must never
+    leave the other requests waiting for one."""
+    settings = type.__call__(client.Configuration)  # a fresh one, not the shared default
     if env.in_cluster:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
+        settings.connection_pool_maxsize = 0
+        return client.ApiClient(configuration=settings)
     if not env.kubeconfig:
         raise ClusterError(f"environment {env.name!r} has neither a kubeconfig nor in_cluster")
     try:
@@ -355,11 +361,14 @@ async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
     except ClusterError as exc:
         raise ClusterError(f"environment {env.name!r}: {exc.message}") from exc
     try:
-        api: client.ApiClient = await config.new_client_from_config(config_file=str(path))
+        await config.load_kube_config(
+            config_file=str(path), client_configuration=settings, persist_config=False
+        )
     except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
         # The loader's words may quote the file; only the kind of failure is told.
         raise ClusterError(
             f"environment {env.name!r}: kubeconfig {env.kubeconfig!r} is not a usable "
             f"kubeconfig ({type(exc).__name__})"
         ) from exc
-    return api
+    settings.connection_pool_maxsize = 0
+    return client.ApiClient(configuration=settings)

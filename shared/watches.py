@@ -11,6 +11,7 @@ service's live state (``shared.live``) reads a namespace's newest objects.
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 
 import structlog
@@ -30,6 +31,8 @@ RESOURCES = ("pods", "replicasets", "deployments", "statefulsets", "daemonsets")
 # The kind of each workload resource (objects in a listing do not name their kind).
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 RETRY_S = 2.0
+# A namespace's watches stop after this long unused (no subscriber, no reader).
+IDLE_S = 300.0
 
 
 def workload_of(resource: str, obj: Obj) -> str | None:
@@ -162,10 +165,30 @@ class Subscription:
 
 
 class Watches:
-    def __init__(self) -> None:
+    """The watches of each namespace in use. A namespace's watches stop once nobody has
+    subscribed to or read them for ``idle_s`` (checked whenever any is asked for)."""
+
+    def __init__(self, idle_s: float = IDLE_S) -> None:
         self._watches: dict[tuple[int, str, str], NamespaceWatch] = {}
+        self._used: dict[tuple[int, str], float] = {}
+        self._idle_s = idle_s
+
+    def _reap(self, clock: float) -> None:
+        for (cluster, namespace), used in list(self._used.items()):
+            keys = [(cluster, namespace, r) for r in RESOURCES]
+            group = [self._watches[k] for k in keys if k in self._watches]
+            if clock - used < self._idle_s or any(w.subscribers for w in group):
+                continue
+            for watch in group:
+                watch.task.cancel()
+            for key in keys:
+                self._watches.pop(key, None)
+            del self._used[(cluster, namespace)]
 
     def _of(self, cluster: Cluster, namespace: str) -> list[NamespaceWatch]:
+        clock = time.monotonic()
+        self._reap(clock)
+        self._used[(id(cluster), namespace)] = clock
         watches = []
         for resource in RESOURCES:
             key = (id(cluster), namespace, resource)
@@ -198,3 +221,4 @@ class Watches:
         for watch in self._watches.values():
             await watch.stop()
         self._watches.clear()
+        self._used.clear()

@@ -94,6 +94,8 @@ async def test_release_watch_it_live_and_roll_it_back(
     await expect(page.locator("#release-state")).to_have_attribute(
         "data-state", "succeeded", timeout=LIVE_S
     )
+    # The page reloads itself at the end: wait for the finished page (no longer followed).
+    await expect(page.locator("#transcript")).to_have_attribute("data-follow", "", timeout=LIVE_S)
     latest = (await api.get("/releases", params={"service": service, "limit": 1})).json()
     assert latest["items"][0]["kind"] == "rollback"
     assert latest["items"][0]["version"] == "1.0"
