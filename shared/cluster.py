@@ -351,7 +351,13 @@ async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
     leave the other requests waiting for one."""
     settings = type.__call__(client.Configuration)  # a fresh one, not the shared default
     if env.in_cluster:
-        config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
+        try:
+            config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
+        except config.ConfigException as exc:
+            raise ClusterError(
+                f"environment {env.name!r} is in_cluster, and Fabu does not run in a cluster "
+                f"here: {exc}"
+            ) from exc
         settings.connection_pool_maxsize = 0
         return client.ApiClient(configuration=settings)
     if not env.kubeconfig:

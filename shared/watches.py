@@ -31,6 +31,7 @@ RESOURCES = ("pods", "replicasets", "deployments", "statefulsets", "daemonsets")
 # The kind of each workload resource (objects in a listing do not name their kind).
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 RETRY_S = 2.0
+SYNC_POLL_S = 0.05
 # A namespace's watches stop after this long unused (no subscriber, no reader).
 IDLE_S = 300.0
 
@@ -207,14 +208,15 @@ class Watches:
         """The newest objects of ``namespace``: resource → workload key → name → object,
         once every watch has listed it (TransientError when one cannot within ``within_s``)."""
         watches = self._of(cluster, namespace)
-        try:
-            async with asyncio.timeout(within_s):
-                for watch in watches:
-                    await watch.synced.wait()
-        except TimeoutError:
-            broken = [w.broken[1] for w in watches if w.broken is not None]
-            why = broken[0] if broken else f"no listing within {within_s:.0f} s"
-            raise TransientError(f"cannot list namespace {namespace!r}: {why}") from None
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + within_s
+        while not all(w.synced.is_set() for w in watches):
+            # A watch that failed before its first listing: no use waiting for it.
+            broken = [w.broken[1] for w in watches if w.broken and not w.synced.is_set()]
+            if broken or clock() > deadline:
+                why = broken[0] if broken else f"no listing within {within_s:.0f} s"
+                raise TransientError(f"cannot list namespace {namespace!r}: {why}")
+            await asyncio.sleep(SYNC_POLL_S)
         return {w.resource: w.latest for w in watches}
 
     async def stop(self) -> None:

@@ -18,18 +18,20 @@ CONCURRENT_STATES = 16
 
 class ServiceStates(BaseModel):
     service: str
-    # One per environment where the service has run or has objects.
+    # One per environment a release of the service has reached.
     environments: list[ServiceState]
 
 
 async def _state(api: Api, service: Service, env: Environment) -> ServiceState | None:
-    """The service's live state in ``env``; None where it has never been released and
-    has nothing in the cluster."""
+    """The service's live state in ``env``; None where no release of it ever reached
+    the cluster."""
     applied, last_good = await asyncio.gather(
         api.releases.applied(service.name, env.name),
         api.releases.last_good(service.name, env.name),
     )
     release = next((r for r in applied if applied_whole(r)), None)
+    if not applied:
+        return None  # never reached the cluster there: nothing of it to observe
     try:
         cluster = await api.clusters.get(env)
     except ClusterError as exc:
@@ -44,12 +46,9 @@ async def _state(api: Api, service: Service, env: Environment) -> ServiceState |
             error=exc.message,
             observed_at=now(),
         )
-    state = await api.observer.state(
+    return await api.observer.state(
         cluster, service.name, env.name, env.namespace, release, last_good
     )
-    if release is None and not state.workloads:
-        return None
-    return state
 
 
 async def service_states(

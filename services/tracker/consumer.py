@@ -2,7 +2,10 @@
 
 Follows the Deployment and its pods through the shared namespace watches and
 decides with kubectl's rollout rules, appending each new status line to the
-transcript and keeping a timeline per pod. The final write carries the
+transcript and keeping a timeline per pod. The first time a new pod shows why it
+cannot become Ready (``shared.causes``: a crash loop from its first restart, an
+image that cannot be pulled, no node to run it), a ``cause:`` line says so at
+once, long before the timeout. The final write carries the
 ReplicaSet counts and, for a failure, the diagnosis bundle. A cancelled
 release (``release.cancelled``, read by every tracker) is let go, the
 cluster left as it is.

@@ -274,3 +274,30 @@ async def test_the_cause_is_stated_before_the_timeout_and_leads_the_diagnosis(
     ), summary
     [pod] = never["diagnosis"]["pods"]
     assert pod["ready"].startswith("Ready=False"), pod
+
+
+async def test_a_cluster_that_cannot_be_reached_leaves_the_state_unknown_with_the_cause(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    good = await finished(api, await release(api, service, environment, "1.0.0"))
+    assert good["state"] == "succeeded", good["reason"]
+    dead = stack_env.kubeconfig.parent / f"dead-live-{namespace}.yaml"
+    config = stack_env.kubeconfig.read_text()
+    port = re.search(r"server: https://127\.0\.0\.1:(\d+)", config)
+    assert port is not None
+    dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
+    try:
+        env = (await api.get(f"/environments/{environment}")).json()
+        moved = await api.put(f"/environments/{environment}", json={**env, "kubeconfig": dead.name})
+        assert moved.status_code == 200, moved.text
+
+        found = await state(api, service, environment)
+
+        assert (found["health"], found["sync"]) == ("Unknown", "Unknown")
+        assert found["error"].startswith(f"cannot list namespace '{namespace}': ")
+        assert "unreachable" in found["error"]
+        assert found["last_good"]["id"] == good["id"]
+        assert service in await _ui(api, "/services")
+    finally:
+        dead.unlink()
