@@ -47,7 +47,7 @@ from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Release, ReleaseState, now
 from shared.objects import REVISION, Json, KubeObject, owner
 from shared.rollout import ONLY_ROLLING_UPDATE, VIEWERS
-from shared.watches import KINDS, Watches
+from shared.watches import KINDS, Snapshot, Watches
 
 Obj = KubeObject
 # The managers (their names' beginnings) that own fields by design.
@@ -314,6 +314,8 @@ class Observer:
 
     def __init__(self) -> None:
         self.watches = Watches()
+        # (cluster, namespace) → (the watches' change counts, the workloads by owner).
+        self._index: dict[tuple[int, str], tuple[tuple[int, ...], dict[Any, Any]]] = {}
         # (cluster, namespace, service) → (when, the release and its workloads' versions,
         # the drift found then).
         self._drift: dict[tuple[int, str, str], tuple[float, tuple[str, ...], list[Drift]]] = {}
@@ -339,16 +341,17 @@ class Observer:
             observed_at=now(),
         )
         try:
-            latest = await self.watches.snapshot(cluster, namespace, LIST_WITHIN_S)
+            snapshot = await self.watches.snapshot(cluster, namespace, LIST_WITHIN_S)
         except FabuError as exc:
             state.error = exc.message
             return state
-        found = self._workloads(latest, service, environment)
+        latest = snapshot.latest
+        found = self._owned(cluster, namespace, snapshot).get((service, environment), {})
         gave_up = release is not None and release.state is ReleaseState.FAILED
-        replica_sets = [rs for group in latest["replicasets"].values() for rs in group.values()]
         for key, obj in sorted(found.items()):
             kind = key.partition("/")[0]
             pods = list(latest["pods"].get(key, {}).values())
+            replica_sets = list(latest["replicasets"].get(key, {}).values())
             state.workloads.append(workload_state(kind, obj, pods, replica_sets, gave_up))
         for expected in release.workloads if release else []:
             if expected.key not in found:
@@ -382,20 +385,26 @@ class Observer:
         state.sync = "OutOfSync" if state.drift else "Synced"
         return state
 
-    def _workloads(
-        self, latest: dict[str, dict[str, dict[str, Obj]]], service: str, environment: str
-    ) -> dict[str, Obj]:
-        found = {}
+    def _owned(
+        self, cluster: Cluster, namespace: str, snapshot: Snapshot
+    ) -> dict[tuple[str, str], dict[str, Obj]]:
+        """The namespace's workloads by the service and environment labelled on them:
+        (service, environment) → workload key → object; made again once the watches
+        have taken a change."""
+        key = (id(cluster), namespace)
+        kept = self._index.get(key)
+        if kept is not None and kept[0] == snapshot.changes:
+            return kept[1]
+        index: dict[tuple[str, str], dict[str, Obj]] = {}
         for resource in KINDS:
-            for key, objects in latest[resource].items():
+            for workload, objects in snapshot.latest[resource].items():
                 for obj in objects.values():
                     labels = obj["metadata"].get("labels") or {}
-                    if (labels.get(SERVICE_LABEL), labels.get(ENVIRONMENT_LABEL)) == (
-                        service,
-                        environment,
-                    ):
-                        found[key] = obj
-        return found
+                    owner = (labels.get(SERVICE_LABEL), labels.get(ENVIRONMENT_LABEL))
+                    if owner[0] and owner[1]:
+                        index.setdefault((str(owner[0]), str(owner[1])), {})[workload] = obj
+        self._index[key] = (snapshot.changes, index)
+        return index
 
     async def _drifted(
         self, cluster: Cluster, namespace: str, release: Release, versions: tuple[str, ...]

@@ -12,6 +12,7 @@ service's live state (``shared.live``) reads a namespace's newest objects.
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -70,6 +71,8 @@ class NamespaceWatch:
         self.synced = asyncio.Event()
         # The names listed so far in a listing under way (None between listings).
         self._listing: set[str] | None = None
+        # How many changes ``latest`` has taken: a reader's index is stale once it grows.
+        self.changes = 0
         self.task = asyncio.create_task(self._run(), name=f"watch {namespace} {resource}")
 
     def subscribe(self, workload: str, queue: asyncio.Queue[Update]) -> None:
@@ -89,6 +92,7 @@ class NamespaceWatch:
             return
         # Who wrote which field: the largest part of most objects, and never read here.
         obj["metadata"].pop("managedFields", None)
+        self.changes += 1
         objects = self.latest.setdefault(deployment, {})
         if kind == "DELETED":
             objects.pop(obj["metadata"]["name"], None)
@@ -165,6 +169,12 @@ class Subscription:
                 watch.unsubscribe(workload, self.updates)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    latest: dict[str, dict[str, dict[str, Obj]]]
+    changes: tuple[int, ...]
+
+
 class Watches:
     """The watches of each namespace in use. A namespace's watches stop once nobody has
     subscribed to or read them for ``idle_s`` (checked whenever any is asked for)."""
@@ -202,11 +212,10 @@ class Watches:
         """Follow the workloads (``Deployment/web`` …) of a release in ``namespace``."""
         return Subscription(self._of(cluster, namespace), workloads)
 
-    async def snapshot(
-        self, cluster: Cluster, namespace: str, within_s: float
-    ) -> dict[str, dict[str, dict[str, Obj]]]:
+    async def snapshot(self, cluster: Cluster, namespace: str, within_s: float) -> "Snapshot":
         """The newest objects of ``namespace``: resource → workload key → name → object,
-        once every watch has listed it (TransientError when one cannot within ``within_s``)."""
+        once every watch has listed it (TransientError when one cannot within ``within_s``),
+        and the number of changes each watch has taken."""
         watches = self._of(cluster, namespace)
         clock = asyncio.get_running_loop().time
         deadline = clock() + within_s
@@ -217,7 +226,7 @@ class Watches:
                 why = broken[0] if broken else f"no listing within {within_s:.0f} s"
                 raise TransientError(f"cannot list namespace {namespace!r}: {why}")
             await asyncio.sleep(SYNC_POLL_S)
-        return {w.resource: w.latest for w in watches}
+        return Snapshot({w.resource: w.latest for w in watches}, tuple(w.changes for w in watches))
 
     async def stop(self) -> None:
         for watch in self._watches.values():

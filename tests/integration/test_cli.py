@@ -56,6 +56,26 @@ async def test_a_ci_job_releases_waits_and_gets_the_result_as_its_exit_code(
     )
     assert code == 1, out + err
     assert "failed: rollout not finished within 5s" in out
+    # The cause in one sentence, and the way back.
+    assert "cause: 1 of 1 new pods not Ready for " in out
+    assert f"last good: 1.0 (release {first}); roll back to it with: " in out
+    assert f"fabu release rollback {first}" in out
+    failed = out.split()[0]
+    code, out, err = await fabu_cli("release", "show", failed, env=env)
+    assert code == 0, err
+    assert f"fabu release rollback {first}" in out
+
+    code, out, err = await fabu_cli("service", "status", service, env=env)
+    assert code == 0, err
+    head, running, *rest = out.splitlines()
+    assert head.split()[:4] == [environment, "Degraded", "Synced", "2.0-never-ready"]
+    assert running.startswith("  running: ")
+    assert ":2.0-never-ready x1" in running
+    assert any(line.startswith(f"  Deployment/{service}") for line in rest)
+    assert f"  last good: 1.0 (release {first}): fabu release rollback {first}" in rest
+    code, _, err = await fabu_cli("service", "status", "no-such-service", env=env)
+    assert code == 2
+    assert "404: service 'no-such-service' not found" in err
 
     code, out, err = await fabu_cli("-o", "json", "release", "list", "--service", service, env=env)
     assert code == 0, err
