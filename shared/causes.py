@@ -116,7 +116,8 @@ def summary(pods: list[Obj], wanted: int, at: datetime, what: str = "new pods") 
     oldest = min((s for s in since if s is not None), default=at)
     seconds = max(int((at - oldest).total_seconds()), 0)
     total = max(wanted, len(live))
-    return (
-        f"{len(unready) + missing} of {total} {what} not Ready for {seconds} s "
+    sentence = (
+        f"{len(unready)} of {total} {what} not Ready for {seconds} s "
         f"({readiness_probe(unready[0])})"
     )
+    return f"{sentence}; {missing} not created yet" if missing else sentence

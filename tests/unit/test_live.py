@@ -181,3 +181,12 @@ def test_fabu_rolls_back_once_where_it_is_asked_to() -> None:
     assert not refused.rolls_back_in(env)
     asked = failed.model_copy(update={"params": BaseParams(auto_rollback=True)})
     assert asked.rolls_back_in(env.model_copy(update={"auto_rollback": False}))
+
+
+def test_new_pods_not_created_yet_are_told_apart() -> None:
+    running = {"name": "app", "ready": False, "restartCount": 0, "state": {"running": {}}}
+    waiting = pod("web-1", conditions=not_ready(), containerStatuses=[running])
+    assert summary([waiting], 2, AT) == (
+        "1 of 2 new pods not Ready for 20 s (readiness probe: HTTP GET /healthz on port 8080); "
+        "1 not created yet"
+    )
