@@ -28,7 +28,10 @@ from devstack.system import FabuSystem, new_token
 from shared.secrets import new_key
 
 TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
-DEMO_SERVICES = {"hello": ["1.0.0", "1.1.0", "1.2.0-never-ready"], "greeter": ["2.0.0", "2.1.0"]}
+DEMO_SERVICES = {
+    "hello": ["1.0.0", "1.1.0", "1.2.0-never-ready", "1.3.0-crash-loop"],
+    "greeter": ["2.0.0", "2.1.0"],
+}
 API_PORT = int(os.environ.get("FABU_HTTP_PORT", "8000"))
 
 
