@@ -8,12 +8,16 @@ T = TypeVar("T")
 class FabuError(Exception):
     status = 500
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(
+        self, message: str, *, field: str = "", errors: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         # The input the error is about (``version``, ``params.replicas``), as data:
         # a form shows the message next to that field, the JSON error names it.
         self.field = field
+        # Each problem by its path, when there are several: a form shows each at its field.
+        self.errors = errors or {}
 
 
 class Unauthorized(FabuError):

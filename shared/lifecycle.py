@@ -123,6 +123,7 @@ class Nothing(Fields):
 
 class Rendered(Fields):
     manifest: str
+    sealed_manifest: str = ""
     manifest_sha256: str
     deployment: str
     workloads: list[Workload]

@@ -46,7 +46,9 @@ from shared.errors import FabuError
 from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Release, ReleaseState, now
 from shared.objects import REVISION, Json, KubeObject, owner
+from shared.parameters import hidden_forms, hidden_in, opened
 from shared.rollout import ONLY_ROLLING_UPDATE, VIEWERS
+from shared.secrets import MASK, Secrets
 from shared.watches import KINDS, Snapshot, Watches
 
 Obj = KubeObject
@@ -286,8 +288,11 @@ def _scaled(objects: list[Obj]) -> set[str]:
     return targets
 
 
-async def drift(cluster: Cluster, namespace: str, manifest: str) -> list[Drift]:
-    """Each field where the live objects differ from a server-side dry run of ``manifest``."""
+async def drift(
+    cluster: Cluster, namespace: str, manifest: str, hidden: list[str] | None = None
+) -> list[Drift]:
+    """Each field where the live objects differ from a server-side dry run of ``manifest``;
+    a Secret's values are never shown, nor ``hidden`` (the release's secrets) anywhere."""
     loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
     objects = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
     scaled = _scaled(objects)
@@ -299,8 +304,14 @@ async def drift(cluster: Cluster, namespace: str, manifest: str) -> list[Drift]:
             return [Drift(object=key, field="", live=None, release="the object")]
         would = await cluster.apply(namespace, obj, dry_run=True)
         ignored = controlled(live) | ({"spec.replicas"} if key in scaled else set())
+        secret = obj["kind"] == "Secret"
         return [
-            Drift(object=key, field=path, live=a, release=b)
+            Drift(
+                object=key,
+                field=path,
+                live=MASK if secret and a is not None else hidden_in(a, hidden or []),
+                release=MASK if secret and b is not None else hidden_in(b, hidden or []),
+            )
             for path, a, b in differences(clean(live), clean(would))
             if not any(path == i or path.startswith((f"{i}.", f"{i}[")) for i in ignored)
         ]
@@ -312,8 +323,10 @@ async def drift(cluster: Cluster, namespace: str, manifest: str) -> list[Drift]:
 class Observer:
     """Live states, from the watches of each environment's namespace (started on first use)."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Secrets | None = None) -> None:
         self.watches = Watches()
+        # Opens the manifests that hold secrets, to compare the cluster with them.
+        self.secrets = secrets or Secrets("")
         # (cluster, namespace) → (the watches' change counts, the workloads by owner).
         self._index: dict[tuple[int, str], tuple[tuple[int, ...], dict[Any, Any]]] = {}
         # (cluster, namespace, service) → (when, the release and its workloads' versions,
@@ -415,7 +428,11 @@ class Observer:
         clock = time.monotonic()
         if kept is not None and kept[1] == versions and clock - kept[0] < DRIFT_KEEP_S:
             return kept[2]
-        found = await drift(cluster, namespace, release.manifest)
+        hidden: list[str] = []
+        if release.sealed_manifest:
+            _, plains = opened(release.params.template_values(), self.secrets.open)
+            hidden = hidden_forms(plains)
+        found = await drift(cluster, namespace, self.secrets.manifest(release), hidden)
         self._drift[key] = (clock, versions, found)
         return found
 

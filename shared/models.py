@@ -10,13 +10,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     computed_field,
+    field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from shared.ids import ReleaseId, TemplateId
+from shared.parameters import masked
+from shared.secrets import MASK
 
 # Kubernetes object names: RFC 1123 labels, as Services and Deployments need.
 DnsLabel = Annotated[
@@ -99,14 +105,12 @@ class CanaryStep(Model):
 
 
 class BaseParams(Model):
-    """A service's base parameters in one environment (its release config)."""
+    """A service's base parameters in one environment (its release config): Fabu's own
+    settings below, and beside them the values of the template's parameters, checked
+    against the schema it declares (``shared.parameters``)."""
 
-    replicas: int = Field(default=1, ge=0, le=1000)
-    container_port: int = Field(default=8080, ge=1, le=65535)
-    health_path: str = Field(default="/healthz", pattern=r"^/")
-    labels: dict[str, str] = Field(default_factory=dict)
-    resources: dict[str, dict[str, str]] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="allow")
+
     rollout_timeout_s: int | None = Field(default=None, ge=1, le=86400)
     # Roll back to the last good release when a release fails (None: as the environment says).
     auto_rollback: bool | None = None
@@ -120,6 +124,20 @@ class BaseParams(Model):
         if weights != sorted(set(weights)):
             raise ValueError("canary: step weights must increase, e.g. 10, 50")
         return self
+
+    @model_serializer(mode="wrap")
+    def _shown(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """As JSON (every API answer, the audit log), a sealed secret is shown masked."""
+        data = handler(self)
+        return masked(data) if info.mode_is_json() else data
+
+    def template_values(self) -> dict[str, Any]:
+        """The values of the template's parameters (everything but Fabu's settings)."""
+        return dict(self.model_extra or {})
+
+    def with_values(self, values: dict[str, Any]) -> "BaseParams":
+        settings = self.model_dump(include=set(type(self).model_fields))
+        return BaseParams.model_validate({**settings, **values})
 
 
 class ServiceConfig(Model):
@@ -241,6 +259,8 @@ class Template(Model):
     version: int = Field(default=1, ge=1)
     name: str = Field(min_length=1, max_length=100)
     content: str = Field(min_length=1, max_length=200_000)
+    # The JSON Schema of its parameters (None: Fabu's base parameters, DEFAULT_SCHEMA).
+    parameters: dict[str, Any] | None = None
     created_at: datetime = Field(default_factory=now)
     source: TemplateSource | None = None  # None: written through the API
     commit_sha: str = ""
@@ -525,7 +545,10 @@ class Release(Model):
     config_version: int
     params: BaseParams
     namespace: str
+    # The manifest as shown: its secrets masked. With secrets, the manifest the cluster
+    # gets is kept sealed beside it (``sealed_manifest``, see ``Secrets.manifest``).
     manifest: str = ""
+    sealed_manifest: str = ""
     manifest_sha256: str = ""
     # The Deployment a canary acts on (and, for older records, the one followed).
     deployment: str = ""
@@ -549,6 +572,10 @@ class Release(Model):
     # rollout), and what happened at each; None for a plain rolling update.
     canary_step: int | None = None
     canary: list[CanaryEvent] = Field(default_factory=list)
+
+    @field_serializer("sealed_manifest", when_used="json")
+    def _sealed_shown(self, sealed: str) -> str:
+        return MASK if sealed else ""
 
     def again(
         self,

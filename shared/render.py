@@ -7,6 +7,7 @@ keys or documents, whatever characters it holds. Build composite strings
 inside the expression: ``{{ service ~ "-canary" }}``.
 """
 
+import base64
 import functools
 import hashlib
 import json
@@ -32,6 +33,7 @@ from shared.manifest import (
     canary_target,
 )
 from shared.models import BaseParams
+from shared.parameters import Schema, filled, hidden_in
 
 TEMPLATE_NAME = "<template>"
 # The pod-template annotation ``kubectl rollout restart`` sets; a redeploy sets it too.
@@ -55,7 +57,9 @@ class ReleaseParams:
 
 @dataclass(frozen=True)
 class Rendered:
+    # What the cluster gets, and what is shown: the same with the secrets masked.
     manifest: str
+    shown: str
     sha256: str
     # The Deployment a canary acts on ("" when the manifest names none).
     deployment: str
@@ -126,6 +130,8 @@ _env = _Sandbox(
     autoescape=False,
     keep_trailing_newline=True,
 )
+# A Secret's ``data`` is base64: ``{{ password | b64encode }}``.
+_env.filters["b64encode"] = lambda text: base64.b64encode(str(text).encode()).decode()
 
 
 def _line_of(exc: BaseException) -> int | None:
@@ -135,10 +141,20 @@ def _line_of(exc: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
-def context(params: BaseParams, release: ReleaseParams) -> dict[str, Any]:
+def context(
+    params: BaseParams, release: ReleaseParams, parameters: Schema | None = None
+) -> dict[str, Any]:
+    """What a template sees: Fabu's settings, its parameters' values with their defaults,
+    and the release parameters (which no schema can redefine)."""
+    values = filled(parameters, params.template_values())
+    derived = {}
+    if parameters is None:
+        # The base parameters' env as a list of {name, value}, as a container's env is.
+        derived["env_list"] = [{"name": k, "value": v} for k, v in sorted(values["env"].items())]
     return {
-        **params.model_dump(),
-        "env_list": [{"name": k, "value": v} for k, v in sorted(params.env.items())],
+        **params.model_dump(include=set(BaseParams.model_fields)),
+        **values,
+        **derived,
         "release_id": release.release_id,
         "service": release.service,
         "version": release.version,
@@ -179,11 +195,16 @@ def render(
     params: BaseParams,
     release: ReleaseParams,
     restarted_at: datetime | None = None,
+    *,
+    parameters: Schema | None = None,
+    hidden: list[str] | None = None,
 ) -> Rendered:
-    """Render and check a manifest; ``restarted_at`` stamps the pod template as
-    ``kubectl rollout restart`` does, so the Deployment replaces its pods."""
+    """Render and check a manifest from the template, its parameters' schema and
+    ``params`` with their secrets opened; ``hidden`` (``parameters.hidden_forms``) are
+    masked in what is shown. ``restarted_at`` stamps the pod template as ``kubectl
+    rollout restart`` does, so the Deployment replaces its pods."""
     try:
-        text = _rendered(_compile(template), context(params, release))
+        text = _rendered(_compile(template), context(params, release, parameters))
     except TemplateSyntaxError as exc:
         raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
     except TemplateError as exc:
@@ -224,12 +245,22 @@ def render(
         metadata["labels"] = {**(labels or {}), **owner}
     if restarted_at is not None:
         _restart(objects, restarted_at)
-    text = yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
+    text = _dumped(objects)
+    shown = _dumped(hidden_in(objects, hidden)) if hidden else text
     sha = hashlib.sha256(text.encode()).hexdigest()
     deployment = str(target["metadata"]["name"]) if target else ""
     return Rendered(
-        manifest=text, sha256=sha, deployment=deployment, objects=objects, workloads=workloads
+        manifest=text,
+        shown=shown,
+        sha256=sha,
+        deployment=deployment,
+        objects=objects,
+        workloads=workloads,
     )
+
+
+def _dumped(objects: list[Any]) -> str:
+    return yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
 
 
 def _workloads(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:

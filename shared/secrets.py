@@ -4,9 +4,14 @@ Only sealed values reach the database; they are opened in memory where they
 are used (the notifier), and read back through the API masked.
 """
 
+from typing import TYPE_CHECKING
+
 from cryptography.fernet import Fernet, InvalidToken
 
 from shared.errors import FabuError, Invalid
+
+if TYPE_CHECKING:
+    from shared.models import Release
 
 PREFIX = "fernet:"
 MASK = "••••••"
@@ -36,6 +41,10 @@ class Secrets:
             return self._fernet.decrypt(sealed.removeprefix(PREFIX).encode()).decode()
         except InvalidToken as exc:
             raise SecretError("a stored secret cannot be opened with FABU_SECRET_KEY") from exc
+
+    def manifest(self, release: "Release") -> str:
+        """The manifest the cluster gets: opened when it holds secrets, else as shown."""
+        return self.open(release.sealed_manifest) if release.sealed_manifest else release.manifest
 
 
 def new_key() -> str:

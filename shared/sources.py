@@ -40,10 +40,16 @@ class SourceError(FabuError):
     status = 422
 
 
+# A template's parameter schema lives beside it: ``deploy.yaml`` → ``deploy.yaml.schema.json``.
+SCHEMA_SUFFIX = ".schema.json"
+
+
 @dataclass(frozen=True)
 class SourceFile:
     content: str
     commit_sha: str
+    # The schema file beside it at the same commit, as text (None: there is none).
+    schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,17 @@ def _from_gitlab(remotes: Remotes, source: TemplateSource, ref: str) -> SourceFi
     except OSError as exc:  # requests' connection errors derive from it
         raise TransientError(f"GitLab unreachable reading {where}: {exc}") from exc
     content = base64.b64decode(found.content).decode("utf-8", errors="replace")
-    return SourceFile(content=content, commit_sha=str(found.commit_id))
+    sha = str(found.commit_id)
+    try:
+        beside = project.files.get(file_path=source.path + SCHEMA_SUFFIX, ref=sha)
+    except gitlab.exceptions.GitlabGetError as exc:
+        if exc.response_code != 404:
+            raise TransientError(f"GitLab failed reading the schema of {where}") from exc
+        return SourceFile(content=content, commit_sha=sha)
+    except (gitlab.exceptions.GitlabError, OSError) as exc:
+        raise TransientError(f"GitLab failed reading the schema of {where}: {exc}") from exc
+    schema = base64.b64decode(beside.content).decode("utf-8", errors="replace")
+    return SourceFile(content=content, commit_sha=sha, schema=schema)
 
 
 def _protocol(url: str) -> str:
@@ -193,4 +209,10 @@ async def _from_git(source: TemplateSource, ref: str, remotes: Remotes) -> Sourc
         if int(await git("cat-file", "-s", blob)) > MAX_BYTES:
             raise SourceError(f"{source.path} is larger than {MAX_BYTES:,} bytes")
         content = await git("cat-file", "blob", blob)
-    return SourceFile(content=content, commit_sha=sha)
+        schema_path = source.path + SCHEMA_SUFFIX
+        schema = None
+        if (await git("ls-tree", "--name-only", "FETCH_HEAD", "--", schema_path)).strip():
+            if int(await git("cat-file", "-s", f"FETCH_HEAD:{schema_path}")) > MAX_BYTES:
+                raise SourceError(f"{schema_path} is larger than {MAX_BYTES:,} bytes")
+            schema = await git("cat-file", "blob", f"FETCH_HEAD:{schema_path}")
+    return SourceFile(content=content, commit_sha=sha, schema=schema)

@@ -25,6 +25,7 @@ from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
 from shared.manifest import objects
 from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine, now
+from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
@@ -78,7 +79,7 @@ async def release_hooks(
     with what comes next; None when a hook failed (the release with it) or the release
     was cancelled meanwhile (the lines written then): nothing more may be done for it."""
     lines = list(kept or [])
-    jobs = hooks.hooks(objects(release.manifest), when)
+    jobs = hooks.hooks(objects(Secrets(ctx.settings.secret_key).manifest(release)), when)
     if not jobs:
         return lines
     env = await ctx.catalog.environment(release.environment)

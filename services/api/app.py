@@ -39,6 +39,7 @@ from shared.errors import Conflict, FabuError
 from shared.live import Observer
 from shared.models import Grant, Role, User
 from shared.registry import Registries
+from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
@@ -83,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             owned.push_async_callback(clusters.close)
             registries = Registries(settings.registries, settings.deny)
             owned.push_async_callback(registries.close)
-            observer = Observer()
+            observer = Observer(Secrets(settings.secret_key))
             owned.push_async_callback(observer.stop)
             app.state.api = api = Api(
                 settings=settings,
@@ -127,7 +128,11 @@ def create_app(settings: Settings) -> FastAPI:
         if not request.url.path.startswith(API_PATHS):
             return ui_routes.problem(request, None, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        body = {"detail": exc.message, **({"field": exc.field} if exc.field else {})}
+        body: dict[str, object] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        if exc.errors:
+            body["errors"] = exc.errors
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(ui_routes.LoginNeeded)

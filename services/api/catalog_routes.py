@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from services.api import catalog_service, state_service
 from services.api.access import Admin, ConfigAdmin, Viewer
 from services.api.deps import ApiDep
-from services.api.schemas import ConfigIn, ImageTag, Preview
+from services.api.schemas import ConfigIn, ConfigView, ImageTag, Preview
 from services.api.state_service import ServiceStates
 from shared.models import Environment, Service, ServiceConfig
 
@@ -68,7 +68,9 @@ async def put_config(
 
 
 @router.get("/services/{name}/config/{environment}")
-async def get_config(name: str, environment: str, api: ApiDep, me: Viewer) -> ServiceConfig:
+async def get_config(name: str, environment: str, api: ApiDep, me: Viewer) -> ConfigView:
+    """The current config, with its template's parameter schema, the values a release
+    renders with (defaults filled in, secrets masked) and any that no longer fit."""
     return await catalog_service.config(api, me, name, environment)
 
 
@@ -83,7 +85,7 @@ async def config_versions(
 @router.get("/services/{name}/config/{environment}/versions/{version}")
 async def config_version(
     name: str, environment: str, version: int, api: ApiDep, me: Viewer
-) -> ServiceConfig:
+) -> ConfigView:
     return await catalog_service.config(api, me, name, environment, version)
 
 

@@ -3,7 +3,9 @@ HTTP edges and the stores: the JSON routes and the UI pages call these."""
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -11,14 +13,27 @@ from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
-from services.api.schemas import ConfigIn, Preview
+from services.api.schemas import ConfigIn, ConfigView, Preview
 from shared.cluster import ClusterError, kubeconfig_file
 from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable, found
 from shared.messages import ImageBuilt
-from shared.models import Environment, Image, Role, Service, ServiceConfig
+from shared.models import BaseParams, Environment, Image, Role, Service, ServiceConfig, Template
+from shared.parameters import (
+    filled,
+    hidden_forms,
+    hide,
+    masked,
+    opened,
+    problems,
+    schema_of,
+    sealed,
+    secrets_in,
+    unmasked,
+)
 from shared.registry import Repository
 from shared.render import RenderError, render
 from shared.settings import Settings
+from shared.templates import misfits, render_with
 
 
 class ImageVersion(BaseModel):
@@ -46,18 +61,45 @@ async def reachable(env: Environment, settings: Settings) -> None:
             raise Invalid(exc.message) from exc
 
 
-def _changes(before: ServiceConfig | None, after: ConfigIn) -> list[str]:
-    """Field by field, what a save changes: ``replicas: 2 → 3``."""
+def _changes(
+    before: tuple[ServiceConfig, Template | None] | None,
+    after: tuple[ConfigIn, Template],
+    values: dict[str, Any],
+    secret: set[str | int],
+    open_: Callable[[str], str],
+) -> list[str]:
+    """Field by field, what a save changes in what a release renders with (defaults
+    filled in): ``replicas: 2 → 3``. A parameter holding a secret (``secret``: their
+    names) only says that it changed; ``values`` are plain."""
     if before is None:
         return ["created"]
+    (config, was_template), (body, template) = before, after
     lines = []
-    if before.template_id != after.template_id:
-        lines.append(f"template_id: {before.template_id} → {after.template_id}")
-    old, new = before.params.model_dump(), after.params.model_dump()
-    for key in new:
-        if old.get(key) != new[key]:
-            lines.append(f"{key}: {json.dumps(old.get(key))} → {json.dumps(new[key])}")
+    if config.template_id != body.template_id:
+        lines.append(f"template_id: {config.template_id} → {body.template_id}")
+    settings = set(BaseParams.model_fields)
+    old = {
+        **config.params.model_dump(include=settings),
+        **filled(
+            was_template.parameters if was_template else None, config.params.template_values()
+        ),
+    }
+    new = {**body.params.model_dump(include=settings), **filled(template.parameters, values)}
+    for key in sorted(old.keys() | new.keys()):
+        was, now_ = old.get(key), new.get(key)
+        if key in secret or masked(was) != was:
+            # Sealed anew on every save: compare what they hold.
+            if opened(was, open_)[0] != now_:
+                lines.append(f"{key}: changed (holds a secret)")
+        elif was != now_:
+            lines.append(f"{key}: {json.dumps(was)} → {json.dumps(now_)}")
     return lines
+
+
+async def _template_of(api: Api, config: ServiceConfig, known: Template) -> Template | None:
+    if config.template_id == known.id:
+        return known
+    return await api.catalog.template(config.template_id)
 
 
 async def create_environment(api: Api, principal: Principal, body: Environment) -> Environment:
@@ -107,7 +149,9 @@ async def service(api: Api, principal: Principal, name: str) -> Service:
 
 async def config(
     api: Api, principal: Principal, name: str, environment: str, version: int | None = None
-) -> ServiceConfig:
+) -> ConfigView:
+    """A config version with its template's schema now, the values a release would render
+    with (defaults filled in) and why they do not fit, if they do not."""
     need(principal, Permission.VIEW)
     found = await api.catalog.config(name, environment, version)
     if found is None:
@@ -116,7 +160,15 @@ async def config(
                 f"version {version} of the config of {name!r} in {environment!r} not found"
             )
         raise NotFound(f"service {name!r} has no release config for environment {environment!r}")
-    return found
+    template = await api.catalog.template(found.template_id)
+    parameters = template.parameters if template else None
+    values = found.params.template_values()
+    return ConfigView(
+        **found.model_dump(),
+        parameters=schema_of(parameters),
+        effective=masked(filled(parameters, values)),
+        problems=misfits(template, found.params, api.secrets) if template else {},
+    )
 
 
 async def config_versions(
@@ -160,21 +212,36 @@ async def put_config(
         raise NotFound(f"environment {environment!r} not found")
     if template is None:
         raise Invalid(f"template_id: template {body.template_id!r} not found", field="template_id")
+    before = current.params.template_values() if current else {}
+    values = unmasked(template.parameters, body.params.template_values(), before, api.secrets.open)
+    found = problems(template.parameters, values)
+    if found:
+        said = "; ".join(f"{path}: {why}" for path, why in found.items())
+        raise Invalid(said, field=next(iter(found)), errors=found)
+    plain = body.params.with_values(values)
+    secret = secrets_in(template.parameters, values)
     params = sample_params(name, service.image_repository, env.name, env.namespace)
     try:
-        render(template.content, body.params, params)
+        render(template.content, plain, params, parameters=template.parameters)
     except RenderError as exc:
+        said = hide(str(exc), hidden_forms(list(secret.values())))
         raise Invalid(
             f"params: template {template.name!r} version {template.version} does not render "
-            f"with them: {exc}"
+            f"with them: {said}"
         ) from exc
     config = ServiceConfig(
         service=name,
         environment=environment,
         template_id=body.template_id,
-        params=body.params,
+        params=body.params.with_values(sealed(template.parameters, values, api.secrets.seal)),
         author=principal.name,
-        change=_changes(current, body),
+        change=_changes(
+            (current, await _template_of(api, current, template)) if current else None,
+            (body, template),
+            values,
+            {p[0] for p in secret},
+            api.secrets.open,
+        ),
         note=body.note,
     )
     stored = await api.catalog.put_config(config)
@@ -248,18 +315,21 @@ async def preview(
         raise NotFound(f"environment {environment!r} not found")
     if config is None:
         raise Invalid(f"service {name!r} has no release config for environment {environment!r}")
-    template = await config_template(api.catalog, config)
+    template = await config_template(api.catalog, config, api.secrets)
     params = sample_params(name, service.image_repository, env.name, env.namespace, version)
+    _, plains = opened(config.params.template_values(), api.secrets.open)
+    hidden = hidden_forms(plains)
     try:
-        rendered = render(template.content, config.params, params)
+        rendered = render_with(template, config.params, params, api.secrets)
     except RenderError as exc:
-        raise Invalid(f"the release would fail to render: {exc}") from exc
+        raise Invalid(f"the release would fail to render: {hide(str(exc), hidden)}") from exc
     try:
-        diff = await manifest_diff(await api.clusters.get(env), env.namespace, rendered.manifest)
+        cluster = await api.clusters.get(env)
+        diff = await manifest_diff(cluster, env.namespace, rendered.manifest, hidden)
     except (ClusterError, TransientError) as exc:
         raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
     return Preview(
-        manifest=rendered.manifest,
+        manifest=rendered.shown,
         template_id=template.id,
         template_version=template.version,
         config_version=config.version,

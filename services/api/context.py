@@ -12,6 +12,7 @@ from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.live import Observer
 from shared.registry import Registries
+from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
@@ -37,3 +38,8 @@ class Api:
     observer: Observer
     # authlib's OAuth registry when OpenID Connect login is configured.
     oauth: Any = None
+
+    @property
+    def secrets(self) -> Secrets:
+        """Seals and opens the secrets Fabu keeps (``FABU_SECRET_KEY``)."""
+        return Secrets(self.settings.secret_key)

@@ -7,6 +7,7 @@ writes itself (managed fields, resource version, uid, timestamps, generation).
 """
 
 import difflib
+import hashlib
 from typing import Any, Literal, cast
 
 import yaml
@@ -18,6 +19,8 @@ from shared.live import clean
 from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Owned
 from shared.objects import KubeObject
+from shared.parameters import hide
+from shared.secrets import MASK
 
 Obj = KubeObject
 
@@ -44,16 +47,38 @@ def _yaml(obj: dict[str, Any]) -> list[str]:
     return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True).splitlines(keepends=True)
 
 
-async def manifest_diff(cluster: Cluster, namespace: str, manifest: str) -> ManifestDiff:
+def _unreadable(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with each value written as the mask and a digest of it: a change shows,
+    the value does not."""
+    if obj.get("kind") != "Secret":
+        return obj
+    shown = dict(obj)
+    for field in ("data", "stringData"):
+        if isinstance(obj.get(field), dict):
+            shown[field] = {
+                k: f"{MASK} sha256:{hashlib.sha256(str(v).encode()).hexdigest()[:12]}"
+                for k, v in obj[field].items()
+            }
+    return shown
+
+
+async def manifest_diff(
+    cluster: Cluster, namespace: str, manifest: str, hidden: list[str] | None = None
+) -> ManifestDiff:
+    """What applying ``manifest`` would change; a Secret's values and ``hidden`` (the
+    release's secrets, ``parameters.hidden_forms``) never appear in the diff."""
     loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
     objects = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
     diffs = []
     for obj in objects:
-        live = clean(await cluster.live(namespace, obj))
-        would = clean(await cluster.apply(namespace, obj, dry_run=True))
+        live = _unreadable(clean(await cluster.live(namespace, obj)))
+        would = _unreadable(clean(await cluster.apply(namespace, obj, dry_run=True)))
         name = f"{obj['kind']}/{obj['metadata']['name']}"
-        text = "".join(
-            difflib.unified_diff(_yaml(live), _yaml(would), f"live/{name}", f"release/{name}")
+        text = hide(
+            "".join(
+                difflib.unified_diff(_yaml(live), _yaml(would), f"live/{name}", f"release/{name}")
+            ),
+            hidden or [],
         )
         action: Literal["create", "update", "unchanged"] = (
             "create" if not live else "update" if text else "unchanged"

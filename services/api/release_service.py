@@ -53,6 +53,7 @@ from shared.models import (
     TranscriptLine,
     now,
 )
+from shared.parameters import hidden_forms, opened
 from shared.store.mongo import new_id
 
 log = structlog.get_logger()
@@ -279,7 +280,7 @@ async def create(api: Api, principal: Principal, body: ReleaseIn) -> ReleaseAcce
             f"service {body.service!r} has no release config for environment {body.environment!r}",
             field="environment",
         )
-    template = await config_template(api.catalog, config)
+    template = await config_template(api.catalog, config, api.secrets)
     try:
         digest = await api.registries.digest(service.image_repository, body.version)
     except FabuError as exc:
@@ -327,8 +328,11 @@ async def rollback_preview(api: Api, principal: Principal, release_id: str) -> M
     env = await api.catalog.environment(source.environment)
     if env is None:
         raise NotFound(f"environment {source.environment!r} not found")
+    _, plains = opened(source.params.template_values(), api.secrets.open)
+    manifest = api.secrets.manifest(source)
     try:
-        return await manifest_diff(await api.clusters.get(env), env.namespace, source.manifest)
+        cluster = await api.clusters.get(env)
+        return await manifest_diff(cluster, env.namespace, manifest, hidden_forms(plains))
     except (ClusterError, TransientError) as exc:
         raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
 
@@ -343,7 +347,7 @@ async def redeploy(
         raise Invalid(
             f"service {source.service!r} has no release config for {source.environment!r}"
         )
-    template = await config_template(api.catalog, config)
+    template = await config_template(api.catalog, config, api.secrets)
     description = (body.description if body else "") or f"redeploy {source.version}"
     release = source.again(
         ReleaseId(new_id()), ReleaseKind.REDEPLOY, description, env.namespace, template, config

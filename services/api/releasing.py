@@ -27,9 +27,11 @@ from shared.models import (
     now,
 )
 from shared.render import ReleaseParams
+from shared.secrets import Secrets
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.releases import Releases
+from shared.templates import misfits
 
 log = structlog.get_logger()
 
@@ -130,9 +132,24 @@ def sample_params(
     )
 
 
-async def config_template(catalog: Catalog, config: ServiceConfig) -> Template:
-    """The current version of the template a release config names (422 if it is gone)."""
+async def config_template(catalog: Catalog, config: ServiceConfig, secrets: Secrets) -> Template:
+    """The current version of the template a release config names: 422 if it is gone or
+    the config's values do not fit its parameters (a release of it is refused)."""
     template = await catalog.template(config.template_id)
     if template is None:
         raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+    fitting(template, config, secrets)
     return template
+
+
+def fitting(template: Template, config: ServiceConfig, secrets: Secrets) -> None:
+    """422 naming each path where the config's values do not fit the template version."""
+    found = misfits(template, config.params, secrets)
+    if found:
+        said = "; ".join(f"{path}: {why}" for path, why in found.items())
+        raise Invalid(
+            f"the release config of {config.service} in {config.environment} does not fit "
+            f"template {template.name!r} version {template.version}: {said}; fix the config",
+            field=next(iter(found)),
+            errors=found,
+        )

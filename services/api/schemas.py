@@ -16,6 +16,7 @@ from shared.models import (
     Release,
     ReleaseKind,
     ReleaseState,
+    ServiceConfig,
     TemplateSource,
     UserName,
 )
@@ -30,6 +31,8 @@ class Problem(BaseModel):
     detail: str | list[dict[str, Any]]
     # The input the error is about, when it is about one (``version``).
     field: str | None = None
+    # Each problem by the path it is about, when there are several (``params.owner``).
+    errors: dict[str, str] | None = None
 
 
 # The error answers every route may give, in the OpenAPI description.
@@ -64,23 +67,46 @@ class TemplateIn(Body):
 
     name: str = Field(min_length=1, max_length=100)
     content: str | None = Field(default=None, min_length=1, max_length=200_000)
+    # The JSON Schema of its parameters (none: Fabu's base parameters); a template read
+    # from a source has its own, in ``<file>.schema.json`` beside it.
+    parameters: dict[str, Any] | None = None
     source: TemplateSource | None = None
 
     @model_validator(mode="after")
     def _one(self) -> "TemplateIn":
         if (self.content is None) == (self.source is None):
             raise ValueError("give either content or source")
+        if self.source is not None and self.parameters is not None:
+            raise ValueError(
+                "parameters: a template read from a source declares them in "
+                "<file>.schema.json beside it"
+            )
         return self
 
 
 class TemplateContentIn(Body):
     content: str = Field(min_length=1, max_length=200_000)
+    # Left out: the parameters stay as they are; null: Fabu's base parameters.
+    parameters: dict[str, Any] | None = None
 
 
 class ConfigIn(Body):
     template_id: TemplateId
+    # Fabu's settings (canary, rollout_timeout_s, auto_rollback) and the values of the
+    # template's parameters; a secret given as the mask keeps its stored value.
     params: BaseParams = Field(default_factory=BaseParams)
     note: str = Field(default="", max_length=2000)
+
+
+class ConfigView(ServiceConfig):
+    """A release config with what it means for its template now."""
+
+    # The template's parameter schema in force, and the values a release renders with
+    # (the config's, with the schema's defaults filled in; secrets masked).
+    parameters: dict[str, Any]
+    effective: dict[str, Any]
+    # Why the values do not fit the template's current version, by path (empty: they do).
+    problems: dict[str, str] = Field(default_factory=dict)
 
 
 class Preview(BaseModel):
@@ -99,6 +125,8 @@ class ServiceImpact(BaseModel):
     # The manifest rendered with the old version against the new one.
     diff: str
     error: str = ""
+    # Why its config does not fit the new version, by path: releasing it is refused.
+    problems: dict[str, str] = {}
     # What releasing the new version would prune: objects the old one had, the new not.
     prune: list[str] = []
 

@@ -2,10 +2,11 @@
 pages call these."""
 
 import difflib
+from typing import Any
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
-from services.api.releasing import Starter, sample_params, start
+from services.api.releasing import Starter, fitting, sample_params, start
 from services.api.schemas import (
     ActionIn,
     Impact,
@@ -19,19 +20,25 @@ from shared.ids import ReleaseId, TemplateId
 from shared.manifest import PRUNE_ANNOTATION
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
-from shared.render import RenderError, check, render
+from shared.parameters import SchemaError, check_schema
+from shared.render import RenderError, check
 from shared.sources import Remotes
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
-from shared.store.releases import Releases
-from shared.templates import read_checked
+from shared.templates import misfits, read_checked, render_with
 
 
-def checked(content: str) -> None:
+def checked(content: str, parameters: dict[str, Any] | None = None) -> None:
+    """422 unless the content parses and the parameters are a schema Fabu can use."""
     try:
         check(content)
     except RenderError as exc:
         raise Invalid(f"content: {exc}", field="content") from exc
+    if parameters is not None:
+        try:
+            check_schema(parameters)
+        except SchemaError as exc:
+            raise Invalid(str(exc), field="parameters") from exc
 
 
 async def found(catalog: Catalog, template_id: str, version: int | None = None) -> Template:
@@ -52,10 +59,19 @@ async def change(
         raise Conflict(
             f"template {template_id!r} is read from {current.source.type}; change it there"
         )
-    checked(body.content)
-    if body.content == current.content:
+    # Left out of the body, the parameters stay as they are.
+    parameters = body.parameters if "parameters" in body.model_fields_set else current.parameters
+    checked(body.content, parameters)
+    if (body.content, parameters) == (current.content, current.parameters):
         return current
-    new = current.model_copy(update={"version": current.version + 1, "content": body.content})
+    new = current.model_copy(
+        update={
+            "version": current.version + 1,
+            "content": body.content,
+            "parameters": parameters,
+            "created_at": now(),
+        }
+    )
     await api.catalog.add_template(new)
     await api.audit.record(
         principal.name, "template.update", f"template/{template_id}", before=current, after=new
@@ -63,13 +79,11 @@ async def change(
     return new
 
 
-async def _impact(
-    catalog: Catalog, releases: Releases, config: ServiceConfig, old: Template, new: Template
-) -> ServiceImpact:
+async def _impact(api: Api, config: ServiceConfig, old: Template, new: Template) -> ServiceImpact:
     service, env, latest = (
-        await catalog.service(config.service),
-        await catalog.environment(config.environment),
-        await releases.latest(config.service, config.environment),
+        await api.catalog.service(config.service),
+        await api.catalog.environment(config.environment),
+        await api.releases.latest(config.service, config.environment),
     )
     version = latest.version if latest else None
     if service is None or env is None:
@@ -83,9 +97,21 @@ async def _impact(
     params = sample_params(
         service.name, service.image_repository, env.name, env.namespace, version or "0.0.0-preview"
     )
+    unfit = misfits(new, config.params, api.secrets)
+    if unfit:
+        said = "; ".join(f"{path}: {why}" for path, why in unfit.items())
+        return ServiceImpact(
+            service=config.service,
+            environment=config.environment,
+            version=version,
+            diff="",
+            error=f"its config does not fit version {new.version}: {said}; "
+            "releasing it is refused until the config is fixed",
+            problems=unfit,
+        )
     try:
-        rendered_before = render(old.content, config.params, params)
-        rendered_after = render(new.content, config.params, params)
+        rendered_before = render_with(old, config.params, params, api.secrets)
+        rendered_after = render_with(new, config.params, params, api.secrets)
     except RenderError as exc:
         return ServiceImpact(
             service=config.service,
@@ -95,8 +121,8 @@ async def _impact(
             error=str(exc),
         )
     diff = difflib.unified_diff(
-        rendered_before.manifest.splitlines(keepends=True),
-        rendered_after.manifest.splitlines(keepends=True),
+        rendered_before.shown.splitlines(keepends=True),
+        rendered_after.shown.splitlines(keepends=True),
         f"version {old.version}",
         f"version {new.version}",
     )
@@ -132,7 +158,7 @@ async def impact(
         template_id=template_id,
         from_version=old.version,
         to_version=new.version,
-        services=[await _impact(api.catalog, api.releases, c, old, new) for c in configs],
+        services=[await _impact(api, c, old, new) for c in configs],
     )
 
 
@@ -142,8 +168,10 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
     template_id = TemplateId(new_id())
     if body.source is None:
         assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
-        checked(body.content)
-        template = Template(id=template_id, name=body.name, content=body.content)
+        checked(body.content, body.parameters)
+        template = Template(
+            id=template_id, name=body.name, content=body.content, parameters=body.parameters
+        )
     else:
         remotes = Remotes.of(api.settings)
         try:
@@ -158,6 +186,7 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
             id=template_id,
             name=body.name,
             content=found.content,
+            parameters=found.parameters,
             source=body.source,
             commit_sha=found.commit_sha,
             synced_at=now(),
@@ -225,6 +254,7 @@ async def release_all(
             ReleaseId(new_id()), ReleaseKind.DEPLOY, description, env.namespace, template, config
         )
         try:
+            fitting(template, config, api.secrets)
             accepted = await start(
                 release, env, service, starter, body.override_reason if body else ""
             )

@@ -32,6 +32,7 @@ from shared.manifest import (
 )
 from shared.messages import ReleasePromoted, ReleaseRendered
 from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, Workload, now
+from shared.secrets import SecretError, Secrets
 from shared.worker import (
     Context,
     environment_and_cluster,
@@ -125,14 +126,27 @@ async def _pre_rollout(ctx: Context, cluster: Cluster, release: Release) -> bool
     return await release_hooks(ctx, cluster, release, PRE_ROLLOUT, DEPLOYER) is not None
 
 
+async def _opened(ctx: Context, release: Release) -> Release | None:
+    """The release with the manifest the cluster gets, its secrets opened (in memory
+    only); None when they cannot be opened, and the release failed with why."""
+    try:
+        manifest = Secrets(ctx.settings.secret_key).manifest(release)
+    except SecretError as exc:
+        await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
+        return None
+    return release.model_copy(update={"manifest": manifest})
+
+
 async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:
     release = await pending_release(ctx, event.release_id, DEPLOYER, ReleaseState.RENDERED)
     if release is None or event.step != (release.canary_step or 0):
         return  # done already, or a step the release has left
     found = await environment_and_cluster(ctx, release, DEPLOYER)
-    if found is None:
+    ready = await _opened(ctx, release) if found is not None else None
+    if found is None or ready is None:
         return
     _, cluster = found
+    release = ready
     started_at = release.started_at or now()
     try:
         release, line = await _whole_if_first(cluster, release)

@@ -14,7 +14,9 @@ from shared.bus import Msg
 from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
 from shared.messages import ReleaseRequested
 from shared.models import Owned, ReleaseKind, ReleaseState, Workload
-from shared.render import ReleaseParams, RenderError, render
+from shared.render import ReleaseParams, RenderError
+from shared.secrets import SecretError, Secrets
+from shared.templates import render_with
 from shared.worker import Context, fail_release, pending_release
 
 
@@ -44,13 +46,18 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
     )
     # A redeploy replaces the pods even when nothing else changed.
     restart = release.created_at if release.kind is ReleaseKind.REDEPLOY else None
+    secrets = Secrets(ctx.settings.secret_key)
     try:
-        rendered = render(template.content, release.params, params, restarted_at=restart)
-    except RenderError as exc:
-        await fail_release(ctx, release, RENDERER, Failed(reason=str(exc)))
+        rendered = render_with(template, release.params, params, secrets, restart)
+    except (RenderError, SecretError) as exc:
+        reason = exc.message if isinstance(exc, SecretError) else str(exc)
+        await fail_release(ctx, release, RENDERER, Failed(reason=reason))
         return
+    # With secrets in it, the manifest the cluster gets is kept sealed; the one shown masks them.
+    secret = rendered.shown != rendered.manifest
     fields = Rendered(
-        manifest=rendered.manifest,
+        manifest=rendered.shown,
+        sealed_manifest=secrets.seal(rendered.manifest) if secret else "",
         manifest_sha256=rendered.sha256,
         deployment=rendered.deployment,
         workloads=[Workload(kind=kind, name=name) for kind, name in rendered.workloads],

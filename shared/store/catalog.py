@@ -1,5 +1,7 @@
 """Environments, services, templates and release configs."""
 
+import json
+
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
@@ -11,6 +13,22 @@ from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 def _strip(doc: Doc | None) -> Doc | None:
     if doc is not None:
         doc.pop("_id", None)
+    return doc
+
+
+def _template(doc: Doc) -> Template:
+    """A stored template: its schema is kept as JSON text (``$ref``, ``$defs`` and
+    dotted names are not field names FerretDB takes)."""
+    parameters = doc.get("parameters")
+    if isinstance(parameters, str):
+        doc = {**doc, "parameters": json.loads(parameters)}
+    return Template.model_validate(doc)
+
+
+def _template_doc(template: Template) -> Doc:
+    doc = template.model_dump()
+    if template.parameters is not None:
+        doc["parameters"] = json.dumps(template.parameters, ensure_ascii=False)
     return doc
 
 
@@ -75,7 +93,7 @@ class Catalog:
         The version document is written first under a unique key, so two
         writers of the same version cannot both succeed (409).
         """
-        doc = template.model_dump()
+        doc = _template_doc(template)
         try:
             await self._template_versions.insert_one(
                 {"_id": f"{template.id}/{template.version}", **doc}
@@ -95,16 +113,16 @@ class Catalog:
         else:
             doc = await self._template_versions.find_one({"_id": f"{template_id}/{version}"})
         doc = _strip(doc)
-        return Template.model_validate(doc) if doc else None
+        return _template(doc) if doc else None
 
     async def templates(self) -> list[Template]:
         cursor = self._templates.find({}).sort("_id", 1)
-        return [Template.model_validate(_strip(d)) async for d in cursor]
+        return [_template(d) async for d in cursor if _strip(d) is not None]
 
     async def template_versions(self, template_id: TemplateId) -> list[Template]:
         """Every version, newest first."""
         cursor = self._template_versions.find({"id": template_id})
-        versions = [Template.model_validate(_strip(d)) async for d in cursor]
+        versions = [_template(d) async for d in cursor if _strip(d) is not None]
         return sorted(versions, key=lambda t: t.version, reverse=True)
 
     async def mark_template(self, template_id: TemplateId, **fields: object) -> None:

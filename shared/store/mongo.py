@@ -1,5 +1,6 @@
 """Connection, collections and indexes."""
 
+import json
 from typing import Any
 
 from bson import ObjectId
@@ -67,30 +68,33 @@ def new_id() -> str:
     return str(ObjectId())
 
 
-# Maps whose keys are user data (label keys such as ``app.kubernetes.io/name``,
-# resource names such as ``nvidia.com/gpu``) are stored as lists of {k, v}
-# documents: FerretDB refuses field names with dots (and nested arrays).
-def _pairs(mapping: dict[str, Any]) -> list[Doc]:
-    return [{"k": k, "v": v} for k, v in mapping.items()]
+# A config's template values are stored as one JSON text: their keys are user data
+# (label keys such as ``app.kubernetes.io/name``, a schema's own names) that FerretDB
+# may refuse as field names (dots, a leading $), and their shape is the template's.
+# Fabu's own settings stay fields.
+SETTINGS = ("rollout_timeout_s", "auto_rollback", "canary")
+
+
+def encode_params(params: Doc) -> Doc:
+    values = {k: v for k, v in params.items() if k not in SETTINGS}
+    return {
+        **{k: params[k] for k in SETTINGS if k in params},
+        "values": json.dumps(values, ensure_ascii=False),
+    }
 
 
 def _mapping(pairs: list[Doc]) -> dict[str, Any]:
     return {p["k"]: p["v"] for p in pairs}
 
 
-def encode_params(params: Doc) -> Doc:
-    return {
-        **params,
-        "labels": _pairs(params["labels"]),
-        "env": _pairs(params["env"]),
-        "resources": [{"k": k, "v": _pairs(v)} for k, v in params["resources"].items()],
-    }
-
-
 def decode_params(doc: Doc) -> Doc:
+    if isinstance(doc.get("values"), str):
+        settings = {k: v for k, v in doc.items() if k != "values"}
+        return {**json.loads(doc["values"]), **settings}
+    # Stored before templates declared parameters: maps as lists of {k, v} documents.
     return {
         **doc,
-        "labels": _mapping(doc["labels"]),
-        "env": _mapping(doc["env"]),
-        "resources": {p["k"]: _mapping(p["v"]) for p in doc["resources"]},
+        "labels": _mapping(doc.get("labels", [])),
+        "env": _mapping(doc.get("env", [])),
+        "resources": {p["k"]: _mapping(p["v"]) for p in doc.get("resources", [])},
     }

@@ -28,6 +28,7 @@ from shared.store.mongo import Doc, Mongo, decode_params, encode_params, new_id
 # A list row leaves out what only the detail shows.
 LIST_PROJECTION = {
     "manifest": 0,
+    "sealed_manifest": 0,
     "transcript": 0,
     "events": 0,
     "pods": 0,
@@ -162,7 +163,9 @@ class Releases:
         """The newest releases there that reached the cluster, newest first, with their
         manifests (a live state compares the cluster with them)."""
         query = {"service": service, "environment": environment, "generation": {"$ne": None}}
-        projection = {k: v for k, v in LIST_PROJECTION.items() if k != "manifest"}
+        projection = {
+            k: v for k, v in LIST_PROJECTION.items() if k not in ("manifest", "sealed_manifest")
+        }
         cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
 

@@ -145,7 +145,7 @@ async def test_base_parameters_are_edited_by_a_config_admin_and_refused_to_a_rel
     await page.get_by_label("Replicas").fill("-3")
     await page.get_by_label("Replicas").evaluate("e => e.removeAttribute('min')")
     await page.locator("#save-config").click()
-    await expect(page.locator("#error-replicas")).to_be_visible()
+    await expect(page.locator('[data-path="params.replicas"] .error')).to_be_visible()
     await page.get_by_label("Replicas").fill("3")
     await page.get_by_label("Note").fill("more room")
     await page.locator("#save-config").click()
@@ -158,7 +158,7 @@ async def test_base_parameters_are_edited_by_a_config_admin_and_refused_to_a_rel
     await expect(page.locator("#read-only")).to_be_visible()
     await expect(page.get_by_label("Replicas")).to_be_disabled()
     # Even a form sent anyway is refused, and nothing changes.
-    await page.locator("fieldset").evaluate("e => e.removeAttribute('disabled')")
+    await page.locator("#config-form > fieldset").evaluate("e => e.removeAttribute('disabled')")
     await page.get_by_label("Replicas").fill("9")
     await page.locator("#save-config").click()
     await expect(page.locator("#problem")).to_contain_text("config-admin")

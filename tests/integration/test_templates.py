@@ -176,7 +176,9 @@ async def test_config_validation_names_the_template_line_and_versions_keep_the_c
     assert "replicas: 1 → 3" in versions[0]["change"]
     assert 'labels: {} → {"team": "core"}' in versions[0]["change"]
     first = (await api.get(f"/services/{service}/config/{environment}/versions/1")).json()
-    assert first["params"]["replicas"] == 1
+    # Saved without replicas: the template's default, filled in where it is rendered.
+    assert "replicas" not in first["params"]
+    assert first["effective"]["replicas"] == 1
     assert (
         await api.get(f"/services/{service}/config/{environment}/versions/9")
     ).status_code == 404

@@ -55,7 +55,6 @@ from shared.errors import FabuError, Invalid, NotFound, Unauthorized
 from shared.live import Health
 from shared.models import (
     BaseParams,
-    CanaryStep,
     Environment,
     FreezeWindow,
     Grant,
@@ -63,6 +62,8 @@ from shared.models import (
     Role,
     User,
 )
+from shared.parameters import masked
+from shared.secrets import MASK
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -584,6 +585,9 @@ async def _template_page(
         "template.html",
         status_code=422 if error else 200,
         template=current,
+        parameters_text=json.dumps(current.parameters, indent=2, ensure_ascii=False)
+        if current.parameters is not None
+        else "",
         versions=versions,
         impact=impact,
         diff=diff,
@@ -593,8 +597,14 @@ async def _template_page(
 
 @router.post("/templates/{template_id}")
 async def change_template(request: Request, template_id: str, principal: ConfigAdmin) -> Response:
+    values = await form(request)
     try:
-        body = TemplateContentIn(content=(await form(request)).get("content", ""))
+        text = values.get("parameters", "").strip()
+        try:
+            parameters = json.loads(text) if text else None
+        except ValueError as exc:
+            raise Invalid(f"parameters: not valid JSON: {exc}", field="parameters") from exc
+        body = TemplateContentIn(content=values.get("content", ""), parameters=parameters)
         await template_service.change(_state(request), principal, template_id, body)
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"])
@@ -607,40 +617,37 @@ async def change_template(request: Request, template_id: str, principal: ConfigA
 # Release configs
 
 
-def _lines(mapping: dict[str, str]) -> str:
-    return "\n".join(f"{k}={v}" for k, v in mapping.items())
+# The words the config form's script writes, in the page's language.
+FORM_WORDS = ("Add", "Remove", "key", "value", "default", "unchanged", "not valid JSON")
 
 
-def _mapping(text: str, field: str) -> dict[str, str]:
-    pairs = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise Invalid(f"{field}: line {number} is not key=value")
-        pairs[key.strip()] = value.strip()
-    return pairs
+def _script_json(value: Any) -> str:
+    """JSON to place inside a <script type="application/json">: no text in it can end it."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _params(values: dict[str, str], base: BaseParams) -> BaseParams:
-    """Base parameters from the config form (what it does not show is kept)."""
-    canary = [
-        CanaryStep(weight=int(w)) for w in values.get("canary", "").replace(" ", "").split(",") if w
-    ]
+def _settings(values: dict[str, str]) -> dict[str, Any]:
+    """Fabu's own settings from the config form."""
+    weights = values.get("canary", "").replace(" ", "").split(",")
     timeout = values.get("rollout_timeout_s", "").strip()
-    return BaseParams.model_validate(
-        {
-            **base.model_dump(),
-            "replicas": values.get("replicas", ""),
-            "container_port": values.get("container_port", ""),
-            "health_path": values.get("health_path", ""),
-            "labels": _mapping(values.get("labels", ""), "labels"),
-            "env": _mapping(values.get("env", ""), "env"),
-            "rollout_timeout_s": int(timeout) if timeout else None,
-            "canary": [c.model_dump() for c in canary],
-        }
-    )
+    auto = values.get("auto_rollback", "")
+    return {
+        "rollout_timeout_s": timeout or None,
+        "auto_rollback": {"on": True, "off": False}.get(auto),
+        "canary": [{"weight": w} for w in weights if w],
+    }
+
+
+def _values(values: dict[str, str]) -> dict[str, Any]:
+    """The template's parameter values from the form's JSON (which its script keeps)."""
+    try:
+        parsed = json.loads(values.get("values") or "{}")
+    except ValueError as exc:
+        raise Invalid(f"values: not valid JSON: {exc}", field="values") from exc
+    if not isinstance(parsed, dict):
+        raise Invalid("values: give a JSON object of the template's parameters", field="values")
+    return parsed
 
 
 @router.get("/services/{name}/config/{environment}")
@@ -656,19 +663,21 @@ async def _config_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    state = _state(request)
-    current = await state.catalog.config(name, environment)
-    if current is None:
-        return problem(request, principal, NotFound(f"{name} has no config in {environment}"))
-    versions = await state.catalog.config_versions(name, environment)
+    api = _state(request)
+    try:
+        current = await catalog_service.config(api, principal, name, environment)
+        versions = await catalog_service.config_versions(api, principal, name, environment)
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    template = await api.catalog.template(current.template_id)
     q = request.query_params
     diff = ""
     if q.get("from") and q.get("to"):
-        old = await state.catalog.config(name, environment, int(q["from"]))
-        new = await state.catalog.config(name, environment, int(q["to"]))
+        old = await api.catalog.config(name, environment, int(q["from"]))
+        new = await api.catalog.config(name, environment, int(q["to"]))
         if old and new:
             before, after = (
-                json.dumps(c.params.model_dump(), indent=2).splitlines(keepends=True)
+                json.dumps(c.params.model_dump(mode="json"), indent=2).splitlines(keepends=True)
                 for c in (old, new)
             )
             diff = "".join(
@@ -677,16 +686,16 @@ async def _config_page(
                 )
             )
     params = current.params
+    auto = "" if params.auto_rollback is None else "on" if params.auto_rollback else "off"
     shown = values or {
-        "replicas": str(params.replicas),
-        "container_port": str(params.container_port),
-        "health_path": params.health_path,
-        "labels": _lines(params.labels),
-        "env": _lines(params.env),
+        "values": json.dumps(masked(params.template_values()), indent=2, ensure_ascii=False),
         "rollout_timeout_s": str(params.rollout_timeout_s or ""),
+        "auto_rollback": auto,
         "canary": ",".join(str(s.weight) for s in params.canary),
         "note": "",
     }
+    errors = errors if errors is not None else {}
+    t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
         principal,
@@ -695,9 +704,16 @@ async def _config_page(
         service=name,
         environment=environment,
         config=current,
+        template=template,
         versions=versions,
         values=shown,
-        errors=errors or {},
+        errors=errors,
+        param_errors={k: v for k, v in errors.items() if k.startswith("params")},
+        schema_json=_script_json(current.parameters),
+        errors_json=_script_json(errors),
+        words_json=json.dumps({w: t(w) for w in FORM_WORDS}, ensure_ascii=False),
+        mask=MASK,
+        effective=json.dumps(current.effective, indent=2, ensure_ascii=False),
         diff=diff,
     )
 
@@ -714,18 +730,15 @@ async def save_config(
     try:
         body = ConfigIn(
             template_id=current.template_id,
-            params=_params(values, current.params),
+            params=BaseParams.model_validate({**_values(values), **_settings(values)}),
             note=values.get("note", ""),
         )
         await catalog_service.put_config(api, principal, name, environment, body)
     except ValidationError as exc:
         errors = validation_errors(exc)
         return await _config_page(request, principal, name, environment, values, errors)
-    except ValueError as exc:
-        errors = {"canary": str(exc)}
-        return await _config_page(request, principal, name, environment, values, errors)
     except FabuError as exc:
-        errors = {exc.field: exc.message}
+        errors = exc.errors or {exc.field: exc.message}
         return await _config_page(request, principal, name, environment, values, errors)
     return back(f"/services/{name}/config/{environment}")
 

@@ -96,7 +96,194 @@ function refresh(element) {
   }, every);
 }
 
+// The release config form, made from the template's parameter schema. It edits the
+// values in the raw JSON box (which the server reads), so the form and the JSON agree.
+function schemaForm(root) {
+  const schema = JSON.parse(document.getElementById("parameters-schema").textContent);
+  const errors = JSON.parse(document.getElementById("parameter-errors").textContent);
+  const words = JSON.parse(root.dataset.words);
+  const word = (w) => words[w] || w;
+  const mask = root.dataset.mask;
+  const lang = document.documentElement.lang || "en";
+  const raw = document.getElementById("values-json");
+  let data;
+
+  const resolve = (node) => {
+    if (!node || typeof node.$ref !== "string" || !node.$ref.startsWith("#/")) return node || {};
+    let found = schema;
+    for (const part of node.$ref.slice(2).split("/")) found = found ? found[part] : undefined;
+    return found || {};
+  };
+  const said = (node, what) => ((node["x-i18n"] || {})[lang] || {})[what] || node[what] || "";
+  const typeOf = (node) => {
+    const type = Array.isArray(node.type) ? node.type.find((t) => t !== "null") : node.type;
+    if (type) return type;
+    if (node.properties) return "object";
+    return node.enum ? "enum" : "";
+  };
+  const where = (path) => "params" + path.map((k) => (typeof k === "number" ? `[${k}]`
+    : /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`)).join("");
+  const get = (path) => path.reduce((v, k) => (v == null ? undefined : v[k]), data);
+  const sync = () => { raw.value = JSON.stringify(data, null, 2); };
+  const set = (path, value) => {
+    let node = data;
+    path.slice(0, -1).forEach((k, i) => {
+      if (node[k] == null || typeof node[k] !== "object") {
+        node[k] = typeof path[i + 1] === "number" ? [] : {};
+      }
+      node = node[k];
+    });
+    const last = path[path.length - 1];
+    if (value === undefined) delete node[last];
+    else node[last] = value;
+    sync();
+  };
+  const make = (tag, props = {}, ...children) => {
+    const element = Object.assign(document.createElement(tag), props);
+    element.append(...children);
+    return element;
+  };
+  const button = (text, onclick) => make("button", { type: "button", className: "small", textContent: word(text), onclick });
+  const blank = (node) => {
+    const type = typeOf(resolve(node));
+    if ("default" in node) return JSON.parse(JSON.stringify(node.default));
+    return { object: {}, array: [], integer: 0, number: 0, boolean: false }[type] ?? "";
+  };
+
+  function scalar(node, path, id) {
+    const value = get(path);
+    const type = typeOf(node);
+    if (node.enum) {
+      const select = make("select", { id });
+      select.append(make("option", { value: "", textContent: "—" }));
+      node.enum.forEach((option, i) => {
+        const item = make("option", { value: String(i), textContent: String(option) });
+        item.selected = JSON.stringify(option) === JSON.stringify(value);
+        select.append(item);
+      });
+      select.onchange = () => set(path, select.value === "" ? undefined : node.enum[Number(select.value)]);
+      return select;
+    }
+    if (type === "boolean") {
+      const box = make("input", { id, type: "checkbox", checked: value ?? node.default ?? false });
+      box.onchange = () => set(path, box.checked);
+      return box;
+    }
+    if (type === "object" || type === "array" || !type) {
+      const area = make("textarea", { id, rows: 3, value: value === undefined ? "" : JSON.stringify(value) });
+      area.onchange = () => {
+        try { set(path, area.value.trim() ? JSON.parse(area.value) : undefined); area.setCustomValidity(""); }
+        catch { area.setCustomValidity(word("not valid JSON")); area.reportValidity(); }
+      };
+      return area;
+    }
+    const secret = node.writeOnly === true || node.format === "password";
+    const number = type === "integer" || type === "number";
+    const input = make("input", { id, type: secret ? "password" : number ? "number" : "text" });
+    if (number && type === "integer") input.step = "1";
+    if (secret) {
+      input.autocomplete = "new-password";
+      input.placeholder = value === mask ? word("unchanged") : "";
+    } else {
+      input.value = value ?? "";
+      if ("default" in node) input.placeholder = `${word("default")}: ${node.default}`;
+    }
+    const kept = value === mask ? mask : undefined;
+    input.oninput = () => {
+      const text = input.value;
+      if (text === "") return set(path, secret ? kept : undefined);
+      set(path, number && text.trim() !== "" && !Number.isNaN(Number(text)) ? Number(text) : text);
+    };
+    return input;
+  }
+
+  function field(declared, path, name, required) {
+    const node = resolve(declared);
+    const type = typeOf(node);
+    const at = where(path);
+    const id = "p-" + at.replace(/[^A-Za-z0-9]+/g, "-");
+    const wrap = make("div", { className: "param" });
+    wrap.dataset.path = at;
+    const title = said(node, "title") || name;
+    const help = said(node, "description");
+    let body;
+    if (type === "object" && node.properties) {
+      body = make("fieldset", { className: "group" }, make("legend", { textContent: title + (required ? " *" : "") }));
+      const needed = node.required || [];
+      for (const [key, sub] of Object.entries(node.properties)) {
+        body.append(field(sub, [...path, key], key, needed.includes(key)));
+      }
+      wrap.append(body);
+    } else if (type === "object" && node.additionalProperties && typeof node.additionalProperties === "object") {
+      body = make("fieldset", { className: "pairs" }, make("legend", { textContent: title }));
+      const value = get(path) || {};
+      Object.keys(value).forEach((key) => {
+        const keyInput = make("input", { value: key, className: "key", ariaLabel: `${title} ${word("key")}` });
+        keyInput.onchange = () => {
+          const renamed = {};
+          for (const [k, v] of Object.entries(get(path) || {})) renamed[k === key ? keyInput.value : k] = v;
+          set(path, renamed);
+          draw();
+        };
+        const row = make("div", { className: "pair" }, keyInput,
+          field(node.additionalProperties, [...path, key], word("value"), false),
+          button("Remove", () => { const left = { ...get(path) }; delete left[key]; set(path, left); draw(); }));
+        body.append(row);
+      });
+      body.append(button("Add", () => {
+        const next = { ...(get(path) || {}) };
+        let key = word("key");
+        for (let n = 2; key in next; n += 1) key = `${word("key")}-${n}`;
+        next[key] = blank(node.additionalProperties);
+        set(path, next);
+        draw();
+      }));
+      wrap.append(body);
+    } else if (type === "array" && node.items && typeof node.items === "object" && !Array.isArray(node.items)) {
+      body = make("fieldset", { className: "list" }, make("legend", { textContent: title + (required ? " *" : "") }));
+      (get(path) || []).forEach((_, i) => {
+        body.append(make("div", { className: "item" }, field(node.items, [...path, i], `${i + 1}`, false),
+          button("Remove", () => { const left = [...get(path)]; left.splice(i, 1); set(path, left); draw(); })));
+      });
+      body.append(button("Add", () => { set(path, [...(get(path) || []), blank(node.items)]); draw(); }));
+      wrap.append(body);
+    } else {
+      const input = scalar(node, path, id);
+      wrap.append(make("label", { htmlFor: id, textContent: title + (required ? " *" : "") }), input);
+    }
+    if (help) wrap.append(make("small", { className: "help", textContent: help }));
+    if (errors[at]) wrap.append(make("p", { className: "error", role: "alert", textContent: errors[at] }));
+    return wrap;
+  }
+
+  function draw() {
+    const needed = schema.required || [];
+    const fields = Object.entries(schema.properties || {}).map(([key, sub]) => field(sub, [key], key, needed.includes(key)));
+    root.replaceChildren(...fields);
+  }
+
+  function load() {
+    try {
+      data = JSON.parse(raw.value || "{}");
+    } catch {
+      raw.setCustomValidity(word("not valid JSON"));
+      raw.reportValidity();
+      return false;
+    }
+    raw.setCustomValidity("");
+    if (data === null || typeof data !== "object" || Array.isArray(data)) data = {};
+    return true;
+  }
+
+  if (!load()) return; // the expert's JSON, as it was sent: left to the server's answer
+  draw();
+  document.getElementById("raw-values").open = false;
+  raw.addEventListener("change", () => { if (load()) draw(); });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const parameters = document.getElementById("schema-form");
+  if (parameters) schemaForm(parameters);
   document.querySelectorAll("pre[data-follow]").forEach((pre) => {
     if (pre.dataset.follow) follow(pre);
   });
