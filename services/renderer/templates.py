@@ -1,10 +1,11 @@
 """Template sync: ``template.changed`` in; new template versions stored.
 
 Every template whose source the change touches (the GitLab project and
-branch of a push or merge, one of the changed paths; all of them for a full
-sync) is read at the change's commit and stored by :func:`sync_template`.
-Idempotency key: the content. A version is added only when the content
-differs from the current one, so a redelivered change adds nothing.
+branch of a push or merge, one of the changed paths: the template's file or
+the schema beside it; all of them for a full sync) is read at the change's
+commit and stored by :func:`sync_template`. Idempotency key: the content and
+the parameters. A version is added only when they differ from the current
+one, so a redelivered change adds nothing.
 """
 
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ import structlog
 from shared.bus import Msg
 from shared.messages import TemplateChanged
 from shared.models import Template
-from shared.sources import Remotes
+from shared.sources import SCHEMA_SUFFIX, Remotes
 from shared.store.audit import Audit
 from shared.templates import sync_template
 from shared.worker import Context
@@ -32,7 +33,11 @@ def touched(template: Template, change: TemplateChanged) -> bool:
         source.type == "gitlab"
         and source.project in (change.project_id, change.project_path)
         and source.ref == change.ref
-        and (change.paths is None or source.path in change.paths)
+        and (
+            change.paths is None
+            or source.path in change.paths
+            or source.path + SCHEMA_SUFFIX in change.paths
+        )
     )
 
 
