@@ -6,6 +6,7 @@ Screenshots of the main pages are saved under ``.artifacts/screenshots/``.
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -164,6 +165,102 @@ async def test_base_parameters_are_edited_by_a_config_admin_and_refused_to_a_rel
     await expect(page.locator("#problem")).to_contain_text("config-admin")
     config = (await api.get(f"/services/{service}/config/{environment}")).json()
     assert (config["version"], config["params"]["replicas"]) == (2, 3)
+    await page.context.close()
+
+
+NESTED = {
+    "type": "object",
+    "properties": {
+        "owner": {
+            "type": "string",
+            "description": "The team that answers for it",
+            "x-i18n": {"zh-CN": {"description": "负责的团队"}},
+        },
+        "tier": {"enum": ["gold", "silver"]},
+        "ingress": {
+            "type": "object",
+            "properties": {
+                "host": {"type": "string", "pattern": "^[a-z.]+$"},
+                "tls": {"type": "boolean", "default": False},
+            },
+        },
+        "args": {"type": "array", "items": {"type": "string"}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "db_password": {"type": "string", "writeOnly": True},
+    },
+    "required": ["owner"],
+}
+
+
+async def test_the_config_form_is_made_from_the_schema_and_edits_nested_values(
+    browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    created = await api.post(
+        "/templates",
+        json={
+            "name": "nested",
+            "content": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ service }}}\n"
+            "data: {owner: {{ owner }}}\n",
+            "parameters": NESTED,
+        },
+    )
+    template_id = created.json()["id"]
+    secret = "pw-initial-4711"
+    saved = await api.put(
+        f"/services/{service}/config/{environment}",
+        json={"template_id": template_id, "params": {"owner": "core", "db_password": secret}},
+    )
+    assert saved.status_code == 200, saved.text
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    await page.goto(f"/services/{service}/config/{environment}")
+
+    def at(path: str, what: str = "input") -> Any:
+        return page.locator(f'[data-path="{path}"] {what}').first
+
+    await expect(page.locator('[data-path="params.owner"] .help')).to_have_text(
+        "The team that answers for it"
+    )
+    await expect(at("params.owner")).to_have_value("core")
+    await expect(at("params.db_password")).to_have_attribute("type", "password")
+    await expect(at("params.db_password")).to_have_value("")
+    assert secret not in await page.content()
+
+    # A wrong nested value: the server's answer, next to its field.
+    await at("params.ingress.host").fill("NOT A HOST")
+    await page.locator("#save-config").click()
+    await expect(at("params.ingress.host", ".error")).to_contain_text("does not match")
+    await expect(at("params.ingress.host")).to_have_value("NOT A HOST")
+
+    await at("params.ingress.host").fill("web.example.com")
+    await at("params.ingress.tls").check()
+    await page.locator('[data-path="params.tier"] select').select_option(label="gold")
+    await page.locator('[data-path="params.args"] > fieldset > button').click()
+    await at("params.args[0]").fill("--verbose")
+    await page.locator('[data-path="params.labels"] > fieldset > button').click()
+    await page.locator('[data-path="params.labels"] input.key').fill("team")
+    await page.locator('[data-path="params.labels"] input.key').press("Tab")
+    await at("params.labels.team").fill("payments")
+    await shot(page, "config-form")
+    await page.locator("#save-config").click()
+    await expect(page.locator("#effective-values")).to_contain_text("web.example.com")
+
+    config = (await api.get(f"/services/{service}/config/{environment}")).json()
+    assert config["version"] == 3, config["change"]  # prepare saved 1, the API 2
+    values = {k: v for k, v in config["params"].items() if k in NESTED["properties"]}
+    assert values == {
+        "owner": "core",
+        "tier": "gold",
+        "ingress": {"host": "web.example.com", "tls": True},
+        "args": ["--verbose"],
+        "labels": {"team": "payments"},
+        "db_password": "••••••",
+    }
+    # The secret was kept, not replaced by the mask.
+    assert not any("db_password" in line for line in config["change"])
+    # The raw JSON is the same values, for experts.
+    await page.locator("#raw-values summary").click()
+    assert '"web.example.com"' in await page.locator("#values-json").input_value()
     await page.context.close()
 
 
