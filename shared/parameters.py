@@ -135,7 +135,8 @@ def is_secret(node: Any) -> bool:
     )
 
 
-def _where(path: Path) -> str:
+def where(path: Path) -> str:
+    """A path as the errors name it: ``params.ingress.host``, ``params.args[0]``."""
     out = "params"
     for part in path:
         if isinstance(part, int):
@@ -232,20 +233,25 @@ def _said(error: jsonschema_rs.ValidationError) -> str:
 
 
 def problems(parameters: Schema | None, values: dict[str, Any]) -> dict[str, str]:
-    """Why ``values`` do not fit the template's schema, by path (empty: they fit)."""
+    """Why ``values`` do not fit the template's schema, by path (empty: they fit); a
+    secret given as the mask with nothing stored behind it is one of them."""
     validator = jsonschema_rs.validator_for(schema_of(parameters))
-    found: dict[str, str] = {}
+    found: dict[str, str] = {
+        where(path): "no value is stored for this secret yet: give one"
+        for path, value in secrets_in(parameters, values).items()
+        if value == MASK
+    }
     for error in validator.iter_errors(values):
         path = tuple(error.instance_path)
         kind = error.kind
         if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
-            found.setdefault(_where((*path, kind.property)), "required")
+            found.setdefault(where((*path, kind.property)), "required")
         elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
             for name in kind.unexpected:
                 what = "not a parameter of this template" if not path else "not allowed here"
-                found.setdefault(_where((*path, name)), what)
+                found.setdefault(where((*path, name)), what)
         else:
-            found.setdefault(_where(path), _said(error))
+            found.setdefault(where(path), _said(error))
     return dict(sorted(found.items()))
 
 
@@ -354,7 +360,7 @@ def unmasked(
     open_: Callable[[str], str],
 ) -> dict[str, Any]:
     """``values`` with each secret given as ``MASK`` (unchanged) taken, opened, from
-    ``before``; a MASK with no secret before it stays, and fails the secret's checks."""
+    ``before``; a MASK with no secret before it stays (``problems`` refuses it)."""
 
     def keep(path: Path, value: str) -> str:
         old = _at(before, path)

@@ -58,6 +58,10 @@ def test_problems_name_each_path_and_never_the_value() -> None:
         'params.labels["app.kubernetes.io/name"]': "not a string"
     }
     assert problems(None, {"replicas": 3, "env": {"A": "b"}}) == {}
+    # The mask stands for a stored secret; with none stored it is no value.
+    assert problems(SCHEMA, {"owner": "a", "db": {"password": MASK}}) == {
+        "params.db.password": "no value is stored for this secret yet: give one"
+    }
 
 
 def test_defaults_are_filled_at_every_depth_but_no_required_object_is_made_up() -> None:
