@@ -1,12 +1,14 @@
 """``make run``: on the running stack, start Fabu's five services with demo data.
 
 Demo data: an environment ``test`` (namespace ``demo`` on the local cluster),
-the shared template ``devstack/demo/web-service.yaml.j2``, and two services
-whose images are pushed to the local registry. Result emails go to a local
+the shared templates ``devstack/demo/web-service.yaml.j2`` (Fabu's base
+parameters) and ``api-service.yaml.j2`` (which declares its own, with a
+secret), and two services whose images are pushed to the local registry. Result emails go to a local
 SMTP server that writes them to ``.stack/logs/mail.log``.
 """
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -28,6 +30,8 @@ from devstack.system import FabuSystem, new_token
 from shared.secrets import new_key
 
 TEMPLATE = Path(__file__).parent / "demo" / "web-service.yaml.j2"
+# A template that declares its parameters, in the schema file beside it.
+DECLARED = Path(__file__).parent / "demo" / "api-service.yaml.j2"
 DEMO_SERVICES = {
     "hello": ["1.0.0", "1.1.0", "1.2.0-never-ready", "1.3.0-crash-loop"],
     "greeter": ["2.0.0", "2.1.0"],
@@ -76,8 +80,32 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
         }
     ]
     await _ok(api.put("/environments/test/notifications", json=mail))
+    declared = await _ok(
+        api.post(
+            "/templates",
+            json={
+                "name": "api-service",
+                "content": DECLARED.read_text(),
+                "parameters": json.loads(
+                    DECLARED.with_name(DECLARED.name + ".schema.json").read_text()
+                ),
+            },
+        )
+    )
     host = registry.removeprefix("http://").removeprefix("https://")
-    for name in DEMO_SERVICES:
+    # hello uses the base parameters; greeter a template that declares its own.
+    configs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        "hello": (template, {"replicas": 2, "labels": {"team": "demo"}}),
+        "greeter": (
+            declared,
+            {
+                "owner": "greetings",
+                "args": ["--greeting=hello"],
+                "database": {"password": secrets.token_urlsafe(12)},
+            },
+        ),
+    }
+    for name, (used, params) in configs.items():
         await _ok(
             api.post(
                 "/services",
@@ -88,12 +116,8 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
             api.put(
                 f"/services/{name}/config/test",
                 json={
-                    "template_id": template["id"],
-                    "params": {
-                        "replicas": 2,
-                        "labels": {"team": "demo"},
-                        "rollout_timeout_s": 20,
-                    },
+                    "template_id": used["id"],
+                    "params": {**params, "rollout_timeout_s": 20},
                 },
             )
         )

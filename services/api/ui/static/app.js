@@ -155,7 +155,8 @@ function schemaForm(root) {
     const type = typeOf(node);
     if (node.enum) {
       const select = make("select", { id });
-      select.append(make("option", { value: "", textContent: "—" }));
+      const unset = "default" in node ? `— ${word("default")}: ${node.default}` : "—";
+      select.append(make("option", { value: "", textContent: unset }));
       node.enum.forEach((option, i) => {
         const item = make("option", { value: String(i), textContent: String(option) });
         item.selected = JSON.stringify(option) === JSON.stringify(value);
