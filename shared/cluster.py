@@ -349,7 +349,15 @@ async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
     own: requests are held to ``concurrent_requests`` by each ``Cluster``, and every
     long-lived watch holds a connection (five per namespace watched), which must never
     leave the other requests waiting for one."""
-    settings = type.__call__(client.Configuration)  # a fresh one, not the shared default
+    settings = await _settings(env, kubeconfig_dir)
+    settings.connection_pool_maxsize = 0
+    return client.ApiClient(configuration=settings)
+
+
+async def _settings(env: Environment, kubeconfig_dir: str) -> client.Configuration:
+    """Where the environment's cluster is and how to sign in to it (ClusterError if not)."""
+    # A fresh one, not the shared default.
+    settings: client.Configuration = type.__call__(client.Configuration)
     if env.in_cluster:
         try:
             config.load_incluster_config(client_configuration=settings)  # type: ignore[no-untyped-call]
@@ -358,8 +366,7 @@ async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
                 f"environment {env.name!r} is in_cluster, and Fabu does not run in a cluster "
                 f"here: {exc}"
             ) from exc
-        settings.connection_pool_maxsize = 0
-        return client.ApiClient(configuration=settings)
+        return settings
     if not env.kubeconfig:
         raise ClusterError(f"environment {env.name!r} has neither a kubeconfig nor in_cluster")
     try:
@@ -376,5 +383,4 @@ async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
             f"environment {env.name!r}: kubeconfig {env.kubeconfig!r} is not a usable "
             f"kubeconfig ({type(exc).__name__})"
         ) from exc
-    settings.connection_pool_maxsize = 0
-    return client.ApiClient(configuration=settings)
+    return settings

@@ -4,14 +4,19 @@ Only sealed values reach the database; they are opened in memory where they
 are used (the notifier), and read back through the API masked.
 """
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from shared.errors import FabuError, Invalid
 
-if TYPE_CHECKING:
-    from shared.models import Release
+
+class Manifested(Protocol):
+    """A release: its manifest as shown, and the one the cluster gets, sealed ("" if none)."""
+
+    manifest: str
+    sealed_manifest: str
+
 
 PREFIX = "fernet:"
 MASK = "••••••"
@@ -42,7 +47,7 @@ class Secrets:
         except InvalidToken as exc:
             raise SecretError("a stored secret cannot be opened with FABU_SECRET_KEY") from exc
 
-    def manifest(self, release: "Release") -> str:
+    def manifest(self, release: Manifested) -> str:
         """The manifest the cluster gets: opened when it holds secrets, else as shown."""
         return self.open(release.sealed_manifest) if release.sealed_manifest else release.manifest
 
