@@ -46,7 +46,7 @@ from shared.errors import FabuError
 from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Release, ReleaseState, now
 from shared.objects import REVISION, Json, KubeObject, owner
-from shared.parameters import hidden_forms, hidden_in, opened
+from shared.parameters import hidden_in
 from shared.rollout import ONLY_ROLLING_UPDATE, VIEWERS
 from shared.secrets import MASK, Secrets
 from shared.watches import KINDS, Snapshot, Watches
@@ -428,10 +428,7 @@ class Observer:
         clock = time.monotonic()
         if kept is not None and kept[1] == versions and clock - kept[0] < DRIFT_KEEP_S:
             return kept[2]
-        hidden: list[str] = []
-        if release.sealed_manifest:
-            _, plains = opened(release.params.template_values(), self.secrets.open)
-            hidden = hidden_forms(plains)
+        hidden = release.params.hidden(self.secrets.open) if release.sealed_manifest else []
         found = await drift(cluster, namespace, self.secrets.manifest(release), hidden)
         self._drift[key] = (clock, versions, found)
         return found

@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from pydantic import (
 )
 
 from shared.ids import ReleaseId, TemplateId
-from shared.parameters import masked
+from shared.parameters import hidden_forms, masked, opened
 from shared.secrets import MASK
 
 # Kubernetes object names: RFC 1123 labels, as Services and Deployments need.
@@ -134,6 +135,10 @@ class BaseParams(Model):
     def template_values(self) -> dict[str, Any]:
         """The values of the template's parameters (everything but Fabu's settings)."""
         return dict(self.model_extra or {})
+
+    def hidden(self, open_: Callable[[str], str]) -> list[str]:
+        """What to hide wherever this config's secrets could show (``hidden_forms``)."""
+        return hidden_forms(opened(self.template_values(), open_)[1])
 
     def with_values(self, values: dict[str, Any]) -> "BaseParams":
         settings = self.model_dump(include=set(type(self).model_fields))

@@ -135,6 +135,11 @@ def is_secret(node: Any) -> bool:
     )
 
 
+def told(found: dict[str, str]) -> str:
+    """Problems by path as one sentence: ``params.owner: required; params.port: …``."""
+    return "; ".join(f"{path}: {why}" for path, why in found.items())
+
+
 def where(path: Path) -> str:
     """A path as the errors name it: ``params.ingress.host``, ``params.args[0]``."""
     out = "params"

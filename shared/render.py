@@ -60,6 +60,8 @@ class Rendered:
     # What the cluster gets, and what is shown: the same with the secrets masked.
     manifest: str
     shown: str
+    # The secrets' texts masked in ``shown``, for whatever else shows the manifest.
+    hidden: list[str]
     sha256: str
     # The Deployment a canary acts on ("" when the manifest names none).
     deployment: str
@@ -252,6 +254,7 @@ def render(
     return Rendered(
         manifest=text,
         shown=shown,
+        hidden=hidden or [],
         sha256=sha,
         deployment=deployment,
         objects=objects,

@@ -28,6 +28,7 @@ from shared.parameters import (
     schema_of,
     sealed,
     secrets_in,
+    told,
     unmasked,
 )
 from shared.registry import Repository
@@ -216,8 +217,7 @@ async def put_config(
     values = unmasked(template.parameters, body.params.template_values(), before, api.secrets.open)
     found = problems(template.parameters, values)
     if found:
-        said = "; ".join(f"{path}: {why}" for path, why in found.items())
-        raise Invalid(said, field=next(iter(found)), errors=found)
+        raise Invalid(told(found), field=next(iter(found)), errors=found)
     plain = body.params.with_values(values)
     secret = secrets_in(template.parameters, values)
     params = sample_params(name, service.image_repository, env.name, env.namespace)
@@ -317,15 +317,14 @@ async def preview(
         raise Invalid(f"service {name!r} has no release config for environment {environment!r}")
     template = await config_template(api.catalog, config, api.secrets)
     params = sample_params(name, service.image_repository, env.name, env.namespace, version)
-    _, plains = opened(config.params.template_values(), api.secrets.open)
-    hidden = hidden_forms(plains)
     try:
         rendered = render_with(template, config.params, params, api.secrets)
     except RenderError as exc:
+        hidden = config.params.hidden(api.secrets.open)
         raise Invalid(f"the release would fail to render: {hide(str(exc), hidden)}") from exc
     try:
         cluster = await api.clusters.get(env)
-        diff = await manifest_diff(cluster, env.namespace, rendered.manifest, hidden)
+        diff = await manifest_diff(cluster, env.namespace, rendered.manifest, rendered.hidden)
     except (ClusterError, TransientError) as exc:
         raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
     return Preview(

@@ -53,7 +53,6 @@ from shared.models import (
     TranscriptLine,
     now,
 )
-from shared.parameters import hidden_forms, opened
 from shared.store.mongo import new_id
 
 log = structlog.get_logger()
@@ -328,11 +327,11 @@ async def rollback_preview(api: Api, principal: Principal, release_id: str) -> M
     env = await api.catalog.environment(source.environment)
     if env is None:
         raise NotFound(f"environment {source.environment!r} not found")
-    _, plains = opened(source.params.template_values(), api.secrets.open)
+    hidden = source.params.hidden(api.secrets.open)
     manifest = api.secrets.manifest(source)
     try:
         cluster = await api.clusters.get(env)
-        return await manifest_diff(cluster, env.namespace, manifest, hidden_forms(plains))
+        return await manifest_diff(cluster, env.namespace, manifest, hidden)
     except (ClusterError, TransientError) as exc:
         raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
 

@@ -26,6 +26,7 @@ from shared.models import (
     Template,
     now,
 )
+from shared.parameters import told
 from shared.render import ReleaseParams
 from shared.secrets import Secrets
 from shared.store.audit import Audit
@@ -146,10 +147,9 @@ def fitting(template: Template, config: ServiceConfig, secrets: Secrets) -> None
     """422 naming each path where the config's values do not fit the template version."""
     found = misfits(template, config.params, secrets)
     if found:
-        said = "; ".join(f"{path}: {why}" for path, why in found.items())
         raise Invalid(
             f"the release config of {config.service} in {config.environment} does not fit "
-            f"template {template.name!r} version {template.version}: {said}; fix the config",
+            f"template {template.name!r} version {template.version}: {told(found)}; fix the config",
             field=next(iter(found)),
             errors=found,
         )

@@ -20,7 +20,7 @@ from shared.ids import ReleaseId, TemplateId
 from shared.manifest import PRUNE_ANNOTATION
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
-from shared.parameters import SchemaError, check_schema
+from shared.parameters import SchemaError, check_schema, told
 from shared.render import RenderError, check
 from shared.sources import Remotes
 from shared.store.catalog import Catalog
@@ -99,13 +99,12 @@ async def _impact(api: Api, config: ServiceConfig, old: Template, new: Template)
     )
     unfit = misfits(new, config.params, api.secrets)
     if unfit:
-        said = "; ".join(f"{path}: {why}" for path, why in unfit.items())
         return ServiceImpact(
             service=config.service,
             environment=config.environment,
             version=version,
             diff="",
-            error=f"its config does not fit version {new.version}: {said}; "
+            error=f"its config does not fit version {new.version}: {told(unfit)}; "
             "releasing it is refused until the config is fixed",
             problems=unfit,
         )

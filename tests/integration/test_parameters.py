@@ -13,12 +13,11 @@ from pymongo import AsyncMongoClient
 from devstack.system import FabuSystem
 from shared.secrets import MASK
 from tests.conftest import unique
-from tests.integration.test_templates import HOOK, configure, version_of
+from tests.integration.test_templates import HOOK, configure, sync_error, version_of
 from tests.support.git import git, repository
 from tests.support.gitlab import FakeGitLab
 from tests.support.releases import finished, prepare, release
 from tests.support.stack import StackEnv
-from tests.support.wait import eventually
 
 # A test's secret, looked for where it must not be.
 SECRET = "hunter2-" + "x7Qp9Lr"
@@ -318,12 +317,7 @@ async def test_a_gitlab_template_syncs_its_schema_file_with_it(
     # A schema that is not one keeps version 2 in use and says why.
     broken = gitlab.push(project, {path + ".schema.json": '{"type": "object", "properties": 3}'})
     assert (await api.post("/webhooks/gitlab", json=broken, headers=HOOK)).status_code == 202
-
-    async def failed() -> dict[str, Any] | None:
-        found: dict[str, Any] = (await api.get(f"/templates/{template_id}")).json()
-        return found if found["error"] else None
-
-    recorded = await eventually(failed, "the broken schema recorded")
+    recorded = await sync_error(api, template_id)
     assert recorded["version"] == 2
     assert "web.yaml.j2.schema.json" in recorded["error"]
     # Read from a source, a template declares its parameters there.

@@ -43,6 +43,16 @@ async def configure(
     )
 
 
+async def sync_error(api: httpx.AsyncClient, template_id: str) -> dict[str, Any]:
+    """The template once a sync that could not be used is recorded on it."""
+
+    async def failed() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await api.get(f"/templates/{template_id}")).json()
+        return body if body["error"] else None
+
+    return await eventually(failed, f"a sync error recorded on template {template_id}")
+
+
 async def version_of(api: httpx.AsyncClient, template_id: str, version: int) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         body: dict[str, Any] = (await api.get(f"/templates/{template_id}")).json()
@@ -129,11 +139,7 @@ async def test_a_template_that_does_not_parse_keeps_the_old_version_and_records_
 
     assert (await api.post("/webhooks/gitlab", json=payload, headers=HOOK)).status_code == 202
 
-    async def failed() -> dict[str, Any] | None:
-        body: dict[str, Any] = (await api.get(f"/templates/{template_id}")).json()
-        return body if body["error"] else None
-
-    body = await eventually(failed, "the sync error to be recorded")
+    body = await sync_error(api, template_id)
     assert body["version"] == 1
     assert body["content"] == DEMO
     assert f"line {line}" in body["error"]
