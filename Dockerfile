@@ -5,6 +5,7 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 COPY services ./services
 COPY shared ./shared
+COPY cli ./cli
 RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
 
 FROM python:3.11-slim-bookworm

@@ -15,9 +15,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import httpx
+import shtab
+import yaml
 
 CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "fabu" / "config.json"
 SUCCEEDED = "succeeded"
@@ -36,6 +38,42 @@ def _saved() -> dict[str, str]:
     return saved
 
 
+# Where a request's validation error points, as the CLI's user knows it.
+LOCATIONS = ("body", "query", "path")
+
+
+def said(answer: httpx.Response) -> str:
+    """An error answer as one sentence naming the field: ``version: … (422)``.
+
+    Fabu's own errors already are; a request that does not validate lists its
+    problems, each with its place, and those become ``field: message; …``.
+    """
+    try:
+        detail = answer.json().get("detail", answer.text)
+    except (ValueError, AttributeError):
+        detail = answer.text
+    if isinstance(detail, list):
+        parts = []
+        for problem in detail:
+            where = ".".join(str(p) for p in problem.get("loc", []) if p not in LOCATIONS)
+            message = str(problem.get("msg", "not valid")).removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
+        detail = "; ".join(parts)
+    return f"{str(detail).strip() or answer.reason_phrase} ({answer.status_code})"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns as wide as their longest value, under a header; the last one unpadded."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(
+            cell if i == len(headers) - 1 else cell.ljust(widths[i]) for i, cell in enumerate(line)
+        ).rstrip()
+        for line in lines
+    )
+
+
 class Api:
     def __init__(self, url: str, token: str) -> None:
         if not url:
@@ -49,11 +87,7 @@ class Api:
         except httpx.TransportError as exc:
             raise Failed(f"cannot reach Fabu: {exc}") from exc
         if answer.status_code >= 400:
-            try:
-                detail = answer.json().get("detail", answer.text)
-            except ValueError:
-                detail = answer.text
-            raise Failed(f"{answer.status_code}: {detail}")
+            raise Failed(said(answer))
         return answer.json() if answer.content else None
 
     def events(self, release_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -61,7 +95,7 @@ class Api:
         with self.http.stream("GET", f"/releases/{release_id}/events", timeout=None) as answer:
             if answer.status_code >= 400:
                 answer.read()
-                raise Failed(f"{answer.status_code}: {answer.text}")
+                raise Failed(said(answer))
             event = ""
             for line in answer.iter_lines():
                 if line.startswith("event:"):
@@ -74,17 +108,44 @@ def _print(args: argparse.Namespace, value: Any, text: Callable[[Any], str]) -> 
     print(json.dumps(value, indent=2, ensure_ascii=False) if args.output == "json" else text(value))
 
 
-def _row(r: dict[str, Any]) -> str:
+RELEASE_HEADERS = [
+    "ID",
+    "SERVICE",
+    "ENVIRONMENT",
+    "VERSION",
+    "STATE",
+    "TOOK",
+    "OPERATOR",
+    "DESCRIPTION",
+]
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
     took = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
-    return (
-        f"{r['id']}  {r['service']:<20} {r['environment']:<12} {r['version']:<16} "
-        f"{r['state']:<17} {took:>7}  {r['operator']}  {r.get('description', '')}"
-    )
+    return [
+        r["id"],
+        r["service"],
+        r["environment"],
+        r["version"],
+        r["state"],
+        took,
+        r["operator"],
+        r.get("description", ""),
+    ]
+
+
+def _releases(page: dict[str, Any]) -> str:
+    if not page["items"]:
+        return "no releases match"
+    text = table(RELEASE_HEADERS, [_cells(r) for r in page["items"]])
+    if page.get("next_cursor"):
+        text += f"\nmore: add --cursor {page['next_cursor']}"
+    return text
 
 
 def _detail(r: dict[str, Any]) -> str:
     lines = [
-        _row(r),
+        table(RELEASE_HEADERS, [_cells(r)]),
         f"kind: {r['kind']}   created: {r['created_at']}   finished: {r.get('finished_at') or '-'}",
     ]
     if r.get("reason"):
@@ -93,15 +154,48 @@ def _detail(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# How much of a failing pod's log a terminal shows.
+LOG_LINES = 8
+PODS_SHOWN = 3
+
+
+def _pods(diagnosis: dict[str, Any]) -> list[str]:
+    """The failing pods of a diagnosis: each container that is not ready, its state and
+    the last lines of its log (the crashed container's, if it restarted)."""
+    lines = []
+    for pod in (diagnosis.get("pods") or [])[:PODS_SHOWN]:
+        ready = f", ready {pod['ready']}" if pod.get("ready") else ""
+        lines.append(f"pod {pod['name']}: {pod['phase']}{ready}")
+        for c in pod.get("containers") or []:
+            if c.get("ready"):
+                continue
+            last = f"; last: {c['last_state']}" if c.get("last_state") else ""
+            lines.append(
+                f"  container {c['name']}: {c['state'] or '-'}{last} "
+                f"(restarts {c['restart_count']})"
+            )
+            log = (c.get("previous_log") or c.get("log") or "").rstrip("\n")
+            if log:
+                which = "previous container's" if c.get("previous_log") else "its"
+                lines.append(f"  last lines of {which} log:")
+                lines += [f"    | {line}" for line in log.splitlines()[-LOG_LINES:]]
+    hidden = diagnosis.get("pods_not_shown") or 0
+    if hidden:
+        lines.append(f"({hidden} more pods not shown)")
+    return lines
+
+
 def _way_back(api: Api, r: dict[str, Any]) -> list[str]:
     """For a release that ended without succeeding: what went wrong, in one sentence,
     and how to get back to the last good release."""
     if r["state"] not in ("failed", "cancelled", "aborted"):
         return []
     lines = []
-    cause = (r.get("diagnosis") or {}).get("summary") or ""
+    diagnosis = r.get("diagnosis") or {}
+    cause = diagnosis.get("summary") or ""
     if cause and cause != r.get("reason"):
         lines.append(f"cause: {cause}")
+    lines += _pods(diagnosis)
     if r.get("rolled_back_by"):
         return [*lines, f"Fabu is rolling back automatically: release {r['rolled_back_by']}"]
     query = {"service": r["service"], "environment": r["environment"], "state": SUCCEEDED}
@@ -174,16 +268,82 @@ def watch(api: Api, args: argparse.Namespace, release_id: str) -> int:
     return 0 if end.get("state") == SUCCEEDED else 1
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.command == "login":
-        return login(args)
-    saved = _saved()
-    api = Api(
-        args.url or os.environ.get("FABU_URL") or saved.get("url", ""),
-        args.token or os.environ.get("FABU_TOKEN") or saved.get("token", ""),
-    )
-    match args.command, getattr(args, "action", None):
-        case "release", "create":
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` given on the command line, by their API names."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) not in (None, "")}
+
+
+def _read(path: str) -> str:
+    """A file's text (``-``: stdin)."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise Failed(f"{path}: {exc.strerror}") from exc
+
+
+def _document(path: str, what: str) -> Any:
+    """A JSON or YAML file's value."""
+    try:
+        return yaml.safe_load(_read(path))
+    except yaml.YAMLError as exc:
+        raise Failed(f"{what}: {path} is not JSON or YAML: {exc}") from exc
+
+
+def _services(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            s["name"],
+            s["team"],
+            s["image_repository"],
+            s.get("gitlab_project") or "-",
+            "archived" if s.get("archived_at") else "",
+        ]
+        for s in items
+    ]
+    return table(["NAME", "TEAM", "IMAGE REPOSITORY", "GITLAB PROJECT", ""], rows)
+
+
+def _environments(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            e["name"],
+            e["namespace"],
+            "in cluster" if e.get("in_cluster") else (e.get("kubeconfig") or "-"),
+            "yes" if e.get("approval_required") else "no",
+            str(len(e.get("freeze_windows") or [])),
+            "archived" if e.get("archived_at") else "",
+        ]
+        for e in items
+    ]
+    return table(["NAME", "NAMESPACE", "CLUSTER", "APPROVAL", "FREEZES", ""], rows)
+
+
+def _templates(items: list[dict[str, Any]]) -> str:
+    def where(t: dict[str, Any]) -> str:
+        source = t.get("source")
+        if not source:
+            return "fabu"
+        return f"{source['type']}: {source.get('project') or source.get('url')} {source['path']}"
+
+    rows = [[t["id"], t["name"], str(t["version"]), where(t), t.get("error") or ""] for t in items]
+    return table(["ID", "NAME", "VERSION", "SOURCE", "ERROR"], rows)
+
+
+def _config(c: dict[str, Any]) -> str:
+    lines = [
+        f"{c['service']} in {c['environment']}: version {c['version']} by {c['author'] or '-'}, "
+        f"template {c['template_id']}",
+        json.dumps(c["effective"], indent=2, ensure_ascii=False),
+    ]
+    lines += [f"does not fit: {path}: {why}" for path, why in (c.get("problems") or {}).items()]
+    return "\n".join(lines)
+
+
+def _release(api: Api, args: argparse.Namespace) -> int:
+    match args.action:
+        case "create":
             body = {
                 "service": args.service,
                 "environment": args.environment,
@@ -194,50 +354,158 @@ def run(args: argparse.Namespace) -> int:
             accepted = api.call("POST", "/releases", json=body)
             _print(args, accepted, _accepted)
             return watch(api, args, accepted["id"]) if args.watch else 0
-        case "release", "list":
-            params = {
-                k: v
-                for k, v in (
-                    ("service", args.service),
-                    ("environment", args.environment),
-                    ("state", args.state),
-                    ("operator", args.operator),
-                    ("limit", args.limit),
-                )
-                if v
-            }
-            page = api.call("GET", "/releases", params=params)
-            _print(args, page, lambda p: "\n".join(_row(r) for r in p["items"]))
-        case "release", "show":
+        case "list":
+            names = ("service", "environment", "state", "operator", "since", "until", "cursor")
+            page = api.call(
+                "GET", "/releases", params={**_given(args, *names), "limit": args.limit}
+            )
+            _print(args, page, _releases)
+        case "show":
             shown = api.call("GET", f"/releases/{args.id}")
-            _print(args, shown, lambda r: "\n".join([_detail(r), *_way_back(api, r)]))
-        case "service", "status":
+            waiting = []
+            if shown["state"] == "awaiting_approval":
+                who = api.call("GET", f"/releases/{args.id}/approvers")
+                waiting = [f"may approve it: {', '.join(who) or 'nobody (ask an admin)'}"]
+            _print(args, shown, lambda r: "\n".join([_detail(r), *waiting, *_way_back(api, r)]))
+        case "watch":
+            return watch(api, args, args.id)
+        case "rollback" | "redeploy":
+            body = {"description": args.description, "override_reason": args.override_reason}
+            accepted = api.call("POST", f"/releases/{args.id}/{args.action}", json=body)
+            _print(args, accepted, _accepted)
+            return watch(api, args, accepted["id"]) if args.watch else 0
+        case _:
+            answer = api.call("POST", f"/releases/{args.id}/{args.action}")
+            _print(args, answer, _accepted)
+    return 0
+
+
+def _service(api: Api, args: argparse.Namespace) -> int:
+    match args.action:
+        case "list":
+            found = api.call("GET", "/services", params={"archived": args.archived})
+            _print(args, found, _services)
+        case "create":
+            body = {"name": args.name, **_given(args, "team", "image_repository", "gitlab_project")}
+            _print(args, api.call("POST", "/services", json=body), lambda s: _services([s]))
+        case "update":
+            current = api.call("GET", f"/services/{args.name}")
+            current.pop("archived_at", None)
+            body = {**current, **_given(args, "team", "image_repository", "gitlab_project")}
+            answer = api.call("PUT", f"/services/{args.name}", json=body)
+            _print(args, answer, lambda s: _services([s]))
+        case "archive" | "restore":
+            answer = api.call("POST", f"/services/{args.name}/{args.action}")
+            _print(args, answer, lambda s: _services([s]))
+        case "status":
             query = {"environment": args.environment} if args.environment else {}
             answer = api.call("GET", f"/services/{args.name}/state", params=query)
             _print(args, answer, _state_text)
-        case "release", "watch":
-            return watch(api, args, args.id)
-        case "release", ("rollback" | "redeploy") as action:
-            body = {"description": args.description, "override_reason": args.override_reason}
-            accepted = api.call("POST", f"/releases/{args.id}/{action}", json=body)
-            _print(args, accepted, _accepted)
-            return watch(api, args, accepted["id"]) if args.watch else 0
-        case "release", ("promote" | "abort" | "cancel" | "approve" | "reject") as action:
-            answer = api.call("POST", f"/releases/{args.id}/{action}")
-            _print(args, answer, _accepted)
-        case "image", "register":
+    return 0
+
+
+def _environment(api: Api, args: argparse.Namespace) -> int:
+    match args.action:
+        case "list":
+            found = api.call("GET", "/environments", params={"archived": args.archived})
+            _print(args, found, _environments)
+        case "create":
             body = {
-                "service": args.service,
-                "repository": args.repository,
-                "tag": args.tag,
-                "digest": args.digest,
-                "commit_sha": args.commit_sha,
-                "pipeline_url": args.pipeline_url,
+                "name": args.name,
+                "in_cluster": args.in_cluster,
+                "approval_required": args.approval_required,
+                "auto_rollback": args.auto_rollback,
+                **_given(args, "namespace", "kubeconfig", "rollout_timeout_s"),
             }
+            made = api.call("POST", "/environments", json=body)
+            _print(args, made, lambda e: _environments([e]))
+        case "archive" | "restore":
+            answer = api.call("POST", f"/environments/{args.name}/{args.action}")
+            _print(args, answer, lambda e: _environments([e]))
+    return 0
+
+
+def _template(api: Api, args: argparse.Namespace) -> int:
+    match args.action:
+        case "list":
+            _print(args, api.call("GET", "/templates"), _templates)
+        case "create":
+            body: dict[str, Any] = {"name": args.name}
+            if args.file:
+                body["content"] = _read(args.file)
+                if args.parameters:
+                    body["parameters"] = _document(args.parameters, "parameters")
+            elif args.gitlab_project or args.git_url:
+                body["source"] = {
+                    "type": "gitlab" if args.gitlab_project else "git",
+                    "project": args.gitlab_project or "",
+                    "url": args.git_url or "",
+                    "path": args.path or "",
+                    "ref": args.ref,
+                }
+            else:
+                raise Failed("content: give --file, or --gitlab-project or --git-url with --path")
+            _print(args, api.call("POST", "/templates", json=body), lambda t: _templates([t]))
+        case "sync":
+            _print(args, api.call("POST", "/templates/sync"), lambda a: a["detail"])
+    return 0
+
+
+def _configs(api: Api, args: argparse.Namespace) -> int:
+    path = f"/services/{args.service}/config/{args.environment}"
+    match args.action:
+        case "show":
+            _print(args, api.call("GET", path), _config)
+        case "set":
+            try:
+                current = api.call("GET", path)
+            except Failed:
+                current = None
+            params = current["params"] if current else {}
+            if args.values:
+                values = _document(args.values, "values")
+                if not isinstance(values, dict):
+                    raise Failed("values: give an object of the template's parameters")
+                settings = ("canary", "rollout_timeout_s", "auto_rollback")
+                params = {**{k: v for k, v in params.items() if k in settings}, **values}
+            template = args.template or (current["template_id"] if current else "")
+            if not template:
+                raise Failed("template_id: give --template (fabu template list names them)")
+            body = {"template_id": template, "params": params, "note": args.note}
+            _print(
+                args, api.call("PUT", path, json=body), lambda c: f"saved version {c['version']}"
+            )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "login":
+        return login(args)
+    if args.command == "completion":
+        print(shtab.complete(parser(), shell=args.shell))
+        return 0
+    saved = _saved()
+    api = Api(
+        args.url or os.environ.get("FABU_URL") or saved.get("url", ""),
+        args.token or os.environ.get("FABU_TOKEN") or saved.get("token", ""),
+    )
+    match args.command:
+        case "release":
+            return _release(api, args)
+        case "service":
+            return _service(api, args)
+        case "environment":
+            return _environment(api, args)
+        case "template":
+            return _template(api, args)
+        case "config":
+            return _configs(api, args)
+        case "image":
+            body = _given(
+                args, "service", "repository", "tag", "digest", "commit_sha", "pipeline_url"
+            )
             image = api.call("POST", "/images", json=body)
             _print(args, image, lambda i: f"{i['repository']}@{i['digest']} {','.join(i['tags'])}")
-        case "template", "sync":
-            _print(args, api.call("POST", "/templates/sync"), lambda a: a["detail"])
     return 0
 
 
@@ -279,6 +547,19 @@ def parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
 
+    _release_commands(commands)
+    _setup_commands(commands)
+    completion = commands.add_parser(
+        "completion", help='a shell completion script: eval "$(fabu completion bash)"'
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    return top
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _release_commands(commands: Commands) -> None:
     release = commands.add_parser("release", help="releases").add_subparsers(
         dest="action", required=True
     )
@@ -291,10 +572,13 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--watch", "-w", action="store_true", help="follow it; exit 1 unless it succeeds"
     )
-    listing = release.add_parser("list", help="release records, newest first")
+    listing = release.add_parser("list", help="release records, newest first, a page at a time")
     for name in ("service", "environment", "state", "operator"):
         listing.add_argument(f"--{name}")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--since", help="created at or after (2026-01-31T00:00:00Z)")
+    listing.add_argument("--until", help="created before")
+    listing.add_argument("--limit", type=int, default=20, help="records per page (1-200)")
+    listing.add_argument("--cursor", help="the page after the one that printed it")
     for name, what in (("show", "one release"), ("watch", "follow a release to its end")):
         release.add_parser(name, help=what).add_argument("id")
     for name in ("rollback", "redeploy"):
@@ -311,26 +595,83 @@ def parser() -> argparse.ArgumentParser:
     )
     register = image.add_parser("register", help="register a pushed image (for CI)")
     register.add_argument("--service", required=True)
-    register.add_argument("--repository", required=True)
+    register.add_argument("--repository", help="default: the service's image repository")
     register.add_argument("--tag", required=True)
-    register.add_argument("--digest", required=True)
+    register.add_argument("--digest", help="default: the tag's digest in the registry now")
     register.add_argument("--commit-sha", default="")
     register.add_argument("--pipeline-url", default="")
 
+
+def _setup_commands(commands: Commands) -> None:
     service = commands.add_parser("service", help="services").add_subparsers(
         dest="action", required=True
     )
+    service.add_parser("list", help="services").add_argument(
+        "--archived", action="store_true", help="the archived ones too"
+    )
+    for name, what in (("create", "add a service"), ("update", "change a service's settings")):
+        one = service.add_parser(name, help=what)
+        one.add_argument("name")
+        one.add_argument("--team", required=name == "create")
+        one.add_argument("--image-repository", required=name == "create")
+        one.add_argument("--gitlab-project", help="the project whose pipelines build its image")
+    service.add_parser(
+        "archive", help="retire a service: its history stays; it is released no more"
+    ).add_argument("name")
+    service.add_parser("restore", help="bring an archived service back").add_argument("name")
     status = service.add_parser(
         "status", help="what runs: health, drift and the last good release, per environment"
     )
     status.add_argument("name")
     status.add_argument("--environment", "-e", default="")
 
+    environment = commands.add_parser("environment", help="environments").add_subparsers(
+        dest="action", required=True
+    )
+    environment.add_parser("list", help="environments").add_argument(
+        "--archived", action="store_true", help="the archived ones too"
+    )
+    env = environment.add_parser("create", help="add an environment (admins)")
+    env.add_argument("name")
+    env.add_argument("--namespace", required=True)
+    env.add_argument("--kubeconfig", help="a file in the operator's FABU_KUBECONFIG_DIR")
+    env.add_argument("--in-cluster", action="store_true", help="the cluster Fabu runs in")
+    env.add_argument("--rollout-timeout-s", type=int)
+    env.add_argument("--approval-required", action="store_true")
+    env.add_argument("--auto-rollback", action="store_true")
+    environment.add_parser(
+        "archive", help="retire an environment: its history stays; nothing is released to it"
+    ).add_argument("name")
+    environment.add_parser("restore", help="bring an archived environment back").add_argument(
+        "name"
+    )
+
     template = commands.add_parser("template", help="templates").add_subparsers(
         dest="action", required=True
     )
+    template.add_parser("list", help="templates")
+    made = template.add_parser("create", help="a template kept in Fabu, or read from GitLab/Git")
+    made.add_argument("name")
+    made.add_argument("--file", "-f", help="the template's content (- for stdin)")
+    made.add_argument("--parameters", help="its parameters' JSON Schema (JSON or YAML file)")
+    made.add_argument("--gitlab-project", help="read it from this GitLab project")
+    made.add_argument("--git-url", help="read it from this Git repository")
+    made.add_argument("--path", help="the file in the project or repository")
+    made.add_argument("--ref", default="main", help="branch or tag (default: main)")
     template.add_parser("sync", help="read every template from its source again")
-    return top
+
+    config = commands.add_parser("config", help="release configs").add_subparsers(
+        dest="action", required=True
+    )
+    shown = config.add_parser("show", help="a service's config in an environment")
+    shown.add_argument("service")
+    shown.add_argument("environment")
+    put = config.add_parser("set", help="save a config's next version")
+    put.add_argument("service")
+    put.add_argument("environment")
+    put.add_argument("--template", help="the template's id (default: the one it uses)")
+    put.add_argument("--values", help="the template's parameter values (JSON or YAML file)")
+    put.add_argument("--note", default="", help="why, kept with the version")
 
 
 def main(argv: list[str] | None = None) -> int:

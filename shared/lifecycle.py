@@ -83,9 +83,9 @@ class Taker(StrEnum):
 
 
 STAGES: dict[Taker, Stage] = {
-    Taker.RENDERER: "render",
-    Taker.DEPLOYER: "apply",
-    Taker.TRACKER: "track",
+    Taker.RENDERER: "renderer",
+    Taker.DEPLOYER: "deployer",
+    Taker.TRACKER: "tracker",
 }
 
 

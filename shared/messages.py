@@ -6,9 +6,9 @@ a stage that publishes twice after a crash publishes one message.
 """
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.ids import ReleaseId
 
@@ -65,7 +65,13 @@ class ReleasePaused(Event):
     """A canary step is healthy and waits to be promoted."""
 
 
-Stage = Literal["render", "apply", "track"]
+# The stage a release failed in, named as its actor is in the release's state changes
+# (messages from before read "render", "apply", "track").
+OLD_STAGES = {"render": "renderer", "apply": "deployer", "track": "tracker"}
+Stage = Annotated[
+    Literal["renderer", "deployer", "tracker"],
+    BeforeValidator(lambda v: OLD_STAGES.get(v, v)),
+]
 
 
 class ReleaseFailed(Event):

@@ -75,6 +75,8 @@ class Environment(Model):
     # A release that fails after reaching the cluster is rolled back to the last good
     # one by Fabu itself (a release config's ``auto_rollback`` decides for its service).
     auto_rollback: bool = False
+    # Retired: kept with its history, hidden from lists and forms, released to no more.
+    archived_at: datetime | None = None
 
     def frozen_by(self, at: datetime) -> FreezeWindow | None:
         """The freeze window in force at ``at``, if any."""
@@ -95,6 +97,8 @@ class Service(Model):
     # The GitLab project (id or path) that builds its image: its pipeline and
     # job webhooks register the images they pushed.
     gitlab_project: str = Field(default="", max_length=255)
+    # Retired: kept with its history, hidden from lists and forms, released no more.
+    archived_at: datetime | None = None
 
 
 class CanaryStep(Model):
@@ -266,7 +270,9 @@ class Template(Model):
     content: str = Field(min_length=1, max_length=200_000)
     # The JSON Schema of its parameters (None: Fabu's base parameters, DEFAULT_SCHEMA).
     parameters: dict[str, Any] | None = None
+    # This version's: when it was stored, and by whom (a person, or the source's sync).
     created_at: datetime = Field(default_factory=now)
+    author: str = ""
     source: TemplateSource | None = None  # None: written through the API
     commit_sha: str = ""
     synced_at: datetime | None = None

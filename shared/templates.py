@@ -85,6 +85,7 @@ async def sync_template(
             "parameters": found.parameters,
             "commit_sha": found.commit_sha,
             "created_at": at,
+            "author": f"{template.source.type} sync",
             "synced_at": at,
             "error": "",
             "error_sha": "",

@@ -31,8 +31,20 @@ async def update_environment(
 
 
 @router.get("/environments")
-async def list_environments(api: ApiDep, me: Viewer) -> list[Environment]:
-    return await catalog_service.environments(api, me)
+async def list_environments(api: ApiDep, me: Viewer, archived: bool = False) -> list[Environment]:
+    """In name order; ``archived=true`` includes the archived ones."""
+    return await catalog_service.environments(api, me, archived)
+
+
+@router.post("/environments/{name}/archive")
+async def archive_environment(name: str, api: ApiDep, admin: Admin) -> Environment:
+    """Retire an environment: kept with its history, hidden from lists, released to no more."""
+    return await catalog_service.archive_environment(api, admin, name)
+
+
+@router.post("/environments/{name}/restore")
+async def restore_environment(name: str, api: ApiDep, admin: Admin) -> Environment:
+    return await catalog_service.archive_environment(api, admin, name, archived=False)
 
 
 @router.post("/services", status_code=201)
@@ -41,8 +53,26 @@ async def create_service(body: Service, api: ApiDep, editor: ConfigAdmin) -> Ser
 
 
 @router.get("/services")
-async def list_services(api: ApiDep, me: Viewer) -> list[Service]:
-    return await catalog_service.services(api, me)
+async def list_services(api: ApiDep, me: Viewer, archived: bool = False) -> list[Service]:
+    """In name order; ``archived=true`` includes the archived ones."""
+    return await catalog_service.services(api, me, archived)
+
+
+@router.put("/services/{name}")
+async def update_service(name: str, body: Service, api: ApiDep, editor: ConfigAdmin) -> Service:
+    """Replace a service's team, image repository and GitLab project."""
+    return await catalog_service.update_service(api, editor, name, body)
+
+
+@router.post("/services/{name}/archive")
+async def archive_service(name: str, api: ApiDep, editor: ConfigAdmin) -> Service:
+    """Retire a service: kept with its history, hidden from lists, released no more."""
+    return await catalog_service.archive_service(api, editor, name)
+
+
+@router.post("/services/{name}/restore")
+async def restore_service(name: str, api: ApiDep, editor: ConfigAdmin) -> Service:
+    return await catalog_service.archive_service(api, editor, name, archived=False)
 
 
 @router.get("/services/{name}")

@@ -13,11 +13,20 @@ from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
-from services.api.schemas import ConfigIn, ConfigView, Preview
+from services.api.schemas import ConfigIn, ConfigView, ImageIn, Preview
 from shared.cluster import ClusterError, kubeconfig_file
 from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable, found
 from shared.messages import ImageBuilt
-from shared.models import BaseParams, Environment, Image, Role, Service, ServiceConfig, Template
+from shared.models import (
+    BaseParams,
+    Environment,
+    Image,
+    Role,
+    Service,
+    ServiceConfig,
+    Template,
+    now,
+)
 from shared.parameters import (
     filled,
     hidden_forms,
@@ -31,7 +40,7 @@ from shared.parameters import (
     told,
     unmasked,
 )
-from shared.registry import Repository
+from shared.registry import RegistryError, Repository
 from shared.render import RenderError, render
 from shared.settings import Settings
 from shared.templates import misfits, render_with
@@ -105,6 +114,7 @@ async def _template_of(api: Api, config: ServiceConfig, known: Template) -> Temp
 
 async def create_environment(api: Api, principal: Principal, body: Environment) -> Environment:
     need(principal, Permission.ADMIN)
+    body = body.model_copy(update={"archived_at": None})
     await reachable(body, api.settings)
     await api.catalog.add_environment(body)
     await api.audit.record(
@@ -118,13 +128,12 @@ async def environment(api: Api, principal: Principal, name: str) -> Environment:
     return found(await api.catalog.environment(name), f"environment {name!r}")
 
 
-async def environments(api: Api, principal: Principal) -> list[Environment]:
+async def environments(api: Api, principal: Principal, archived: bool = False) -> list[Environment]:
     need(principal, Permission.VIEW)
-    return await api.catalog.environments()
+    return await api.catalog.environments(archived)
 
 
-async def create_service(api: Api, principal: Principal, body: Service) -> Service:
-    need(principal, Permission.EDIT_CONFIG)
+def _known_registry(api: Api, body: Service) -> None:
     host = Repository.parse(body.image_repository).host
     if host not in api.settings.registries:
         known = ", ".join(sorted(api.settings.registries)) or "none"
@@ -133,14 +142,69 @@ async def create_service(api: Api, principal: Principal, body: Service) -> Servi
             f"(configured: {known})",
             field="image_repository",
         )
+
+
+async def create_service(api: Api, principal: Principal, body: Service) -> Service:
+    need(principal, Permission.EDIT_CONFIG)
+    body = body.model_copy(update={"archived_at": None})
+    _known_registry(api, body)
     await api.catalog.add_service(body)
     await api.audit.record(principal.name, "service.create", f"service/{body.name}", after=body)
     return body
 
 
-async def services(api: Api, principal: Principal) -> list[Service]:
+async def update_service(api: Api, principal: Principal, name: str, body: Service) -> Service:
+    """Replace a service's team, image repository and GitLab project (archiving is
+    its own action: the stored ``archived_at`` stays)."""
+    need(principal, Permission.EDIT_CONFIG)
+    if body.name != name:
+        raise Invalid(f"name: {body.name!r} differs from the path's {name!r}", field="name")
+    current = found(await api.catalog.service(name), f"service {name!r}")
+    body = body.model_copy(update={"archived_at": current.archived_at})
+    _known_registry(api, body)
+    before = await api.catalog.replace_service(body)
+    await api.audit.record(
+        principal.name, "service.update", f"service/{name}", before=before, after=body
+    )
+    return body
+
+
+async def archive_service(
+    api: Api, principal: Principal, name: str, archived: bool = True
+) -> Service:
+    """Retire a service (``archived``), or bring it back: its history stays either way;
+    archived, it leaves every list and form and no release of it is started."""
+    need(principal, Permission.EDIT_CONFIG)
+    current = found(await api.catalog.service(name), f"service {name!r}")
+    if (current.archived_at is not None) == archived:
+        return current
+    changed = current.model_copy(update={"archived_at": now() if archived else None})
+    await api.catalog.replace_service(changed)
+    action = "service.archive" if archived else "service.restore"
+    await api.audit.record(principal.name, action, f"service/{name}", before=current, after=changed)
+    return changed
+
+
+async def archive_environment(
+    api: Api, principal: Principal, name: str, archived: bool = True
+) -> Environment:
+    """Retire an environment (``archived``), or bring it back: as for a service."""
+    need(principal, Permission.ADMIN)
+    current = found(await api.catalog.environment(name), f"environment {name!r}")
+    if (current.archived_at is not None) == archived:
+        return current
+    changed = current.model_copy(update={"archived_at": now() if archived else None})
+    await api.catalog.replace_environment(changed)
+    action = "environment.archive" if archived else "environment.restore"
+    await api.audit.record(
+        principal.name, action, f"environment/{name}", before=current, after=changed
+    )
+    return changed
+
+
+async def services(api: Api, principal: Principal, archived: bool = False) -> list[Service]:
     need(principal, Permission.VIEW)
-    return await api.catalog.services()
+    return await api.catalog.services(archived)
 
 
 async def service(api: Api, principal: Principal, name: str) -> Service:
@@ -186,10 +250,10 @@ async def update_environment(
     need(principal, Permission.ADMIN)
     if body.name != name:
         raise Invalid(f"name: {body.name!r} differs from the path's {name!r}", field="name")
+    current = found(await api.catalog.environment(name), f"environment {name!r}")
+    body = body.model_copy(update={"archived_at": current.archived_at})
     await reachable(body, api.settings)
     before = await api.catalog.replace_environment(body)
-    if before is None:
-        raise NotFound(f"environment {name!r} not found")
     await api.audit.record(
         principal.name, "environment.update", f"environment/{name}", before=before, after=body
     )
@@ -336,11 +400,12 @@ async def preview(
     )
 
 
-async def register_image(api: Api, principal: Principal, body: ImageBuilt) -> Image:
+async def register_image(api: Api, principal: Principal, body: ImageIn) -> Image:
     """For CI after a push: idempotent, one record per repository and digest.
 
     Needs a grant to release the service (anywhere) or config-admin; an image
-    of no service needs config-admin.
+    of no service needs config-admin. Without a repository, the service's; without
+    a digest, the one the registry holds for the tag now.
     """
     need(principal, Permission.REGISTER_IMAGE)
     service = await api.catalog.service(body.service) if body.service else None
@@ -354,14 +419,26 @@ async def register_image(api: Api, principal: Principal, body: ImageBuilt) -> Im
             f"{principal.name} may not register images of "
             + (f"service {service.name}" if service else "no service")
         )
-    if service is not None and service.image_repository != body.repository:
+    repository = body.repository or (service.image_repository if service else "")
+    if service is not None and service.image_repository != repository:
         raise Invalid(
             f"repository: service {service.name!r} releases {service.image_repository!r}, "
-            f"not {body.repository!r}",
+            f"not {repository!r}",
             field="repository",
         )
-    image = await api.images.register(body, "api")
+    digest = body.digest
+    if not digest:
+        try:
+            digest = await api.registries.digest(repository, body.tag) or ""
+        except (TransientError, RegistryError) as exc:
+            raise Unavailable(f"the registry answered: {exc.message}") from exc
+        if not digest:
+            raise Invalid(f"tag: {repository} has no tag {body.tag!r}", field="tag")
+    built = ImageBuilt.model_validate(
+        {**body.model_dump(), "repository": repository, "digest": digest}
+    )
+    image = await api.images.register(built, "api")
     await api.audit.record(
-        principal.name, "image.register", f"image/{body.repository}:{body.tag}", after=image
+        principal.name, "image.register", f"image/{repository}:{body.tag}", after=image
     )
     return image

@@ -6,18 +6,19 @@ from services.api import catalog_service
 from services.api.access import ImageRegistrar, Viewer
 from services.api.catalog_service import ImageVersions
 from services.api.deps import ApiDep
-from shared.messages import ImageBuilt
+from services.api.schemas import ImageIn
 from shared.models import Image
 
 router = APIRouter()
 
 
 @router.post("/images")
-async def register_image(body: ImageBuilt, api: ApiDep, principal: ImageRegistrar) -> Image:
+async def register_image(body: ImageIn, api: ApiDep, principal: ImageRegistrar) -> Image:
     """For CI after a push: idempotent, one record per repository and digest.
 
     Needs a grant to release the service (anywhere) or config-admin; an image
-    of no service needs config-admin.
+    of no service needs config-admin. Without a repository, the service's; without a
+    digest, the one the registry holds for the tag.
     """
     return await catalog_service.register_image(api, principal, body)
 

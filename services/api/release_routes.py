@@ -24,6 +24,7 @@ from services.api.schemas import (
     ReleasePage,
     zoned,
 )
+from shared.errors import Invalid
 from shared.models import Release, ReleaseState
 
 router = APIRouter()
@@ -48,6 +49,13 @@ async def get_release(release_id: str, api: ApiDep, me: Viewer) -> Release:
     return await release_service.get(api, me, release_id)
 
 
+@router.get("/releases/{release_id}/approvers")
+async def release_approvers(release_id: str, api: ApiDep, me: Viewer) -> list[str]:
+    """Who may approve the release: whose grants cover it, except its requester."""
+    release = await release_service.get(api, me, release_id)
+    return await release_service.approvers(api, me, release)
+
+
 @router.get("/releases/{release_id}/actions")
 async def release_actions(release_id: str, api: ApiDep, me: Viewer) -> Actions:
     """The actions the caller may take on the release now (what the UI offers)."""
@@ -65,10 +73,20 @@ async def list_releases(
     operator: str | None = None,
     since: Annotated[datetime | None, Query(description="created at or after")] = None,
     until: Annotated[datetime | None, Query(description="created before")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    prefix: Annotated[
+        bool, Query(description="service, environment, operator: match names they begin")
+    ] = False,
+    cursor: Annotated[str | None, Query(description="a page's next_cursor: the older page")] = None,
+    back: Annotated[
+        str | None, Query(description="a page's previous_cursor: the newer page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    count: Annotated[bool, Query(description="answer total and offset too")] = False,
 ) -> ReleasePage:
+    """Release records, newest first, a page at a time."""
     zoned(since=since, until=until)
+    if cursor and back:
+        raise Invalid("back: give cursor or back, not both", field="back")
     return await release_service.page(
         api,
         me,
@@ -78,8 +96,11 @@ async def list_releases(
         operator=operator,
         since=since,
         until=until,
+        prefix=prefix,
         cursor=cursor,
+        back=back,
         limit=limit,
+        counted=count,
     )
 
 

@@ -9,7 +9,7 @@ ones for a page, and every action function raises its refusal.
 
 import asyncio
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -108,22 +108,65 @@ async def page(
     operator: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    prefix: bool = False,
     cursor: str | None = None,
+    back: str | None = None,
     limit: int = 50,
+    counted: bool = False,
 ) -> ReleasePage:
+    """A page of records, newest first: after ``cursor`` (a page's ``next_cursor``) or
+    before ``back`` (its ``previous_cursor``). ``counted``: with how many match and
+    how many come before this page."""
     need(principal, Permission.VIEW)
-    found = await api.releases.page(
-        service=service,
-        environment=environment,
-        state=state,
-        operator=operator,
-        since=since,
-        until=until,
-        before=cursor,
-        limit=limit,
+    filters: dict[str, Any] = {
+        "service": service,
+        "environment": environment,
+        "state": state,
+        "operator": operator,
+        "since": since,
+        "until": until,
+        "prefix": prefix,
+    }
+    found = await api.releases.page(before=cursor, after=back, limit=limit, **filters)
+    # Without counting: a full page may have more after it; a page reached by paging
+    # has the one it came from on its other side.
+    more_after = len(found) == limit or (back is not None and bool(found))
+    more_before = bool(found) and (cursor is not None or (back is not None and len(found) == limit))
+    total = offset = None
+    if counted:
+        total, offset = await asyncio.gather(
+            api.releases.count(**filters),
+            api.releases.count(newer_than=found[0].id, **filters) if found else _zero(),
+        )
+        more_before = offset > 0
+        more_after = offset + len(found) < total
+    return ReleasePage(
+        items=[ReleaseSummary.of(r) for r in found],
+        next_cursor=found[-1].id if found and more_after else None,
+        previous_cursor=found[0].id if found and more_before else None,
+        total=total,
+        offset=offset,
     )
-    next_cursor = found[-1].id if len(found) == limit else None
-    return ReleasePage(items=[ReleaseSummary.of(r) for r in found], next_cursor=next_cursor)
+
+
+async def _zero() -> int:
+    return 0
+
+
+async def approvers(api: Api, principal: Principal, release: Release) -> list[str]:
+    """Who may approve ``release``: every user whose grants let them release its service
+    to its environment, except the one who asked for it."""
+    need(principal, Permission.VIEW)
+    service = await api.catalog.service(release.service)
+    if service is None:
+        return []
+    return [
+        u.name
+        for u in await api.users.all()
+        if u.name != release.operator
+        and not u.disabled
+        and Principal(u, "session").can_release(release.environment, service)
+    ]
 
 
 # Which actions a caller may take

@@ -11,7 +11,7 @@ import structlog
 from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
 from shared.bus import Bus
-from shared.errors import Forbidden, Invalid, Unavailable
+from shared.errors import Conflict, Forbidden, Invalid, Unavailable
 from shared.messages import ReleaseAwaiting, ReleaseRequested
 from shared.models import (
     Environment,
@@ -69,6 +69,19 @@ def freeze_check(
     return FreezeOverride(window=window.name, by=principal.name, reason=override_reason.strip())
 
 
+def retired(service: Service, env: Environment) -> None:
+    """409 when the service or the environment is archived: nothing is released to it."""
+    for what, name, at in (
+        ("service", service.name, service.archived_at),
+        ("environment", env.name, env.archived_at),
+    ):
+        if at is not None:
+            raise Conflict(
+                f"{what} {name} is archived (since {at:%Y-%m-%d}): it is released no more; "
+                f"restore it first to release"
+            )
+
+
 async def start(
     release: Release,
     env: Environment,
@@ -80,6 +93,7 @@ async def start(
     lock), and hand it to the renderer, or to an approver when the environment needs one."""
     principal = starter.principal
     principal.must_release(env.name, service)
+    retired(service, env)
     release.operator = principal.name
     release.freeze_override = freeze_check(env, principal, override_reason)
     if release.kind is ReleaseKind.DEPLOY and release.params.canary:

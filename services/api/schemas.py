@@ -90,6 +90,25 @@ class TemplateContentIn(Body):
     parameters: dict[str, Any] | None = None
 
 
+class ImageIn(Body):
+    """What CI says about an image it pushed. Left out, the repository is the service's
+    and the digest is the one the registry holds for the tag now."""
+
+    service: str = Field(default="", max_length=63)
+    repository: str = Field(default="", max_length=255)
+    tag: ImageTag
+    digest: Annotated[str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64})?$")] = ""
+    commit_sha: str = Field(default="", max_length=64)
+    pipeline_url: str = Field(default="", max_length=2000)
+    pushed_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _whose(self) -> "ImageIn":
+        if not self.service and not self.repository:
+            raise ValueError("repository: give the service or the repository")
+        return self
+
+
 class ConfigIn(Body):
     template_id: TemplateId
     # Fabu's settings (canary, rollout_timeout_s, auto_rollback) and the values of the
@@ -215,7 +234,12 @@ class ReleaseSummary(BaseModel):
 
 class ReleasePage(BaseModel):
     items: list[ReleaseSummary]
+    # Give as ``cursor`` for the older page, as ``back`` for the newer one (None: none).
     next_cursor: str | None
+    previous_cursor: str | None = None
+    # With ``count=true``: how many match, and how many newer ones come before this page.
+    total: int | None = None
+    offset: int | None = None
 
 
 Password = Annotated[str, Field(min_length=10, max_length=1000)]

@@ -70,6 +70,7 @@ async def change(
             "content": body.content,
             "parameters": parameters,
             "created_at": now(),
+            "author": principal.name,
         }
     )
     await api.catalog.add_template(new)
@@ -169,7 +170,11 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
         assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
         checked(body.content, body.parameters)
         template = Template(
-            id=template_id, name=body.name, content=body.content, parameters=body.parameters
+            id=template_id,
+            name=body.name,
+            content=body.content,
+            parameters=body.parameters,
+            author=principal.name,
         )
     else:
         remotes = Remotes.of(api.settings)
@@ -189,6 +194,7 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
             source=body.source,
             commit_sha=found.commit_sha,
             synced_at=now(),
+            author=principal.name,
         )
     await api.catalog.add_template(template)
     await api.audit.record(

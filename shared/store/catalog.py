@@ -69,8 +69,10 @@ class Catalog:
         )
         return Environment.model_validate(before) if before else None
 
-    async def environments(self) -> list[Environment]:
-        cursor = self._environments.find({}).sort("_id", 1)
+    async def environments(self, archived: bool = False) -> list[Environment]:
+        """In name order; the archived ones only when asked for."""
+        query: Doc = {} if archived else {"archived_at": None}
+        cursor = self._environments.find(query).sort("_id", 1)
         return [Environment.model_validate(_strip(d)) async for d in cursor]
 
     async def add_service(self, service: Service) -> None:
@@ -83,8 +85,19 @@ class Catalog:
         doc = _strip(await self._services.find_one({"_id": name}))
         return Service.model_validate(doc) if doc else None
 
-    async def services(self) -> list[Service]:
-        cursor = self._services.find({}).sort("_id", 1)
+    async def replace_service(self, service: Service) -> Service | None:
+        """Store ``service`` over the one of its name; the one before, or None if there was none."""
+        before = _strip(
+            await self._services.find_one_and_replace(
+                {"_id": service.name}, {"_id": service.name, **service.model_dump()}
+            )
+        )
+        return Service.model_validate(before) if before else None
+
+    async def services(self, archived: bool = False) -> list[Service]:
+        """In name order; the archived ones only when asked for."""
+        query: Doc = {} if archived else {"archived_at": None}
+        cursor = self._services.find(query).sort("_id", 1)
         return [Service.model_validate(_strip(d)) async for d in cursor]
 
     async def add_template(self, template: Template) -> None:

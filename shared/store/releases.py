@@ -9,6 +9,7 @@ lost to a concurrent rewrite of the release document.
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -112,8 +113,8 @@ class Releases:
                 release.rolled_back_by = ReleaseId(rollback["rollback"])
         return release
 
-    async def page(
-        self,
+    @staticmethod
+    def _query(
         *,
         service: str | None = None,
         environment: str | None = None,
@@ -121,20 +122,23 @@ class Releases:
         operator: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[Release]:
-        """Newest first. ``before`` is the last id of the previous page: ids only
-        grow, so a page never repeats or skips a record while new ones arrive."""
+        prefix: bool = False,
+    ) -> Doc:
+        """The filter of a list; with ``prefix``, a name given matches every name it
+        begins, case-insensitively (names are lowercase)."""
         query: Doc = {}
         for field, value in (
             ("service", service),
             ("environment", environment),
-            ("state", state.value if state else None),
             ("operator", operator),
         ):
-            if value:
+            if value and prefix:
+                low = value.lower()
+                query[field] = {"$gte": low, "$lt": low + "\uffff"}
+            elif value:
                 query[field] = value
+        if state:
+            query["state"] = state.value
         created: Doc = {}
         if since:
             created["$gte"] = since
@@ -142,10 +146,35 @@ class Releases:
             created["$lt"] = until
         if created:
             query["created_at"] = created
+        return query
+
+    async def page(
+        self,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        **filters: Any,
+    ) -> list[Release]:
+        """Newest first. ``before`` is the last id of the previous page, ``after`` the
+        first id of the next one: ids only grow, so a page never repeats or skips a
+        record while new ones arrive. ``filters``: see :meth:`_query`."""
+        query = self._query(**filters)
+        if after:
+            query["_id"] = {"$gt": after}
+            cursor = self._releases.find(query, LIST_PROJECTION).sort("_id", ASCENDING)
+            return [_release(d) async for d in cursor.limit(limit)][::-1]
         if before:
             query["_id"] = {"$lt": before}
         cursor = self._releases.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
+
+    async def count(self, newer_than: str | None = None, **filters: Any) -> int:
+        """How many releases match ``filters`` (those newer than an id, if given)."""
+        query = self._query(**filters)
+        if newer_than:
+            query["_id"] = {"$gt": newer_than}
+        return int(await self._releases.count_documents(query))
 
     async def latest(self, service: str, environment: str) -> Release | None:
         """The newest release of a service in an environment (redeploy allows only it)."""

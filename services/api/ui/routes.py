@@ -14,8 +14,9 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from services.api import (
     catalog_service,
+    notification_service,
     release_service,
     state_service,
     template_service,
@@ -42,27 +44,37 @@ from services.api.deps import api_of
 from services.api.schemas import (
     ActionIn,
     ConfigIn,
+    ConfigView,
     DecisionIn,
     LoginIn,
+    Queued,
     ReleaseIn,
     ReleaseSummary,
     TemplateContentIn,
+    TemplateIn,
     UserIn,
 )
 from services.api.ui.charts import charts
 from services.api.ui.i18n import LANGUAGES, pick, translator
 from shared.errors import FabuError, Invalid, NotFound, Unauthorized
+from shared.ids import TemplateId
 from shared.live import Health
 from shared.models import (
     BaseParams,
+    Channel,
+    ChannelType,
     Environment,
     FreezeWindow,
     Grant,
+    NotifyEvent,
     ReleaseState,
     Role,
+    Service,
+    TemplateSource,
     User,
+    now,
 )
-from shared.parameters import masked
+from shared.parameters import filled, masked, schema_of, told
 from shared.secrets import MASK
 
 router = APIRouter(include_in_schema=False)
@@ -196,8 +208,9 @@ def validation_errors(exc: ValidationError) -> dict[str, str]:
 
 
 async def form(request: Request) -> dict[str, str]:
+    """The form's text fields, with LF line endings (browsers send a textarea's as CRLF)."""
     data = await request.form()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    return {k: v.replace("\r\n", "\n") for k, v in data.items() if isinstance(v, str)}
 
 
 def _next_page(path: str, filters: dict[str, str], cursor: str | None) -> str:
@@ -207,6 +220,12 @@ def _next_page(path: str, filters: dict[str, str], cursor: str | None) -> str:
 
 def back(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for it on every page: Fabu's icon (the pages link the SVG itself)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 # Logging in and out, and the language
@@ -324,7 +343,49 @@ async def _services_table(request: Request, principal: Principal) -> dict[str, A
 
 @router.get("/services")
 async def services(request: Request, principal: Viewer) -> Response:
-    return render(request, principal, "services.html", **await _services_table(request, principal))
+    return await _services_page(request, principal)
+
+
+async def _services_page(
+    request: Request,
+    principal: Principal,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    api = _state(request)
+    context = await _services_table(request, principal)
+    every = await catalog_service.services(api, principal, archived=True)
+    return render(
+        request,
+        principal,
+        "services.html",
+        status_code=422 if errors else 200,
+        archived=[s for s in every if s.archived_at is not None],
+        values=values or {},
+        errors=errors or {},
+        **context,
+    )
+
+
+def _service_of(values: dict[str, str], name: str | None = None) -> Service:
+    return Service(
+        name=name or values.get("name", "").strip(),
+        team=values.get("team", "").strip(),
+        image_repository=values.get("image_repository", "").strip(),
+        gitlab_project=values.get("gitlab_project", "").strip(),
+    )
+
+
+@router.post("/services")
+async def create_service(request: Request, principal: ConfigAdmin) -> Response:
+    values = await form(request)
+    try:
+        made = await catalog_service.create_service(_state(request), principal, _service_of(values))
+    except ValidationError as exc:
+        return await _services_page(request, principal, values, validation_errors(exc))
+    except FabuError as exc:
+        return await _services_page(request, principal, values, {exc.field: exc.message})
+    return back(f"/services/{made.name}")
 
 
 @router.get("/fragments/services")
@@ -344,6 +405,16 @@ async def service_state_fragment(request: Request, name: str, principal: Viewer)
 
 @router.get("/services/{name}")
 async def service(request: Request, name: str, principal: Viewer) -> Response:
+    return await _service_page(request, principal, name)
+
+
+async def _service_page(
+    request: Request,
+    principal: Principal,
+    name: str,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
     api = _state(request)
     try:
         found = await catalog_service.service(api, principal, name)
@@ -354,52 +425,115 @@ async def service(request: Request, name: str, principal: Viewer) -> Response:
         state_service.service_states(api, principal, name),
         catalog_service.environments(api, principal),
     )
+    configs = {e.name: await api.catalog.config(name, e.name) for e in envs}
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
         principal,
         "service.html",
+        status_code=422 if errors else 200,
         service=found,
         states=states.environments,
         environments=[e.name for e in envs],
+        configs=configs,
         history=history.items[:30],
         charts=charts(history.items, t),
+        values=values or found.model_dump(),
+        errors=errors or {},
     )
+
+
+@router.post("/services/{name}")
+async def change_service(request: Request, name: str, principal: ConfigAdmin) -> Response:
+    values = await form(request)
+    api = _state(request)
+    try:
+        if "archive" in values or "restore" in values:
+            await catalog_service.archive_service(api, principal, name, "archive" in values)
+        else:
+            await catalog_service.update_service(api, principal, name, _service_of(values, name))
+    except ValidationError as exc:
+        return await _service_page(request, principal, name, values, validation_errors(exc))
+    except FabuError as exc:
+        return await _service_page(request, principal, name, values, {exc.field: exc.message})
+    return back(f"/services/{name}")
 
 
 # Release records
 
 
+PAGE_SIZES = (25, 50, 100)
+
+
+def _day(text: str, field: str) -> datetime | None:
+    """A date from the form's date box, as midnight UTC (None when empty)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise Invalid(f"{field}: give a date as YYYY-MM-DD", field=field) from exc
+
+
 @router.get("/releases")
 async def releases(request: Request, principal: Viewer) -> Response:
     q = request.query_params
-    filters = {k: q.get(k) or None for k in ("service", "environment", "state", "operator")}
+    api = _state(request)
+    names = ("service", "environment", "state", "operator", "since", "until")
+    filters = {k: (q.get(k) or "").strip() for k in names}
+    size = int(q["size"]) if q.get("size", "").isdigit() else PAGE_SIZES[0]
+    size = size if size in PAGE_SIZES else PAGE_SIZES[0]
     try:
-        state = ReleaseState(filters["state"]) if filters["state"] else None
-    except ValueError:
-        states = ", ".join(ReleaseState)
-        return problem(request, principal, Invalid(f"state: not one of {states}", field="state"))
-    found = await release_service.page(
-        _state(request),
-        principal,
-        service=filters["service"],
-        environment=filters["environment"],
-        state=state,
-        operator=filters["operator"],
-        cursor=q.get("cursor") or None,
-        limit=25,
+        try:
+            state = ReleaseState(filters["state"]) if filters["state"] else None
+        except ValueError as exc:
+            states = ", ".join(ReleaseState)
+            raise Invalid(f"state: not one of {states}", field="state") from exc
+        since = _day(filters["since"], "since")
+        until = _day(filters["until"], "until")
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    found, services, environments = await asyncio.gather(
+        release_service.page(
+            api,
+            principal,
+            service=filters["service"] or None,
+            environment=filters["environment"] or None,
+            state=state,
+            operator=filters["operator"] or None,
+            since=since,
+            # The last day given is in the range.
+            until=until + timedelta(days=1) if until else None,
+            prefix=True,
+            cursor=q.get("cursor") or None,
+            back=q.get("back") or None,
+            limit=size,
+            counted=True,
+        ),
+        catalog_service.services(api, principal, archived=True),
+        catalog_service.environments(api, principal, archived=True),
     )
-    more = {k: v for k, v in filters.items() if v}
-    next_url = _next_page("/releases", more, found.next_cursor)
+    kept = {k: v for k, v in filters.items() if v}
+    if size != PAGE_SIZES[0]:
+        kept["size"] = str(size)
+
+    def link(**more: str) -> str:
+        return "/releases?" + urllib.parse.urlencode({**kept, **more})
+
     return render(
         request,
         principal,
         "releases.html",
         page=found,
         filters=filters,
+        filtered=any(filters.values()),
+        size=size,
+        sizes=PAGE_SIZES,
         states=list(ReleaseState),
-        next_url=next_url,
-        first_url="/releases?" + urllib.parse.urlencode(more) if q.get("cursor") else "",
+        services=[s.name for s in services],
+        environments=[e.name for e in environments],
+        next_url=link(cursor=found.next_cursor) if found.next_cursor else "",
+        previous_url=link(back=found.previous_cursor) if found.previous_cursor else "",
     )
 
 
@@ -442,6 +576,10 @@ async def _new_release_page(
         config=config,
         preview=preview,
         errors=errors,
+        frozen=next(
+            (e.frozen_by(now()) for e in environments if e.name == values.get("environment")),
+            None,
+        ),
     )
 
 
@@ -480,6 +618,7 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
     if good is not None and "rollback" not in await release_service.actions(api, principal, good):
         good = None
     timeout_s = found.params.rollout_timeout_s or (env.rollout_timeout_s if env else None)
+    waiting = found.state is ReleaseState.AWAITING_APPROVAL
     return render(
         request,
         principal,
@@ -488,6 +627,8 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
         actions=actions,
         last_good=good,
         timeout_s=timeout_s,
+        approvers=await release_service.approvers(api, principal, found) if waiting else [],
+        frozen=env.frozen_by(now()) if env else None,
     )
 
 
@@ -499,7 +640,9 @@ async def rollback_page(request: Request, release_id: str, principal: Viewer) ->
         found = await release_service.get(api, principal, release_id)
     except FabuError as exc:
         return problem(request, principal, exc)
-    return render(request, principal, "rollback.html", release=found, diff=diff)
+    env = await api.catalog.environment(found.environment)
+    frozen = env.frozen_by(now()) if env else None
+    return render(request, principal, "rollback.html", release=found, diff=diff, frozen=frozen)
 
 
 @router.post("/releases/{release_id}/{action}")
@@ -543,8 +686,69 @@ async def release_action(
 
 @router.get("/templates")
 async def templates_page(request: Request, principal: Viewer) -> Response:
+    return await _templates_page(request, principal)
+
+
+async def _templates_page(
+    request: Request,
+    principal: Principal,
+    values: dict[str, str] | None = None,
+    error: str = "",
+) -> Response:
     found = await template_service.templates(_state(request), principal)
-    return render(request, principal, "templates.html", templates=found)
+    return render(
+        request,
+        principal,
+        "templates.html",
+        status_code=422 if error else 200,
+        templates=found,
+        values=values or {"kind": "fabu", "ref": "main"},
+        error=error,
+    )
+
+
+def _parameters(values: dict[str, str]) -> dict[str, Any] | None:
+    """The parameters' JSON Schema from the form (empty: none)."""
+    text = values.get("parameters", "").strip()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError as exc:
+        raise Invalid(f"parameters: not valid JSON: {exc}", field="parameters") from exc
+    if parsed is not None and not isinstance(parsed, dict):
+        raise Invalid("parameters: give a JSON object (a JSON Schema)", field="parameters")
+    return parsed
+
+
+def _template_in(values: dict[str, str]) -> TemplateIn:
+    kind = values.get("kind", "fabu")
+    if kind == "fabu":
+        return TemplateIn(
+            name=values.get("name", "").strip(),
+            content=values.get("content") or None,
+            parameters=_parameters(values),
+        )
+    source = TemplateSource.model_validate(
+        {
+            "type": kind,
+            "project": values.get("project", "").strip(),
+            "url": values.get("url", "").strip(),
+            "path": values.get("path", "").strip(),
+            "ref": values.get("ref", "").strip() or "main",
+        }
+    )
+    return TemplateIn(name=values.get("name", "").strip(), source=source)
+
+
+@router.post("/templates")
+async def create_template(request: Request, principal: ConfigAdmin) -> Response:
+    values = await form(request)
+    try:
+        made = await template_service.create(_state(request), principal, _template_in(values))
+    except ValidationError as exc:
+        return await _templates_page(request, principal, values, told(validation_errors(exc)))
+    except FabuError as exc:
+        return await _templates_page(request, principal, values, exc.message)
+    return back(f"/templates/{made.id}")
 
 
 @router.get("/templates/{template_id}")
@@ -553,7 +757,11 @@ async def template_page(request: Request, template_id: str, principal: Viewer) -
 
 
 async def _template_page(
-    request: Request, principal: Principal, template_id: str, error: str = ""
+    request: Request,
+    principal: Principal,
+    template_id: str,
+    error: str = "",
+    queued: list[Queued] | None = None,
 ) -> Response:
     api = _state(request)
     q = request.query_params
@@ -571,6 +779,12 @@ async def _template_page(
         return problem(request, principal, Invalid("from, to: template versions are numbers"))
     except FabuError as exc:
         return problem(request, principal, exc)
+    at = now()
+    frozen = any(
+        e.frozen_by(at)
+        for e in await api.catalog.environments()
+        if e.name in {s.environment for s in impact.services}
+    )
     diff = "".join(
         difflib.unified_diff(
             old.content.splitlines(keepends=True),
@@ -592,19 +806,31 @@ async def _template_page(
         impact=impact,
         diff=diff,
         error=error,
+        queued=queued,
+        frozen=frozen,
     )
+
+
+@router.post("/templates/{template_id}/release")
+async def release_template(request: Request, template_id: str, principal: Releaser) -> Response:
+    """Release the template's current version to every service using it (the blast radius)."""
+    values = await form(request)
+    body = ActionIn(
+        description=values.get("description", ""),
+        override_reason=values.get("override_reason", ""),
+    )
+    try:
+        queued = await template_service.release_all(_state(request), principal, template_id, body)
+    except FabuError as exc:
+        return await _template_page(request, principal, template_id, exc.message)
+    return await _template_page(request, principal, template_id, queued=queued)
 
 
 @router.post("/templates/{template_id}")
 async def change_template(request: Request, template_id: str, principal: ConfigAdmin) -> Response:
     values = await form(request)
     try:
-        text = values.get("parameters", "").strip()
-        try:
-            parameters = json.loads(text) if text else None
-        except ValueError as exc:
-            raise Invalid(f"parameters: not valid JSON: {exc}", field="parameters") from exc
-        body = TemplateContentIn(content=values.get("content", ""), parameters=parameters)
+        body = TemplateContentIn(content=values.get("content", ""), parameters=_parameters(values))
         await template_service.change(_state(request), principal, template_id, body)
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"])
@@ -665,12 +891,22 @@ async def _config_page(
 ) -> Response:
     api = _state(request)
     try:
-        current = await catalog_service.config(api, principal, name, environment)
-        versions = await catalog_service.config_versions(api, principal, name, environment)
+        await catalog_service.service(api, principal, name)
+        await catalog_service.environment(api, principal, environment)
+        current: ConfigView | None = await catalog_service.config(api, principal, name, environment)
+    except NotFound as exc:
+        if "no release config" not in exc.message:
+            return problem(request, principal, exc)
+        current = None
     except FabuError as exc:
         return problem(request, principal, exc)
-    template = await api.catalog.template(current.template_id)
+    versions = await catalog_service.config_versions(api, principal, name, environment)
+    choices = await api.catalog.templates()
     q = request.query_params
+    chosen = (values or {}).get("template_id") or q.get("template") or ""
+    if not chosen:
+        chosen = current.template_id if current else (choices[0].id if choices else "")
+    template = await api.catalog.template(TemplateId(chosen)) if chosen else None
     diff = ""
     if q.get("from") and q.get("to"):
         old = await api.catalog.config(name, environment, int(q["from"]))
@@ -685,7 +921,7 @@ async def _config_page(
                     before, after, f"version {old.version}", f"version {new.version}"
                 )
             )
-    params = current.params
+    params = current.params if current else BaseParams()
     auto = "" if params.auto_rollback is None else "on" if params.auto_rollback else "off"
     shown = values or {
         "values": json.dumps(masked(params.template_values()), indent=2, ensure_ascii=False),
@@ -694,6 +930,13 @@ async def _config_page(
         "canary": ",".join(str(s.weight) for s in params.canary),
         "note": "",
     }
+    same = current is not None and template is not None and template.id == current.template_id
+    if current is not None and (same or template is None):
+        schema, effective = current.parameters, current.effective
+    else:
+        declared = template.parameters if template else None
+        schema = schema_of(declared)
+        effective = masked(filled(declared, params.template_values()))
     errors = errors if errors is not None else {}
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
@@ -705,15 +948,16 @@ async def _config_page(
         environment=environment,
         config=current,
         template=template,
+        templates=choices,
         versions=versions,
         values=shown,
         errors=errors,
         param_errors={k: v for k, v in errors.items() if k.startswith("params")},
-        schema_json=_script_json(current.parameters),
+        schema_json=_script_json(schema),
         errors_json=_script_json(errors),
         words_json=json.dumps({w: t(w) for w in FORM_WORDS}, ensure_ascii=False),
         mask=MASK,
-        effective=json.dumps(current.effective, indent=2, ensure_ascii=False),
+        effective=json.dumps(effective, indent=2, ensure_ascii=False),
         diff=diff,
     )
 
@@ -725,11 +969,12 @@ async def save_config(
     values = await form(request)
     api = _state(request)
     current = await api.catalog.config(name, environment)
-    if current is None:
-        return problem(request, principal, NotFound(f"{name} has no config in {environment}"))
+    chosen = values.get("template_id") or (current.template_id if current else "")
     try:
+        if not chosen:
+            raise Invalid("template_id: choose a template", field="template_id")
         body = ConfigIn(
-            template_id=current.template_id,
+            template_id=TemplateId(chosen),
             params=BaseParams.model_validate({**_values(values), **_settings(values)}),
             note=values.get("note", ""),
         )
@@ -818,16 +1063,100 @@ async def environments_page(request: Request, principal: Viewer) -> Response:
     return await _environments_page(request, principal)
 
 
-async def _environments_page(request: Request, principal: Principal, error: str = "") -> Response:
-    found = await catalog_service.environments(_state(request), principal)
+async def _environments_page(
+    request: Request,
+    principal: Principal,
+    error: str = "",
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    api = _state(request)
+    every = await catalog_service.environments(api, principal, archived=True)
+    channels = {e.name: await notification_service.get(api, principal, None, e.name) for e in every}
     return render(
         request,
         principal,
         "environments.html",
-        status_code=422 if error else 200,
-        environments=found,
+        status_code=422 if error or errors else 200,
+        environments=[e for e in every if e.archived_at is None],
+        archived=[e for e in every if e.archived_at is not None],
+        channels=channels,
+        channel_types=list(get_args(ChannelType)),
+        events=list(get_args(NotifyEvent)),
         error=error,
+        values=values or {},
+        errors=errors or {},
+        now=now(),
     )
+
+
+def _environment_of(values: dict[str, str], current: Environment | None = None) -> Environment:
+    """An environment from the form (its name and freeze windows: the current one's)."""
+    kubeconfig = values.get("kubeconfig", "").strip()
+    base = current.model_dump() if current else {"name": values.get("name", "").strip()}
+    return Environment.model_validate(
+        {
+            **base,
+            "namespace": values.get("namespace", "").strip(),
+            "kubeconfig": kubeconfig or None,
+            "in_cluster": values.get("in_cluster") == "on",
+            "rollout_timeout_s": values.get("rollout_timeout_s", "").strip() or 300,
+            "approval_required": values.get("approval_required") == "on",
+            "auto_rollback": values.get("auto_rollback") == "on",
+        }
+    )
+
+
+@router.post("/environments")
+async def create_environment(request: Request, principal: Admin) -> Response:
+    values = await form(request)
+    try:
+        await catalog_service.create_environment(
+            _state(request), principal, _environment_of(values)
+        )
+    except ValidationError as exc:
+        return await _environments_page(
+            request, principal, values=values, errors=validation_errors(exc)
+        )
+    except FabuError as exc:
+        return await _environments_page(
+            request, principal, values=values, errors={exc.field: exc.message}
+        )
+    return back("/environments")
+
+
+def _channel_of(values: dict[str, str]) -> Channel:
+    def listed(name: str) -> list[str]:
+        return [v.strip() for v in values.get(name, "").replace("\n", ",").split(",") if v.strip()]
+
+    return Channel.model_validate(
+        {
+            "type": values.get("type", ""),
+            "url": values.get("url", "").strip(),
+            "recipients": listed("recipients"),
+            "mobiles": listed("mobiles"),
+            "secret": values.get("secret", "").strip(),
+            "events": [e for e in get_args(NotifyEvent) if values.get(f"event_{e}") == "on"],
+            "language": values.get("channel_language") or "en",
+        }
+    )
+
+
+async def _change_channels(
+    api: Api, principal: Principal, name: str, values: dict[str, str]
+) -> None:
+    """Add the form's channel to the environment's default, or remove one: the stored
+    ones are opened in memory to be sealed again, never shown."""
+    stored = await api.catalog.channels("*", name) or []
+    plain = [
+        c.model_copy(update={"url": api.secrets.open(c.url), "secret": api.secrets.open(c.secret)})
+        for c in stored
+    ]
+    if "channel_remove" in values:
+        plain.pop(int(values["channel_remove"]))
+    else:
+        plain.append(_channel_of(values))
+    await notification_service.put(api, principal, None, name, plain)
 
 
 @router.post("/environments/{name}")
@@ -839,8 +1168,15 @@ async def change_environment(request: Request, name: str, principal: Admin) -> R
         return problem(request, principal, NotFound(f"environment {name!r} not found"))
     windows = list(env.freeze_windows)
     try:
+        if "archive" in values or "restore" in values:
+            await catalog_service.archive_environment(api, principal, name, "archive" in values)
+            return back("/environments")
+        if "channel_add" in values or "channel_remove" in values:
+            await _change_channels(api, principal, name, values)
+            return back(f"/environments#env-{name}")
         if "remove" in values:
             windows.pop(int(values["remove"]))
+            updated = env.model_copy(update={"freeze_windows": windows})
         elif values.get("window_name"):
             windows.append(
                 FreezeWindow(
@@ -850,21 +1186,20 @@ async def change_environment(request: Request, name: str, principal: Admin) -> R
                     reason=values.get("reason", ""),
                 )
             )
-        updated = Environment.model_validate(
-            {
-                **env.model_dump(),
-                "approval_required": values.get("approval_required") == "on"
-                if "approval" in values
-                else env.approval_required,
-                "freeze_windows": [w.model_dump() for w in windows],
-            }
-        )
+            updated = Environment.model_validate(
+                {**env.model_dump(), "freeze_windows": [w.model_dump() for w in windows]}
+            )
+        else:
+            updated = _environment_of(values, env)
         await catalog_service.update_environment(api, principal, name, updated)
-    except (ValidationError, ValueError, IndexError) as exc:
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        return await _environments_page(request, principal, told(errors), values)
+    except (ValueError, IndexError) as exc:
         return await _environments_page(request, principal, str(exc).splitlines()[-1])
     except FabuError as exc:
         return await _environments_page(request, principal, exc.message)
-    return back("/environments")
+    return back(f"/environments#env-{name}")
 
 
 @router.get("/audit")

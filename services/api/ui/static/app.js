@@ -285,6 +285,23 @@ function schemaForm(root) {
 document.addEventListener("DOMContentLoaded", () => {
   const parameters = document.getElementById("schema-form");
   if (parameters) schemaForm(parameters);
+  // Another template has other parameters: draw the form of the one chosen.
+  const choice = document.getElementById("template-choice");
+  if (choice) choice.addEventListener("change", () => {
+    const url = new URL(window.location.href);
+    url.searchParams.set("template", choice.value);
+    window.location.assign(url.toString());
+  });
+  // A template kept in Fabu has content; one read from a source has a place.
+  document.querySelectorAll("input[name=kind]").forEach((radio) => {
+    const shown = () => {
+      const kind = document.querySelector("input[name=kind]:checked")?.value;
+      document.querySelectorAll(".kind-fabu").forEach((e) => { e.hidden = kind !== "fabu"; });
+      document.querySelectorAll(".kind-source").forEach((e) => { e.hidden = kind === "fabu"; });
+    };
+    radio.addEventListener("change", shown);
+    shown();
+  });
   document.querySelectorAll("pre[data-follow]").forEach((pre) => {
     if (pre.dataset.follow) follow(pre);
   });
