@@ -4,60 +4,16 @@ Screenshots of the main pages are saved under ``.artifacts/screenshots/``.
 """
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from devstack.build import CHROMIUM
 from devstack.system import FabuSystem
+from tests.support.browser import LIVE_S, PASSWORD, logged_in, shot
 from tests.support.releases import finished, prepare, push, release
 from tests.support.stack import StackEnv
 from tests.support.users import make_user
-
-SHOTS = Path(__file__).parents[2] / ".artifacts" / "screenshots"
-# Chromium's own network chatter is refused on a closed network; keep it quiet.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "a password for the browser"
-LIVE_S = 60_000  # ms: a release's whole rollout on the local stack
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def logged_in(browser: Browser, fabu: FabuSystem, user: str, password: str) -> Page:
-    context = await browser.new_context(base_url=fabu.api_url)
-    page = await context.new_page()
-    await page.goto("/")
-    await expect(page).to_have_url(re.compile(r"/login\?then="))
-    await page.get_by_label(re.compile("User name|用户名")).fill(user)
-    await page.get_by_label(re.compile("Password|密码")).fill(password)
-    await page.keyboard.press("Enter")
-    await expect(page.locator("#whoami")).to_contain_text(user)
-    return page
-
-
-async def shot(page: Page, name: str) -> None:
-    await page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
 async def test_release_watch_it_live_and_roll_it_back(

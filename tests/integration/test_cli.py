@@ -3,14 +3,18 @@
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
+from devstack import kwok
 from devstack.system import FabuSystem
-from tests.support.releases import prepare, push
+from tests.conftest import unique
+from tests.support.releases import DEMO, prepare, push
 from tests.support.stack import StackEnv
 
 FABU = Path(sys.executable).parent / "fabu"
@@ -75,7 +79,7 @@ async def test_a_ci_job_releases_waits_and_gets_the_result_as_its_exit_code(
     assert f"  last good: 1.0 (release {first}): fabu release rollback {first}" in rest
     code, _, err = await fabu_cli("service", "status", "no-such-service", env=env)
     assert code == 2
-    assert "404: service 'no-such-service' not found" in err
+    assert err.strip() == "fabu: service 'no-such-service' not found (404)"
 
     code, out, err = await fabu_cli("-o", "json", "release", "list", "--service", service, env=env)
     assert code == 0, err
@@ -133,8 +137,271 @@ async def test_login_keeps_a_token_and_a_bad_one_fails_with_exit_code_2(
 
     code, _, err = await fabu_cli("--token", "fabu_not-a-token", "release", "list", env=env)
     assert code == 2
-    assert "401" in err
+    assert "(401)" in err
     code, _, err = await fabu_cli(
         "login", "--user", "admin", "--password-stdin", env=env, stdin="wrong\n"
     )
-    assert (code, "401" in err) == (2, True)
+    assert (code, "(401)" in err) == (2, True)
+
+
+async def test_a_failed_release_shows_its_cause_failing_pods_and_their_last_log_lines(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    service, environment = await prepare(api, stack_env, namespace, rollout_timeout_s=6)
+    await push(api, service, "1.1.0-crash-loop")
+    code, out, err = await fabu_cli(
+        "release", "create", service, environment, "1.1.0-crash-loop", "--watch", env=env
+    )
+    assert code == 1, out + err
+    failed = out.split()[0]
+    code, shown, err = await fabu_cli("release", "show", failed, env=env)
+    assert code == 0, err
+    for text in (out, shown):
+        assert "cause: " in text
+        assert f"pod {service}-" in text
+        assert "  container app: " in text
+        assert "restarts " in text
+        assert "last lines of previous container's log:" in text
+        for line in kwok.PREVIOUS_LOG_LINES:
+            assert f"    | {line}" in text
+
+
+async def test_errors_are_one_sentence_naming_the_field_and_lists_are_tables(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    service, environment = await prepare(api, stack_env, namespace)
+    code, _, err = await fabu_cli("release", "create", service, environment, "bad tag!", env=env)
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith("fabu: version: ")
+    assert line.endswith("(422)")
+    assert "[{" not in line
+
+    long_version = "1.0.0-a-rather-long-prerelease-name"
+    await push(api, service, "1.0")
+    await push(api, service, long_version)
+    for version in ("1.0", long_version, "1.0"):
+        code, out, err = await fabu_cli(
+            "release", "create", service, environment, version, "--watch", env=env
+        )
+        assert code == 0, out + err
+    code, out, err = await fabu_cli(
+        "release", "list", "--service", service, "--limit", "2", env=env
+    )
+    assert code == 0, err
+    header, *rows, more = out.rstrip().splitlines()
+    assert header.split() == [
+        "ID",
+        "SERVICE",
+        "ENVIRONMENT",
+        "VERSION",
+        "STATE",
+        "TOOK",
+        "OPERATOR",
+        "DESCRIPTION",
+    ]
+    assert len(rows) == 2
+    # Every column starts where its header does, whatever the length of the values.
+    state_at = header.index("STATE")
+    assert all(row[state_at:].startswith("succeeded") for row in rows)
+    assert long_version in rows[1]
+    assert more.startswith("more: add --cursor ")
+    code, out, err = await fabu_cli(
+        "release",
+        "list",
+        "--service",
+        service,
+        "--limit",
+        "2",
+        "--cursor",
+        more.split()[-1],
+        env=env,
+    )
+    assert code == 0, err
+    header, row = out.rstrip().splitlines()
+    assert " 1.0 " in row
+
+    code, out, err = await fabu_cli("completion", "bash", env=env)
+    assert code == 0, err
+    assert "_shtab_fabu_subparsers=('login' 'release'" in out
+    assert "complete -o filenames -F _shtab_fabu fabu" in out
+
+
+async def test_a_service_set_up_and_archived_from_the_cli(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    environment, service = unique("e"), unique("svc")
+    registry = stack_env.registry_url.removeprefix("http://")
+    steps = [
+        (
+            "environment",
+            "create",
+            environment,
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            str(stack_env.kubeconfig),
+            "--rollout-timeout-s",
+            "60",
+        ),
+        (
+            "service",
+            "create",
+            service,
+            "--team",
+            "core",
+            "--image-repository",
+            f"{registry}/team/{service}",
+        ),
+    ]
+    for step in steps:
+        code, out, err = await fabu_cli(*step, env=env)
+        assert code == 0, err
+        assert out.splitlines()[0].split()[0] == "NAME"
+    template_file = tmp_path / "web.yaml.j2"
+    template_file.write_text(DEMO)
+    code, out, err = await fabu_cli(
+        "-o", "json", "template", "create", "web", "-f", str(template_file), env=env
+    )
+    assert code == 0, err
+    template_id = json.loads(out)["id"]
+    values = tmp_path / "values.yaml"
+    values.write_text("replicas: 2\n")
+    code, out, err = await fabu_cli(
+        "config",
+        "set",
+        service,
+        environment,
+        "--template",
+        template_id,
+        "--values",
+        str(values),
+        env=env,
+    )
+    assert (code, out.strip()) == (0, "saved version 1"), err
+    code, out, err = await fabu_cli("config", "show", service, environment, env=env)
+    assert code == 0, err
+    assert '"replicas": 2' in out
+    values.write_text("replcas: 3\n")
+    code, _, err = await fabu_cli(
+        "config", "set", service, environment, "--values", str(values), env=env
+    )
+    assert code == 2
+    assert err.startswith("fabu: params.replcas: not a parameter of this template")
+
+    await push(api, service, "1.0")
+    code, out, err = await fabu_cli("release", "create", service, environment, "1.0", "-w", env=env)
+    assert code == 0, out + err
+
+    code, out, err = await fabu_cli("service", "archive", service, env=env)
+    assert code == 0, err
+    assert "archived" in out
+    code, out, err = await fabu_cli("service", "list", env=env)
+    assert service not in out
+    code, out, err = await fabu_cli("service", "list", "--archived", env=env)
+    assert service in out
+    code, _, err = await fabu_cli("release", "create", service, environment, "1.0", env=env)
+    assert code == 2
+    assert f"service {service} is archived" in err
+    code, _, err = await fabu_cli("service", "restore", service, env=env)
+    assert code == 0, err
+    code, out, err = await fabu_cli("environment", "list", env=env)
+    assert environment in out
+
+
+CI_TEMPLATE = Path(__file__).parents[2] / "deploy" / "gitlab" / "fabu.gitlab-ci.yml"
+
+
+def _expanded(value: str, variables: dict[str, str]) -> str:
+    """A CI variable's value with the variables it names filled in, as GitLab does."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), value)
+
+
+async def _job(name: str, variables: dict[str, str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a job of the GitLab CI template: its script lines, one shell, in order, as a
+    runner does (with the ``fabu`` of this checkout on the PATH)."""
+    template = yaml.safe_load(CI_TEMPLATE.read_text())
+    job = template[name]
+    defined = {**template["variables"], **template[job["extends"]].get("variables", {})}
+    ci = {**variables}
+    for key, value in defined.items():
+        ci.setdefault(key, _expanded(str(value), ci))
+    script = "set -e\n" + "\n".join(job["script"])
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        script,
+        env={**os.environ, "PATH": f"{FABU.parent}:{os.environ['PATH']}", **env, **ci},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 180)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_the_gitlab_ci_template_registers_the_image_and_releases_failing_when_it_fails(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace, rollout_timeout_s=5)
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    pipeline = {
+        "CI_PROJECT_NAME": service,
+        "CI_PROJECT_PATH": f"team/{service}",
+        "CI_COMMIT_SHA": "c0ffee" * 6 + "abcd",
+        "CI_PIPELINE_ID": "4242",
+        "CI_PIPELINE_URL": "https://gitlab.example.com/team/pipelines/4242",
+    }
+    # A build job pushed the image tagged with the short SHA.
+    await push(api, service, "c0ffee12")
+    code, out = await _job(".fabu-register", {**pipeline, "CI_COMMIT_SHORT_SHA": "c0ffee12"}, env)
+    assert code == 0, out
+    versions = (await api.get(f"/services/{service}/images")).json()["versions"]
+    [registered] = [v for v in versions if v["tag"] == "c0ffee12"]
+    assert registered["registered"] is True
+    assert registered["pipeline_url"] == pipeline["CI_PIPELINE_URL"]
+
+    code, out = await _job(
+        ".fabu-release",
+        {**pipeline, "CI_COMMIT_SHORT_SHA": "c0ffee12", "FABU_ENVIRONMENT": environment},
+        env,
+    )
+    assert code == 0, out
+    assert out.rstrip().splitlines()[-1].endswith("succeeded")
+    [done] = (await api.get("/releases", params={"service": service})).json()["items"]
+    assert done["description"] == f"team/{service} pipeline 4242"
+
+    await push(api, service, "badc0de-never-ready")
+    code, out = await _job(
+        ".fabu-release",
+        {**pipeline, "CI_COMMIT_SHORT_SHA": "badc0de-never-ready", "FABU_ENVIRONMENT": environment},
+        env,
+    )
+    assert code == 1, out
+    assert "failed: rollout not finished within 5s" in out
+    code, out = await _job(".fabu-release", {**pipeline, "CI_COMMIT_SHORT_SHA": "x"}, env)
+    assert code == 2
+    assert "set FABU_ENVIRONMENT" in out
