@@ -518,14 +518,14 @@ def login(args: argparse.Namespace) -> int:
     with httpx.Client(base_url=url, timeout=30) as http:
         answer = http.post("/api/v1/auth/login", json={"username": args.user, "password": password})
         if answer.status_code != 200:
-            raise Failed(f"{answer.status_code}: {answer.json().get('detail')}")
+            raise Failed(said(answer))
         session = {
             "Cookie": f"fabu_session={answer.cookies['fabu_session']}",
             "X-CSRF-Token": answer.json()["csrf_token"],
         }
         made = http.post("/api/v1/tokens", json={"name": "fabu cli"}, headers=session)
         if made.status_code != 201:
-            raise Failed(f"{made.status_code}: {made.json().get('detail')}")
+            raise Failed(said(made))
         http.post("/api/v1/auth/logout", headers=session)
     CONFIG.parent.mkdir(parents=True, exist_ok=True)
     CONFIG.touch(mode=0o600)

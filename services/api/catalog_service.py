@@ -182,7 +182,8 @@ async def archive_service(
     await api.catalog.replace_service(changed)
     action = "service.archive" if archived else "service.restore"
     await api.audit.record(principal.name, action, f"service/{name}", before=current, after=changed)
-    return changed
+    # As stored (the database keeps milliseconds).
+    return found(await api.catalog.service(name), f"service {name!r}")
 
 
 async def archive_environment(
@@ -199,7 +200,7 @@ async def archive_environment(
     await api.audit.record(
         principal.name, action, f"environment/{name}", before=current, after=changed
     )
-    return changed
+    return found(await api.catalog.environment(name), f"environment {name!r}")
 
 
 async def services(api: Api, principal: Principal, archived: bool = False) -> list[Service]:

@@ -36,7 +36,7 @@ async def test_from_an_empty_fabu_to_a_first_release_without_the_api(
     await page.goto("/environments")
     await page.locator("#new-environment summary").click()
     new_env = page.locator("#new-environment")
-    await new_env.get_by_label("Name").fill(environment)
+    await new_env.get_by_label("Name", exact=True).fill(environment)
     await new_env.get_by_label("Namespace").fill(namespace)
     await new_env.get_by_label(re.compile("Kubeconfig")).fill(str(stack_env.kubeconfig))
     await new_env.get_by_role("button", name="Create environment").click()
@@ -45,7 +45,7 @@ async def test_from_an_empty_fabu_to_a_first_release_without_the_api(
     await page.goto("/templates")
     await page.locator("#new-template summary").click()
     form = page.locator("#new-template")
-    await form.get_by_label("Name").fill("web")
+    await form.get_by_label("Name", exact=True).fill("web")
     await expect(form.get_by_label("Path")).to_be_hidden()  # kept in Fabu: no place to read
     await form.get_by_label("Content").fill(DEMO)
     await form.get_by_label(re.compile("Parameters")).fill("not json")
@@ -65,7 +65,7 @@ async def test_from_an_empty_fabu_to_a_first_release_without_the_api(
     await page.goto("/services")
     await page.locator("#new-service summary").click()
     form = page.locator("#new-service")
-    await form.get_by_label("Name").fill(service)
+    await form.get_by_label("Name", exact=True).fill(service)
     await form.get_by_label("Team").fill("core")
     await form.get_by_label("Image repository").fill(f"{registry}/team/{service}")
     await form.get_by_role("button", name="Create service").click()
@@ -75,7 +75,7 @@ async def test_from_an_empty_fabu_to_a_first_release_without_the_api(
     await page.locator(f"li:has-text('{environment}') a.create-config").click()
     await expect(page.locator("#no-config")).to_be_visible()
     await page.locator("#template-choice").select_option(template_id)
-    await expect(page.locator("#schema-form")).to_contain_text("replicas")
+    await expect(page.locator("#schema-form")).to_contain_text("Replicas")
     await page.locator("#save-config").click()
     await expect(page.locator("h1")).to_contain_text("v1")
     config = (await api.get(f"/services/{service}/config/{environment}")).json()
@@ -97,6 +97,7 @@ async def test_a_service_and_an_environment_archived_and_restored_in_the_browser
     browser: Browser, fabu: FabuSystem, api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
 ) -> None:
     service, environment = await prepare(api, stack_env, namespace)
+    await push(api, service, "1.0")
     page = await confirming(await logged_in(browser, fabu, "admin", fabu.admin_password))
     await page.goto(f"/services/{service}")
     await page.locator("#edit-service summary").click()
@@ -162,7 +163,7 @@ async def test_the_release_list_filters_pages_and_says_when_nothing_matches(
     await page.locator("#release-filters").get_by_role("button", name="Filter").click()
     await expect(page.locator("main tbody tr")).to_have_count(27)
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    await page.locator("#release-filters").get_by_label("To").fill(yesterday)
+    await page.locator("#release-filters").get_by_label("To", exact=True).fill(yesterday)
     await page.locator("#release-filters").get_by_role("button", name="Filter").click()
     await expect(page.locator("#no-match")).to_contain_text("No releases match these filters.")
     await page.locator("#no-match").get_by_role("link", name="Clear filters").click()
@@ -210,15 +211,24 @@ async def test_who_may_approve_the_freeze_override_the_favicon_and_disabled_cont
     page = await logged_in(browser, fabu, "admin", fabu.admin_password)
     await page.goto(f"/releases/{waiting}")
     await expect(page.locator("#approvers")).to_contain_text(approver)
+    # The requester may not approve their own release.
     assert "admin" not in (await page.locator("#approvers").inner_text()).split(": ", 1)[1]
-    approve = page.locator("#action-approve")
-    reject = page.locator("#action-reject")
-    colour = "getComputedStyle(e).backgroundColor"
-    assert await approve.evaluate(f"e => {colour}") != await reject.evaluate(f"e => {colour}")
+    deciding = await logged_in(browser, fabu, approver, PASSWORD)
+    await deciding.goto(f"/releases/{waiting}")
+    colour = "e => getComputedStyle(e).backgroundColor"
+    approve = await deciding.locator("#action-approve").evaluate(colour)
+    reject = await deciding.locator("#action-reject").evaluate(colour)
+    assert approve != reject
+    await deciding.context.close()
+    await page.context.close()
     assert (await api.post(f"/releases/{waiting}/cancel")).status_code == 200
 
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
     # No freeze window in force: no override field.
-    await page.goto(f"/releases/new?service={service}&environment={environment}&version=1.0")
+    await page.goto(
+        f"/releases/new?service={service}&environment={environment}&version=1.0&preview=1"
+    )
+    await expect(page.locator("#submit-release")).to_be_visible()
     await expect(page.locator("input[name=override_reason]")).to_have_count(0)
     now = datetime.now(UTC)
     window = {
@@ -228,7 +238,9 @@ async def test_who_may_approve_the_freeze_override_the_favicon_and_disabled_cont
     }
     env = (await api.get(f"/environments/{environment}")).json()
     await api.put(f"/environments/{environment}", json={**env, "freeze_windows": [window]})
-    await page.goto(f"/releases/new?service={service}&environment={environment}&version=1.0")
+    await page.goto(
+        f"/releases/new?service={service}&environment={environment}&version=1.0&preview=1"
+    )
     await expect(page.locator("#frozen")).to_contain_text("holiday")
     await expect(page.locator("input[name=override_reason]")).to_have_count(1)
     await page.context.close()
