@@ -1,7 +1,7 @@
 """Request and response bodies of the JSON API."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -94,6 +94,8 @@ class ImageIn(Body):
     """What CI says about an image it pushed. Left out, the repository is the service's
     and the digest is the one the registry holds for the tag now."""
 
+    # Accepted for the body of the ``image.built`` message sent as it is.
+    schema_version: Literal[1] = 1
     service: str = Field(default="", max_length=63)
     repository: str = Field(default="", max_length=255)
     tag: ImageTag
