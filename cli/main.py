@@ -164,7 +164,7 @@ def _pods(diagnosis: dict[str, Any]) -> list[str]:
     the last lines of its log (the crashed container's, if it restarted)."""
     lines = []
     for pod in (diagnosis.get("pods") or [])[:PODS_SHOWN]:
-        ready = f", ready {pod['ready']}" if pod.get("ready") else ""
+        ready = f" ({pod['ready']})" if pod.get("ready") else ""
         lines.append(f"pod {pod['name']}: {pod['phase']}{ready}")
         for c in pod.get("containers") or []:
             if c.get("ready"):

@@ -36,7 +36,7 @@ def test_a_failing_pods_containers_show_their_state_and_last_log_lines() -> None
             {
                 "name": "web-1",
                 "phase": "Running",
-                "ready": "0/1",
+                "ready": "Ready=False ContainersNotReady",
                 "containers": [
                     {
                         "name": "app",
@@ -55,7 +55,7 @@ def test_a_failing_pods_containers_show_their_state_and_last_log_lines() -> None
     }
     lines = _pods(diagnosis)
     assert lines[:3] == [
-        "pod web-1: Running, ready 0/1",
+        "pod web-1: Running (Ready=False ContainersNotReady)",
         "  container app: waiting: CrashLoopBackOff; last: terminated Error (exit code 1) "
         "(restarts 3)",
         "  last lines of previous container's log:",
