@@ -256,4 +256,8 @@ async def test_who_may_approve_the_freeze_override_the_favicon_and_disabled_cont
     await expect(save).to_be_disabled()
     assert await save.evaluate("e => getComputedStyle(e).cursor") == "not-allowed"
     assert float(await save.evaluate("e => getComputedStyle(e).opacity")) < 1
+    bad = await page.goto(f"/services/{service}/config/{environment}?from=x&to=1")
+    assert bad is not None
+    assert bad.status == 422
+    await expect(page.locator("main")).to_contain_text("from, to: config versions are numbers")
     await page.context.close()

@@ -909,6 +909,8 @@ async def _config_page(
     template = await api.catalog.template(TemplateId(chosen)) if chosen else None
     diff = ""
     if q.get("from") and q.get("to"):
+        if not (q["from"].isdigit() and q["to"].isdigit()):
+            return problem(request, principal, Invalid("from, to: config versions are numbers"))
         old = await api.catalog.config(name, environment, int(q["from"]))
         new = await api.catalog.config(name, environment, int(q["to"]))
         if old and new:
