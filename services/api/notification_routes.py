@@ -26,6 +26,14 @@ async def get_service_channels(
     return await notification_service.get(api, me, name, environment)
 
 
+@router.delete("/services/{name}/notifications/{environment}")
+async def reset_service_channels(
+    name: str, environment: str, api: ApiDep, editor: ConfigAdmin
+) -> list[Channel]:
+    """Drop the service's own channels there: the environment's default (returned) applies."""
+    return await notification_service.reset(api, editor, name, environment)
+
+
 @router.put("/environments/{name}/notifications")
 async def put_default_channels(
     name: str, body: list[Channel], api: ApiDep, editor: ConfigAdmin

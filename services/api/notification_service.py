@@ -76,3 +76,18 @@ async def get(
     await _exists(api.catalog, service, environment)
     channels = await api.catalog.channels(service or "*", environment) or []
     return [_shown(c, Secrets(api.settings.secret_key)) for c in channels]
+
+
+async def reset(api: Api, principal: Principal, service: str, environment: str) -> list[Channel]:
+    """Drop the service's own channels there: the environment's default applies again."""
+    need(principal, Permission.EDIT_CONFIG)
+    await _exists(api.catalog, service, environment)
+    before = await api.catalog.drop_channels(service, environment)
+    if before is not None:
+        await api.audit.record(
+            principal.name,
+            "notifications.reset",
+            f"notifications/{service}/{environment}",
+            before=[_shown(c, Secrets(api.settings.secret_key)) for c in before],
+        )
+    return await get(api, principal, service, environment)

@@ -198,3 +198,13 @@ class Catalog:
             if doc is not None:
                 return [Channel.model_validate(c) for c in doc["channels"]]
         return None
+
+    async def own_channels(self, service: str, environment: str) -> bool:
+        """Whether the service sets its own channels there (else the default applies)."""
+        doc = await self._channels.find_one({"_id": f"{service}/{environment}"}, {"_id": 1})
+        return doc is not None
+
+    async def drop_channels(self, service: str, environment: str) -> list[Channel] | None:
+        """Forget the service's own channels there; the ones it had, if any."""
+        doc = await self._channels.find_one_and_delete({"_id": f"{service}/{environment}"})
+        return [Channel.model_validate(c) for c in doc["channels"]] if doc else None

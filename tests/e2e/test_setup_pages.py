@@ -104,6 +104,21 @@ async def test_a_service_and_an_environment_archived_and_restored_in_the_browser
     await page.locator("#edit-service").get_by_label("Team").fill("payments")
     await page.locator("#edit-service").get_by_role("button", name="Save").click()
     await expect(page.locator("h1")).to_contain_text("payments")
+    # The service's own notification channel, then the environment's default again.
+    channels = page.locator(f"#notifications-{environment}")
+    await expect(channels).to_contain_text("the environment's default")
+    await channels.get_by_text("Add a channel").click()
+    await channels.get_by_label("Type").select_option("email")
+    await channels.get_by_label(re.compile("Email recipients")).fill("svc@example.com")
+    await channels.get_by_role("button", name="Add channel").click()
+    await expect(channels).to_contain_text("this service's own")
+    await expect(channels).to_contain_text("email: svc@example.com · Succeeded, Failed")
+    mine = (await api.get(f"/services/{service}/notifications/{environment}")).json()
+    assert mine[0]["recipients"] == ["svc@example.com"]
+    await channels.get_by_role("button", name="Use the environment's default").click()
+    await expect(channels).to_contain_text("the environment's default")
+    await expect(channels).not_to_contain_text("svc@example.com")
+
     await page.locator("#edit-service summary").click()
     await page.locator("#archive-service").click()
     await expect(page.locator("#archived-badge")).to_be_visible()

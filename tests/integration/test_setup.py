@@ -162,3 +162,27 @@ async def test_an_image_registered_by_its_tag_gets_its_repository_and_digest(
     assert "has no tag '9.9'" in missing.json()["detail"]
     nobody = await api.post("/images", json={"tag": "4.2"})
     assert nobody.status_code == 422
+
+
+async def test_a_service_goes_back_to_its_environments_default_channels(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str
+) -> None:
+    service, environment = await prepare(api, stack_env, namespace)
+    default = [{"type": "email", "recipients": ["team@example.com"]}]
+    own = [{"type": "email", "recipients": ["svc@example.com"]}]
+    assert (await api.put(f"/environments/{environment}/notifications", json=default)).is_success
+    path = f"/services/{service}/notifications/{environment}"
+    assert (await api.put(path, json=own)).is_success
+    assert (await api.get(path)).json()[0]["recipients"] == ["svc@example.com"]
+    reset = await api.delete(path)
+    assert reset.status_code == 200, reset.text
+    assert reset.json()[0]["recipients"] == ["team@example.com"]
+    assert (await api.get(path)).json()[0]["recipients"] == ["team@example.com"]
+    [entry] = await _audited(api, "notifications.reset", f"notifications/{service}/{environment}")
+    assert entry["actor"] == "admin"
+    # Nothing of its own left: resetting again changes nothing and records nothing.
+    assert (await api.delete(path)).status_code == 200
+    assert (
+        len(await _audited(api, "notifications.reset", f"notifications/{service}/{environment}"))
+        == 1
+    )

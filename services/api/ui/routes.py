@@ -426,6 +426,13 @@ async def _service_page(
         catalog_service.environments(api, principal),
     )
     configs = {e.name: await api.catalog.config(name, e.name) for e in envs}
+    notifications = {
+        e.name: (
+            await notification_service.get(api, principal, name, e.name),
+            await api.catalog.own_channels(name, e.name),
+        )
+        for e in envs
+    }
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
@@ -436,6 +443,9 @@ async def _service_page(
         states=states.environments,
         environments=[e.name for e in envs],
         configs=configs,
+        notifications=notifications,
+        channel_types=list(get_args(ChannelType)),
+        events=list(get_args(NotifyEvent)),
         history=history.items[:30],
         charts=charts(history.items, t),
         values=values or found.model_dump(),
@@ -457,6 +467,24 @@ async def change_service(request: Request, name: str, principal: ConfigAdmin) ->
     except FabuError as exc:
         return await _service_page(request, principal, name, values, {exc.field: exc.message})
     return back(f"/services/{name}")
+
+
+@router.post("/services/{name}/notifications/{environment}")
+async def change_service_channels(
+    request: Request, name: str, environment: str, principal: ConfigAdmin
+) -> Response:
+    values = await form(request)
+    try:
+        await _change_channels(_state(request), principal, name, environment, values)
+    except ValidationError as exc:
+        errors = {"notifications": told(validation_errors(exc))}
+        return await _service_page(request, principal, name, values, errors)
+    except (ValueError, IndexError) as exc:
+        errors = {"notifications": str(exc).splitlines()[-1]}
+        return await _service_page(request, principal, name, values, errors)
+    except FabuError as exc:
+        return await _service_page(request, principal, name, values, {"notifications": exc.message})
+    return back(f"/services/{name}#notifications-{environment}")
 
 
 # Release records
@@ -1145,11 +1173,15 @@ def _channel_of(values: dict[str, str]) -> Channel:
 
 
 async def _change_channels(
-    api: Api, principal: Principal, name: str, values: dict[str, str]
+    api: Api, principal: Principal, service: str | None, environment: str, values: dict[str, str]
 ) -> None:
-    """Add the form's channel to the environment's default, or remove one: the stored
-    ones are opened in memory to be sealed again, never shown."""
-    stored = await api.catalog.channels("*", name) or []
+    """Add the form's channel to those in force (a service's own, else the environment's
+    default), remove one, or (for a service) go back to the default. The stored ones are
+    opened in memory to be sealed again, never shown."""
+    if "channel_reset" in values and service is not None:
+        await notification_service.reset(api, principal, service, environment)
+        return
+    stored = await api.catalog.channels(service or "*", environment) or []
     plain = [
         c.model_copy(update={"url": api.secrets.open(c.url), "secret": api.secrets.open(c.secret)})
         for c in stored
@@ -1158,7 +1190,7 @@ async def _change_channels(
         plain.pop(int(values["channel_remove"]))
     else:
         plain.append(_channel_of(values))
-    await notification_service.put(api, principal, None, name, plain)
+    await notification_service.put(api, principal, service, environment, plain)
 
 
 @router.post("/environments/{name}")
@@ -1174,7 +1206,7 @@ async def change_environment(request: Request, name: str, principal: Admin) -> R
             await catalog_service.archive_environment(api, principal, name, "archive" in values)
             return back("/environments")
         if "channel_add" in values or "channel_remove" in values:
-            await _change_channels(api, principal, name, values)
+            await _change_channels(api, principal, None, name, values)
             return back(f"/environments#env-{name}")
         if "remove" in values:
             windows.pop(int(values["remove"]))
