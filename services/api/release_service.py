@@ -149,6 +149,12 @@ async def page(
     )
 
 
+async def operators(api: Api, principal: Principal) -> list[str]:
+    """Everyone who has asked for a release (the release list suggests them)."""
+    need(principal, Permission.VIEW)
+    return await api.releases.operators()
+
+
 async def _zero() -> int:
     return 0
 

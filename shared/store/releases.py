@@ -169,6 +169,10 @@ class Releases:
         cursor = self._releases.find(query, LIST_PROJECTION).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
 
+    async def operators(self) -> list[str]:
+        """Everyone who has asked for a release, by name (the list's suggestions)."""
+        return sorted(str(o) for o in await self._releases.distinct("operator") if o)
+
     async def count(self, newer_than: str | None = None, **filters: Any) -> int:
         """How many releases match ``filters`` (those newer than an id, if given)."""
         query = self._query(**filters)

@@ -160,6 +160,9 @@ async def test_the_release_list_filters_pages_and_says_when_nothing_matches(
     page = await logged_in(browser, fabu, "admin", fabu.admin_password)
     await page.goto("/releases")
     filters = page.locator("#release-filters")
+    # Suggestions: the names there are, as you type.
+    await expect(page.locator(f"#service-names option[value='{service}']")).to_have_count(1)
+    await expect(page.locator("#operator-names option[value='admin']")).to_have_count(1)
     # Upper case, and only the beginning of the name.
     await filters.get_by_label("Service").fill(service[:-3].upper())
     await filters.get_by_label("Status").select_option(label="Cancelled")

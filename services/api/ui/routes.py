@@ -521,7 +521,7 @@ async def releases(request: Request, principal: Viewer) -> Response:
         until = _day(filters["until"], "until")
     except FabuError as exc:
         return problem(request, principal, exc)
-    found, services, environments = await asyncio.gather(
+    found, services, environments, operators = await asyncio.gather(
         release_service.page(
             api,
             principal,
@@ -540,6 +540,7 @@ async def releases(request: Request, principal: Viewer) -> Response:
         ),
         catalog_service.services(api, principal, archived=True),
         catalog_service.environments(api, principal, archived=True),
+        release_service.operators(api, principal),
     )
     kept = {k: v for k, v in filters.items() if v}
     if size != PAGE_SIZES[0]:
@@ -560,6 +561,7 @@ async def releases(request: Request, principal: Viewer) -> Response:
         states=list(ReleaseState),
         services=[s.name for s in services],
         environments=[e.name for e in environments],
+        operators=operators,
         next_url=link(cursor=found.next_cursor) if found.next_cursor else "",
         previous_url=link(back=found.previous_cursor) if found.previous_cursor else "",
     )
