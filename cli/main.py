@@ -478,6 +478,39 @@ def _configs(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _channels(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            c["type"],
+            ", ".join(c.get("recipients") or []) or c.get("url") or "-",
+            ", ".join(c.get("events") or []),
+            c.get("language") or "en",
+        ]
+        for c in items
+    ]
+    return table(["TYPE", "TO", "EVENTS", "LANGUAGE"], rows) if rows else "no notifications"
+
+
+def _notifications(api: Api, args: argparse.Namespace) -> int:
+    if args.service:
+        path = f"/services/{args.service}/notifications/{args.environment}"
+    else:
+        path = f"/environments/{args.environment}/notifications"
+    match args.action:
+        case "show":
+            _print(args, api.call("GET", path), _channels)
+        case "set":
+            channels = _document(args.file, "channels")
+            if not isinstance(channels, list):
+                raise Failed("channels: give a list of channels ({type, url|recipients, …})")
+            _print(args, api.call("PUT", path, json=channels), _channels)
+        case "reset":
+            if not args.service:
+                raise Failed("service: give --service: only a service's own channels reset")
+            _print(args, api.call("DELETE", path), _channels)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "login":
         return login(args)
@@ -500,6 +533,8 @@ def run(args: argparse.Namespace) -> int:
             return _template(api, args)
         case "config":
             return _configs(api, args)
+        case "notifications":
+            return _notifications(api, args)
         case "image":
             body = _given(
                 args, "service", "repository", "tag", "digest", "commit_sha", "pipeline_url"
@@ -549,6 +584,7 @@ def parser() -> argparse.ArgumentParser:
 
     _release_commands(commands)
     _setup_commands(commands)
+    _notification_commands(commands)
     completion = commands.add_parser(
         "completion", help='a shell completion script: eval "$(fabu completion bash)"'
     )
@@ -672,6 +708,22 @@ def _setup_commands(commands: Commands) -> None:
     put.add_argument("--template", help="the template's id (default: the one it uses)")
     put.add_argument("--values", help="the template's parameter values (JSON or YAML file)")
     put.add_argument("--note", default="", help="why, kept with the version")
+
+
+def _notification_commands(commands: Commands) -> None:
+    notify = commands.add_parser(
+        "notifications", help="where results go: a service's channels, or an environment's default"
+    ).add_subparsers(dest="action", required=True)
+    for name, what in (
+        ("show", "the channels in force"),
+        ("set", "replace the channels (a JSON or YAML list; [] for none)"),
+        ("reset", "drop a service's own channels: the environment's default applies"),
+    ):
+        one = notify.add_parser(name, help=what)
+        one.add_argument("environment")
+        one.add_argument("--service", "-s", help="a service's (default: the environment's)")
+        if name == "set":
+            one.add_argument("--file", "-f", required=True, help="the list of channels (- stdin)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -311,6 +311,28 @@ async def test_a_service_set_up_and_archived_from_the_cli(
     code, out, err = await fabu_cli("release", "create", service, environment, "1.0", "-w", env=env)
     assert code == 0, out + err
 
+    channels = tmp_path / "channels.yaml"
+    channels.write_text("- type: email\n  recipients: [team@example.com]\n")
+    code, out, err = await fabu_cli(
+        "notifications", "set", environment, "-f", str(channels), env=env
+    )
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["TYPE", "TO", "EVENTS", "LANGUAGE"]
+    channels.write_text("- type: email\n  recipients: [svc@example.com]\n")
+    code, out, err = await fabu_cli(
+        "notifications", "set", environment, "--service", service, "-f", str(channels), env=env
+    )
+    assert "svc@example.com" in out
+    code, out, err = await fabu_cli(
+        "notifications", "reset", environment, "--service", service, env=env
+    )
+    assert code == 0, err
+    assert "team@example.com" in out
+    channels.write_text("- type: email\n")
+    code, _, err = await fabu_cli("notifications", "set", environment, "-f", str(channels), env=env)
+    assert code == 2
+    assert "an email channel needs recipients" in err
+
     code, out, err = await fabu_cli("service", "archive", service, env=env)
     assert code == 0, err
     assert "archived" in out
