@@ -32,6 +32,7 @@ from services.api.context import Api
 from services.api.hooks import storable
 from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
+from services.api.ui import pages as ui_pages
 from services.api.ui import routes as ui_routes
 from shared.bus import Bus
 from shared.cluster import Clusters
@@ -126,7 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(FabuError)
     async def fabu_error(request: Request, exc: FabuError) -> Response:
         if not request.url.path.startswith(API_PATHS):
-            return ui_routes.problem(request, None, exc)
+            return ui_pages.problem(request, None, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         body: dict[str, object] = {"detail": exc.message}
         if exc.field:
@@ -135,13 +136,13 @@ def create_app(settings: Settings) -> FastAPI:
             body["errors"] = exc.errors
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
-    @app.exception_handler(ui_routes.LoginNeeded)
-    async def login_needed(_: Request, exc: ui_routes.LoginNeeded) -> Response:
+    @app.exception_handler(ui_pages.LoginNeeded)
+    async def login_needed(_: Request, exc: ui_pages.LoginNeeded) -> Response:
         return RedirectResponse("/login?" + urlencode({"then": exc.then}), status_code=303)
 
-    @app.exception_handler(ui_routes.NoAccess)
-    async def no_access(request: Request, exc: ui_routes.NoAccess) -> Response:
-        return ui_routes.no_access(request, exc)
+    @app.exception_handler(ui_pages.NoAccess)
+    async def no_access(request: Request, exc: ui_pages.NoAccess) -> Response:
+        return ui_pages.no_access(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -173,7 +174,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, prefix="/api/v1", dependencies=viewer, responses=ERRORS)
     for module in (auth_routes, user_routes, webhook_routes):
         app.include_router(module.router, prefix="/api/v1", responses=ERRORS)
-    app.include_router(ui_routes.router)
-    app.mount("/static", StaticFiles(directory=ui_routes.STATIC), name="static")
+    for ui_router in ui_routes.ROUTERS:
+        app.include_router(ui_router)
+    app.mount("/static", StaticFiles(directory=ui_pages.STATIC), name="static")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -192,7 +192,8 @@ async def test_every_page_asks_for_the_permission_of_the_route_behind_it(
     allows exactly the roles its JSON route does."""
     pages = {
         f"{method} {route.path}"
-        for route in ui_routes.router.routes
+        for router in ui_routes.ROUTERS
+        for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
     }

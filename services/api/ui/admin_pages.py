@@ -1,0 +1,233 @@
+"""Users, environments and the audit log."""
+
+from typing import get_args
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from services.api import catalog_service, notification_service, user_service
+from services.api.access import Principal
+from services.api.schemas import UserIn
+from services.api.ui.channels import change_channels
+from services.api.ui.pages import (
+    Admin,
+    Viewer,
+    api_for,
+    back,
+    form,
+    next_page,
+    problem,
+    render,
+    validation_errors,
+)
+from shared.errors import FabuError, NotFound
+from shared.models import (
+    ChannelType,
+    Environment,
+    FreezeWindow,
+    Grant,
+    NotifyEvent,
+    Role,
+    User,
+    now,
+)
+from shared.parameters import told
+
+router = APIRouter(include_in_schema=False)
+
+# Users, environments, audit (admins)
+
+
+@router.get("/users")
+async def users_page(request: Request, principal: Admin) -> Response:
+    return await _users_page(request, principal)
+
+
+async def _users_page(request: Request, principal: Principal, error: str = "") -> Response:
+    found = await api_for(request).users.all()
+    return render(
+        request,
+        principal,
+        "users.html",
+        status_code=422 if error else 200,
+        users=found,
+        roles=list(Role),
+        error=error,
+    )
+
+
+@router.post("/users")
+async def create_user(request: Request, principal: Admin) -> Response:
+    values = await form(request)
+    try:
+        body = UserIn(
+            name=values.get("name", ""),
+            password=values.get("password") or None,
+            display_name=values.get("display_name", ""),
+            grants=[Grant(role=Role(values.get("role", "viewer")))],
+        )
+        user = User(name=body.name, display_name=body.display_name, grants=body.grants)
+        await user_service.create_user(api_for(request), principal, user, body.password)
+    except ValidationError as exc:
+        return await _users_page(request, principal, "; ".join(str(e["msg"]) for e in exc.errors()))
+    except ValueError:
+        return await _users_page(request, principal, f"role: not one of {', '.join(Role)}")
+    except FabuError as exc:
+        return await _users_page(request, principal, exc.message)
+    return back("/users")
+
+
+@router.post("/users/{name}/grants")
+async def change_grants(request: Request, name: str, principal: Admin) -> Response:
+    values = await form(request)
+    api = api_for(request)
+    user = await api.users.get(name)
+    if user is None:
+        return problem(request, principal, NotFound(f"user {name!r} not found"))
+    grants = list(user.grants)
+    try:
+        if "remove" in values:
+            grants.pop(int(values["remove"]))
+        else:
+            grants.append(
+                Grant(
+                    role=Role(values.get("role", "viewer")),
+                    environment=values.get("environment") or "*",
+                    service=values.get("service") or "*",
+                    team=values.get("team") or "*",
+                )
+            )
+        await user_service.set_grants(api, principal, name, grants)
+    except (ValidationError, ValueError, IndexError) as exc:
+        return await _users_page(request, principal, str(exc).splitlines()[-1])
+    except FabuError as exc:
+        return await _users_page(request, principal, exc.message)
+    return back("/users")
+
+
+@router.get("/environments")
+async def environments_page(request: Request, principal: Viewer) -> Response:
+    return await _environments_page(request, principal)
+
+
+async def _environments_page(
+    request: Request,
+    principal: Principal,
+    error: str = "",
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    api = api_for(request)
+    every = await catalog_service.environments(api, principal, archived=True)
+    channels = {e.name: await notification_service.get(api, principal, None, e.name) for e in every}
+    return render(
+        request,
+        principal,
+        "environments.html",
+        status_code=422 if error or errors else 200,
+        environments=[e for e in every if e.archived_at is None],
+        archived=[e for e in every if e.archived_at is not None],
+        channels=channels,
+        channel_types=list(get_args(ChannelType)),
+        events=list(get_args(NotifyEvent)),
+        error=error,
+        values=values or {},
+        errors=errors or {},
+        now=now(),
+    )
+
+
+def _environment_of(values: dict[str, str], current: Environment | None = None) -> Environment:
+    """An environment from the form (its name and freeze windows: the current one's)."""
+    kubeconfig = values.get("kubeconfig", "").strip()
+    base = current.model_dump() if current else {"name": values.get("name", "").strip()}
+    return Environment.model_validate(
+        {
+            **base,
+            "namespace": values.get("namespace", "").strip(),
+            "kubeconfig": kubeconfig or None,
+            "in_cluster": values.get("in_cluster") == "on",
+            "rollout_timeout_s": values.get("rollout_timeout_s", "").strip() or 300,
+            "approval_required": values.get("approval_required") == "on",
+            "auto_rollback": values.get("auto_rollback") == "on",
+        }
+    )
+
+
+@router.post("/environments")
+async def create_environment(request: Request, principal: Admin) -> Response:
+    values = await form(request)
+    try:
+        await catalog_service.create_environment(
+            api_for(request), principal, _environment_of(values)
+        )
+    except ValidationError as exc:
+        return await _environments_page(
+            request, principal, values=values, errors=validation_errors(exc)
+        )
+    except FabuError as exc:
+        return await _environments_page(
+            request, principal, values=values, errors={exc.field: exc.message}
+        )
+    return back("/environments")
+
+
+@router.post("/environments/{name}")
+async def change_environment(request: Request, name: str, principal: Admin) -> Response:
+    values = await form(request)
+    api = api_for(request)
+    env = await api.catalog.environment(name)
+    if env is None:
+        return problem(request, principal, NotFound(f"environment {name!r} not found"))
+    windows = list(env.freeze_windows)
+    try:
+        if "archive" in values or "restore" in values:
+            await catalog_service.archive_environment(api, principal, name, "archive" in values)
+            return back("/environments")
+        if "channel_add" in values or "channel_remove" in values:
+            await change_channels(api, principal, None, name, values)
+            return back(f"/environments#env-{name}")
+        if "remove" in values:
+            windows.pop(int(values["remove"]))
+            updated = env.model_copy(update={"freeze_windows": windows})
+        elif values.get("window_name"):
+            windows.append(
+                FreezeWindow(
+                    name=values["window_name"],
+                    start=values.get("start", ""),
+                    end=values.get("end", ""),
+                    reason=values.get("reason", ""),
+                )
+            )
+            updated = Environment.model_validate(
+                {**env.model_dump(), "freeze_windows": [w.model_dump() for w in windows]}
+            )
+        else:
+            updated = _environment_of(values, env)
+        await catalog_service.update_environment(api, principal, name, updated)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        return await _environments_page(request, principal, told(errors), values)
+    except (ValueError, IndexError) as exc:
+        return await _environments_page(request, principal, str(exc).splitlines()[-1])
+    except FabuError as exc:
+        return await _environments_page(request, principal, exc.message)
+    return back(f"/environments#env-{name}")
+
+
+@router.get("/audit")
+async def audit_page(request: Request, principal: Admin) -> Response:
+    q = request.query_params
+    filters = {k: q.get(k) or None for k in ("actor", "action", "target")}
+    found = await user_service.audit_log(
+        api_for(request),
+        principal,
+        actor=filters["actor"],
+        action=filters["action"],
+        target=filters["target"],
+        cursor=q.get("cursor") or None,
+        limit=50,
+    )
+    next_url = next_page("/audit", {k: v for k, v in filters.items() if v}, found.next_cursor)
+    return render(request, principal, "audit.html", page=found, filters=filters, next_url=next_url)

@@ -1,0 +1,46 @@
+"""Notification channels from the forms of the environment and service pages."""
+
+from typing import get_args
+
+from services.api import notification_service
+from services.api.access import Principal
+from services.api.context import Api
+from shared.models import Channel, NotifyEvent
+
+
+def channel_of(values: dict[str, str]) -> Channel:
+    def listed(name: str) -> list[str]:
+        return [v.strip() for v in values.get(name, "").replace("\n", ",").split(",") if v.strip()]
+
+    return Channel.model_validate(
+        {
+            "type": values.get("type", ""),
+            "url": values.get("url", "").strip(),
+            "recipients": listed("recipients"),
+            "mobiles": listed("mobiles"),
+            "secret": values.get("secret", "").strip(),
+            "events": [e for e in get_args(NotifyEvent) if values.get(f"event_{e}") == "on"],
+            "language": values.get("channel_language") or "en",
+        }
+    )
+
+
+async def change_channels(
+    api: Api, principal: Principal, service: str | None, environment: str, values: dict[str, str]
+) -> None:
+    """Add the form's channel to those in force (a service's own, else the environment's
+    default), remove one, or (for a service) go back to the default. The stored ones are
+    opened in memory to be sealed again, never shown."""
+    if "channel_reset" in values and service is not None:
+        await notification_service.reset(api, principal, service, environment)
+        return
+    stored = await api.catalog.channels(service or "*", environment) or []
+    plain = [
+        c.model_copy(update={"url": api.secrets.open(c.url), "secret": api.secrets.open(c.secret)})
+        for c in stored
+    ]
+    if "channel_remove" in values:
+        plain.pop(int(values["channel_remove"]))
+    else:
+        plain.append(channel_of(values))
+    await notification_service.put(api, principal, service, environment, plain)

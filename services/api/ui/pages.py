@@ -1,0 +1,169 @@
+"""The web UI's common parts: who may see a page, how one is drawn, and how a form is read.
+
+Every page asks for the same permission as the JSON route behind it (see
+:func:`page`), and every form calls the same service function as that route
+(``services.api.*_service``), so the UI and the API cannot disagree about
+what is allowed or what a change does. A browser without a session is sent
+to /login; a user without the permission gets a 403 page that says whom to
+ask. Forms carry the session's CSRF token as ``csrf_token``.
+"""
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from services.api.access import Permission, Principal, authenticate
+from services.api.context import Api
+from services.api.deps import api_of
+from services.api.ui.i18n import LANGUAGES, pick, translator
+from shared.errors import FabuError, Unauthorized
+from shared.models import ReleaseState
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+STATIC = Path(__file__).parent / "static"
+LOGIN_CSRF_COOKIE = "fabu_login"
+UNDER_WAY = [
+    ReleaseState.REQUESTED,
+    ReleaseState.RENDERED,
+    ReleaseState.APPLIED,
+    ReleaseState.PAUSED,
+]
+
+
+class LoginNeeded(Exception):
+    def __init__(self, then: str) -> None:
+        super().__init__(then)
+        self.then = then
+
+
+class NoAccess(Exception):
+    """A signed-in user without the page's permission: a 403 page, with the menu."""
+
+    def __init__(self, principal: Principal, permission: Permission) -> None:
+        super().__init__(permission)
+        self.principal = principal
+        self.permission = permission
+
+
+async def signed_in(request: Request) -> Principal:
+    """The page's user, or off to the login page."""
+    try:
+        return await authenticate(request)
+    except Unauthorized as exc:
+        then = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginNeeded(then) from exc
+
+
+def page(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
+    """A page's dependency: its user, holding ``permission`` (else login, or 403)."""
+
+    async def caller(request: Request) -> Principal:
+        principal = await signed_in(request)
+        if not principal.holds(permission):
+            raise NoAccess(principal, permission)
+        return principal
+
+    caller.__name__ = f"page_{permission.value}"
+    return caller
+
+
+SignedIn = Annotated[Principal, Depends(page(Permission.SIGNED_IN))]
+Viewer = Annotated[Principal, Depends(page(Permission.VIEW))]
+Releaser = Annotated[Principal, Depends(page(Permission.RELEASE))]
+ConfigAdmin = Annotated[Principal, Depends(page(Permission.EDIT_CONFIG))]
+Admin = Annotated[Principal, Depends(page(Permission.ADMIN))]
+
+
+# What each permission means, in the words of the roles.
+NEEDS = {
+    Permission.SIGNED_IN: "a login",
+    Permission.VIEW: "a role",
+    Permission.RELEASE: "a releaser grant",
+    Permission.EDIT_CONFIG: "the config-admin role",
+    Permission.REGISTER_IMAGE: "a releaser grant or the config-admin role",
+    Permission.ADMIN: "the admin role",
+}
+
+
+def no_access(request: Request, exc: NoAccess) -> HTMLResponse:
+    principal = exc.principal
+    if not principal.user.grants:
+        message = "You have no access to Fabu yet: ask an admin to grant you a role."
+    else:
+        message = (
+            f"{principal.name} may not do this: it needs {NEEDS[exc.permission]}. "
+            "Ask an admin for a grant."
+        )
+    return render(request, principal, "error.html", status_code=403, error=message, status=403)
+
+
+def api_for(request: Request) -> Api:
+    return api_of(request)
+
+
+def render(
+    request: Request,
+    principal: Principal | None,
+    name: str,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    preference = principal.user.language if principal else ""
+    language = pick(preference, request.headers.get("accept-language", ""))
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "me": principal,
+            "t": translator(language),
+            "language": language,
+            "languages": LANGUAGES,
+            "csrf": getattr(request.state, "csrf", ""),
+            "can": (lambda p: principal is not None and principal.holds(p)),
+            "Permission": Permission,
+            **context,
+        },
+        status_code=status_code,
+    )
+
+
+def problem(request: Request, principal: Principal | None, exc: FabuError) -> HTMLResponse:
+    """A page for a refusal or an error the page itself cannot show."""
+    return render(
+        request,
+        principal,
+        "error.html",
+        status_code=exc.status,
+        error=exc.message,
+        status=exc.status,
+    )
+
+
+def validation_errors(exc: ValidationError) -> dict[str, str]:
+    """``{field: message}`` from each error's location (data, never its text)."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"] if p != "params") or ""
+        errors.setdefault(field.split(".")[0], error["msg"])
+    return errors
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The form's text fields, with LF line endings (browsers send a textarea's as CRLF)."""
+    data = await request.form()
+    return {k: v.replace("\r\n", "\n") for k, v in data.items() if isinstance(v, str)}
+
+
+def next_page(path: str, filters: dict[str, str], cursor: str | None) -> str:
+    """The link to the page after this one, with the same filters ("" on the last)."""
+    return f"{path}?{urllib.parse.urlencode({**filters, 'cursor': cursor})}" if cursor else ""
+
+
+def back(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
