@@ -5,7 +5,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -162,11 +162,21 @@ async def update_service(api: Api, principal: Principal, name: str, body: Servic
     current = found(await api.catalog.service(name), f"service {name!r}")
     body = body.model_copy(update={"archived_at": current.archived_at})
     _known_registry(api, body)
-    before = await api.catalog.replace_service(body)
+    await api.catalog.replace_service(body)
     await api.audit.record(
-        principal.name, "service.update", f"service/{name}", before=before, after=body
+        principal.name, "service.update", f"service/{name}", before=current, after=body
     )
     return body
+
+
+Retirable = TypeVar("Retirable", Service, Environment)
+
+
+def _retired(current: Retirable, archived: bool) -> Retirable:
+    """``current`` archived now (to the millisecond the database keeps), or restored."""
+    at = now()
+    stamp = at.replace(microsecond=at.microsecond // 1000 * 1000) if archived else None
+    return current.model_copy(update={"archived_at": stamp})
 
 
 async def archive_service(
@@ -178,12 +188,11 @@ async def archive_service(
     current = found(await api.catalog.service(name), f"service {name!r}")
     if (current.archived_at is not None) == archived:
         return current
-    changed = current.model_copy(update={"archived_at": now() if archived else None})
+    changed = _retired(current, archived)
     await api.catalog.replace_service(changed)
     action = "service.archive" if archived else "service.restore"
     await api.audit.record(principal.name, action, f"service/{name}", before=current, after=changed)
-    # As stored (the database keeps milliseconds).
-    return found(await api.catalog.service(name), f"service {name!r}")
+    return changed
 
 
 async def archive_environment(
@@ -194,13 +203,13 @@ async def archive_environment(
     current = found(await api.catalog.environment(name), f"environment {name!r}")
     if (current.archived_at is not None) == archived:
         return current
-    changed = current.model_copy(update={"archived_at": now() if archived else None})
+    changed = _retired(current, archived)
     await api.catalog.replace_environment(changed)
     action = "environment.archive" if archived else "environment.restore"
     await api.audit.record(
         principal.name, action, f"environment/{name}", before=current, after=changed
     )
-    return found(await api.catalog.environment(name), f"environment {name!r}")
+    return changed
 
 
 async def services(api: Api, principal: Principal, archived: bool = False) -> list[Service]:
@@ -254,9 +263,9 @@ async def update_environment(
     current = found(await api.catalog.environment(name), f"environment {name!r}")
     body = body.model_copy(update={"archived_at": current.archived_at})
     await reachable(body, api.settings)
-    before = await api.catalog.replace_environment(body)
+    await api.catalog.replace_environment(body)
     await api.audit.record(
-        principal.name, "environment.update", f"environment/{name}", before=before, after=body
+        principal.name, "environment.update", f"environment/{name}", before=current, after=body
     )
     return body
 

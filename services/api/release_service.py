@@ -134,10 +134,13 @@ async def page(
     more_before = bool(found) and (cursor is not None or (back is not None and len(found) == limit))
     total = offset = None
     if counted:
-        total, offset = await asyncio.gather(
-            api.releases.count(**filters),
-            api.releases.count(newer_than=found[0].id, **filters) if found else _zero(),
-        )
+        if found:
+            total, offset = await asyncio.gather(
+                api.releases.count(**filters),
+                api.releases.count(newer_than=found[0].id, **filters),
+            )
+        else:
+            total, offset = await api.releases.count(**filters), 0
         more_before = offset > 0
         more_after = offset + len(found) < total
     return ReleasePage(
@@ -153,10 +156,6 @@ async def operators(api: Api, principal: Principal) -> list[str]:
     """Everyone who has asked for a release (the release list suggests them)."""
     need(principal, Permission.VIEW)
     return await api.releases.operators()
-
-
-async def _zero() -> int:
-    return 0
 
 
 async def approvers(api: Api, principal: Principal, release: Release) -> list[str]:

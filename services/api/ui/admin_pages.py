@@ -1,5 +1,6 @@
 """Users, environments and the audit log."""
 
+import asyncio
 from typing import get_args
 
 from fastapi import APIRouter, Request
@@ -16,10 +17,11 @@ from services.api.ui.pages import (
     api_for,
     back,
     form,
+    form_error,
+    form_errors,
     next_page,
     problem,
     render,
-    validation_errors,
 )
 from shared.errors import FabuError, NotFound
 from shared.models import (
@@ -32,7 +34,6 @@ from shared.models import (
     User,
     now,
 )
-from shared.parameters import told
 
 router = APIRouter(include_in_schema=False)
 
@@ -120,7 +121,10 @@ async def _environments_page(
 ) -> Response:
     api = api_for(request)
     every = await catalog_service.environments(api, principal, archived=True)
-    channels = {e.name: await notification_service.get(api, principal, None, e.name) for e in every}
+    defaults = await asyncio.gather(
+        *(notification_service.get(api, principal, None, e.name) for e in every)
+    )
+    channels = dict(zip((e.name for e in every), defaults, strict=True))
     return render(
         request,
         principal,
@@ -162,14 +166,8 @@ async def create_environment(request: Request, principal: Admin) -> Response:
         await catalog_service.create_environment(
             api_for(request), principal, _environment_of(values)
         )
-    except ValidationError as exc:
-        return await _environments_page(
-            request, principal, values=values, errors=validation_errors(exc)
-        )
-    except FabuError as exc:
-        return await _environments_page(
-            request, principal, values=values, errors={exc.field: exc.message}
-        )
+    except (ValidationError, FabuError) as exc:
+        return await _environments_page(request, principal, values=values, errors=form_errors(exc))
     return back("/environments")
 
 
@@ -206,13 +204,10 @@ async def change_environment(request: Request, name: str, principal: Admin) -> R
         else:
             updated = _environment_of(values, env)
         await catalog_service.update_environment(api, principal, name, updated)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        return await _environments_page(request, principal, told(errors), values)
+    except (ValidationError, FabuError) as exc:
+        return await _environments_page(request, principal, form_error(exc), values)
     except (ValueError, IndexError) as exc:
         return await _environments_page(request, principal, str(exc).splitlines()[-1])
-    except FabuError as exc:
-        return await _environments_page(request, principal, exc.message)
     return back(f"/environments#env-{name}")
 
 

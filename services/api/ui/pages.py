@@ -154,6 +154,22 @@ def validation_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def form_errors(exc: ValidationError | FabuError) -> dict[str, str]:
+    """What a refused form shows, by field: the model's errors, or the service layer's
+    (each path it names, else its one field)."""
+    if isinstance(exc, ValidationError):
+        return validation_errors(exc)
+    return exc.errors or {exc.field: exc.message}
+
+
+def form_error(exc: ValidationError | FabuError) -> str:
+    """A refused form as one sentence, for a page that shows it above its forms."""
+    if isinstance(exc, FabuError):
+        return exc.message
+    found = validation_errors(exc).items()
+    return "; ".join(f"{field}: {why}" if field else why for field, why in found)
+
+
 async def form(request: Request) -> dict[str, str]:
     """The form's text fields, with LF line endings (browsers send a textarea's as CRLF)."""
     data = await request.form()

@@ -22,14 +22,15 @@ from services.api.ui.pages import (
     api_for,
     back,
     form,
+    form_error,
+    form_errors,
     problem,
     render,
-    validation_errors,
 )
 from shared.errors import FabuError, Invalid, NotFound
 from shared.ids import TemplateId
 from shared.models import BaseParams, ChannelType, NotifyEvent, Service
-from shared.parameters import filled, masked, schema_of, told
+from shared.parameters import filled, masked, schema_of
 from shared.secrets import MASK
 
 router = APIRouter(include_in_schema=False)
@@ -38,11 +39,18 @@ router = APIRouter(include_in_schema=False)
 
 
 async def _services_table(request: Request, principal: Principal) -> dict[str, Any]:
+    """The services in use with what runs of each, and the archived ones."""
     api = api_for(request)
-    services = await catalog_service.services(api, principal)
+    every = await catalog_service.services(api, principal, archived=True)
+    services = [s for s in every if s.archived_at is None]
     environments = [e.name for e in await catalog_service.environments(api, principal)]
     states = await state_service.all_states(api, principal, services)
-    return {"services": services, "environments": environments, "states": states}
+    return {
+        "services": services,
+        "archived": [s for s in every if s.archived_at is not None],
+        "environments": environments,
+        "states": states,
+    }
 
 
 @router.get("/services")
@@ -56,15 +64,12 @@ async def _services_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    api = api_for(request)
     context = await _services_table(request, principal)
-    every = await catalog_service.services(api, principal, archived=True)
     return render(
         request,
         principal,
         "services.html",
         status_code=422 if errors else 200,
-        archived=[s for s in every if s.archived_at is not None],
         values=values or {},
         errors=errors or {},
         **context,
@@ -87,10 +92,8 @@ async def create_service(request: Request, principal: ConfigAdmin) -> Response:
         made = await catalog_service.create_service(
             api_for(request), principal, _service_of(values)
         )
-    except ValidationError as exc:
-        return await _services_page(request, principal, values, validation_errors(exc))
-    except FabuError as exc:
-        return await _services_page(request, principal, values, {exc.field: exc.message})
+    except (ValidationError, FabuError) as exc:
+        return await _services_page(request, principal, values, form_errors(exc))
     return back(f"/services/{made.name}")
 
 
@@ -131,14 +134,19 @@ async def _service_page(
         state_service.service_states(api, principal, name),
         catalog_service.environments(api, principal),
     )
-    configs = {e.name: await api.catalog.config(name, e.name) for e in envs}
-    notifications = {
-        e.name: (
-            await notification_service.get(api, principal, name, e.name),
-            await api.catalog.own_channels(name, e.name),
+    # Per environment, read at once: its config, the channels in force, and whose.
+    found_per_env = await asyncio.gather(
+        *(
+            asyncio.gather(
+                api.catalog.config(name, e.name),
+                notification_service.get(api, principal, name, e.name),
+                api.catalog.own_channels(name, e.name),
+            )
+            for e in envs
         )
-        for e in envs
-    }
+    )
+    configs = {e.name: got[0] for e, got in zip(envs, found_per_env, strict=True)}
+    notifications = {e.name: got[1:] for e, got in zip(envs, found_per_env, strict=True)}
     t = translator(pick(principal.user.language, request.headers.get("accept-language", "")))
     return render(
         request,
@@ -168,10 +176,8 @@ async def change_service(request: Request, name: str, principal: ConfigAdmin) ->
             await catalog_service.archive_service(api, principal, name, "archive" in values)
         else:
             await catalog_service.update_service(api, principal, name, _service_of(values, name))
-    except ValidationError as exc:
-        return await _service_page(request, principal, name, values, validation_errors(exc))
-    except FabuError as exc:
-        return await _service_page(request, principal, name, values, {exc.field: exc.message})
+    except (ValidationError, FabuError) as exc:
+        return await _service_page(request, principal, name, values, form_errors(exc))
     return back(f"/services/{name}")
 
 
@@ -182,14 +188,12 @@ async def change_service_channels(
     values = await form(request)
     try:
         await change_channels(api_for(request), principal, name, environment, values)
-    except ValidationError as exc:
-        errors = {"notifications": told(validation_errors(exc))}
+    except (ValidationError, FabuError) as exc:
+        errors = {"notifications": form_error(exc)}
         return await _service_page(request, principal, name, values, errors)
     except (ValueError, IndexError) as exc:
         errors = {"notifications": str(exc).splitlines()[-1]}
         return await _service_page(request, principal, name, values, errors)
-    except FabuError as exc:
-        return await _service_page(request, principal, name, values, {"notifications": exc.message})
     return back(f"/services/{name}#notifications-{environment}")
 
 
@@ -334,10 +338,7 @@ async def save_config(
             note=values.get("note", ""),
         )
         await catalog_service.put_config(api, principal, name, environment, body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        return await _config_page(request, principal, name, environment, values, errors)
-    except FabuError as exc:
-        errors = exc.errors or {exc.field: exc.message}
+    except (ValidationError, FabuError) as exc:
+        errors = form_errors(exc)
         return await _config_page(request, principal, name, environment, values, errors)
     return back(f"/services/{name}/config/{environment}")

@@ -18,13 +18,12 @@ from services.api.ui.pages import (
     api_for,
     back,
     form,
+    form_error,
     problem,
     render,
-    validation_errors,
 )
 from shared.errors import FabuError, Invalid
 from shared.models import TemplateSource, now
-from shared.parameters import told
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,10 +90,8 @@ async def create_template(request: Request, principal: ConfigAdmin) -> Response:
     values = await form(request)
     try:
         made = await template_service.create(api_for(request), principal, _template_in(values))
-    except ValidationError as exc:
-        return await _templates_page(request, principal, values, told(validation_errors(exc)))
-    except FabuError as exc:
-        return await _templates_page(request, principal, values, exc.message)
+    except (ValidationError, FabuError) as exc:
+        return await _templates_page(request, principal, values, form_error(exc))
     return back(f"/templates/{made.id}")
 
 
