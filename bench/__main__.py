@@ -9,8 +9,13 @@
   all 20 at once: ``kubectl apply -f`` + ``kubectl rollout status`` (the
   built kubectl) per service, against 20 Fabu releases.
 - throughput: 500 releases of 500 services at once against a direct
-  server-side apply of the same manifests; then the peak memory of each
-  stage process so far.
+  server-side apply of the same manifests: each release's time in each step
+  (STEPS), every process's CPU seconds, py-spy profiles of the stages (kept in
+  the run's log folder); then the peak memory of each stage process so far.
+- intake: the API alone (the renderer stopped meanwhile): 500 release requests
+  of 500 services at once, the requests per second it accepted and the CPU
+  each process spent per request, profiled; then the renderer started again
+  and the 500 released.
 - flight: 1,000 releases whose pods never become Ready (so they stay
   tracked), followed by one tracker; cancelled; then 1,000 more followed by
   two trackers. Counted from each tracker's ``fabu_releases_tracked``.
@@ -56,6 +61,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pymongo import AsyncMongoClient
 
+from bench.profile import RATE, Profiler, Sampled, cpu_seconds, used_between
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
@@ -135,6 +141,8 @@ class Bench:
         self.registry = env["FABU_REGISTRY_URL"].removeprefix("http://")
         # Release id → "succeeded" or "failed", as published (see watch_outcomes).
         self.ended: dict[str, str] = {}
+        # Release id → when its request was sent, and when its answer came (time.time()).
+        self.asked: dict[str, tuple[float, float]] = {}
         self.nats: NatsClient | None = None
 
     def kubectl(self, *args: str) -> None:
@@ -167,8 +175,10 @@ class Bench:
 
     async def release(self, service: str, environment: str, version: str) -> str:
         body = {"service": service, "environment": environment, "version": version}
+        sent = time.time()
         accepted = await self.api.post("/releases", json=body)
         release_id: str = accepted.raise_for_status().json()["id"]
+        self.asked[release_id] = (sent, time.time())
         return release_id
 
     async def watch_outcomes(self, nats_url: str, prefix: str) -> None:
@@ -262,17 +272,66 @@ async def kubectl_method(bench: Bench, count: int) -> float:
     return elapsed
 
 
-async def fabu_concurrent(bench: Bench, count: int, prefix: str) -> tuple[float, int]:
+# The steps of a release, each from the end of the one before (the first two both from
+# the request); see breakdown().
+STEPS = (
+    "request -> record created",
+    "request -> answer received",
+    "created -> rendered",
+    "rendered -> applied",
+    "applied -> complete (cluster)",
+    "complete -> succeeded stored",
+)
+
+
+def breakdown(
+    bench: Bench, bodies: list[dict[str, Any]], completed: dict[tuple[str, str], float]
+) -> dict[str, list[float]]:
+    """Seconds each release spent in each of STEPS: the request's times as this program saw
+    them, the record's own times, and the Deployment's completion as this program's watch
+    saw it (all on one machine's clock)."""
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    for body in bodies:
+        sent, answered = bench.asked[body["id"]]
+        at = {change["state"]: ts(change["at"]) for change in body["events"]}
+        created, finished = ts(body["created_at"]), ts(body["finished_at"])
+        complete = completed[(body["service"], body["image"])]
+        for step, took in zip(
+            STEPS,
+            (
+                created - sent,
+                answered - sent,
+                at["rendered"] - created,
+                at["applied"] - at["rendered"],
+                complete - at["applied"],
+                finished - complete,
+            ),
+            strict=True,
+        ):
+            steps[step].append(took)
+    return steps
+
+
+async def fabu_concurrent(
+    bench: Bench, count: int, prefix: str
+) -> tuple[float, int, dict[str, list[float]]]:
+    """``count`` releases of as many services at once: the seconds from the first request
+    to the last ``succeeded``, how many succeeded, and the breakdown of those."""
     env = await bench.environment(f"bench-{prefix}-{uuid.uuid4().hex[:6]}")
     names = [f"{prefix}{i}" for i in range(count)]
-    for name in names:
-        await bench.service(name, env)
+    await limited(16, [bench.service(name, env) for name in names])
     await limited(16, [bench.push(name, "1.0.0") for name in names])
-    started = time.time()
-    ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
-    bodies = await bench.finished(list(ids))
-    ok = sum(b["state"] == "succeeded" for b in bodies)
-    return max(ts(b["finished_at"]) for b in bodies) - started, ok
+    watch = CompletionWatch(bench.cluster, env)
+    try:
+        started = time.time()
+        ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
+        bodies = await bench.finished(list(ids))
+        ok = [b for b in bodies if b["state"] == "succeeded"]
+        await watch.wait([(b["service"], b["image"]) for b in ok])
+    finally:
+        watch.stop()
+    elapsed = max(ts(b["finished_at"]) for b in bodies) - started
+    return elapsed, len(ok), breakdown(bench, ok, watch.completed)
 
 
 async def direct_apply(bench: Bench, count: int) -> float:
@@ -627,7 +686,7 @@ async def latency_rows(system: FabuSystem, bench: Bench) -> list[Row]:
 async def kubectl_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print("the article's method against Fabu (20 deployments)...", flush=True)
     kubectl_s = await kubectl_method(bench, 20)
-    fabu_s, ok = await fabu_concurrent(bench, 20, "f")
+    fabu_s, ok, _ = await fabu_concurrent(bench, 20, "f")
     return [
         ("20 deployments: kubectl apply + rollout status (s)", f"{kubectl_s:.2f}", ""),
         ("20 deployments: Fabu (s)", f"{fabu_s:.2f} ({ok}/20 ok)", ""),
@@ -635,16 +694,90 @@ async def kubectl_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     ]
 
 
+def spread(values: list[float]) -> str:
+    """p50 / p99 / max, in seconds."""
+    return f"{statistics.median(values):.2f} / {pct(values, 0.99):.2f} / {max(values):.2f}"
+
+
+def report_profiles(folder: Path, sampled: dict[str, Sampled]) -> None:
+    """Each stage's hottest functions, printed and kept beside its raw stacks."""
+    lines = []
+    for stage, got in sampled.items():
+        lines.append(f"{stage}: {got.samples} samples ({got.samples / RATE:.1f} s on a core)")
+        lines += [f"  on top   {share:6.1%}  {name}" for name, share in got.own]
+        lines += [f"  within   {share:6.1%}  {name}" for name, share in got.within]
+    text = "\n".join(lines)
+    (folder / "summary.txt").write_text(text + "\n")
+    print(f"\nprofiles ({folder}):\n{text}\n", flush=True)
+
+
 async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print(f"{SERVICES} releases at once against direct apply...", flush=True)
-    fabu_s, ok = await fabu_concurrent(bench, SERVICES, "c")
+    profiler = Profiler(system, system.logs / "profiles" / "throughput")
+    before = cpu_seconds(system)
+    try:
+        fabu_s, ok, steps = await fabu_concurrent(bench, SERVICES, "c")
+    finally:
+        sampled = profiler.stop()
+    fabu_cpu = used_between(before, cpu_seconds(system))
+    report_profiles(profiler.folder, sampled)
+    before = cpu_seconds(system)
     direct_s = await direct_apply(bench, SERVICES)
+    direct_cpu = used_between(before, cpu_seconds(system))
     peaks = {stage: rss_mb(system, stage, "VmHWM") for stage in STAGES}
     return [
         (f"{SERVICES} releases at once: Fabu (s)", f"{fabu_s:.2f} ({ok}/{SERVICES} ok)", ""),
+        *((f"  {step} p50 / p99 / max (s)", spread(steps[step]), "") for step in STEPS),
         (f"{SERVICES} deployments: direct server-side apply (s)", f"{direct_s:.2f}", ""),
         ("  Fabu rate / direct rate", f"{direct_s / fabu_s:.2f}x", ">= 0.8x"),
+        *(
+            (
+                f"CPU s during Fabu's {SERVICES} / direct apply: {name}",
+                f"{fabu_cpu[name]:.1f} / {direct_cpu.get(name, 0.0):.1f}",
+                "",
+            )
+            for name in sorted(fabu_cpu, key=lambda n: -fabu_cpu[n])
+            if fabu_cpu[name] >= 0.1
+        ),
         *((f"peak RSS {stage} so far (MB)", f"{peaks[stage]:.0f}", "") for stage in STAGES),
+    ]
+
+
+async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
+    print(f"the API's intake: {SERVICES} release requests at once...", flush=True)
+    env = await bench.environment(f"bench-in-{uuid.uuid4().hex[:6]}")
+    names = [f"in{i}" for i in range(SERVICES)]
+    await limited(16, [bench.service(name, env) for name in names])
+    await limited(16, [bench.push(name, "1.0.0") for name in names])
+    # Nothing past the API runs meanwhile: the requests wait in the stream for the renderer.
+    system.kill("renderer")
+    profiler = Profiler(system, system.logs / "profiles" / "intake")
+    before = cpu_seconds(system)
+    try:
+        started = time.time()
+        ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
+        took = max(bench.asked[r][1] for r in ids) - started
+    finally:
+        sampled = profiler.stop()
+    cpu = used_between(before, cpu_seconds(system))
+    report_profiles(profiler.folder, sampled)
+    system.start("renderer")
+    bodies = await bench.finished(list(ids))
+    ok = sum(b["state"] == "succeeded" for b in bodies)
+    answers = [bench.asked[r][1] - bench.asked[r][0] for r in ids]
+    return [
+        (
+            f"API intake: {SERVICES} release requests at once, one process (requests/s)",
+            f"{SERVICES / took:.1f}",
+            ">= 100",
+        ),
+        ("  answer time p50 / p99 / max (s)", spread(answers), ""),
+        *(
+            (f"  CPU ms per request: {name}", f"{cpu[name] * 1000 / SERVICES:.1f}", "")
+            for name in sorted(cpu, key=lambda n: -cpu[n])
+            if cpu[name] >= 0.1
+        ),
+        ("  then released once the renderer was back", f"{ok}/{SERVICES} succeeded", ""),
     ]
 
 
@@ -724,6 +857,7 @@ PARTS = {
     "latency": latency_rows,
     "kubectl": kubectl_rows,
     "throughput": throughput_rows,
+    "intake": intake_rows,
     "flight": flight_rows,
     "steady": steady_rows,
     "list": list_rows,
