@@ -38,6 +38,7 @@
 import asyncio
 import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -66,6 +67,7 @@ from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
 from shared.cluster import LISTED, Cluster, Clusters
+from shared.gate import Gate
 from shared.ids import ReleaseId, TemplateId
 from shared.live import Observer, ServiceState
 from shared.models import BaseParams, Environment, Release, Workload
@@ -267,6 +269,7 @@ async def kubectl_method(bench: Bench, count: int) -> float:
     started = time.time()
     codes = await asyncio.gather(*(apply_and_wait(n, p) for n, p in paths.items()))
     elapsed = time.time() - started
+    bench.kubectl("delete", "namespace", namespace, "--wait=false")
     if any(codes):
         raise RuntimeError("kubectl apply/rollout status failed")
     return elapsed
@@ -312,15 +315,20 @@ def breakdown(
     return steps
 
 
-async def fabu_concurrent(
-    bench: Bench, count: int, prefix: str
-) -> tuple[float, int, dict[str, list[float]]]:
-    """``count`` releases of as many services at once: the seconds from the first request
-    to the last ``succeeded``, how many succeeded, and the breakdown of those."""
+async def services(bench: Bench, count: int, prefix: str) -> tuple[str, list[str]]:
+    """A new environment with ``count`` services configured, their images pushed."""
     env = await bench.environment(f"bench-{prefix}-{uuid.uuid4().hex[:6]}")
     names = [f"{prefix}{i}" for i in range(count)]
     await limited(16, [bench.service(name, env) for name in names])
     await limited(16, [bench.push(name, "1.0.0") for name in names])
+    return env, names
+
+
+async def fabu_concurrent(
+    bench: Bench, env: str, names: list[str]
+) -> tuple[float, int, dict[str, list[float]]]:
+    """A release of each service at once: the seconds from the first request to the last
+    ``succeeded``, how many succeeded, and the breakdown of those."""
     watch = CompletionWatch(bench.cluster, env)
     try:
         started = time.time()
@@ -331,6 +339,8 @@ async def fabu_concurrent(
     finally:
         watch.stop()
     elapsed = max(ts(b["finished_at"]) for b in bodies) - started
+    # The pods go: the parts after this one find the nodes as they were.
+    bench.kubectl("delete", "namespace", env, "--wait=false")
     return elapsed, len(ok), breakdown(bench, ok, watch.completed)
 
 
@@ -349,6 +359,7 @@ async def direct_apply(bench: Bench, count: int) -> float:
     await asyncio.gather(*(apply(n) for n in names))
     await watch.wait([(n, bench.image(n, "1.0.0")) for n in names])
     watch.stop()
+    bench.kubectl("delete", "namespace", namespace, "--wait=false")
     return max(watch.completed.values()) - started
 
 
@@ -626,7 +637,8 @@ async def on_stack(
     system.start_all()
     # This program's own client is not held back: the direct-apply baseline sends
     # every object at once.
-    clusters = Clusters(str(Path(env["KUBECONFIG"]).parent), concurrent_requests=100_000)
+    unlimited = lambda: Gate(start=100_000, ceiling=100_000, slow_s=math.inf)  # noqa: E731
+    clusters = Clusters(str(Path(env["KUBECONFIG"]).parent), gate=unlimited)
     try:
         cluster = await clusters.get(
             Environment(name=name, namespace="default", kubeconfig=env["KUBECONFIG"])
@@ -686,7 +698,7 @@ async def latency_rows(system: FabuSystem, bench: Bench) -> list[Row]:
 async def kubectl_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print("the article's method against Fabu (20 deployments)...", flush=True)
     kubectl_s = await kubectl_method(bench, 20)
-    fabu_s, ok, _ = await fabu_concurrent(bench, 20, "f")
+    fabu_s, ok, _ = await fabu_concurrent(bench, *await services(bench, 20, "f"))
     return [
         ("20 deployments: kubectl apply + rollout status (s)", f"{kubectl_s:.2f}", ""),
         ("20 deployments: Fabu (s)", f"{fabu_s:.2f} ({ok}/20 ok)", ""),
@@ -713,10 +725,11 @@ def report_profiles(folder: Path, sampled: dict[str, Sampled]) -> None:
 
 async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print(f"{SERVICES} releases at once against direct apply...", flush=True)
+    env, names = await services(bench, SERVICES, "c")
     profiler = Profiler(system, system.logs / "profiles" / "throughput")
     before = cpu_seconds(system)
     try:
-        fabu_s, ok, steps = await fabu_concurrent(bench, SERVICES, "c")
+        fabu_s, ok, steps = await fabu_concurrent(bench, env, names)
     finally:
         sampled = profiler.stop()
     fabu_cpu = used_between(before, cpu_seconds(system))
@@ -745,10 +758,7 @@ async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
 
 async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print(f"the API's intake: {SERVICES} release requests at once...", flush=True)
-    env = await bench.environment(f"bench-in-{uuid.uuid4().hex[:6]}")
-    names = [f"in{i}" for i in range(SERVICES)]
-    await limited(16, [bench.service(name, env) for name in names])
-    await limited(16, [bench.push(name, "1.0.0") for name in names])
+    env, names = await services(bench, SERVICES, "in")
     # Nothing past the API runs meanwhile: the requests wait in the stream for the renderer.
     system.kill("renderer")
     profiler = Profiler(system, system.logs / "profiles" / "intake")
@@ -764,6 +774,7 @@ async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     system.start("renderer")
     bodies = await bench.finished(list(ids))
     ok = sum(b["state"] == "succeeded" for b in bodies)
+    bench.kubectl("delete", "namespace", env, "--wait=false")
     answers = [bench.asked[r][1] - bench.asked[r][0] for r in ids]
     return [
         (

@@ -6,7 +6,7 @@ deserialisation costs more than the work it wraps on these paths.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +14,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 
 from shared.errors import PermanentError, TransientError
+from shared.gate import Gate
 from shared.models import Environment
 from shared.objects import KubeObject
 
@@ -24,7 +25,6 @@ FIELD_MANAGER = "fabu"
 WATCH_TIMEOUT_S = 240
 # What ``Cluster.watch`` yields once a listing's objects are all out.
 LISTED = "LISTED"
-CONCURRENT_REQUESTS = 16
 
 
 class ClusterError(PermanentError):
@@ -32,15 +32,13 @@ class ClusterError(PermanentError):
 
 
 class Cluster:
-    def __init__(
-        self, api: client.ApiClient, concurrent_requests: int = CONCURRENT_REQUESTS
-    ) -> None:
+    def __init__(self, api: client.ApiClient, gate: Gate) -> None:
         self._api = api
         self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
-        # Requests this process has open to the cluster at once (watches aside):
-        # hundreds of releases at once must not flood the API server until
-        # its answers time out.
-        self._gate = asyncio.Semaphore(concurrent_requests)
+        # Requests this process has open to the cluster at once (watches aside), as
+        # many as the API server answers in time: hundreds of releases at once must
+        # not flood it until its answers time out.
+        self._gate = gate
 
     async def _call(
         self,
@@ -72,14 +70,15 @@ class Cluster:
         return response
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Json | None:
-        async with self._gate:
+        async with self._gate.request() as answer:
             response = await self._call(method, path, **kwargs)
             async with response:
                 text = await response.text()
+            answer.pushed_back = _pushed_back(response)
         if response.status == 404 and method == "GET":
             return None
-        if response.status >= 500 or response.status == 429:
-            raise TransientError(f"API server answered {response.status}: {_message(text)}")
+        if answer.pushed_back:
+            raise _again(response, text)
         if response.status >= 400:
             raise ClusterError(_message(text))
         parsed: Json = json.loads(text)
@@ -172,13 +171,15 @@ class Cluster:
         """Delete ``obj`` (same kind, name and namespace), its dependents in the background;
         False when it was not there."""
         path, _ = await self._path(namespace, obj)
-        response = await self._call("DELETE", path, query=[("propagationPolicy", "Background")])
-        async with response:
-            text = await response.text()
+        async with self._gate.request() as answer:
+            response = await self._call("DELETE", path, query=[("propagationPolicy", "Background")])
+            async with response:
+                text = await response.text()
+            answer.pushed_back = _pushed_back(response)
         if response.status == 404:
             return False
-        if response.status >= 500 or response.status == 429:
-            raise TransientError(f"API server answered {response.status}: {_message(text)}")
+        if answer.pushed_back:
+            raise _again(response, text)
         if response.status >= 400:
             raise ClusterError(_message(text))
         return True
@@ -295,23 +296,34 @@ def _message(text: str) -> str:
     return str(status.get("message") or text)[:2000]
 
 
+def _pushed_back(response: aiohttp.ClientResponse) -> bool:
+    return response.status >= 500 or response.status == 429
+
+
+def _again(response: aiohttp.ClientResponse, text: str) -> TransientError:
+    """A 429 or 5xx: try again after the server's ``Retry-After`` (seconds), if it sent one."""
+    told = response.headers.get("Retry-After", "")
+    error = f"API server answered {response.status}: {_message(text)}"
+    if told.isdigit():
+        return TransientError(error, delay=float(told))
+    return TransientError(error)
+
+
 class Clusters:
     """One client per environment's cluster, shared by every release to it."""
 
-    def __init__(
-        self, kubeconfig_dir: str = "", concurrent_requests: int = CONCURRENT_REQUESTS
-    ) -> None:
+    def __init__(self, kubeconfig_dir: str = "", gate: Callable[[], Gate] = Gate) -> None:
         self._kubeconfig_dir = kubeconfig_dir
         self._clusters: dict[str, Cluster] = {}
         self._lock = asyncio.Lock()
-        self._concurrent_requests = concurrent_requests
+        self._gate = gate
 
     async def get(self, env: Environment) -> Cluster:
         key = "in-cluster" if env.in_cluster else str(env.kubeconfig)
         async with self._lock:
             if key not in self._clusters:
                 api = await _client(env, self._kubeconfig_dir)
-                self._clusters[key] = Cluster(api, self._concurrent_requests)
+                self._clusters[key] = Cluster(api, self._gate())
             return self._clusters[key]
 
     async def close(self) -> None:
@@ -346,7 +358,7 @@ def kubeconfig_file(name: str, directory: str) -> Path:
 
 async def _client(env: Environment, kubeconfig_dir: str) -> client.ApiClient:
     """A client of the environment's cluster. Its connection pool has no limit of its
-    own: requests are held to ``concurrent_requests`` by each ``Cluster``, and every
+    own: requests are held back by each ``Cluster``'s ``Gate``, and every
     long-lived watch holds a connection (five per namespace watched), which must never
     leave the other requests waiting for one."""
     settings = await _settings(env, kubeconfig_dir)

@@ -192,8 +192,10 @@ class Transport(httpx.AsyncHTTPTransport):
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             network_backend=_Guarded(deny),
+            # Every connection is kept for reuse: hundreds of release requests at once
+            # each ask the registry, and a new connection is a DNS lookup and a handshake.
             max_connections=100,
-            max_keepalive_connections=20,
+            max_keepalive_connections=100,
             keepalive_expiry=5.0,
         )
         self._max_bytes, self._deadline_s, self._shared = max_bytes, deadline_s, shared

@@ -455,15 +455,21 @@ async def _lost(releases: Releases, bus: Bus, release: Release, n: int) -> Lost:
 
 
 async def pending(
-    releases: Releases, bus: Bus, release_id: ReleaseId, actor: Actor, *waiting: ReleaseState
+    releases: Releases,
+    bus: Bus,
+    release_id: ReleaseId,
+    actor: Actor,
+    *waiting: ReleaseState,
+    with_transcript: bool = False,
 ) -> Release | None:
-    """The release if it is in one of the ``waiting`` states, else None.
+    """The release if it is in one of the ``waiting`` states, else None; its transcript
+    and pod timeline so far only when asked for (two more reads).
 
     A release this stage moved on last gets that transition's message published
     again: the stage may have died between its write and its publish (a second
     copy is de-duplicated by the event id).
     """
-    release = await releases.get(release_id)
+    release = await (releases.get if with_transcript else releases.head)(release_id)
     if release is None or release.state in waiting:
         return release
     if len(release.events) >= 1 and release.events[-1].actor == actor.name:

@@ -4,11 +4,14 @@ Every object a release applies carries ``fabu.io/service`` and
 ``fabu.io/environment`` (added when the manifest is rendered), and the release
 keeps its inventory. After a release succeeds, the objects of that service
 and environment that its manifest no longer has are deleted: found by those
-labels among the kinds of this and earlier releases' inventories (and the
-common kinds below). An object annotated ``fabu.io/prune: "false"`` is kept,
-and so is a canary's (the canary removes its own).
+labels among the kinds of this and earlier releases' inventories, and also
+among the common kinds below when what was applied before is not all known (a
+preview, or an earlier release recorded before releases kept inventories). An
+object annotated ``fabu.io/prune: "false"`` is kept, and so is a canary's (the
+canary removes its own).
 """
 
+import asyncio
 from collections.abc import Iterable
 
 from shared.cluster import Cluster
@@ -22,7 +25,8 @@ from shared.manifest import (
 )
 from shared.models import Owned
 
-# Looked for whatever the inventories say: what a team's service holds most often.
+# Looked for when the earlier inventories are not all known: what a team's service holds
+# most often. Each kind is one listing per release that succeeds.
 COMMON = (
     ("v1", "ConfigMap"),
     ("v1", "Secret"),
@@ -50,24 +54,32 @@ async def leftovers(
     service: str,
     environment: str,
     inventory: list[Owned],
-    earlier: Iterable[Owned] = (),
+    earlier: Iterable[Owned] | None = None,
 ) -> list[Obj]:
-    """The service's objects there that ``inventory`` no longer has, and may be pruned."""
+    """The service's objects there that ``inventory`` no longer has, and may be pruned:
+    looked for among the kinds of ``inventory`` and of ``earlier`` (what the service's
+    earlier releases there applied), and among COMMON too when ``earlier`` is None (not
+    known)."""
     keep = {o.key for o in inventory}
-    kinds = dict.fromkeys([*COMMON, *((o.api_version, o.kind) for o in (*inventory, *earlier))])
+    known = [*inventory, *(earlier or ())]
+    kinds = dict.fromkeys(
+        [*(COMMON if earlier is None else ()), *((o.api_version, o.kind) for o in known)]
+    )
     selector = f"{SERVICE_LABEL}={service},{ENVIRONMENT_LABEL}={environment}"
+    listings = await asyncio.gather(
+        *(cluster.labelled(namespace, api_version, kind, selector) for api_version, kind in kinds)
+    )
     found = []
-    for api_version, kind in kinds:
-        for obj in await cluster.labelled(namespace, api_version, kind, selector):
-            metadata = obj["metadata"]
-            if (
-                key(obj) in keep
-                or (metadata.get("annotations") or {}).get(PRUNE_ANNOTATION) == "false"
-                or (metadata.get("labels") or {}).get(TRACK_LABEL) == CANARY
-                or metadata.get("deletionTimestamp")
-            ):
-                continue
-            found.append(obj)
+    for obj in (obj for listing in listings for obj in listing):
+        metadata = obj["metadata"]
+        if (
+            key(obj) in keep
+            or (metadata.get("annotations") or {}).get(PRUNE_ANNOTATION) == "false"
+            or (metadata.get("labels") or {}).get(TRACK_LABEL) == CANARY
+            or metadata.get("deletionTimestamp")
+        ):
+            continue
+        found.append(obj)
     return sorted(found, key=key)
 
 

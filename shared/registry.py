@@ -22,6 +22,8 @@ from shared.errors import FabuError, TransientError
 
 PAGE_SIZE = 100
 CACHE_S = 10.0
+# Digests kept at most (then forgotten at once: each is asked again at its next use).
+DIGESTS_KEPT = 4096
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -77,6 +79,7 @@ class Registries:
         self._http = egress.client(deny, timeout=15, max_bytes=16 << 20, follow_redirects=True)
         self._tokens: dict[tuple[str, str], str] = {}
         self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._digests: dict[str, tuple[float, str]] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -163,16 +166,27 @@ class Registries:
         self._cache[str(repo)] = (time.monotonic(), tags)
         return tags
 
-    async def digest(self, image_repository: str, tag: str) -> str | None:
-        """The manifest digest of ``tag``, None when the registry does not have it."""
+    async def digest(self, image_repository: str, tag: str, *, fresh: bool = False) -> str | None:
+        """The manifest digest of ``tag``, None when the registry does not have it. A digest
+        found is kept for CACHE_S (releases of one image to several environments ask once);
+        ``fresh`` asks the registry whatever (registering a tag just pushed again)."""
         repo = Repository.parse(image_repository)
+        key = f"{repo}:{tag}"
+        kept = self._digests.get(key)
+        if kept and not fresh and time.monotonic() - kept[0] < CACHE_S:
+            return kept[1]
         url = f"{self._base(repo)}/v2/{repo.name}/manifests/{tag}"
         response = await self._get(repo, "HEAD", url, Accept=MANIFEST_TYPES)
         if response.status_code == 404:
+            self._digests.pop(key, None)
             return None
         if response.status_code != 200:
             raise RegistryError(f"{repo}:{tag}: the registry answered {response.status_code}")
-        return str(response.headers.get("Docker-Content-Digest", ""))
+        digest = str(response.headers.get("Docker-Content-Digest", ""))
+        if len(self._digests) >= DIGESTS_KEPT:
+            self._digests.clear()
+        self._digests[key] = (time.monotonic(), digest)
+        return digest
 
 
 def _next(response: httpx.Response, base: str) -> str | None:

@@ -87,7 +87,7 @@ async def release_hooks(
     waiting = release.state
 
     async def still_wanted() -> bool:
-        current = await ctx.releases.get(release.id)
+        current = await ctx.releases.head(release.id)
         return current is not None and current.state is waiting
 
     names = ", ".join(j["metadata"]["name"] for j in jobs)
@@ -105,10 +105,16 @@ async def release_hooks(
 
 
 async def pending_release(
-    ctx: Context, release_id: ReleaseId, actor: Actor, *waiting: ReleaseState
+    ctx: Context,
+    release_id: ReleaseId,
+    actor: Actor,
+    *waiting: ReleaseState,
+    with_transcript: bool = False,
 ) -> Release | None:
     """The release if it waits in one of ``waiting`` for this stage (see ``lifecycle.pending``)."""
-    return await lifecycle.pending(ctx.releases, ctx.bus, release_id, actor, *waiting)
+    return await lifecycle.pending(
+        ctx.releases, ctx.bus, release_id, actor, *waiting, with_transcript=with_transcript
+    )
 
 
 async def environment_and_cluster(

@@ -439,7 +439,7 @@ async def register_image(api: Api, principal: Principal, body: ImageIn) -> Image
     digest = body.digest
     if not digest:
         try:
-            digest = await api.registries.digest(repository, body.tag) or ""
+            digest = await api.registries.digest(repository, body.tag, fresh=True) or ""
         except (TransientError, RegistryError) as exc:
             raise Unavailable(f"the registry answered: {exc.message}") from exc
         if not digest:

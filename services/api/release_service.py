@@ -327,11 +327,10 @@ async def create(api: Api, principal: Principal, body: ReleaseIn) -> ReleaseAcce
             f"service {body.service!r} has no release config for environment {body.environment!r}",
             field="environment",
         )
-    template = await config_template(api.catalog, config, api.secrets)
-    try:
-        digest = await api.registries.digest(service.image_repository, body.version)
-    except FabuError as exc:
-        raise Unavailable(f"cannot check the image in the registry: {exc.message}") from exc
+    template, digest = await asyncio.gather(
+        config_template(api.catalog, config, api.secrets),
+        _digest(api, service.image_repository, body.version),
+    )
     if digest is None:
         raise Invalid(
             f"version: the registry has no tag {body.version!r} in {service.image_repository}",
@@ -351,6 +350,13 @@ async def create(api: Api, principal: Principal, body: ReleaseIn) -> ReleaseAcce
         namespace=env.namespace,
     )
     return await start(release, env, service, _starter(api, principal), body.override_reason)
+
+
+async def _digest(api: Api, repository: str, tag: str) -> str | None:
+    try:
+        return await api.registries.digest(repository, tag)
+    except FabuError as exc:
+        raise Unavailable(f"cannot check the image in the registry: {exc.message}") from exc
 
 
 async def rollback(

@@ -165,7 +165,7 @@ async def register_from_gitlab(
             continue
         for tag in candidates:
             try:
-                digest = await registries.digest(service.image_repository, tag)
+                digest = await registries.digest(service.image_repository, tag, fresh=True)
             except FabuError as exc:
                 raise Unavailable(f"registry of {service.name!r}: {exc.message}") from exc
             if digest:

@@ -75,7 +75,7 @@ def _handler(
                 raise TransientError(exc.message, delay) from exc
             waited = sum(retry_after(ctx.settings.apply_retry_s, n) for n in range(1, MAX_ATTEMPTS))
             reason = f"gave up after {MAX_ATTEMPTS} attempts over {waited:.0f}s: {exc.message}"
-            release = await ctx.releases.get(event.release_id)
+            release = await ctx.releases.head(event.release_id)
             if release is not None:
                 await fail_release(ctx, release, DEPLOYER, Failed(reason=reason))
 
@@ -191,7 +191,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     )
     if outcome:
         return
-    current = await ctx.releases.get(release.id)
+    current = await ctx.releases.head(release.id)
     if current is not None and current.state is ReleaseState.ABORTED:
         # Aborted while the canary's objects were being sent: take them away again.
         removed = await remove_canary(cluster, release)

@@ -83,7 +83,7 @@ async def notify(
     attempt: int,
     step: int = 0,
 ) -> None:
-    release = await ctx.releases.get(release_id)
+    release = await ctx.releases.head(release_id)
     if release is None or (event not in UNDER_WAY and not release.state.final):
         return
     channels = await ctx.catalog.channels(release.service, release.environment) or []

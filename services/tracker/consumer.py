@@ -57,7 +57,10 @@ from shared.worker import (
     release_hooks,
 )
 
-FLUSH_S = 0.25
+# How long new transcript lines and pod changes wait to be written together: the live
+# view lags by at most this, and hundreds of rollouts at once write a few times a
+# second each no more.
+FLUSH_S = 1.0
 NO_WORKLOADS = "the manifest holds no workload to wait for"
 # A transcript line stating why new pods cannot become Ready, before the timeout.
 CAUSE = "cause: "
@@ -80,7 +83,11 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     ctx.owned.push_async_callback(cancels.unsubscribe)
 
     async def handle(msg: Msg) -> None:
-        await track(ctx, watches, following, ReleaseApplied.model_validate_json(msg.data))
+        event = ReleaseApplied.model_validate_json(msg.data)
+        # Delivered before: another tracker (or this one) began it and may have written
+        # lines and pods since; a first delivery finds none yet.
+        taken_over = msg.metadata.num_delivered > 1
+        await track(ctx, watches, following, event, taken_over)
 
     return handle
 
@@ -99,10 +106,17 @@ async def track(
     watches: Watches,
     following: dict[str, asyncio.Queue[Update]],
     event: ReleaseApplied,
+    taken_over: bool = False,
 ) -> None:
     # A paused one: a tracker that died holding a canary's timed pause; take it over.
+    # Taken over, with its transcript and pods so far, to go on from there.
     release = await pending_release(
-        ctx, event.release_id, TRACKER, ReleaseState.APPLIED, ReleaseState.PAUSED
+        ctx,
+        event.release_id,
+        TRACKER,
+        ReleaseState.APPLIED,
+        ReleaseState.PAUSED,
+        with_transcript=taken_over,
     )
     if release is None or (release.state is ReleaseState.PAUSED and _pause_of(release) is None):
         return
@@ -419,12 +433,7 @@ async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list
     has: what was deleted, and the transcript's line about it ("" for nothing)."""
     if not release.inventory:
         return [], ""  # an older record: what it applied is not known
-    earlier = await ctx.releases.page(
-        service=release.service,
-        environment=release.environment,
-        state=ReleaseState.SUCCEEDED,
-        limit=50,
-    )
+    earlier = await ctx.releases.inventories(release.service, release.environment, limit=50)
     try:
         found = await ownership.leftovers(
             cluster,
@@ -432,7 +441,7 @@ async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list
             release.service,
             release.environment,
             release.inventory,
-            (o for r in earlier for o in r.inventory),
+            None if earlier is None else [o for inventory in earlier for o in inventory],
         )
         pruned = await ownership.prune(cluster, release.namespace, found)
     except FabuError as exc:

@@ -37,6 +37,10 @@ def _config(doc: Doc | None) -> ServiceConfig:
     return ServiceConfig.model_validate({**doc, "params": decode_params(doc["params"])})
 
 
+# Template versions each process keeps in memory once read (a few hundred KB at most).
+VERSIONS_KEPT = 256
+
+
 class Catalog:
     def __init__(self, mongo: Mongo) -> None:
         self._environments = mongo.collection("environments")
@@ -49,6 +53,9 @@ class Catalog:
         # Notification channels per service and environment ("*/<env>": the default).
         self._channels = mongo.collection("notification_channels")
         self._config_versions = mongo.collection("service_config_versions")
+        # Template versions read so far, by "<id>/<version>": a stored version never
+        # changes, so each is read once per process (the newest VERSIONS_KEPT kept).
+        self._versions: dict[str, Template] = {}
 
     async def add_environment(self, env: Environment) -> None:
         try:
@@ -122,11 +129,17 @@ class Catalog:
     ) -> Template | None:
         """The template's current version, or the given one."""
         if version is None:
-            doc = await self._templates.find_one({"_id": template_id})
-        else:
-            doc = await self._template_versions.find_one({"_id": f"{template_id}/{version}"})
-        doc = _strip(doc)
-        return _template(doc) if doc else None
+            doc = _strip(await self._templates.find_one({"_id": template_id}))
+            return _template(doc) if doc else None
+        key = f"{template_id}/{version}"
+        if key not in self._versions:
+            doc = _strip(await self._template_versions.find_one({"_id": key}))
+            if doc is None:
+                return None
+            if len(self._versions) >= VERSIONS_KEPT:
+                del self._versions[next(iter(self._versions))]
+            self._versions[key] = _template(doc)
+        return self._versions[key].model_copy(deep=True)
 
     async def templates(self) -> list[Template]:
         cursor = self._templates.find({}).sort("_id", 1)

@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.errors import Conflict
 from shared.ids import ReleaseId
 from shared.models import (
+    Owned,
     PodTimeline,
     Release,
     ReleaseState,
@@ -86,6 +87,12 @@ class Releases:
         """Undo ``create`` when the request could not be handed on."""
         await self._releases.delete_one({"_id": release.id, "state": release.state.value})
         await self._unlock(release.service, release.environment, release.id)
+
+    async def head(self, release_id: str) -> Release | None:
+        """The release without its transcript and its pod timeline so far: one read, for
+        a stage that needs neither."""
+        doc = await self._releases.find_one({"_id": release_id})
+        return None if doc is None else _release(doc)
 
     async def get(self, release_id: str) -> Release | None:
         doc, lines, progress = await asyncio.gather(
@@ -191,6 +198,22 @@ class Releases:
             service=service, environment=environment, state=ReleaseState.SUCCEEDED, limit=1
         )
         return page[0] if page else None
+
+    async def inventories(
+        self, service: str, environment: str, limit: int = 50
+    ) -> list[list[Owned]] | None:
+        """What the newest releases of a service in an environment rendered (any state: a
+        failed one may have applied part of it), newest first; None when one of them reached
+        the cluster without an inventory (recorded before releases kept one)."""
+        query = {"service": service, "environment": environment}
+        projection = {"_id": 0, "inventory": 1, "generation": 1}
+        cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
+        found = []
+        async for doc in cursor:
+            if not doc.get("inventory") and doc.get("generation") is not None:
+                return None
+            found.append([Owned.model_validate(o) for o in doc.get("inventory") or []])
+        return found
 
     async def applied(self, service: str, environment: str, limit: int = 10) -> list[Release]:
         """The newest releases there that reached the cluster, newest first, with their
