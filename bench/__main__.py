@@ -154,6 +154,11 @@ class Bench:
             capture_output=True,
         )
 
+    def drop(self, namespace: str) -> None:
+        """Delete a namespace and wait until it is gone: the next part finds the nodes and
+        the control plane as they were, not busy deleting hundreds of pods."""
+        self.kubectl("delete", "namespace", namespace, "--timeout=600s")
+
     async def environment(self, name: str) -> str:
         self.kubectl("create", "namespace", name)
         body = {"name": name, "namespace": name, "kubeconfig": self.env["KUBECONFIG"]}
@@ -269,7 +274,7 @@ async def kubectl_method(bench: Bench, count: int) -> float:
     started = time.time()
     codes = await asyncio.gather(*(apply_and_wait(n, p) for n, p in paths.items()))
     elapsed = time.time() - started
-    bench.kubectl("delete", "namespace", namespace, "--wait=false")
+    bench.drop(namespace)
     if any(codes):
         raise RuntimeError("kubectl apply/rollout status failed")
     return elapsed
@@ -339,8 +344,7 @@ async def fabu_concurrent(
     finally:
         watch.stop()
     elapsed = max(ts(b["finished_at"]) for b in bodies) - started
-    # The pods go: the parts after this one find the nodes as they were.
-    bench.kubectl("delete", "namespace", env, "--wait=false")
+    bench.drop(env)
     return elapsed, len(ok), breakdown(bench, ok, watch.completed)
 
 
@@ -359,7 +363,7 @@ async def direct_apply(bench: Bench, count: int) -> float:
     await asyncio.gather(*(apply(n) for n in names))
     await watch.wait([(n, bench.image(n, "1.0.0")) for n in names])
     watch.stop()
-    bench.kubectl("delete", "namespace", namespace, "--wait=false")
+    bench.drop(namespace)
     return max(watch.completed.values()) - started
 
 
@@ -774,7 +778,7 @@ async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     system.start("renderer")
     bodies = await bench.finished(list(ids))
     ok = sum(b["state"] == "succeeded" for b in bodies)
-    bench.kubectl("delete", "namespace", env, "--wait=false")
+    bench.drop(env)
     answers = [bench.asked[r][1] - bench.asked[r][0] for r in ids]
     return [
         (
