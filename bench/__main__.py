@@ -154,6 +154,11 @@ class Bench:
             capture_output=True,
         )
 
+    def namespace(self, prefix: str) -> str:
+        name = f"bench-{prefix}-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", name)
+        return name
+
     def drop(self, namespace: str) -> None:
         """Delete a namespace and wait until it is gone: the next part finds the nodes and
         the control plane as they were, not busy deleting hundreds of pods."""
@@ -344,13 +349,10 @@ async def fabu_concurrent(
     finally:
         watch.stop()
     elapsed = max(ts(b["finished_at"]) for b in bodies) - started
-    bench.drop(env)
     return elapsed, len(ok), breakdown(bench, ok, watch.completed)
 
 
-async def direct_apply(bench: Bench, count: int) -> float:
-    namespace = f"bench-direct-{uuid.uuid4().hex[:6]}"
-    bench.kubectl("create", "namespace", namespace)
+async def direct_apply(bench: Bench, namespace: str, count: int) -> float:
     watch = CompletionWatch(bench.cluster, namespace)
     names = [f"direct{i}" for i in range(count)]
     docs = {n: list(yaml.safe_load_all(bench.manifest(n, namespace, "1.0.0"))) for n in names}
@@ -363,7 +365,6 @@ async def direct_apply(bench: Bench, count: int) -> float:
     await asyncio.gather(*(apply(n) for n in names))
     await watch.wait([(n, bench.image(n, "1.0.0")) for n in names])
     watch.stop()
-    bench.drop(namespace)
     return max(watch.completed.values()) - started
 
 
@@ -702,7 +703,9 @@ async def latency_rows(system: FabuSystem, bench: Bench) -> list[Row]:
 async def kubectl_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print("the article's method against Fabu (20 deployments)...", flush=True)
     kubectl_s = await kubectl_method(bench, 20)
-    fabu_s, ok, _ = await fabu_concurrent(bench, *await services(bench, 20, "f"))
+    env, names = await services(bench, 20, "f")
+    fabu_s, ok, _ = await fabu_concurrent(bench, env, names)
+    bench.drop(env)
     return [
         ("20 deployments: kubectl apply + rollout status (s)", f"{kubectl_s:.2f}", ""),
         ("20 deployments: Fabu (s)", f"{fabu_s:.2f} ({ok}/20 ok)", ""),
@@ -738,9 +741,12 @@ async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
         sampled = profiler.stop()
     fabu_cpu = used_between(before, cpu_seconds(system))
     report_profiles(profiler.folder, sampled)
+    bench.drop(env)
+    namespace = bench.namespace("direct")
     before = cpu_seconds(system)
-    direct_s = await direct_apply(bench, SERVICES)
+    direct_s = await direct_apply(bench, namespace, SERVICES)
     direct_cpu = used_between(before, cpu_seconds(system))
+    bench.drop(namespace)
     peaks = {stage: rss_mb(system, stage, "VmHWM") for stage in STAGES}
     return [
         (f"{SERVICES} releases at once: Fabu (s)", f"{fabu_s:.2f} ({ok}/{SERVICES} ok)", ""),
