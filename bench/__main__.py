@@ -53,6 +53,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import nats
 import yaml
@@ -135,9 +136,18 @@ class CompletionWatch:
 
 
 class Bench:
-    def __init__(self, env: dict[str, str], api: httpx.AsyncClient, cluster: Cluster) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        api: httpx.AsyncClient,
+        releasing: aiohttp.ClientSession,
+        cluster: Cluster,
+    ) -> None:
         self.env = env
         self.api = api
+        # Release requests go through aiohttp: with hundreds at once, httpx's pool took
+        # more CPU in this program (22 ms a request) than the API spent answering them.
+        self.releasing = releasing
         self.cluster = cluster
         self.template_id = ""
         self.registry = env["FABU_REGISTRY_URL"].removeprefix("http://")
@@ -188,8 +198,11 @@ class Bench:
     async def release(self, service: str, environment: str, version: str) -> str:
         body = {"service": service, "environment": environment, "version": version}
         sent = time.time()
-        accepted = await self.api.post("/releases", json=body)
-        release_id: str = accepted.raise_for_status().json()["id"]
+        async with self.releasing.post("/api/v1/releases", json=body) as accepted:
+            answer = await accepted.json()
+        if accepted.status != 202:
+            raise RuntimeError(f"release refused ({accepted.status}): {answer}")
+        release_id: str = answer["id"]
         self.asked[release_id] = (sent, time.time())
         return release_id
 
@@ -662,11 +675,18 @@ async def on_stack(
                 await asyncio.sleep(0.1)
             token = await new_token(system.api_url, "admin", system.admin_password, name)
             api.headers["Authorization"] = f"Bearer {token}"
-            bench = Bench(env, api, cluster)
+            releasing = aiohttp.ClientSession(
+                base_url=system.api_url,
+                headers={"Authorization": f"Bearer {token}"},
+                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=2),
+                timeout=aiohttp.ClientTimeout(total=600),
+            )
+            bench = Bench(env, api, releasing, cluster)
             await bench.watch_outcomes(env["FABU_NATS_URL"], system.env["FABU_NATS_PREFIX"])
             try:
                 yield system, bench
             finally:
+                await releasing.close()
                 if bench.nats is not None:
                     await bench.nats.close()
     finally:

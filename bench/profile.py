@@ -127,6 +127,8 @@ def cpu_seconds(system: FabuSystem) -> dict[str, float]:
     backends start their own sessions, so they are found by parent, not by group)."""
     owners = {pid: name for name, (pid, _) in Stack().pids().items()}
     owners |= {p.pid: stage for stage, p in system.processes.items()}
+    # This program: the client sending the requests, and its own watches.
+    owners[os.getpid()] = "bench (client)"
     parents: dict[int, int] = {}
     spent: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
