@@ -15,7 +15,13 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shared import ops
+from prometheus_client import Gauge
+
+# Served with the stage's other metrics (``shared.ops``).
+LIMIT = Gauge(
+    "fabu_cluster_request_limit",
+    "Requests this process may keep open to an API server now (the last one to change)",
+)
 
 
 class Gate:
@@ -61,7 +67,7 @@ class Gate:
                 self._cut_at = at
         else:
             self.limit = min(float(self._ceiling), self.limit + 1 / self.limit)
-        ops.CLUSTER_LIMIT.set(self.limit)
+        LIMIT.set(self.limit)
         self._wake()
 
     def _wake(self) -> None:

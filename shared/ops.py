@@ -14,10 +14,6 @@ DURATION = Histogram(
 )
 
 TRACKED = Gauge("fabu_releases_tracked", "Releases a tracker follows now")
-CLUSTER_LIMIT = Gauge(
-    "fabu_cluster_request_limit",
-    "Requests this process may keep open to an API server now (the last one to change)",
-)
 
 
 async def serve(

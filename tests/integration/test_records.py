@@ -12,8 +12,8 @@ from devstack import kwok
 from devstack.system import FabuSystem
 from shared import lifecycle
 from shared.lifecycle import CANCEL, Actor, Nothing
-from shared.models import ReleaseState
-from shared.store.mongo import Mongo, new_id
+from shared.models import Owned, Release, ReleaseState
+from shared.store.mongo import Mongo, encode_params, new_id
 from shared.store.releases import Releases
 from tests.conftest import unique
 from tests.support.records import record
@@ -357,3 +357,34 @@ async def test_list_filters_by_operator_state_and_time(
     assert (await api.get("/releases", params={"state": "sleeping"})).status_code == 422
     stored = (await api.get(f"/releases/{rows[2].id}")).json()
     assert stored["state"] == ReleaseState.CANCELLED
+
+
+async def test_inventories_say_what_earlier_releases_applied_or_that_one_is_not_known(
+    stack_env: StackEnv,
+) -> None:
+    mongo = Mongo(stack_env.mongo_url, unique("inv").replace("-", "_"))
+    releases, stored = Releases(mongo), mongo.collection("releases")
+    service = unique("svc")
+    config = Owned(api_version="v1", kind="ConfigMap", name=f"{service}-settings")
+    web = Owned(api_version="apps/v1", kind="Deployment", name=service)
+
+    async def store(release: Release) -> None:
+        # As each Fabu wrote it: older ones kept no inventory.
+        doc = release.model_dump(exclude={"id", "duration_s"})
+        doc["params"] = encode_params(doc["params"])
+        await stored.insert_one({"_id": release.id, **doc})
+
+    try:
+        # A release cancelled before it rendered, and a failed one that applied part.
+        await store(record(service, "prod"))
+        await store(record(service, "prod", inventory=[config, web], state=ReleaseState.FAILED))
+        await store(record(service, "test", inventory=[web], generation=1))
+        found = await releases.inventories(service, "prod")
+        assert found == [[config, web], []]
+        # One that reached the cluster without an inventory: what it applied is not known.
+        await store(record(service, "test", generation=3))
+        assert await releases.inventories(service, "test") is None
+        assert await releases.inventories(unique("none"), "prod") == []
+    finally:
+        await mongo.client.drop_database(mongo.db.name)
+        await mongo.close()
