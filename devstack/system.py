@@ -58,15 +58,18 @@ class FabuSystem:
             self.env["FABU_MONGO_DB"] = name.replace("-", "_")
             self.env["FABU_NATS_PREFIX"] = name.replace("-", "_")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        # Where each process serves /healthz and /metrics (the API: its own port).
+        self.ports: dict[str, int] = {}
 
     def start(self, stage: str, extra_env: dict[str, str] | None = None, name: str = "") -> None:
         """Start a stage's process, known as ``name`` (default: the stage; another name
         runs a further replica)."""
         env = {
             **self.env,
-            "FABU_HTTP_PORT": str(self.api_port if stage == "api" else 0),
+            "FABU_HTTP_PORT": str(self.api_port if stage == "api" else free_port()),
             **(extra_env or {}),
         }
+        self.ports[name or stage] = int(env["FABU_HTTP_PORT"])
         with (self.logs / f"{name or stage}.log").open("ab") as log:
             self.processes[name or stage] = subprocess.Popen(  # noqa: S603 - this Python running a Fabu stage
                 [sys.executable, "-m", f"services.{stage}"],

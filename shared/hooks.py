@@ -19,7 +19,15 @@ from shared.manifest import HOOK_ANNOTATION, POST_ROLLOUT, PRE_ROLLOUT, Obj, hoo
 from shared.models import Diagnosis
 from shared.objects import condition
 
-__all__ = ["POST_ROLLOUT", "PRE_ROLLOUT", "STOPPED", "HookFailed", "hooks", "run"]
+__all__ = [
+    "HOOK_ANNOTATION",
+    "POST_ROLLOUT",
+    "PRE_ROLLOUT",
+    "STOPPED",
+    "HookFailed",
+    "hooks",
+    "run",
+]
 POLL_S = 0.5
 # Written when a cancel stops the wait.
 STOPPED = "stopped waiting on the hooks: the release was cancelled"

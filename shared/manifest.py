@@ -45,9 +45,9 @@ def hooks(docs: list[Obj], when: str) -> list[Obj]:
     return [d for d in docs if hook_of(d) == when]
 
 
-def rollout_objects(manifest: str) -> list[Obj]:
+def rollout_objects(docs: list[Obj]) -> list[Obj]:
     """What the rollout applies: every object but the hook Jobs, in order."""
-    return [d for d in objects(manifest) if not hook_of(d)]
+    return [d for d in docs if not hook_of(d)]
 
 
 TRACK_LABEL = "fabu.io/track"

@@ -79,6 +79,8 @@ async def release_hooks(
     with what comes next; None when a hook failed (the release with it) or the release
     was cancelled meanwhile (the lines written then): nothing more may be done for it."""
     lines = list(kept or [])
+    if hooks.HOOK_ANNOTATION not in release.manifest:
+        return lines  # no hooks at all: nothing to parse or open
     jobs = hooks.hooks(objects(Secrets(ctx.settings.secret_key).manifest(release)), when)
     if not jobs:
         return lines

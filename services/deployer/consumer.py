@@ -82,16 +82,17 @@ def _handler(
     return handle
 
 
-def _step_objects(release: Release) -> tuple[list[Obj], CanaryEvent | None, str]:
-    """What to apply for the release's step: the objects, the canary event, a transcript line."""
+def _step_objects(release: Release, docs: list[Obj]) -> tuple[list[Obj], CanaryEvent | None, str]:
+    """What to apply for the release's step (``docs``: its manifest's objects): the objects,
+    the canary event, a transcript line."""
     if not release.in_canary:
-        return rollout_objects(release.manifest), None, ""
+        return rollout_objects(docs), None, ""
     step = release.canary_step or 0
     weight = release.params.canary[step].weight
     applying = canary_objects(release.manifest, weight)
     deployment = next(o for o in applying if o["kind"] == "Deployment")
     replicas = int(deployment["spec"]["replicas"])
-    main = canary_target(objects(release.manifest))
+    main = canary_target(docs)
     beside = int((main or {}).get("spec", {}).get("replicas", 1))
     share = round(100 * replicas / (replicas + beside))
     ingresses = [o["metadata"]["name"] for o in applying if o["kind"] == "Ingress"]
@@ -105,12 +106,14 @@ def _step_objects(release: Release) -> tuple[list[Obj], CanaryEvent | None, str]
     return applying, event, line
 
 
-async def _whole_if_first(cluster: Cluster, release: Release) -> tuple[Release, str]:
+async def _whole_if_first(
+    cluster: Cluster, release: Release, docs: list[Obj]
+) -> tuple[Release, str]:
     """A canary with no main Deployment running yet has nothing to be compared with:
     the release goes out whole (its step moved past the canary), and a line says so."""
     if not (release.in_canary and release.canary_step == 0):
         return release, ""
-    target = canary_target(objects(release.manifest))
+    target = canary_target(docs)
     name = target["metadata"]["name"] if target else release.deployment
     if await cluster.deployment(release.namespace, name) is not None:
         return release, ""
@@ -148,16 +151,18 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     _, cluster = found
     release = ready
     started_at = release.started_at or now()
+    # The manifest is read once; what is applied are copies (``Cluster.apply``).
+    docs = objects(release.manifest)
     try:
-        release, line = await _whole_if_first(cluster, release)
-        applying, canary, step_line = _step_objects(release)
-        await cluster.namespaced(objects(release.manifest))
+        release, line = await _whole_if_first(cluster, release, docs)
+        applying, canary, step_line = _step_objects(release, docs)
+        await cluster.namespaced(docs)
         line = line or step_line
         if not await _pre_rollout(ctx, cluster, release):
             return
         # The Deployment a canary acts on (at a step, its canary copy) is the one whose
         # generation and revision the release records.
-        target = canary_target(objects(release.manifest))
+        target = canary_target(docs)
         deployment = ""
         if target is not None:
             deployment = target["metadata"]["name"] + (SUFFIX if release.in_canary else "")

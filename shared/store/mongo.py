@@ -4,7 +4,8 @@ import json
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from prometheus_client import Counter
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -15,12 +16,37 @@ StoreError = PyMongoError
 # How long an operation waits for an unreachable database before StoreError (the
 # API's 503): long enough for a failover, short enough not to hang a request.
 SERVER_WAIT_MS = 3000
+# Served with the process's other metrics (``shared.ops``, the API's /metrics).
+COMMANDS = Counter(
+    "fabu_database_commands",
+    "Commands this process sent to the database",
+    ["command", "collection"],
+)
+
+
+class Counted(monitoring.CommandListener):
+    """Counts each command sent, by name and collection (what a stage costs the database)."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        collection = target if isinstance(target, str) else ""
+        COMMANDS.labels(event.command_name, collection).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 class Mongo:
     def __init__(self, url: str, database: str, pool: int = 16) -> None:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
-            url, tz_aware=True, maxPoolSize=pool, serverSelectionTimeoutMS=SERVER_WAIT_MS
+            url,
+            tz_aware=True,
+            maxPoolSize=pool,
+            serverSelectionTimeoutMS=SERVER_WAIT_MS,
+            event_listeners=[Counted()],
         )
         self.db: AsyncDatabase[Doc] = self.client[database]
 

@@ -265,6 +265,11 @@ async def test_stages_serve_health_and_metrics_and_stop_cleanly(
         api_metrics = (await http.get(fabu.api_url + "/metrics/")).text
     assert "fabu_messages_total" in metrics
     assert "python_info" in api_metrics
+    # What each process costs the database, by command and collection: every process
+    # makes its indexes as it starts.
+    made = 'fabu_database_commands_total{collection="releases",command="createIndexes"}'
+    assert made in metrics
+    assert made in api_metrics
 
     assert extra.stop() == {"renderer": 0}
     assert "stopping" in extra.log("renderer")
