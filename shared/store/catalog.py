@@ -206,10 +206,11 @@ class Catalog:
 
     async def channels(self, service: str, environment: str) -> list[Channel] | None:
         """The channels set for the service there, else the environment's default, else None."""
-        for key in (f"{service}/{environment}", f"*/{environment}"):
-            doc = await self._channels.find_one({"_id": key})
-            if doc is not None:
-                return [Channel.model_validate(c) for c in doc["channels"]]
+        keys = [f"{service}/{environment}", f"*/{environment}"]
+        found = {d["_id"]: d async for d in self._channels.find({"_id": {"$in": keys}})}
+        for key in keys:  # one read for both
+            if key in found:
+                return [Channel.model_validate(c) for c in found[key]["channels"]]
         return None
 
     async def own_channels(self, service: str, environment: str) -> bool:
