@@ -62,6 +62,7 @@ from aiosmtpd.handlers import Sink
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from pymongo import AsyncMongoClient
 
 from bench.profile import RATE, Profiler, Sampled, cpu_seconds, rows_scanned, used_between
@@ -538,14 +539,16 @@ async def limited(limit: int, jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
     return list(await asyncio.gather(*(one(job) for job in jobs)))
 
 
+async def samples(port: int, name: str) -> list[Sample]:
+    """The samples named ``name`` that the process serving /metrics on ``port`` reports now."""
+    async with httpx.AsyncClient(follow_redirects=True) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+
+
 async def tracked(port: int) -> int:
     """The releases a tracker follows now, from its /metrics."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith("fabu_releases_tracked "):
-            return int(float(line.split()[1]))
-    return 0
+    return sum(int(s.value) for s in await samples(port, "fabu_releases_tracked"))
 
 
 async def until(check: Callable[[], Awaitable[bool]], within_s: float, what: str) -> float:
@@ -573,16 +576,13 @@ async def database_commands(system: FabuSystem) -> Commands:
     """The database commands each process has sent so far, by ``command collection``,
     from its /metrics."""
     sent: Commands = {}
-    async with httpx.AsyncClient(follow_redirects=True) as client:
-        for process in system.processes:
-            text = (await client.get(f"http://127.0.0.1:{system.ports[process]}/metrics")).text
-            counted: Counter[str] = Counter()
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "fabu_database_commands_total":
-                        labels = sample.labels
-                        counted[f"{labels['command']} {labels['collection']}"] += int(sample.value)
-            sent[process] = counted
+    for process in system.processes:
+        counted: Counter[str] = Counter()
+        for sample in await samples(system.ports[process], "fabu_database_commands_total"):
+            counted[f"{sample.labels['command']} {sample.labels['collection']}"] += int(
+                sample.value
+            )
+        sent[process] = counted
     return sent
 
 
@@ -593,12 +593,8 @@ def commands_rows(
     frequent ones named."""
     rows: list[Row] = []
     for process in processes:
-        counted = after.get(process, Counter())
-        used = counted - before.get(process, Counter())
-        rows.append(
-            (f"  database commands per release: {process}", f"{used.total() / per:.1f}", "")
-        )
-        rows += [(f"    {name}", f"{n / per:.1f}", "") for name, n in used.most_common(5)]
+        used = after.get(process, Counter()) - before.get(process, Counter())
+        rows += per_release(f"database commands per release: {process}", used, per, 1)
     return rows
 
 
@@ -606,10 +602,13 @@ def scanned_rows(before: Counter[str], after: Counter[str], per: int) -> list[Ro
     """PostgreSQL's rows read by sequential scans per release, the most read collections
     named (none without the stack's PostgreSQL)."""
     used = after - before
-    if not used:
-        return []
-    rows = [("  PostgreSQL rows scanned per release", f"{used.total() / per:.0f}", "")]
-    return rows + [(f"    {name}", f"{n / per:.0f}", "") for name, n in used.most_common(5)]
+    return per_release("PostgreSQL rows scanned per release", used, per, 0) if used else []
+
+
+def per_release(title: str, used: Counter[str], per: int, digits: int) -> list[Row]:
+    """A row of ``used`` per release, and one for each of its five largest parts."""
+    parts = [(f"    {name}", n) for name, n in used.most_common(5)]
+    return [(row, f"{n / per:.{digits}f}", "") for row, n in [(f"  {title}", used.total()), *parts]]
 
 
 async def in_flight(system: FabuSystem, bench: Bench) -> dict[str, str]:
