@@ -78,6 +78,9 @@ class Mongo:
         await self.collection("release_lines").create_index(
             [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
         )
+        await self.collection("images").create_index(
+            [("repository", ASCENDING), ("digest", ASCENDING)], name="by_repository"
+        )
         audit = self.collection("audit")
         for field in ("actor", "action", "target"):
             await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")

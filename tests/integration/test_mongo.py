@@ -9,8 +9,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.ids import ReleaseId
+from shared.messages import ImageBuilt
 from shared.models import now
 from shared.store.deliveries import Deliveries
+from shared.store.images import Images
 from shared.store.mongo import Mongo
 from tests.conftest import unique
 from tests.support.stack import StackEnv
@@ -107,3 +109,61 @@ async def test_a_claim_left_by_a_dead_notifier_is_recorded_unknown_not_sent_agai
     finally:
         await mongo.client.drop_database(mongo.db.name)
         await mongo.close()
+
+
+async def test_registrations_at_once_lose_no_tag_and_fold_with_a_record_stored_before(
+    stack_env: StackEnv,
+) -> None:
+    """Twenty tags of one digest registered at once from two clients (the renderer's
+    NATS consumer and the API): every tag and source kept, the first metadata kept."""
+    first = Mongo(stack_env.mongo_url, unique("d"))
+    second = Mongo(stack_env.mongo_url, first.db.name)
+    repository, digest = "registry.example.com/apps/web", "sha256:" + "c" * 64
+    try:
+        await first.ensure_indexes()
+        # One document per digest holding its lists: how records were stored before.
+        await first.collection("images").insert_one(
+            {
+                "_id": f"{repository}@{digest}",
+                "repository": repository,
+                "digest": digest,
+                "service": "web",
+                "tags": ["0.9.0"],
+                "commit_sha": "",
+                "pipeline_url": "https://ci.example.com/1",
+                "pushed_at": None,
+                "sources": ["gitlab"],
+                "registered_at": now() - timedelta(days=1),
+            }
+        )
+        built = [
+            ImageBuilt(
+                service="web",
+                repository=repository,
+                tag=f"1.0.{i}",
+                digest=digest,
+                commit_sha=f"{i:040d}",
+                pipeline_url="https://ci.example.com/2",
+            )
+            for i in range(20)
+        ]
+        stores = (Images(first), Images(second))
+        await asyncio.gather(
+            *(stores[i % 2].register(b, ("nats", "api")[i % 2]) for i, b in enumerate(built)),
+            *(stores[1].register(b, "nats") for b in built[:5]),
+        )
+        (image,) = await stores[0].of(repository)
+        assert image.tags[0] == "0.9.0"
+        assert sorted(image.tags[1:]) == sorted(b.tag for b in built)
+        assert image.sources[0] == "gitlab"
+        assert sorted(image.sources[1:]) == ["api", "nats"]
+        # The record stored first had no commit: the earliest registration after it fills it.
+        assert image.pipeline_url == "https://ci.example.com/1"
+        assert image.commit_sha in {b.commit_sha for b in built}
+        again = await stores[1].register(built[0], "nats")
+        assert again == (await stores[0].of(repository))[0]
+        assert await first.collection("images").count_documents({}) == 1 + 20 + 5 - 3
+    finally:
+        await first.client.drop_database(first.db.name)
+        await first.close()
+        await second.close()
