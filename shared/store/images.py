@@ -20,7 +20,7 @@ from shared.store.mongo import Doc, Mongo
 METADATA = ("service", "commit_sha", "pipeline_url", "pushed_at")
 
 
-def fold(docs: list[Doc]) -> list[Image]:
+def _fold(docs: list[Doc]) -> list[Image]:
     """One image per digest from its registrations, oldest first: the first registration's
     metadata is kept, later ones fill only what is still empty; tags and sources in the
     order first seen. Newest image first."""
@@ -62,9 +62,9 @@ class Images:
         with suppress(DuplicateKeyError):
             await self._images.insert_one({"_id": key, **registration.model_dump()})
         docs = self._images.find({"repository": built.repository, "digest": built.digest})
-        (image,) = fold([d async for d in docs])
+        (image,) = _fold([d async for d in docs])
         return image
 
     async def of(self, repository: str) -> list[Image]:
         """The repository's images, newest first."""
-        return fold([d async for d in self._images.find({"repository": repository})])
+        return _fold([d async for d in self._images.find({"repository": repository})])
