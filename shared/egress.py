@@ -9,7 +9,8 @@ through what this module allows:
   ``private``, ``link-local`` and ``metadata``). The check is made on every
   connection, against the addresses the name resolves to, and the connection is
   then made to the checked address itself: a redirect, a second DNS answer or a
-  ``Link`` header cannot lead around it;
+  ``Link`` header cannot lead around it. An IPv6 address that carries an IPv4
+  address (mapped, compatible, NAT64, 6to4, Teredo) is judged by both;
 - answers of at most ``max_bytes``, read within ``deadline_s`` in all.
 """
 
@@ -41,6 +42,45 @@ WORDS: dict[str, tuple[str, ...]] = {
     # AWS's IPv6 one) and Alibaba Cloud (100.100.100.200).
     "metadata": ("169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32"),
 }
+
+
+# IPv6 forms that carry an IPv4 address, which a host or a gateway on the way may
+# reach in its place: each is judged by that IPv4 address as well as by itself.
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (deprecated, still routed by some)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, any length within it
+# The NAT64 prefix lengths a /48 can hold (RFC 6052: the IPv4 address starts right
+# after the prefix and skips bits 64..71, the reserved "u" octet).
+_NAT64_LENGTHS = (48, 56, 64, 96)
+
+
+def _nat64(value: int, length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address after a NAT64 prefix of ``length`` bits in a 128-bit ``value``."""
+    squeezed = (value >> 64) << 56 | (value & ((1 << 56) - 1))  # 120 bits, no "u" octet
+    start = length if length <= 64 else length - 8
+    return ipaddress.IPv4Address((squeezed >> (120 - start - 32)) & 0xFFFFFFFF)
+
+
+def _embedded(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, in every form that carries one."""
+    if address.ipv4_mapped:  # ::ffff:a.b.c.d
+        return [address.ipv4_mapped]
+    if address.sixtofour:  # 2002:AABB:CCDD::/48
+        return [address.sixtofour]
+    if address.teredo:  # 2001::/32: (server, client), the client's address inverted
+        return [address.teredo[1]]
+    value = int(address)
+    if address in _COMPATIBLE or address in _NAT64:
+        return [ipaddress.IPv4Address(value & 0xFFFFFFFF)]
+    if address in _NAT64_LOCAL:
+        return [_nat64(value, length) for length in _NAT64_LENGTHS]
+    return []
+
+
+def _judged(address: Address) -> list[Address]:
+    if isinstance(address, ipaddress.IPv4Address):
+        return [address]
+    return [address, *_embedded(address)]
 
 
 class EgressDenied(PermanentError):
@@ -75,9 +115,10 @@ class Deny:
         return cls(tuple(networks))
 
     def covers(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        """Whether ``address``, or an IPv4 address it carries, is denied."""
+        return any(
+            candidate in network for candidate in _judged(address) for network in self.networks
+        )
 
     def check(self, host: str, addresses: Iterable[str]) -> None:
         for text in addresses:

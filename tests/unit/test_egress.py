@@ -91,3 +91,50 @@ def test_the_deny_list_reads_words_and_cidrs_and_names_a_bad_entry() -> None:
     assert Deny.parse("loopback").covers(ipaddress.ip_address("0.0.0.0"))
     with pytest.raises(ValueError, match="'nowhere' is not a CIDR"):
         Deny.parse("metadata,nowhere")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "::169.254.169.254",  # IPv4-compatible
+        "64:ff9b::a9fe:a9fe",  # NAT64, the well-known prefix
+        "64:ff9b:1::a9fe:a9fe",  # NAT64, a local-use /96
+        "64:ff9b:1:a9fe:a9:fe00::",  # NAT64, the local-use /48 itself (the "u" octet skipped)
+        "64:ff9b:1:ffff:ffa9:fea9:fe00:0",  # NAT64, a /64 inside it
+        "2002:a9fe:a9fe::1",  # 6to4: bits 16..48
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo: the client's address, inverted
+    ],
+)
+def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_carries(address: str) -> None:
+    deny = Deny.parse("metadata")
+    assert deny.covers(ipaddress.ip_address(address))
+    with pytest.raises(EgressDenied, match="may not reach"):
+        deny.check(f"[{address}]", [address])
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:8.8.8.8",
+        "::8.8.8.8",
+        "64:ff9b::808:808",
+        "64:ff9b:1::808:808",
+        "2002:808:808::1",
+        "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  # Teredo client 8.8.8.8
+        "2001:db8::a9fe:a9fe",  # documentation prefix: no IPv4 inside
+        "2600::a9fe:a9fe",  # an ordinary global address whose last bits look like one
+    ],
+)
+def test_an_ipv6_address_carrying_an_allowed_ipv4_address_stays_allowed(address: str) -> None:
+    deny = Deny.parse("metadata, link-local, private")
+    assert not deny.covers(ipaddress.ip_address(address))
+    deny.check(address, [address])
+
+
+def test_the_ipv6_address_itself_is_still_judged() -> None:
+    # An embedded IPv4 address adds a reason to refuse, never removes one.
+    assert Deny.parse("64:ff9b::/96").covers(ipaddress.ip_address("64:ff9b::808:808"))
+    assert Deny.parse("2002::/16").covers(ipaddress.ip_address("2002:808:808::1"))
+    assert Deny.parse("private").covers(ipaddress.ip_address("::ffff:10.0.0.1"))
+    assert Deny.parse("loopback").covers(ipaddress.ip_address("::127.0.0.1"))
