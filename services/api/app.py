@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
+from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.api import (
@@ -29,7 +30,7 @@ from services.api import (
 )
 from services.api.access import Permission, SignedIn, require
 from services.api.context import Api
-from services.api.hooks import storable
+from services.api.hooks import TextBodies, storable
 from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
 from services.api.ui import pages as ui_pages
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(storable)],
         # Above any body Fabu takes (a template is at most 200,000 characters): 413.
         max_body_size=MAX_BODY_BYTES,
+        middleware=[Middleware(TextBodies)],
     )
     if settings.oidc_issuer:
         # Holds only the OpenID Connect state and nonce between redirect and callback.
