@@ -307,6 +307,14 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.querySelectorAll("[data-refresh-url]").forEach(refresh);
   document.querySelectorAll("#progress[data-since]").forEach(tick);
+  // "Back" returns to the page before (the link itself leads home).
+  document.querySelectorAll("a[data-back]").forEach((link) => {
+    link.addEventListener("click", (event) => {
+      if (window.history.length < 2) return;
+      event.preventDefault();
+      window.history.back();
+    });
+  });
   document.querySelectorAll("[data-confirm]").forEach((button) => {
     button.addEventListener("click", (event) => {
       if (!window.confirm(button.dataset.confirm)) event.preventDefault();
