@@ -18,6 +18,7 @@ from services.api import user_service
 from services.api.access import (
     SESSION_COOKIE,
     SignedIn,
+    authenticate,
     drop_session_cookie,
     set_session_cookie,
 )
@@ -25,7 +26,7 @@ from services.api.deps import ApiDep, SettingsDep, UsersDep
 from services.api.schemas import LoginIn
 from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
-from shared.models import Grant, Role, User
+from shared.models import Grant, Role, User, now
 from shared.settings import Settings
 
 router = APIRouter()
@@ -49,8 +50,14 @@ async def login(body: LoginIn, response: Response, api: ApiDep) -> Me:
 
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, response: Response, api: ApiDep) -> None:
-    """End the session of the cookie sent, if any."""
-    await user_service.sign_out(api, request.cookies.get(SESSION_COOKIE, ""))
+    """End the session of the cookie sent, if any. A live session's caller proves itself as
+    for any change made with the cookie: its CSRF token in X-CSRF-Token (else 403), or an
+    API token (a page elsewhere can make the browser send the cookie, never these)."""
+    secret = request.cookies.get(SESSION_COOKIE, "")
+    session = await api.users.session(secret) if secret else None
+    if session is not None and session.expires_at > now():
+        await authenticate(request)
+    await user_service.sign_out(api, secret)
     drop_session_cookie(response)
 
 

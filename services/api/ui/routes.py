@@ -86,6 +86,8 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, _: SignedIn) -> Response:
+    """End the session: like every form, with the session's CSRF token (``SignedIn``
+    refuses a post without it), so no other page can log the user out."""
     response = back("/login")
     await user_service.sign_out(api_for(request), request.cookies.get(SESSION_COOKIE, ""))
     drop_session_cookie(response)
