@@ -28,8 +28,11 @@ DUPLICATE_WINDOW_S = 120.0
 MAX_DELIVER = 20
 
 # What a stage's handler receives; the stages import it from here, never from nats.
-__all__ = ["Bus", "Handler", "Msg", "run_worker"]
+__all__ = ["MAX_DELIVER", "Bus", "GiveUp", "Handler", "Msg", "run_worker"]
 Handler = Callable[[Msg], Awaitable[None]]
+# Called with a message and why, when its last delivery failed too: JetStream delivers
+# it no more, so whatever waits on it must be ended by the stage (a release failed).
+GiveUp = Callable[[Msg, str], Awaitable[None]]
 
 
 class Bus:
@@ -99,6 +102,7 @@ async def run_worker(
     ack_wait_s: float,
     max_in_flight: int,
     shutdown_s: float = 45.0,
+    give_up: GiveUp | None = None,
 ) -> None:
     """Fetch and handle messages until ``stop`` is set, then finish those in flight.
 
@@ -110,7 +114,8 @@ async def run_worker(
     delay. Handlers turn permanent failures into a failed release themselves.
     While a handler runs, the message is kept alive with ``in_progress`` so a
     long rollout is not redelivered to another replica; if this process dies,
-    JetStream redelivers it after ``ack_wait_s``.
+    JetStream redelivers it after ``ack_wait_s``. A message that fails on its
+    ``MAX_DELIVER``-th delivery, for whatever cause, is handed to ``give_up``.
     """
     await bus.ensure_consumer(stage, ack_wait_s, max_in_flight)
     durable, _ = bus.subjects.consumer(stage)
@@ -124,16 +129,18 @@ async def run_worker(
         try:
             await handle(msg)
         except TransientError as exc:
-            log.warning("retrying", stage=stage, reason=exc.message, delay=exc.delay)
-            await msg.nak(delay=exc.delay)
+            if not await _given_up(msg, exc.message, give_up):
+                log.warning("retrying", stage=stage, reason=exc.message, delay=exc.delay)
+                await msg.nak(delay=exc.delay)
         except asyncio.CancelledError:
             # Shutting down: let another replica have it now, not after ack_wait.
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
-        except Exception:
-            log.exception("handler failed; redelivering", stage=stage)
-            await msg.nak(delay=5.0)
+        except Exception as exc:
+            if not await _given_up(msg, f"{type(exc).__name__}: {exc}", give_up):
+                log.exception("handler failed; redelivering", stage=stage)
+                await msg.nak(delay=5.0)
         else:
             await msg.ack()
         finally:
@@ -160,6 +167,17 @@ async def run_worker(
     with contextlib.suppress(Exception):
         await subscription.unsubscribe()
     await _finish(stage, running, shutdown_s)
+
+
+async def _given_up(msg: Msg, reason: str, give_up: GiveUp | None) -> bool:
+    """True when this was the message's last delivery and ``give_up`` ended what it was
+    for (the message is then terminated)."""
+    if give_up is None or msg.metadata.num_delivered < MAX_DELIVER:
+        return False
+    log.error("giving up on a message", subject=msg.subject, reason=reason)
+    await give_up(msg, reason)
+    await msg.term()
+    return True
 
 
 async def _finish(stage: str, running: set[asyncio.Task[None]], shutdown_s: float) -> None:

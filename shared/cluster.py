@@ -6,6 +6,7 @@ deserialisation costs more than the work it wraps on these paths.
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -31,10 +32,15 @@ class ClusterError(PermanentError):
     pass
 
 
+class Unserved(ClusterError):
+    """The cluster does not serve a kind in an apiVersion."""
+
+
 class Cluster:
     def __init__(self, api: client.ApiClient, gate: Gate) -> None:
         self._api = api
-        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+        # (apiVersion, kind) → the path segments of its collection's group, its plural, namespaced.
+        self._resources: dict[tuple[str, str], tuple[tuple[str, ...], str, bool]] = {}
         # Requests this process has open to the cluster at once (watches aside), as
         # many as the API server answers in time: hundreds of releases at once must
         # not flood it until its answers time out.
@@ -88,19 +94,24 @@ class Cluster:
         """One object the API server answers with (None: not found)."""
         return cast(Obj | None, await self._json(method, path, **kwargs))
 
-    async def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
-        """The URL prefix of a kind's collection and whether it is namespaced (discovery)."""
+    async def _resource(self, api_version: str, kind: str) -> tuple[tuple[str, ...], str, bool]:
+        """A kind's group path (``("apis", "apps", "v1")``), its plural, and whether it is
+        namespaced, from the API server's discovery."""
         key = (api_version, kind)
         if key not in self._resources:
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            listing = await self._json("GET", base)
+            group = _group(api_version)
+            listing = await self._json("GET", api_path(*group))
             for resource in (listing or {}).get("resources", []):
                 if "/" not in resource["name"]:
-                    found = (f"{base}|{resource['name']}", bool(resource["namespaced"]))
+                    found = (group, str(resource["name"]), bool(resource["namespaced"]))
                     self._resources[(api_version, resource["kind"])] = found
             if key not in self._resources:
-                raise ClusterError(f"the cluster does not serve {kind} in {api_version}")
+                raise Unserved(f"the cluster does not serve {kind} in {api_version}")
         return self._resources[key]
+
+    async def is_namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster keeps a kind in namespaces (ClusterError: it does not serve it)."""
+        return (await self._resource(api_version, kind))[2]
 
     async def _path(self, namespace: str, obj: Obj) -> tuple[str, Obj]:
         """The URL of an object, and the object with its namespace set if it has one."""
@@ -108,12 +119,11 @@ class Cluster:
         name = (obj.get("metadata") or {}).get("name", "")
         if not (api_version and kind and name):
             raise ClusterError("every object needs apiVersion, kind and metadata.name")
-        prefix, namespaced = await self._resource(api_version, kind)
-        base, plural = prefix.split("|")
+        group, plural, namespaced = await self._resource(api_version, kind)
         if namespaced:
             obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-            return f"{base}/namespaces/{namespace}/{plural}/{name}", obj
-        return f"{base}/{plural}/{name}", obj
+            return api_path(*group, "namespaces", namespace, plural, name), obj
+        return api_path(*group, plural, name), obj
 
     async def labelled(
         self, namespace: str, api_version: str, kind: str, selector: str
@@ -121,31 +131,18 @@ class Cluster:
         """The objects of a kind in ``namespace`` that match a label ``selector`` (none when
         the cluster does not serve the kind)."""
         try:
-            prefix, namespaced = await self._resource(api_version, kind)
+            group, plural, namespaced = await self._resource(api_version, kind)
         except ClusterError:
             return []
         if not namespaced:
             return []
-        base, plural = prefix.split("|")
-        path = f"{base}/namespaces/{namespace}/{plural}"
+        path = api_path(*group, "namespaces", namespace, plural)
         listing = await self._json("GET", path, query=[("labelSelector", selector)])
         items = cast(list[Obj], list((listing or {}).get("items", [])))
         # A listing's items do not name their kind: they are of the one asked for.
         return [
             Obj(apiVersion=api_version, kind=kind, metadata=i.get("metadata") or {}) for i in items
         ]
-
-    async def namespaced(self, objects: list[Obj]) -> None:
-        """ClusterError naming the first object the cluster keeps outside namespaces: a
-        release applies none of its objects if any of them is cluster-scoped."""
-        for obj in objects:
-            _, namespaced = await self._resource(obj.get("apiVersion", ""), obj.get("kind", ""))
-            if not namespaced:
-                name = (obj.get("metadata") or {}).get("name", "")
-                raise ClusterError(
-                    f"{obj.get('kind')} {name!r} is cluster-scoped: a release holds only "
-                    "objects of its environment's namespace"
-                )
 
     async def apply(self, namespace: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Server-side apply one object (field manager ``fabu``, conflicts forced).
@@ -190,7 +187,7 @@ class Cluster:
         return await self._object("GET", path)
 
     async def deployment(self, namespace: str, name: str) -> Obj | None:
-        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+        path = api_path("apis", "apps", "v1", "namespaces", namespace, "deployments", name)
         return await self._object("GET", path)
 
     async def items(
@@ -219,7 +216,7 @@ class Cluster:
         if previous:
             query.append(("previous", "true"))
         response = await self._call(
-            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query
+            "GET", api_path("api", "v1", "namespaces", namespace, "pods", pod, "log"), query=query
         )
         async with response:
             text = await response.text(errors="replace")
@@ -284,8 +281,32 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 def _collection(namespace: str, resource: str) -> str:
-    group = "/api/v1" if resource in ("pods", "events") else "/apis/apps/v1"
-    return f"{group}/namespaces/{namespace}/{resource}"
+    group = ("api", "v1") if resource in ("pods", "events") else ("apis", "apps", "v1")
+    return api_path(*group, "namespaces", namespace, resource)
+
+
+def segment(text: str) -> str:
+    """One segment of an API-server path, percent-encoded: no text changes the path's
+    shape, whatever was checked before (``/``, ``?``, ``#``, ``%`` are encoded; ``.`` and
+    ``..``, which a URL normalises away, and "" are refused)."""
+    if text in ("", ".", ".."):
+        raise ClusterError(f"{text!r} cannot be part of an API-server path")
+    return urllib.parse.quote(text, safe="")
+
+
+def api_path(*segments: str) -> str:
+    """An API-server path from its segments, each encoded (``segment``)."""
+    return "/" + "/".join(segment(s) for s in segments)
+
+
+def _group(api_version: str) -> tuple[str, ...]:
+    """The path of an apiVersion's group: ``("api", "v1")`` or ``("apis", group, version)``."""
+    if api_version == "v1":
+        return ("api", "v1")
+    parts = api_version.split("/")
+    if len(parts) != 2:
+        raise ClusterError(f"apiVersion {api_version!r} is not a group/version")
+    return ("apis", *parts)
 
 
 def _message(text: str) -> str:

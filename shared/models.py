@@ -60,6 +60,10 @@ class FreezeWindow(Model):
         return self
 
 
+# The levels of the Pod Security Standards (the namespace label pod-security.kubernetes.io/enforce).
+PodSecurity = Literal["privileged", "baseline", "restricted"]
+
+
 class Environment(Model):
     name: EnvName
     namespace: EnvName
@@ -75,6 +79,11 @@ class Environment(Model):
     # A release that fails after reaching the cluster is rolled back to the last good
     # one by Fabu itself (a release config's ``auto_rollback`` decides for its service).
     auto_rollback: bool = False
+    # What a release here may hold: pods within this level of Kubernetes' Pod Security
+    # Standards, and Roles and RoleBindings only when ``allow_rbac`` (never a binding
+    # to a ClusterRole): see shared/podsecurity.py.
+    pod_security: PodSecurity = "baseline"
+    allow_rbac: bool = False
     # Retired: kept with its history, hidden from lists and forms, released to no more.
     archived_at: datetime | None = None
 

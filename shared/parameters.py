@@ -417,10 +417,15 @@ def opened(value: Any, open_: Callable[[str], str]) -> tuple[Any, list[str]]:
 
 
 def hidden_forms(plains: list[str]) -> list[str]:
-    """The texts to hide for each secret: itself, and as base64 (a Secret's ``data``),
-    longest first so a secret inside another is hidden whole."""
-    forms = {p for p in plains if p}
-    forms |= {base64.b64encode(p.encode()).decode() for p in plains if p}
+    """The texts to hide for each secret: itself, as base64 (a Secret's ``data``), and as
+    a quoted string writes it (the API server quotes values in its messages, escaping
+    quotes, backslashes and line breaks), longest first so a secret inside another is
+    hidden whole."""
+    given = [p for p in plains if p]
+    forms = set(given)
+    forms |= {base64.b64encode(p.encode()).decode() for p in given}
+    forms |= {json.dumps(p)[1:-1] for p in given}
+    forms |= {json.dumps(p, ensure_ascii=False)[1:-1] for p in given}
     return sorted(forms, key=len, reverse=True)
 
 

@@ -22,6 +22,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from shared import kubenames
 from shared.manifest import (
     CANARY_ANNOTATION,
     ENVIRONMENT_LABEL,
@@ -95,11 +96,43 @@ MAX_NODES = 200_000
 MAX_DEPTH = 64
 
 
+# The widest field a format may pad to (``"%10d"``, ``"{:>10}"``, ``|center(10)``):
+# far beyond any manifest's need, far below what would exhaust memory.
+MAX_WIDTH = 10_000
+# Objects one manifest may hold, and its rendered size.
+MAX_OBJECTS = 250
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*:[^{}]*\}")
+_NUMBER = re.compile(r"\d+")
+
+
+def _wide(number: Any) -> None:
+    if isinstance(number, int) and abs(number) > MAX_WIDTH:
+        raise SecurityError(f"a width or precision above {MAX_WIDTH:,} is not allowed")
+
+
+def _percent_widths(text: str, args: Any) -> None:
+    """SecurityError if a ``%`` format pads or cuts to more than MAX_WIDTH, literal or ``*``."""
+    given = list(args) if isinstance(args, tuple) else [args]
+    for field in _PERCENT_FIELD.finditer(text):
+        for part in field.groups():
+            if part == "*":
+                _wide(given.pop(0) if given else None)
+            elif part:
+                _wide(int(part[:12]))
+
+
+def _brace_widths(text: str) -> None:
+    for spec in _BRACE_SPEC.findall(text):
+        for number in _NUMBER.findall(spec.split(":", 1)[1]):
+            _wide(int(number[:12]))
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's sandbox (no private or internal attributes, no changing what the
-    context holds), with ``*`` and ``**`` kept to sizes a manifest could need."""
+    context holds), with ``*``, ``**`` and formats kept to sizes a manifest could need."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
@@ -109,7 +142,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 sequence = isinstance(sized, str | list | tuple) and isinstance(times, int)
                 if sequence and len(sized) * times > MAX_OUTPUT:
                     raise SecurityError(f"a repeated value longer than {MAX_OUTPUT:,}")
+        if operator == "%" and isinstance(left, str):
+            _percent_widths(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = value.__self__
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            _brace_widths(text)
+            return wrapped(*args, **kwargs)
+
+        return bounded
 
 
 def _bounded(node: Any, depth: int = 0, budget: list[int] | None = None) -> None:
@@ -134,6 +181,36 @@ _env = _Sandbox(
 )
 # A Secret's ``data`` is base64: ``{{ password | b64encode }}``.
 _env.filters["b64encode"] = lambda text: base64.b64encode(str(text).encode()).decode()
+
+
+def _width_bounded(name: str, *positions: int) -> None:
+    """Replace a filter by one that refuses widths above MAX_WIDTH at ``positions``."""
+    original = _env.filters[name]
+
+    @functools.wraps(original)  # keeps what Jinja passes first (the environment, for some)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for position in positions:
+            if len(args) > position:
+                _wide(args[position])
+        for value in kwargs.values():
+            _wide(value)
+        return original(*args, **kwargs)
+
+    _env.filters[name] = bounded
+
+
+for _name, _positions in (("center", (1,)), ("indent", (1,)), ("wordwrap", (2,))):
+    _width_bounded(_name, *_positions)
+_format = _env.filters["format"]
+
+
+def _format_bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(value, str):
+        _percent_widths(value, tuple(args) or kwargs)
+    return _format(value, *args, **kwargs)
+
+
+_env.filters["format"] = _format_bounded
 
 
 def _line_of(exc: BaseException) -> int | None:
@@ -174,22 +251,47 @@ def _compile(template: str) -> Template:
     return compiled
 
 
-def _rendered(compiled: Template, values: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Limits:
+    """What one manifest may be: characters rendered, and objects."""
+
+    max_chars: int = MAX_OUTPUT
+    max_objects: int = MAX_OBJECTS
+
+
+def _rendered(compiled: Template, values: dict[str, Any], most: int) -> str:
     parts, size = [], 0
     for part in compiled.generate(values):
         size += len(part)
-        if size > MAX_OUTPUT:
-            raise RenderError(f"the rendered manifest is longer than {MAX_OUTPUT:,} characters")
+        if size > most:
+            raise RenderError(f"the rendered manifest is longer than {most:,} characters")
         parts.append(part)
     return "".join(parts)
+
+
+def _template_error(exc: BaseException) -> RenderError:
+    """A RenderError naming the template's line, for any error the template's code raised
+    (``1/0``, ``'a' + 1``, ``range(1, 2, 0)``, a macro calling itself for ever)."""
+    if isinstance(exc, TemplateSyntaxError):
+        return RenderError(f"template error at line {exc.lineno}: {exc.message}")
+    line = _line_of(exc)
+    where = f" at line {line}" if line else ""
+    if isinstance(exc, TemplateError):
+        return RenderError(f"template error{where}: {exc}")
+    if isinstance(exc, RecursionError):
+        return RenderError(f"template error{where}: macros or includes call themselves too deeply")
+    said = str(exc) or type(exc).__name__
+    return RenderError(f"template error{where}: {said} ({type(exc).__name__})")
 
 
 def check(template: str) -> None:
     """Parse a template; RenderError with the line when it does not."""
     try:
         _compile(template)
-    except TemplateSyntaxError as exc:
-        raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # any failure of a hostile template is its error
+        raise _template_error(exc) from exc
 
 
 def render(
@@ -200,29 +302,26 @@ def render(
     *,
     parameters: Schema | None = None,
     hidden: list[str] | None = None,
+    limits: Limits | None = None,
 ) -> Rendered:
     """Render and check a manifest from the template, its parameters' schema and
     ``params`` with their secrets opened; ``hidden`` (``parameters.hidden_forms``) are
     masked in what is shown. ``restarted_at`` stamps the pod template as ``kubectl
-    rollout restart`` does, so the Deployment replaces its pods."""
+    rollout restart`` does, so the Deployment replaces its pods. Every object's kind,
+    name and namespace must follow Kubernetes' rules (``shared.kubenames``)."""
+    limits = limits or Limits()
     try:
-        text = _rendered(_compile(template), context(params, release, parameters))
-    except TemplateSyntaxError as exc:
-        raise RenderError(f"template error at line {exc.lineno}: {exc.message}") from exc
-    except TemplateError as exc:
-        line = _line_of(exc)
-        where = f" at line {line}" if line else ""
-        raise RenderError(f"template error{where}: {exc}") from exc
+        values = context(params, release, parameters)
+        text = _rendered(_compile(template), values, limits.max_chars)
+    except (MemoryError, RenderError):
+        raise
+    except Exception as exc:  # any failure of a hostile template is its error
+        raise _template_error(exc) from exc
     try:
         objects = [doc for doc in yaml.load_all(text, Loader=yaml.CSafeLoader) if doc is not None]
     except yaml.YAMLError as exc:
         raise RenderError(f"rendered manifest is not valid YAML: {exc}") from exc
-    _bounded(objects)
-    for index, obj in enumerate(objects, 1):
-        if not isinstance(obj, dict) or not {"apiVersion", "kind", "metadata"} <= obj.keys():
-            raise RenderError(f"document {index} is not a Kubernetes object")
-        if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
-            raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
+    _checked(objects, limits)
     _in_namespace(objects, release.namespace)
     for obj in objects:
         hook = (obj["metadata"].get("annotations") or {}).get(HOOK_ANNOTATION)
@@ -262,6 +361,26 @@ def render(
     )
 
 
+def _checked(objects: list[Any], limits: Limits) -> None:
+    """RenderError unless the documents are at most ``limits.max_objects`` Kubernetes
+    objects named by Kubernetes' rules, of bounded size and depth."""
+    _bounded(objects)
+    if len(objects) > limits.max_objects:
+        raise RenderError(
+            f"the manifest holds {len(objects):,} objects; at most {limits.max_objects:,} "
+            "are allowed (FABU_MANIFEST_MAX_OBJECTS)"
+        )
+    named: list[str] = []
+    for index, obj in enumerate(objects, 1):
+        if not isinstance(obj, dict) or not {"apiVersion", "kind", "metadata"} <= obj.keys():
+            raise RenderError(f"document {index} is not a Kubernetes object")
+        if not isinstance(obj["metadata"], dict) or not obj["metadata"].get("name"):
+            raise RenderError(f"document {index} ({obj['kind']}) has no metadata.name")
+        named += kubenames.problems(index, obj)
+    if named:
+        raise RenderError("; ".join(named))
+
+
 def _dumped(objects: list[Any]) -> str:
     return yaml.dump_all(objects, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
 
@@ -285,44 +404,12 @@ def _workloads(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return found
 
 
-# Kinds the API server keeps cluster-wide. A release holds only objects of its
-# environment's namespace; the deployer also asks the cluster (for custom kinds)
-# before it applies anything.
-CLUSTER_SCOPED = frozenset(
-    {
-        "APIService",
-        "CertificateSigningRequest",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CSIDriver",
-        "CSINode",
-        "CustomResourceDefinition",
-        "FlowSchema",
-        "IngressClass",
-        "MutatingWebhookConfiguration",
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "PriorityClass",
-        "PriorityLevelConfiguration",
-        "RuntimeClass",
-        "StorageClass",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingWebhookConfiguration",
-        "VolumeAttachment",
-    }
-)
-
-
 def _in_namespace(objects: list[dict[str, Any]], namespace: str) -> None:
     """Every object once, and each of the release's namespace (RenderError naming it)."""
     seen: set[tuple[str, str]] = set()
     for obj in objects:
         kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
         where = f"a release holds only objects of its environment's namespace {namespace!r}"
-        if kind in CLUSTER_SCOPED:
-            raise RenderError(f"{kind} {name!r} is cluster-scoped: {where}")
         named = obj["metadata"].get("namespace")
         if named not in (None, "", namespace):
             raise RenderError(f"{kind} {name!r} names the namespace {named!r}: {where}")

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     admin_password: str = Field(default="", repr=False)
     # How long a browser login lasts.
     session_hours: float = Field(default=12.0, gt=0)
+    # Logins refused (429) for a user name, or from a client address, that failed
+    # this many times within the window; a success clears the user's count.
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
     # OpenID Connect login (GitLab as the identity provider) when the issuer is
     # set: e.g. https://gitlab.example.com with an application's id and secret.
     # New users who sign in this way are viewers until an admin grants more.
@@ -87,6 +91,15 @@ class Settings(BaseSettings):
     # The directory every environment's kubeconfig must be in (a name relative to
     # it, or a path inside it). Empty: no kubeconfig files, only in_cluster.
     kubeconfig_dir: str = ""
+
+    # What one template render may spend (in a worker process: see shared/budget.py),
+    # how many render processes each API and renderer process keeps, and what one
+    # manifest may be.
+    render_cpu_s: float = Field(default=2.0, gt=0, le=60)
+    render_memory_mib: int = Field(default=256, ge=16, le=8192)
+    render_workers: int = Field(default=2, ge=1, le=64)
+    manifest_max_objects: int = Field(default=250, ge=1, le=100_000)
+    manifest_max_chars: int = Field(default=2_000_000, ge=1000, le=50_000_000)
 
     @field_validator("egress_deny")
     @classmethod

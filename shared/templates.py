@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from shared.budget import Renderers
 from shared.errors import FabuError, TransientError
 from shared.models import BaseParams, Template, TemplateSource, now
 from shared.parameters import SchemaError, check_schema, hidden_forms, opened, problems
-from shared.render import ReleaseParams, Rendered, RenderError, check, render
+from shared.render import ReleaseParams, Rendered, RenderError
 from shared.secrets import Secrets
 from shared.sources import SCHEMA_SUFFIX, Remotes, SourceError, SourceFile, fetch
 from shared.store.catalog import Catalog
@@ -25,7 +26,9 @@ class Found:
     parameters: dict[str, Any] | None
 
 
-async def read_checked(remotes: Remotes, source: TemplateSource, ref: str | None = None) -> Found:
+async def read_checked(
+    remotes: Remotes, renderers: Renderers, source: TemplateSource, ref: str | None = None
+) -> Found:
     """The file at ``ref`` (default: the source's branch), parsed as a template, with its
     parameters from ``<file>.schema.json`` beside it at the same commit.
 
@@ -35,7 +38,7 @@ async def read_checked(remotes: Remotes, source: TemplateSource, ref: str | None
     found = await fetch(source, remotes, ref)
     if len(found.content) > MAX_CHARS:
         raise SourceError(f"{source.path} is longer than {MAX_CHARS:,} characters")
-    check(found.content)
+    await renderers.check(found.content)
     return Found(found.content, found.commit_sha, _parameters(source, found))
 
 
@@ -55,7 +58,11 @@ def _parameters(source: TemplateSource, found: SourceFile) -> dict[str, Any] | N
 
 
 async def sync_template(
-    catalog: Catalog, remotes: Remotes, template: Template, ref: str | None = None
+    catalog: Catalog,
+    remotes: Remotes,
+    renderers: Renderers,
+    template: Template,
+    ref: str | None = None,
 ) -> Template:
     """Read ``template`` from its source again and store the outcome; returns it as it now is.
 
@@ -66,7 +73,7 @@ async def sync_template(
     assert template.source is not None  # noqa: S101 - narrows the type: only sourced templates are synced
     at = now()
     try:
-        found = await read_checked(remotes, template.source, ref)
+        found = await read_checked(remotes, renderers, template.source, ref)
     except TransientError:
         raise
     except (FabuError, RenderError) as exc:
@@ -95,7 +102,8 @@ async def sync_template(
     return new
 
 
-def render_with(
+async def render_with(
+    renderers: Renderers,
     template: Template,
     params: BaseParams,
     release: ReleaseParams,
@@ -106,7 +114,7 @@ def render_with(
     opened for the manifest and masked in what is shown (SecretError if one cannot be
     opened, RenderError if it does not render)."""
     values, plains = opened(params.template_values(), secrets.open)
-    return render(
+    return await renderers.render(
         template.content,
         params.with_values(values),
         release,

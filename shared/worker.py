@@ -9,6 +9,7 @@ over, drains NATS and closes its connections in reverse order.
 """
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -18,14 +19,16 @@ from dataclasses import dataclass
 import structlog
 
 from shared import hooks, lifecycle, ops, subjects
-from shared.bus import Bus, Handler, Msg, run_worker
+from shared.budget import Renderers, renderers
+from shared.bus import MAX_DELIVER, Bus, GiveUp, Handler, Msg, run_worker
 from shared.cluster import Cluster, ClusterError, Clusters
 from shared.ids import ReleaseId
 from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
 from shared.manifest import objects
 from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine, now
-from shared.secrets import Secrets
+from shared.parameters import hidden_in, hide
+from shared.secrets import SecretError, Secrets
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
@@ -42,6 +45,8 @@ class Context:
     releases: Releases
     bus: Bus
     clusters: Clusters
+    # The processes templates are rendered in, each render within its budget.
+    renderers: Renderers
     # Closes, in reverse order, what the stage opened: its connections and
     # whatever its consumers' setups hand it (the tracker's watches).
     owned: AsyncExitStack
@@ -57,7 +62,20 @@ async def fail_release(
     kept: list[TranscriptLine] | None = None,
 ) -> Outcome:
     """Fail the release (if it still is in the state it was read in) and announce it;
-    ``kept`` lines join the transcript whoever ends it."""
+    ``kept`` lines join the transcript whoever ends it.
+
+    Every text here may quote the outside (the API server's answer, a Job's or a pod's
+    log): the release's secrets are masked in all of it before it is stored, logged or
+    sent on."""
+    try:
+        hidden = release.params.hidden(Secrets(ctx.settings.secret_key).open)
+    except SecretError:
+        hidden = []  # none could be opened: none reached the manifest or the cluster
+    if hidden:
+        failed = Failed.model_validate(hidden_in(failed.model_dump(), hidden))
+        lines = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in lines]
+        if kept is not None:
+            kept = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in kept]
     outcome = await lifecycle.take(
         ctx.releases, ctx.bus, release, lifecycle.FAIL, actor, failed, lines, canary, kept
     )
@@ -148,7 +166,11 @@ async def context(settings: Settings, process: str) -> AsyncIterator[Context]:
         owned.push_async_callback(bus.close)
         clusters = Clusters(settings.kubeconfig_dir)
         owned.push_async_callback(clusters.close)
-        yield Context(settings, mongo, Catalog(mongo), Releases(mongo), bus, clusters, owned)
+        render_processes = renderers(settings)
+        owned.push_async_callback(render_processes.close)
+        yield Context(
+            settings, mongo, Catalog(mongo), Releases(mongo), bus, clusters, render_processes, owned
+        )
 
 
 def run(process: str, consumers: dict[str, Setup]) -> None:
@@ -187,12 +209,44 @@ async def _main(process: str, consumers: dict[str, Setup]) -> None:
                         ack_wait_s=settings.ack_wait_s,
                         max_in_flight=settings.max_in_flight,
                         shutdown_s=settings.shutdown_s,
+                        give_up=_giving_up(ctx, stage),
                     )
                     for stage, handler in handlers.items()
                 )
             )
         finally:
             log.info("stopping", stage=process)
+
+
+# The stages whose messages carry a release under way, and who fails it.
+_RELEASE_STAGES = {
+    subjects.RENDERER: lifecycle.RENDERER,
+    subjects.DEPLOYER: lifecycle.DEPLOYER,
+    subjects.PROMOTIONS: lifecycle.DEPLOYER,
+    subjects.TRACKER: lifecycle.TRACKER,
+}
+
+
+def _giving_up(ctx: Context, stage: str) -> GiveUp | None:
+    """For a stage that moves releases on: fail the release of a message that could not
+    be handled in ``MAX_DELIVER`` deliveries, so it never stays under way holding its
+    service's lock."""
+    actor = _RELEASE_STAGES.get(stage)
+    if actor is None:
+        return None
+
+    async def give_up(msg: Msg, reason: str) -> None:
+        try:
+            release_id = ReleaseId(str(json.loads(msg.data)["release_id"]))
+        except (ValueError, KeyError, TypeError):
+            return
+        release = await ctx.releases.head(release_id)
+        if release is None or release.state not in lifecycle.UNDER_WAY:
+            return
+        said = f"the {stage} could not handle it in {MAX_DELIVER} attempts: {reason}"
+        await fail_release(ctx, release, actor, Failed(reason=said))
+
+    return give_up
 
 
 def _measured(stage: str, handler: Callable[[Msg], Awaitable[None]]) -> Handler:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import structlog
 from pydantic import BaseModel
 
 from services.api.access import Permission, Principal, need
@@ -14,6 +15,7 @@ from services.api.context import Api
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ConfigView, ImageIn, Preview
+from shared.admission import Refused, admit, policy_problems, scope_problems
 from shared.cluster import ClusterError, kubeconfig_file
 from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable, found
 from shared.messages import ImageBuilt
@@ -41,9 +43,11 @@ from shared.parameters import (
     unmasked,
 )
 from shared.registry import RegistryError, Repository
-from shared.render import RenderError, render
+from shared.render import RenderError
 from shared.settings import Settings
 from shared.templates import misfits, render_with
+
+log = structlog.get_logger()
 
 
 class ImageVersion(BaseModel):
@@ -295,10 +299,14 @@ async def put_config(
     plain = body.params.with_values(values)
     secret = secrets_in(template.parameters, values)
     params = sample_params(name, service.image_repository, env.name, env.namespace)
+    hidden = hidden_forms(list(secret.values()))
     try:
-        render(template.content, plain, params, parameters=template.parameters)
-    except RenderError as exc:
-        said = hide(str(exc), hidden_forms(list(secret.values())))
+        rendered = await api.renderers.render(
+            template.content, plain, params, parameters=template.parameters, hidden=hidden
+        )
+        await _admitted(api, env, rendered.objects)
+    except (RenderError, Refused) as exc:
+        said = hide(exc.message if isinstance(exc, Refused) else str(exc), hidden)
         raise Invalid(
             f"params: template {template.name!r} version {template.version} does not render "
             f"with them: {said}"
@@ -328,6 +336,21 @@ async def put_config(
         note=body.note,
     )
     return stored
+
+
+async def _admitted(api: Api, env: Environment, objects: list[dict[str, Any]]) -> None:
+    """Refused unless the environment lets a release hold the objects: its policy always,
+    and which kinds are namespaced as its cluster says, when the cluster can be asked
+    (if it cannot, the deployer asks before it applies anything)."""
+    problems = policy_problems(env, objects)
+    try:
+        problems += await scope_problems(await api.clusters.get(env), objects)
+    except (ClusterError, TransientError) as exc:
+        log.info(
+            "config saved unchecked against the cluster", environment=env.name, error=exc.message
+        )
+    if problems:
+        raise Refused("; ".join(problems))
 
 
 async def images(api: Api, principal: Principal, name: str) -> ImageVersions:
@@ -392,12 +415,19 @@ async def preview(
     template = await config_template(api.catalog, config, api.secrets)
     params = sample_params(name, service.image_repository, env.name, env.namespace, version)
     try:
-        rendered = render_with(template, config.params, params, api.secrets)
+        rendered = await render_with(api.renderers, template, config.params, params, api.secrets)
     except RenderError as exc:
         hidden = config.params.hidden(api.secrets.open)
         raise Invalid(f"the release would fail to render: {hide(str(exc), hidden)}") from exc
     try:
         cluster = await api.clusters.get(env)
+        await admit(cluster, env, rendered.objects)
+    except Refused as exc:
+        said = hide(exc.message, rendered.hidden)
+        raise Invalid(f"the release would be refused in {env.name!r}: {said}") from exc
+    except (ClusterError, TransientError) as exc:
+        raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc
+    try:
         diff = await manifest_diff(cluster, env.namespace, rendered.manifest, rendered.hidden)
     except (ClusterError, TransientError) as exc:
         raise Unavailable(f"the cluster of {env.name!r} answered: {exc.message}") from exc

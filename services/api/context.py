@@ -8,6 +8,7 @@ change on its own.
 from dataclasses import dataclass
 from typing import Any
 
+from shared.budget import Renderers
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.live import Observer
@@ -36,6 +37,8 @@ class Api:
     audit: Audit
     # The watches a service's live state is read from.
     observer: Observer
+    # The processes templates are rendered in, each render within its budget.
+    renderers: Renderers
     # authlib's OAuth registry when OpenID Connect login is configured.
     oauth: Any = None
 

@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel
 
 from shared import ownership
-from shared.cluster import Cluster
+from shared.cluster import Cluster, ClusterError
+from shared.errors import TransientError
 from shared.live import clean
 from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
 from shared.models import Owned
@@ -66,7 +67,19 @@ async def manifest_diff(
     cluster: Cluster, namespace: str, manifest: str, hidden: list[str] | None = None
 ) -> ManifestDiff:
     """What applying ``manifest`` would change; a Secret's values and ``hidden`` (the
-    release's secrets, ``parameters.hidden_forms``) never appear in the diff."""
+    release's secrets, ``parameters.hidden_forms``) never appear in the diff, nor in the
+    API server's words when it refuses an object (ClusterError, TransientError)."""
+    try:
+        return await _diff(cluster, namespace, manifest, hidden)
+    except ClusterError as exc:
+        raise ClusterError(hide(exc.message, hidden or [])) from None
+    except TransientError as exc:
+        raise TransientError(hide(exc.message, hidden or []), exc.delay) from None
+
+
+async def _diff(
+    cluster: Cluster, namespace: str, manifest: str, hidden: list[str] | None
+) -> ManifestDiff:
     loaded = yaml.load_all(manifest, Loader=yaml.CSafeLoader)
     objects = [cast(Obj, d) for d in loaded if isinstance(d, dict)]
     diffs = []

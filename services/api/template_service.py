@@ -15,23 +15,26 @@ from services.api.schemas import (
     TemplateContentIn,
     TemplateIn,
 )
+from shared.budget import Renderers
 from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import ReleaseId, TemplateId
 from shared.manifest import PRUNE_ANNOTATION
 from shared.messages import TemplateChanged
 from shared.models import ReleaseKind, ServiceConfig, Template, now
 from shared.parameters import SchemaError, check_schema, told
-from shared.render import RenderError, check
+from shared.render import RenderError
 from shared.sources import Remotes
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
 from shared.templates import misfits, read_checked, render_with
 
 
-def checked(content: str, parameters: dict[str, Any] | None = None) -> None:
+async def checked(
+    renderers: Renderers, content: str, parameters: dict[str, Any] | None = None
+) -> None:
     """422 unless the content parses and the parameters are a schema Fabu can use."""
     try:
-        check(content)
+        await renderers.check(content)
     except RenderError as exc:
         raise Invalid(f"content: {exc}", field="content") from exc
     if parameters is not None:
@@ -61,7 +64,7 @@ async def change(
         )
     # Left out of the body, the parameters stay as they are.
     parameters = body.parameters if "parameters" in body.model_fields_set else current.parameters
-    checked(body.content, parameters)
+    await checked(api.renderers, body.content, parameters)
     if (body.content, parameters) == (current.content, current.parameters):
         return current
     new = current.model_copy(
@@ -110,8 +113,8 @@ async def _impact(api: Api, config: ServiceConfig, old: Template, new: Template)
             problems=unfit,
         )
     try:
-        rendered_before = render_with(old, config.params, params, api.secrets)
-        rendered_after = render_with(new, config.params, params, api.secrets)
+        rendered_before = await render_with(api.renderers, old, config.params, params, api.secrets)
+        rendered_after = await render_with(api.renderers, new, config.params, params, api.secrets)
     except RenderError as exc:
         return ServiceImpact(
             service=config.service,
@@ -168,7 +171,7 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
     template_id = TemplateId(new_id())
     if body.source is None:
         assert body.content is not None  # noqa: S101 - narrows the type: TemplateIn holds content or source
-        checked(body.content, body.parameters)
+        await checked(api.renderers, body.content, body.parameters)
         template = Template(
             id=template_id,
             name=body.name,
@@ -179,7 +182,7 @@ async def create(api: Api, principal: Principal, body: TemplateIn) -> Template:
     else:
         remotes = Remotes.of(api.settings)
         try:
-            found = await read_checked(remotes, body.source)
+            found = await read_checked(remotes, api.renderers, body.source)
         except RenderError as exc:
             raise Invalid(f"source: {exc}", field="source") from exc
         except TransientError as exc:

@@ -14,6 +14,7 @@ unreachable fails the release with the API server's message.
 from collections.abc import Awaitable, Callable
 
 from shared import lifecycle
+from shared.admission import Refused, admit
 from shared.bus import Msg
 from shared.canary import remove_canary
 from shared.cluster import Cluster, ClusterError
@@ -148,7 +149,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     ready = await _opened(ctx, release) if found is not None else None
     if found is None or ready is None:
         return
-    _, cluster = found
+    env, cluster = found
     release = ready
     started_at = release.started_at or now()
     # The manifest is read once; what is applied are copies (``Cluster.apply``).
@@ -156,7 +157,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     try:
         release, line = await _whole_if_first(cluster, release, docs)
         applying, canary, step_line = _step_objects(release, docs)
-        await cluster.namespaced(docs)
+        await admit(cluster, env, docs)
         line = line or step_line
         if not await _pre_rollout(ctx, cluster, release):
             return
@@ -177,7 +178,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
             workloads.append(Workload(kind=kind, name=name, generation=applied_generation))
             if kind == "Deployment" and name == deployment:
                 generation, rev = applied_generation, revision(applied)
-    except ClusterError as exc:
+    except (ClusterError, Refused) as exc:
         await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
         if release.in_canary:
             await remove_canary(cluster, release)

@@ -48,7 +48,9 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
     restart = release.created_at if release.kind is ReleaseKind.REDEPLOY else None
     secrets = Secrets(ctx.settings.secret_key)
     try:
-        rendered = render_with(template, release.params, params, secrets, restart)
+        rendered = await render_with(
+            ctx.renderers, template, release.params, params, secrets, restart
+        )
     except (RenderError, SecretError) as exc:
         reason = exc.message if isinstance(exc, SecretError) else str(exc)
         await fail_release(ctx, release, RENDERER, Failed(reason=reason))

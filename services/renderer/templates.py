@@ -49,7 +49,9 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
         change = TemplateChanged.model_validate_json(msg.data)
         for template in await ctx.catalog.templates():
             if touched(template, change):
-                synced = await sync_template(ctx.catalog, remotes, template, change.sha or None)
+                synced = await sync_template(
+                    ctx.catalog, remotes, ctx.renderers, template, change.sha or None
+                )
                 log.info(
                     "template synced",
                     template_id=template.id,

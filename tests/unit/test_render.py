@@ -1,5 +1,6 @@
 """The renderer: safe values, strict variables, errors with the template's line."""
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from shared.models import BaseParams, CanaryStep
-from shared.render import RESTARTED_AT, ReleaseParams, RenderError, render
+from shared.render import RESTARTED_AT, Limits, ReleaseParams, RenderError, render
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 RELEASE = ReleaseParams(
@@ -202,12 +203,6 @@ def test_yaml_aliases_cannot_expand_a_small_manifest_into_a_huge_one() -> None:
     ("extra", "refusal"),
     [
         (
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
-            "metadata:\n  name: everyone-admin\n",
-            "ClusterRoleBinding 'everyone-admin' is cluster-scoped: a release holds only "
-            "objects of its environment's namespace 'apps'",
-        ),
-        (
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: kube-system\n",
             "ConfigMap 'settings' names the namespace 'kube-system': a release holds only "
             "objects of its environment's namespace 'apps'",
@@ -230,3 +225,63 @@ def test_an_object_naming_its_own_namespace_is_kept() -> None:
     extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: apps\n"
     rendered = render(DEMO + "---\n" + extra, BaseParams(), RELEASE)
     assert [o["kind"] for o in rendered.objects] == ["Service", "Deployment", "ConfigMap"]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "('%0300000000d' % 1)",
+        "('%*d' % (300000000, 1))",
+        "('%.300000000f' % 1)",
+        "'%0300000000d'|format(1)",
+        "'{:>300000000}'.format(1)",
+        "'a'|center(300000000)",
+        "'a'|indent(300000000, true)",
+        "'a b'|wordwrap(300000000)",
+    ],
+)
+def test_formats_cannot_pad_to_sizes_no_manifest_needs(expression: str) -> None:
+    with pytest.raises(RenderError, match="width or precision above 10,000"):
+        render("x: {{ " + expression + " }}\n", BaseParams(), RELEASE)
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("1/0", "division by zero"),
+        ("'a' + 1", "can only concatenate str"),
+        ("range(1, 2, 0)", "must not be zero"),
+        ("'abc'|truncate(-5)", "expected length >= 3"),
+        ("nothing", "'nothing' is undefined"),
+    ],
+)
+def test_every_error_a_template_raises_names_its_line(expression: str, words: str) -> None:
+    with pytest.raises(RenderError, match=rf"^template error at line 2: .*{re.escape(words)}"):
+        render("a: 1\nb: {{ " + expression + " }}\n", BaseParams(), RELEASE)
+
+
+def test_a_macro_calling_itself_for_ever_and_an_include_are_template_errors() -> None:
+    with pytest.raises(RenderError, match="call themselves too deeply"):
+        render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", BaseParams(), RELEASE)
+    with pytest.raises(RenderError, match="template error at line 1"):
+        render("{% include 'other' %}", BaseParams(), RELEASE)
+
+
+def test_object_names_follow_kubernetes_rules_whatever_the_kind() -> None:
+    hook = (
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: ../../../../../../api/v1/"
+        "namespaces/victim\n  annotations: {fabu.io/hook: pre-rollout}\n"
+    )
+    with pytest.raises(RenderError) as refused:
+        render(DEMO + "---\n" + hook, BaseParams(), RELEASE)
+    assert str(refused.value).startswith(
+        "Job '../../../../../../api/v1/namespaces/victim': metadata.name must be a DNS-1123 "
+        "subdomain"
+    )
+
+
+def test_a_manifest_holds_a_bounded_number_of_objects() -> None:
+    many = "{% for i in range(300) %}---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: c{{ i }}}\n{% endfor %}"
+    with pytest.raises(RenderError, match="holds 300 objects; at most 250"):
+        render(many, BaseParams(), RELEASE)
+    assert len(render(many, BaseParams(), RELEASE, limits=Limits(max_objects=300)).objects) == 300
