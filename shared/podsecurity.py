@@ -398,7 +398,8 @@ def _non_root(pod: _Pod) -> Iterator[Finding]:
         yield f"{pod.path}.securityContext.runAsNonRoot is not true", NON_ROOT
     for c in pod.containers:
         value = c.context.get("runAsNonRoot")
-        if value is None and pod_value is not True:
+        # Unset takes the pod's value: refused above when false, here when unset too.
+        if value is None and pod_value is None:
             yield (
                 f"{c.path}.securityContext.runAsNonRoot is unset and "
                 f"{pod.path}.securityContext.runAsNonRoot is not true",
@@ -417,8 +418,7 @@ def _non_root_user(pod: _Pod) -> Iterator[Finding]:
 
 def _restricted_seccomp(pod: _Pod) -> Iterator[Finding]:
     profile = pod.context.get("seccompProfile")
-    pod_set = isinstance(profile, dict) and profile.get("type") in CONFINED
-    if isinstance(profile, dict) and not pod_set:
+    if isinstance(profile, dict) and profile.get("type") not in CONFINED:
         yield (
             f"{pod.path}.securityContext.seccompProfile.type is {_shown(profile.get('type'))}",
             SECCOMP,
@@ -431,7 +431,8 @@ def _restricted_seccomp(pod: _Pod) -> Iterator[Finding]:
                     f"{c.path}.securityContext.seccompProfile.type is {_shown(own.get('type'))}",
                     SECCOMP,
                 )
-        elif not pod_set:
+        elif not isinstance(profile, dict):
+            # Unset takes the pod's profile: refused above when a bad one, here when none.
             yield (
                 f"{c.path}.securityContext.seccompProfile.type is unset and "
                 f"{pod.path}.securityContext.seccompProfile.type is not RuntimeDefault "
