@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from devstack.build import HELM
+from shared.podsecurity import Level, violations
 from tests.support.stack import StackEnv
 
 ROOT = Path(__file__).parents[2]
@@ -52,7 +53,7 @@ def test_each_stage_is_its_own_deployment_with_probes_and_a_budget() -> None:
         assert spec["template"]["spec"]["serviceAccountName"] == "fabu"
     assert sorted(of_kind(docs, "PodDisruptionBudget")) == sorted(f"fabu-{s}" for s in STAGES)
     assert of_kind(docs, "HorizontalPodAutoscaler") == {}
-    assert "ClusterRole" in {d["kind"] for d in docs}
+    assert {d["kind"] for d in docs} >= {"Role", "RoleBinding"}
 
 
 def test_scaling_values_set_each_stages_replicas() -> None:
@@ -83,7 +84,7 @@ def test_a_missing_secret_key_is_refused_with_the_reason() -> None:
 async def test_the_api_server_accepts_every_object(stack_env: StackEnv, namespace: str) -> None:
     for values in (
         ["--set", "ingress.enabled=true", "--set", f"rbac.namespaces={{{namespace}}}"],
-        [],  # cluster-wide RBAC
+        ["--set", "rbac.clusterWide=true"],
     ):
         docs = rendered(*values, namespace=namespace)
         manifest = yaml.safe_dump_all(docs)
@@ -104,6 +105,61 @@ async def test_the_api_server_accepts_every_object(stack_env: StackEnv, namespac
         assert process.returncode == 0, err.decode()
         applied = [line for line in out.decode().splitlines() if "serverside-applied" in line]
         assert len(applied) == len(docs), out.decode()
+
+
+def test_rbac_is_a_role_per_namespace_unless_cluster_wide_is_asked_for() -> None:
+    docs = rendered("--set", "rbac.namespaces={team-a,team-b,team-a}")
+    roles, bindings = of_kind_in(docs, "Role"), of_kind_in(docs, "RoleBinding")
+    assert (
+        sorted(roles) == sorted(bindings) == [("team-a", "fabu-deploy"), ("team-b", "fabu-deploy")]
+    )
+    assert not {"ClusterRole", "ClusterRoleBinding"} & {d["kind"] for d in docs}
+    for binding in bindings.values():
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "fabu-deploy",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "fabu", "namespace": "fabu-system"}
+        ]
+    rules = roles[("team-a", "fabu-deploy")]["rules"]
+    verbs = {(group, resource): set(rule["verbs"]) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]}  # fmt: skip
+    # Server-side apply, reads, pruning; watches where the tracker watches; never update.
+    assert verbs[("apps", "deployments")] == {"get", "list", "watch", "create", "patch", "delete"}
+    assert verbs[("", "secrets")] == {"get", "list", "create", "patch", "delete"}
+    assert verbs[("", "pods")] == verbs[("apps", "replicasets")] == {"get", "list", "watch"}
+    assert verbs[("", "pods/log")] == {"get"}
+    assert verbs[("batch", "cronjobs")] >= {"list", "delete"}  # pruning lists CronJobs
+    assert not any("*" in v or "update" in v for v in verbs.values())
+    # The default: the default namespace only.
+    assert list(of_kind_in(rendered(), "Role")) == [("default", "fabu-deploy")]
+
+    wide = rendered("--set", "rbac.clusterWide=true", "--set", "rbac.namespaces={team-a}")
+    assert not {"Role", "RoleBinding"} & {d["kind"] for d in wide}
+    [role] = of_kind(wide, "ClusterRole").values()
+    assert role["rules"] == rules
+    [binding] = of_kind(wide, "ClusterRoleBinding").values()
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+
+    extra = "rbac.extraRules[0].apiGroups[0]=networking.k8s.io,rbac.extraRules[0].resources[0]=networkpolicies,rbac.extraRules[0].verbs[0]=get"
+    [role] = of_kind(rendered("--set", extra), "Role").values()
+    assert role["rules"][-1] == {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get"]}  # fmt: skip
+
+    done = helm("template", "fabu", str(CHART), *KEY, "--set", "rbac.namespaces=null")
+    assert done.returncode != 0
+    assert "rbac.namespaces is empty" in done.stderr
+
+
+def test_fabus_own_chart_passes_the_checks_it_puts_on_templates() -> None:
+    # Fabu's pods meet the restricted standard, and its RBAC binds no ClusterRole.
+    assert violations(rendered(), Level.RESTRICTED, allow_rbac=True) == []
+
+
+def of_kind_in(docs: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d for d in docs if d["kind"] == kind
+    }
 
 
 def test_the_container_build_file_lints() -> None:
