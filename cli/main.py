@@ -312,12 +312,13 @@ def _environments(items: list[dict[str, Any]]) -> str:
             e["namespace"],
             "in cluster" if e.get("in_cluster") else (e.get("kubeconfig") or "-"),
             "yes" if e.get("approval_required") else "no",
+            str(e.get("pod_security", "")) + (" +rbac" if e.get("allow_rbac") else ""),
             str(len(e.get("freeze_windows") or [])),
             "archived" if e.get("archived_at") else "",
         ]
         for e in items
     ]
-    return table(["NAME", "NAMESPACE", "CLUSTER", "APPROVAL", "FREEZES", ""], rows)
+    return table(["NAME", "NAMESPACE", "CLUSTER", "APPROVAL", "POD SECURITY", "FREEZES", ""], rows)
 
 
 def _templates(items: list[dict[str, Any]]) -> str:
@@ -415,7 +416,8 @@ def _environment(api: Api, args: argparse.Namespace) -> int:
                 "in_cluster": args.in_cluster,
                 "approval_required": args.approval_required,
                 "auto_rollback": args.auto_rollback,
-                **_given(args, "namespace", "kubeconfig", "rollout_timeout_s"),
+                "allow_rbac": args.allow_rbac,
+                **_given(args, "namespace", "kubeconfig", "rollout_timeout_s", "pod_security"),
             }
             made = api.call("POST", "/environments", json=body)
             _print(args, made, lambda e: _environments([e]))
@@ -675,6 +677,16 @@ def _setup_commands(commands: Commands) -> None:
     env.add_argument("--rollout-timeout-s", type=int)
     env.add_argument("--approval-required", action="store_true")
     env.add_argument("--auto-rollback", action="store_true")
+    env.add_argument(
+        "--pod-security",
+        choices=["privileged", "baseline", "restricted"],
+        help="the Pod Security Standards level pods must meet (default baseline)",
+    )
+    env.add_argument(
+        "--allow-rbac",
+        action="store_true",
+        help="let releases hold Roles and RoleBindings (never a binding to a ClusterRole)",
+    )
     environment.add_parser(
         "archive", help="retire an environment: its history stays; nothing is released to it"
     ).add_argument("name")

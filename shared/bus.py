@@ -64,13 +64,15 @@ class Bus:
         except BadRequestError:
             await self.js.update_stream(config)  # exists with other settings
 
-    async def ensure_consumer(self, stage: str, ack_wait_s: float, max_in_flight: int) -> None:
+    async def ensure_consumer(
+        self, stage: str, ack_wait_s: float, max_in_flight: int, max_deliver: int = MAX_DELIVER
+    ) -> None:
         durable, subjects = self.subjects.consumer(stage)
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait_s,
-            max_deliver=MAX_DELIVER,
+            max_deliver=max_deliver,
             max_ack_pending=max_in_flight * 4,
             filter_subjects=subjects,
         )
@@ -103,6 +105,7 @@ async def run_worker(
     max_in_flight: int,
     shutdown_s: float = 45.0,
     give_up: GiveUp | None = None,
+    max_deliver: int = MAX_DELIVER,
 ) -> None:
     """Fetch and handle messages until ``stop`` is set, then finish those in flight.
 
@@ -115,9 +118,9 @@ async def run_worker(
     While a handler runs, the message is kept alive with ``in_progress`` so a
     long rollout is not redelivered to another replica; if this process dies,
     JetStream redelivers it after ``ack_wait_s``. A message that fails on its
-    ``MAX_DELIVER``-th delivery, for whatever cause, is handed to ``give_up``.
+    ``max_deliver``-th delivery, for whatever cause, is handed to ``give_up``.
     """
-    await bus.ensure_consumer(stage, ack_wait_s, max_in_flight)
+    await bus.ensure_consumer(stage, ack_wait_s, max_in_flight, max_deliver)
     durable, _ = bus.subjects.consumer(stage)
     subscription = await bus.js.pull_subscribe_bind(durable, stream=bus.subjects.stream)
     running: set[asyncio.Task[None]] = set()
@@ -129,7 +132,7 @@ async def run_worker(
         try:
             await handle(msg)
         except TransientError as exc:
-            if not await _given_up(msg, exc.message, give_up):
+            if not await _given_up(msg, exc.message, give_up, max_deliver):
                 log.warning("retrying", stage=stage, reason=exc.message, delay=exc.delay)
                 await msg.nak(delay=exc.delay)
         except asyncio.CancelledError:
@@ -138,7 +141,7 @@ async def run_worker(
                 await msg.nak()
             raise
         except Exception as exc:
-            if not await _given_up(msg, f"{type(exc).__name__}: {exc}", give_up):
+            if not await _given_up(msg, f"{type(exc).__name__}: {exc}", give_up, max_deliver):
                 log.exception("handler failed; redelivering", stage=stage)
                 await msg.nak(delay=5.0)
         else:
@@ -169,10 +172,10 @@ async def run_worker(
     await _finish(stage, running, shutdown_s)
 
 
-async def _given_up(msg: Msg, reason: str, give_up: GiveUp | None) -> bool:
+async def _given_up(msg: Msg, reason: str, give_up: GiveUp | None, max_deliver: int) -> bool:
     """True when this was the message's last delivery and ``give_up`` ended what it was
     for (the message is then terminated)."""
-    if give_up is None or msg.metadata.num_delivered < MAX_DELIVER:
+    if give_up is None or msg.metadata.num_delivered < max_deliver:
         return False
     log.error("giving up on a message", subject=msg.subject, reason=reason)
     await give_up(msg, reason)

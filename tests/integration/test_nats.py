@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType
 
 from shared.bus import Bus, Msg, run_worker
+from shared.errors import TransientError
 from shared.ids import ReleaseId
 from shared.messages import ReleaseRequested
 from shared.subjects import RENDERER, Subjects
@@ -86,6 +87,56 @@ async def test_a_stopped_worker_finishes_in_time_or_hands_its_messages_back(
         assert msg.metadata.num_delivered == 2
         await msg.ack()
         await again.unsubscribe()
+    finally:
+        await bus.js.delete_stream(subjects.stream)
+        await bus.close()
+
+
+async def test_a_message_failing_its_last_delivery_is_given_up_whatever_the_cause(
+    stack_env: StackEnv, stream_name: str
+) -> None:
+    """Bounded deliveries: what a stage cannot get past (an error it did not expect, or
+    one it took for passing) is handed to ``give_up`` on its last delivery, not dropped
+    in silence (the stages fail the release: see ``shared.worker``)."""
+    subjects = Subjects(stream_name)
+    bus = await Bus.connect(stack_env.nats_url, subjects, "test")
+    try:
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("broken")))
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("busy")))
+        stop = asyncio.Event()
+        deliveries: dict[str, int] = {}
+        given_up: dict[str, str] = {}
+
+        async def handle(msg: Msg) -> None:
+            release_id = json.loads(msg.data)["release_id"]
+            deliveries[release_id] = deliveries.get(release_id, 0) + 1
+            if release_id == "broken":
+                raise RuntimeError("a bug")
+            raise TransientError("the database is away", delay=0.05)
+
+        async def give_up(msg: Msg, reason: str) -> None:
+            given_up[json.loads(msg.data)["release_id"]] = reason
+            if len(given_up) == 2:
+                stop.set()
+
+        await asyncio.wait_for(
+            run_worker(
+                bus,
+                RENDERER,
+                handle,
+                stop,
+                ack_wait_s=60,
+                max_in_flight=4,
+                give_up=give_up,
+                max_deliver=3,
+            ),
+            timeout=60,
+        )
+        assert given_up == {"broken": "RuntimeError: a bug", "busy": "the database is away"}
+        assert deliveries == {"broken": 3, "busy": 3}
+        info = await bus.js.consumer_info(subjects.stream, subjects.consumer(RENDERER)[0])
+        assert info.num_pending == 0
+        assert info.num_ack_pending == 0
     finally:
         await bus.js.delete_stream(subjects.stream)
         await bus.close()
