@@ -155,6 +155,8 @@ def _environment_of(values: dict[str, str], current: Environment | None = None) 
             "rollout_timeout_s": values.get("rollout_timeout_s", "").strip() or 300,
             "approval_required": values.get("approval_required") == "on",
             "auto_rollback": values.get("auto_rollback") == "on",
+            "pod_security": values.get("pod_security", "baseline"),
+            "allow_rbac": values.get("allow_rbac") == "on",
         }
     )
 

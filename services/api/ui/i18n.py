@@ -137,6 +137,8 @@ ZH = {
     "Remove": "移除",
     "Namespace": "命名空间",
     "Approval required": "需要审批",
+    "Pod Security level": "Pod 安全级别",
+    "Releases may hold Roles and RoleBindings": "发布可包含 Role 和 RoleBinding",
     "Freeze windows": "封版窗口",
     "Add freeze window": "添加封版窗口",
     "Actor": "操作人",
