@@ -72,7 +72,7 @@ async def fail_release(
     except SecretError:
         hidden = []  # none could be opened: none reached the manifest or the cluster
     if hidden:
-        failed = Failed.model_validate(hidden_in(failed.model_dump(), hidden))
+        failed = Failed.model_validate(hidden_in(failed.model_dump(exclude_unset=True), hidden))
         lines = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in lines]
         if kept is not None:
             kept = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in kept]

@@ -74,15 +74,13 @@ async def test_a_hook_named_to_leave_its_namespace_is_refused_and_the_victim_sta
     service, environment = await prepare(api, stack_env, namespace)
     traversal = f"../../../../../../api/v1/namespaces/{victim}"
     hook = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\n"
         "---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ hook_name }}\n"
         "  annotations: {fabu.io/hook: pre-rollout}\nspec:\n  template:\n    spec:\n"
         "      restartPolicy: Never\n      containers: [{name: m, image: '{{ image }}'}]\n"
     )
-    template_id = (await api.get(f"/services/{service}/config/{environment}")).json()["template_id"]
-    answer = await api.put(
-        f"/templates/{template_id}", json={"content": DEMO.replace("{{ hook_name }}", "x") + hook}
-    )
-    assert answer.status_code == 200
+    schema = {"type": "object", "properties": {"hook_name": {"type": "string"}}}
+    template_id = await template_with(api, hook, schema)
 
     # At save: the name is refused by the rule it breaks, naming the object.
     saved = await configure(api, service, environment, template_id, hook_name=traversal)
@@ -91,19 +89,20 @@ async def test_a_hook_named_to_leave_its_namespace_is_refused_and_the_victim_sta
     for hostile in ("..", "a/b", "%2e%2e", "a?b", "a b", "\u0430pp"):
         refused = await configure(api, service, environment, template_id, hook_name=hostile)
         assert refused.status_code == 422, (hostile, refused.text)
+    saved = await configure(api, service, environment, template_id, hook_name="migrate")
+    assert saved.status_code == 200, saved.text
 
     # The same name that only a release renders: the release fails before anything is
     # read, deleted or applied.
-    await new_version(
-        api, service, environment, DEMO + at_release(hook.replace("{{ hook_name }}", traversal))
-    )
+    at_release_only = "{{ hook_name if release_id == 'preview' else '" + traversal + "' }}"
+    await new_version(api, service, environment, hook.replace("{{ hook_name }}", at_release_only))
     body = await finished(api, await release(api, service, environment, "1.0"))
     assert body["state"] == "failed"
     assert f"Job '{traversal}': metadata.name must be a DNS-1123 subdomain" in body["reason"]
     assert [e["state"] for e in body["events"]] == ["failed"]
     await intact(kube, victim)
-    deployments = await client.AppsV1Api(kube).list_namespaced_deployment(namespace)
-    assert deployments.items == []
+    maps = await client.CoreV1Api(kube).list_namespaced_config_map(namespace)
+    assert service not in {m.metadata.name for m in maps.items}
 
 
 async def test_a_billion_step_render_is_stopped_at_its_budget_and_health_answers_meanwhile(
