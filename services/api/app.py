@@ -28,6 +28,7 @@ from services.api import (
     release_routes,
     template_routes,
     user_routes,
+    user_service,
     webhook_routes,
 )
 from services.api.access import Permission, SignedIn, require
@@ -94,6 +95,13 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def error_headers(exc: FabuError) -> dict[str, str] | None:
+    """What an error answer says beside its body: how to authenticate, when to retry."""
+    if isinstance(exc, user_service.TooManyAttempts):
+        return {"Retry-After": str(exc.retry_after)}
+    return {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
 
 
 async def first_admin(users: Users, audit: Audit, settings: Settings) -> None:
@@ -168,7 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def fabu_error(request: Request, exc: FabuError) -> Response:
         if not request.url.path.startswith(API_PATHS):
             return ui_pages.problem(request, None, exc)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = error_headers(exc)
         body: dict[str, object] = {"detail": exc.message}
         if exc.field:
             body["field"] = exc.field

@@ -23,7 +23,8 @@ from services.api.access import (
     set_session_cookie,
 )
 from services.api.deps import ApiDep, SettingsDep, UsersDep
-from services.api.schemas import LoginIn
+from services.api.hooks import client_address
+from services.api.schemas import LoginIn, Problem
 from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
 from shared.models import Grant, Role, User, now
@@ -40,10 +41,22 @@ class Me(BaseModel):
     csrf_token: str = ""
 
 
-@router.post("/auth/login")
-async def login(body: LoginIn, response: Response, api: ApiDep) -> Me:
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": Problem,
+        "description": "too many failed logins for the user name or from the address: "
+        "refused, whatever the password, for the seconds in Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
+
+
+@router.post("/auth/login", responses=THROTTLED)
+async def login(body: LoginIn, request: Request, response: Response, api: ApiDep) -> Me:
     """Check the password and start a session (the cookie), answering with its CSRF token."""
-    user, secret, session = await user_service.sign_in(api, body.username, body.password)
+    user, secret, session = await user_service.sign_in(
+        api, body.username, body.password, client_address(request)
+    )
     set_session_cookie(response, secret, session.expires_at)
     return Me(user=user, csrf_token=session.csrf)
 

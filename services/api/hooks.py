@@ -96,6 +96,12 @@ async def storable(request: Request) -> None:
         raise Invalid(f"the body cannot be accepted: {why}")
 
 
+def client_address(request: Request) -> str:
+    """Where a request comes from, as the server saw it (behind a proxy: as the proxy said,
+    where uvicorn's FORWARDED_ALLOW_IPS trusts it)."""
+    return request.client.host if request.client else "unknown"
+
+
 class TextBodies:
     """Every request body is UTF-8 text, checked as it arrives, before anything reads it:
     otherwise 400 (FastAPI would answer 400 without saying why for JSON, and 500 for

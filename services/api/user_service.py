@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.passwords import hash_password, password_matches
-from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from shared.errors import Conflict, FabuError, Forbidden, Invalid, NotFound, Unauthorized
 from shared.errors import found as exists
 from shared.models import ApiToken, AuditEntry, Grant, Role, User
+from shared.store.logins import LoginAttempts
 from shared.store.users import Session, Users
 
 log = structlog.get_logger()
@@ -169,14 +170,43 @@ async def audit_log(
     return AuditPage(items=items, next_cursor=items[-1].id if len(items) == limit else None)
 
 
-async def sign_in(api: Api, username: str, password: str) -> tuple[User, str, Session]:
+class TooManyAttempts(FabuError):
+    """Logins refused for a while, whatever the password: 429 with ``Retry-After``."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too many failed logins for this user name or from this address: "
+            f"try again in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+async def sign_in(
+    api: Api, username: str, password: str, address: str
+) -> tuple[User, str, Session]:
     """Check the password and start a session: the user, the session's secret (the
-    cookie) and the session (its CSRF token). 401 for a wrong name or password."""
+    cookie) and the session (its CSRF token). 401 for a wrong name or password; 429,
+    the password unchecked, after too many failures at the name or from ``address``
+    (the client's) within the window (``FABU_LOGIN_ATTEMPTS``, ``FABU_LOGIN_WINDOW_S``)."""
+    settings = api.settings
+    attempts = LoginAttempts(api.mongo, settings.login_attempts, settings.login_window_s)
+    if wait := await attempts.begin(username, address):
+        log.warning("login throttled", user=username, address=address)
+        await api.audit.record(
+            username,
+            "session.throttled",
+            f"user/{username}",
+            note=f"from {address}: refused, try again in {wait} s",
+        )
+        raise TooManyAttempts(wait)
     found = await api.users.get(username)
     stored = await api.users.password_hash(username) if found else None
     if not await password_matches(stored, password) or found is None or found.disabled:
-        log.info("login refused", user=username)
+        log.info("login refused", user=username, address=address)
         raise Unauthorized("wrong user name or password")
+    await attempts.succeeded(username)
     secret, session = await start_session(api, found)
     await api.audit.record(found.name, "session.login", f"user/{found.name}", note="password")
     return found, secret, session

@@ -81,6 +81,12 @@ class Mongo:
         await self.collection("images").create_index(
             [("repository", ASCENDING), ("digest", ASCENDING)], name="by_repository"
         )
+        attempts = self.collection("login_attempts")
+        for field in ("user", "address"):
+            await attempts.create_index(
+                [(field, ASCENDING), ("at", DESCENDING)], name=f"by_{field}"
+            )
+        await attempts.create_index("at", name="at")
         audit = self.collection("audit")
         for field in ("actor", "action", "target"):
             await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from services.api import catalog_service, release_service, state_service, user_service
 from services.api.access import SESSION_COOKIE, Principal, drop_session_cookie, set_session_cookie
+from services.api.hooks import client_address
 from services.api.schemas import LoginIn, ReleaseSummary
 from services.api.ui import admin_pages, release_pages, service_pages, template_pages
 from services.api.ui.i18n import LANGUAGES
@@ -73,12 +74,18 @@ async def login(request: Request) -> Response:
     try:
         body = LoginIn(username=data.get("username", ""), password=data.get("password", ""))
         _, secret, session = await user_service.sign_in(
-            api_for(request), body.username, body.password
+            api_for(request), body.username, body.password, client_address(request)
         )
         set_session_cookie(response, secret, session.expires_at)
     except (Unauthorized, ValidationError):
         page = await login_page(request, then, "Wrong user name or password")
         page.status_code = 401
+        return page
+    except user_service.TooManyAttempts as exc:
+        wait = f"Too many failed logins: wait {exc.retry_after} seconds, then try again."
+        page = await login_page(request, then, wait)
+        page.status_code = 429
+        page.headers["Retry-After"] = str(exc.retry_after)
         return page
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
