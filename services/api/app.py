@@ -38,6 +38,7 @@ from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
 from services.api.ui import pages as ui_pages
 from services.api.ui import routes as ui_routes
+from shared import budget
 from shared.bus import Bus
 from shared.cluster import Clusters
 from shared.errors import Conflict, FabuError
@@ -134,6 +135,8 @@ def create_app(settings: Settings) -> FastAPI:
             owned.push_async_callback(registries.close)
             observer = Observer(Secrets(settings.secret_key))
             owned.push_async_callback(observer.stop)
+            renderers = budget.renderers(settings)
+            owned.push_async_callback(renderers.close)
             app.state.api = api = Api(
                 settings=settings,
                 mongo=mongo,
@@ -146,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
                 users=Users(mongo),
                 audit=Audit(mongo),
                 observer=observer,
+                renderers=renderers,
                 oauth=auth_routes.oauth(settings),
             )
             await first_admin(api.users, api.audit, settings)
