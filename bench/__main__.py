@@ -22,6 +22,10 @@
 - steady: 10 releases in flight at all times (40 services alternating two
   versions) for a minute's warm-up and then 10 minutes; the memory of every
   process at the start and at the end of those 10 minutes.
+- render: what rendering in worker processes within a budget costs: the demo
+  template rendered 500 times in this process, then 500 at once through
+  ``shared.budget.Renderers`` (two worker processes, as each renderer and API
+  process keeps by default): renders per second and each render's time.
 - live: what watching costs: 1,000 services (a Service and a one-pod
   Deployment each) applied straight to one namespace; then the live state of
   each read through one ``shared.live.Observer``: the requests to the API
@@ -69,6 +73,7 @@ from bench.profile import RATE, Profiler, Sampled, cpu_seconds, rows_scanned, us
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
+from shared.budget import Budget, Renderers
 from shared.cluster import LISTED, Cluster, Clusters
 from shared.gate import Gate
 from shared.ids import ReleaseId, TemplateId
@@ -944,6 +949,50 @@ async def live_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     ]
 
 
+RENDERS = 500
+
+
+async def render_rows(_system: FabuSystem, _bench: Bench) -> list[Row]:
+    params = ReleaseParams(
+        release_id="bench",
+        service="web",
+        version="1.0",
+        image="r/web:1.0",
+        environment="b",
+        namespace="bench",
+    )
+    config = BaseParams(replicas=2)
+    render(TEMPLATE, config, params)  # compiled once, as a renderer's cache keeps it
+    started = time.perf_counter()
+    for _ in range(RENDERS):
+        render(TEMPLATE, config, params)
+    inline_s = time.perf_counter() - started
+    renderers = Renderers(Budget(), workers=2)
+    try:
+        await asyncio.gather(*(renderers.render(TEMPLATE, config, params) for _ in range(2)))
+        started = time.perf_counter()
+        await asyncio.gather(*(renderers.render(TEMPLATE, config, params) for _ in range(RENDERS)))
+        pooled_s = time.perf_counter() - started
+        alone: list[float] = []
+        for _ in range(50):
+            began = time.perf_counter()
+            await renderers.render(TEMPLATE, config, params)
+            alone.append(time.perf_counter() - began)
+    finally:
+        await renderers.close()
+    return [
+        ("render: the demo template", "", ""),
+        ("  in the process (renders/s)", f"{RENDERS / inline_s:.0f}", ""),
+        ("  in the process, each (ms)", f"{1000 * inline_s / RENDERS:.2f}", ""),
+        ("  through 2 budgeted workers, 500 at once (renders/s)", f"{RENDERS / pooled_s:.0f}", ""),
+        (
+            "  one at a time through a worker, p50 / p99 (ms)",
+            f"{1000 * pct(alone, 0.5):.2f} / {1000 * pct(alone, 0.99):.2f}",
+            "",
+        ),
+    ]
+
+
 PARTS = {
     "latency": latency_rows,
     "kubectl": kubectl_rows,
@@ -953,6 +1002,7 @@ PARTS = {
     "steady": steady_rows,
     "list": list_rows,
     "live": live_rows,
+    "render": render_rows,
 }
 
 
