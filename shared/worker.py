@@ -52,6 +52,22 @@ class Context:
     owned: AsyncExitStack
 
 
+def hidden_of(ctx: Context, release: Release) -> list[str]:
+    """What to mask wherever the outside's words about a release could quote its secrets
+    (``parameters.hidden_forms`` of its config's opened secrets)."""
+    try:
+        return release.params.hidden(Secrets(ctx.settings.secret_key).open)
+    except SecretError:
+        return []  # none could be opened: none reached the manifest or the cluster
+
+
+def masked(lines: list[TranscriptLine], hidden: list[str]) -> list[TranscriptLine]:
+    """``lines`` with ``hidden`` masked in each."""
+    if not hidden:
+        return lines
+    return [line.model_copy(update={"text": hide(line.text, hidden)}) for line in lines]
+
+
 async def fail_release(
     ctx: Context,
     release: Release,
@@ -67,15 +83,12 @@ async def fail_release(
     Every text here may quote the outside (the API server's answer, a Job's or a pod's
     log): the release's secrets are masked in all of it before it is stored, logged or
     sent on."""
-    try:
-        hidden = release.params.hidden(Secrets(ctx.settings.secret_key).open)
-    except SecretError:
-        hidden = []  # none could be opened: none reached the manifest or the cluster
+    hidden = hidden_of(ctx, release)
     if hidden:
         failed = Failed.model_validate(hidden_in(failed.model_dump(exclude_unset=True), hidden))
-        lines = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in lines]
+        lines = masked(list(lines), hidden)
         if kept is not None:
-            kept = [line.model_copy(update={"text": hide(line.text, hidden)}) for line in kept]
+            kept = masked(kept, hidden)
     outcome = await lifecycle.take(
         ctx.releases, ctx.bus, release, lifecycle.FAIL, actor, failed, lines, canary, kept
     )

@@ -40,6 +40,7 @@ from shared.messages import ReleaseApplied, ReleaseCancelled
 from shared.models import (
     CanaryEvent,
     Diagnosis,
+    PodTimeline,
     Release,
     ReleaseState,
     TranscriptLine,
@@ -47,12 +48,15 @@ from shared.models import (
     now,
 )
 from shared.objects import KubeObject
+from shared.parameters import hidden_in
 from shared.rollout import VIEWERS, Status, rollout_status
 from shared.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared.worker import (
     Context,
     environment_and_cluster,
     fail_release,
+    hidden_of,
+    masked,
     pending_release,
     release_hooks,
 )
@@ -338,6 +342,17 @@ class Tracking:
         )
 
 
+async def _record_progress(
+    ctx: Context, release: Release, rollout: Rollout, seen: Seen, hidden: list[str]
+) -> bool:
+    """Write the new lines and the pods if they changed, ``hidden`` masked in them; False
+    when the release was cancelled or finished by another tracker."""
+    pods = seen.timelines.timeline() if seen.pods_changed else None
+    if hidden and pods:
+        pods = [PodTimeline.model_validate(hidden_in(p.model_dump(), hidden)) for p in pods]
+    return await ctx.releases.record_progress(release.id, masked(rollout.pending, hidden), pods)
+
+
 async def _follow(
     ctx: Context, cluster: Cluster, subscription: Subscription, release: Release, timeout_s: int
 ) -> None:
@@ -347,6 +362,8 @@ async def _follow(
     deadline = clock() + _remaining(release, timeout_s)
     ending = Tracking(ctx, cluster, subscription, release)
     rollout, seen, fail, finish = ending.rollout, ending.seen, ending.fail, ending.finish
+    # A pod's cause quotes the cluster, which may quote the release's secrets.
+    hidden = hidden_of(ctx, release)
 
     if rollout.finished:
         rollout.pending.append(TranscriptLine(at=now(), text=NO_WORKLOADS))
@@ -366,8 +383,7 @@ async def _follow(
                 failing = next(iter(rollout.waiting()), None)
                 await fail(f"{reason}; {unreachable}" if unreachable else reason, failing=failing)
                 return
-            pods = seen.timelines.timeline() if seen.pods_changed else None
-            if not await ctx.releases.record_progress(release.id, rollout.pending, pods):
+            if not await _record_progress(ctx, release, rollout, seen, hidden):
                 return  # cancelled, or finished by another tracker
             rollout.pending, seen.pods_changed = [], False
             continue
