@@ -26,9 +26,12 @@ import signal
 import struct
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
-from shared.render import Limits, Rendered, RenderError, check, render
+from shared.models import BaseParams
+from shared.parameters import Schema
+from shared.render import Limits, ReleaseParams, Rendered, RenderError, check, render
 from shared.settings import Settings
 
 _HEADER = struct.Struct(">I")
@@ -96,11 +99,11 @@ class Renderers:
     async def render(
         self,
         template: str,
-        params: Any,
-        release: Any,
-        restarted_at: Any = None,
+        params: BaseParams,
+        release: ReleaseParams,
+        restarted_at: datetime | None = None,
         *,
-        parameters: dict[str, Any] | None = None,
+        parameters: Schema | None = None,
         hidden: list[str] | None = None,
     ) -> Rendered:
         """``shared.render.render`` in a worker, within the budget (RenderError if not)."""
