@@ -79,7 +79,7 @@ def problems(index: int, obj: dict[str, Any]) -> list[str]:
     if "generateName" in (metadata or {}):
         found.append(f"{what}: metadata.generateName is not allowed: give every object a name")
     if not isinstance(name, str) or not name:
-        found.append(f"{what} has no metadata.name")
+        found.append(f"{what}: metadata.name must be a non-empty string, not {name!r}")
         return found
     what = f"{kind} {name!r}"
     if why := name_problem(kind, name):

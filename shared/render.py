@@ -34,7 +34,7 @@ from shared.manifest import (
     canary_target,
 )
 from shared.models import BaseParams
-from shared.parameters import Schema, filled, hidden_in
+from shared.parameters import Schema, filled, hidden_in, hide
 
 TEMPLATE_NAME = "<template>"
 # The pod-template annotation ``kubectl rollout restart`` sets; a redeploy sets it too.
@@ -322,6 +322,7 @@ def render(
     except yaml.YAMLError as exc:
         raise RenderError(f"rendered manifest is not valid YAML: {exc}") from exc
     _checked(objects, limits)
+    _no_secret_names(objects, hidden or [])
     _in_namespace(objects, release.namespace)
     for obj in objects:
         hook = (obj["metadata"].get("annotations") or {}).get(HOOK_ANNOTATION)
@@ -379,6 +380,21 @@ def _checked(objects: list[Any], limits: Limits) -> None:
         named += kubenames.problems(index, obj)
     if named:
         raise RenderError("; ".join(named))
+
+
+def _no_secret_names(objects: list[dict[str, Any]], hidden: list[str]) -> None:
+    """RenderError if a secret is part of an object's name: a name is shown wherever the
+    object is (transcripts, the live state, diffs, the cluster's own messages), so a
+    secret there could not stay one. Secrets shorter than four characters are not
+    looked for (too many names would hold them by chance)."""
+    forms = [form for form in hidden if len(form) >= 4]
+    for obj in objects:
+        name = str(obj["metadata"]["name"])
+        if any(form in name for form in forms):
+            raise RenderError(
+                f"{obj['kind']} {hide(name, hidden)!r}: a secret parameter cannot be part of "
+                "an object's name, which is shown wherever the object is"
+            )
 
 
 def _dumped(objects: list[Any]) -> str:

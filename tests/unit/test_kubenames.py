@@ -71,6 +71,10 @@ def test_problems_name_the_object_and_the_rule() -> None:
     odd = {"apiVersion": "../v1", "kind": "Pod", "metadata": {"name": "p"}}
     assert problems(3, odd) == ["document 3 (Pod): apiVersion '../v1' is not a group/version"]
     assert "is not a Kubernetes kind" in problems(4, {"kind": "a/b", "metadata": {}})[0]
+    numbered = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 12345}}
+    assert problems(5, numbered) == [
+        "document 5 (Pod): metadata.name must be a non-empty string, not 12345"
+    ]
 
 
 @pytest.mark.parametrize("text", ["", ".", ".."])

@@ -285,3 +285,18 @@ def test_a_manifest_holds_a_bounded_number_of_objects() -> None:
     with pytest.raises(RenderError, match="holds 300 objects; at most 250"):
         render(many, BaseParams(), RELEASE)
     assert len(render(many, BaseParams(), RELEASE, limits=Limits(max_objects=300)).objects) == 300
+
+
+def test_a_secret_cannot_name_an_object() -> None:
+    """A name is shown wherever its object is: a secret there would be shown too."""
+    template = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ 'app-' ~ token }}\n"
+    params = BaseParams.model_validate({"token": "qzsec7hidden"})
+    with pytest.raises(RenderError) as refused:
+        render(template, params, RELEASE, hidden=["qzsec7hidden"])
+    assert str(refused.value) == (
+        "ConfigMap 'app-••••••': a secret parameter cannot be part of an object's name, "
+        "which is shown wherever the object is"
+    )
+    assert "qzsec7hidden" not in str(refused.value)
+    # The same value, not a secret, names it.
+    assert render(template, params, RELEASE).objects[0]["metadata"]["name"] == "app-qzsec7hidden"
