@@ -121,7 +121,7 @@ async def test_a_user_name_is_refused_after_its_failures_whatever_the_password(
     name = await make_user(guarded_admin, [{"role": "viewer"}], password=PASSWORD)
     other = await make_user(guarded_admin, [{"role": "viewer"}], password=PASSWORD)
     places = [address() for _ in range(LIMIT + 1)]
-    async with httpx.AsyncClient(base_url=guarded.api_url) as http:
+    async with httpx.AsyncClient(base_url=guarded.api_url, timeout=30) as http:
         # Each failure from another address: the user name's count alone reaches LIMIT.
         for where in places[:LIMIT]:
             assert (await json_login(http, name, "wrong", where)).status_code == 401
@@ -148,7 +148,7 @@ async def test_an_address_is_refused_after_failures_at_any_names(
 ) -> None:
     name = await make_user(guarded_admin, [{"role": "viewer"}], password=PASSWORD)
     spraying, elsewhere = address(), address()
-    async with httpx.AsyncClient(base_url=guarded.api_url) as http:
+    async with httpx.AsyncClient(base_url=guarded.api_url, timeout=30) as http:
         for _ in range(LIMIT):
             guess = await json_login(http, f"nobody-{uuid.uuid4().hex[:6]}", PASSWORD, spraying)
             assert guess.status_code == 401
@@ -161,7 +161,7 @@ async def test_a_success_clears_the_users_count(
     guarded: FabuSystem, guarded_admin: httpx.AsyncClient
 ) -> None:
     name = await make_user(guarded_admin, [{"role": "viewer"}], password=PASSWORD)
-    async with httpx.AsyncClient(base_url=guarded.api_url) as http:
+    async with httpx.AsyncClient(base_url=guarded.api_url, timeout=30) as http:
         for _ in range(2):
             for _ in range(LIMIT - 1):
                 assert (await json_login(http, name, "wrong", address())).status_code == 401
@@ -200,7 +200,7 @@ async def test_the_login_page_says_how_long_to_wait(
 ) -> None:
     name = await make_user(guarded_admin, [{"role": "viewer"}], password=PASSWORD)
     where = address()
-    async with httpx.AsyncClient(base_url=guarded.api_url) as http:
+    async with httpx.AsyncClient(base_url=guarded.api_url, timeout=30) as http:
         for _ in range(LIMIT):
             assert (await page_login(http, name, "wrong", where)).status_code == 401
         page = await page_login(http, name, PASSWORD, where)
@@ -236,7 +236,7 @@ async def test_logging_out_with_the_cookie_needs_the_csrf_token(
     fabu: FabuSystem, api: httpx.AsyncClient, admin_token: str
 ) -> None:
     name = await make_user(api, [{"role": "viewer"}], password=PASSWORD)
-    async with httpx.AsyncClient(base_url=fabu.api_url) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, timeout=30) as http:
         session = await login(http, name, PASSWORD)
         cookie = {"Cookie": session["Cookie"]}
         for headers in (cookie, {**cookie, "X-CSRF-Token": "forged"}):
@@ -261,7 +261,7 @@ async def test_the_logout_form_sends_the_csrf_token_and_a_post_without_it_is_ref
     fabu: FabuSystem, api: httpx.AsyncClient
 ) -> None:
     name = await make_user(api, [{"role": "viewer"}], password=PASSWORD)
-    async with httpx.AsyncClient(base_url=fabu.api_url) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, timeout=30) as http:
         session = await login(http, name, PASSWORD)
         cookie = {"Cookie": session["Cookie"]}
         dashboard = await http.get("/", headers=cookie)
@@ -286,7 +286,7 @@ async def test_every_answer_carries_the_security_headers(
     fabu: FabuSystem, admin_token: str
 ) -> None:
     bearer = {"Authorization": f"Bearer {admin_token}"}
-    async with httpx.AsyncClient(base_url=fabu.api_url) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, timeout=30) as http:
         answers = [
             await http.get("/login"),
             await http.get("/", headers=bearer),
@@ -327,7 +327,7 @@ async def test_no_page_holds_what_the_policy_forbids(fabu: FabuSystem, admin_tok
         "/audit",
         "/releases/no-such-release",
     )
-    async with httpx.AsyncClient(base_url=fabu.api_url) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, timeout=30) as http:
         for path in pages:
             page = await http.get(path, headers=bearer)
             assert page.headers["content-type"].startswith("text/html"), path
@@ -367,7 +367,7 @@ async def test_nul_characters_are_refused_under_every_content_type(
     service = unique("nul")
     bearer = {"Authorization": f"Bearer {admin_token}"}
     fields = {"name": service, "team": "a\x00b", "image_repository": "example.com/nul"}
-    async with httpx.AsyncClient(base_url=fabu.api_url, headers=bearer) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, headers=bearer, timeout=30) as http:
         escaped = await http.post("/services", data=fields)
         assert escaped.status_code == 422, escaped.text
         assert "holds a NUL character" in escaped.text
@@ -411,7 +411,7 @@ async def test_a_body_that_is_not_utf8_gets_400_saying_so(
     )
     assert answer.status_code == 400, answer.text
     bearer = {"Authorization": f"Bearer {admin_token}"}
-    async with httpx.AsyncClient(base_url=fabu.api_url, headers=bearer) as http:
+    async with httpx.AsyncClient(base_url=fabu.api_url, headers=bearer, timeout=30) as http:
         form = await http.post(
             "/services",
             content=b"name=caf\xe9&team=t",
