@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pymongo import DESCENDING
 
 from shared.models import AuditEntry
+from shared.secrets import MASK, PREFIX
 from shared.store.mongo import Doc, Mongo, new_id
 
 # Fields whose values never go into the log, whatever object they are on.
@@ -15,13 +16,16 @@ SECRET_FIELDS = frozenset({"password", "password_hash", "secret", "url", "hash",
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready copy of ``value`` with secret fields masked."""
+    """A JSON-ready copy of ``value`` with secret fields and sealed values masked, as
+    everywhere else Fabu shows a secret."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {k: ("***" if k in SECRET_FIELDS and v else _plain(v)) for k, v in value.items()}
+        return {k: (MASK if k in SECRET_FIELDS and v else _plain(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, str) and value.startswith(PREFIX):
+        return MASK
     return value
 
 
