@@ -9,17 +9,10 @@ import pytest
 
 from shared.budget import Budget, Renderers
 from shared.models import BaseParams
-from shared.render import Limits, ReleaseParams, RenderError
+from shared.render import Limits, RenderError
 from tests.support.wait import eventually
+from tests.unit.test_render import RELEASE
 
-RELEASE = ReleaseParams(
-    release_id="preview",
-    service="web",
-    version="1.0",
-    image="registry.example.com/web:1.0",
-    environment="test",
-    namespace="apps",
-)
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ service }}\n"
 BILLION_STEPS = "{% for i in range(100000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
 
