@@ -141,14 +141,16 @@ async def test_a_crash_looping_stateful_set_fails_with_its_own_pods_diagnosed(
             "name": environment,
             "namespace": namespace,
             "kubeconfig": str(stack_env.kubeconfig),
-            "rollout_timeout_s": 15,
+            # Long enough for KWOK to take a pod through its first restarts into
+            # CrashLoopBackOff however loaded the machine is.
+            "rollout_timeout_s": 45,
         },
     )
 
-    body = await finished(api, await release(api, service, environment, "1.0.0"), within=90)
+    body = await finished(api, await release(api, service, environment, "1.0.0"), within=150)
 
     assert body["state"] == "failed"
-    assert body["reason"].startswith("rollout not finished within 15s: "), body["reason"]
+    assert body["reason"].startswith("rollout not finished within 45s: "), body["reason"]
     assert f'statefulset "{service}-db": Waiting for ' in body["reason"]
     diagnosis = body["diagnosis"]
     assert diagnosis["pods"], diagnosis
