@@ -26,7 +26,11 @@ async def promote(
     step = (release.canary_step or 0) + 1
     total = len(release.params.canary)
     weight = release.params.canary[step].weight if step < total else 100
-    target = f"step {step + 1} of {total} ({weight}%)" if step < total else "the full rollout"
+    target = (
+        f"canary step {step + 1} of {total} ({weight}% asked)"
+        if step < total
+        else f"the full rollout (after canary step {total} of {total})"
+    )
     by = actor.name
     return await lifecycle.take(
         releases,

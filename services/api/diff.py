@@ -45,7 +45,9 @@ class ManifestDiff(BaseModel):
 def _yaml(obj: dict[str, Any]) -> list[str]:
     if not obj:
         return []
-    return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True).splitlines(keepends=True)
+    # allow_unicode: the mask shows as itself, not as "\u2022" escapes.
+    text = yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True, allow_unicode=True)
+    return text.splitlines(keepends=True)
 
 
 def _unreadable(obj: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """What a notification says, in English or Chinese: the release, its result, and why it failed."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from shared.config_changes import config_changes
 from shared.models import NotifyEvent, Release
 
 WORDS = {
@@ -24,7 +26,17 @@ WORDS = {
         "to": "to",
         "frozen": "Released during a freeze",
         "canary": "Canary",
-        "canary_step": "step {n} of {total}: {weight}% healthy ({replicas} pods); promote or abort",
+        "canary_step": "canary step {n} of {total}: {weight}% asked, {replicas} canary pods "
+        "healthy; {then}",
+        "canary_person": "waiting for someone to promote or abort it",
+        "canary_timed": "Fabu promotes it after its {pause} s pause unless someone promotes "
+        "or aborts it first",
+        "version_change": "Version change",
+        "requested_by": "Requested by",
+        "why": "Why",
+        "config_changes": "Config changes",
+        "no_config_changes": "none",
+        "review": "Review (diff and manifest)",
         "approved_by": "Approved by",
         "cause": "Cause",
         "roll_back": "Roll back",
@@ -50,7 +62,15 @@ WORDS = {
         "to": "到",
         "frozen": "封版期间发布",
         "canary": "灰度",
-        "canary_step": "第 {n}/{total} 步, {weight}% 健康 ({replicas} 个 Pod), 请推进或中止",
+        "canary_step": "灰度第 {n}/{total} 步: 设定 {weight}%, {replicas} 个灰度 Pod 健康; {then}",
+        "canary_person": "等待有人推进或中止",
+        "canary_timed": "暂停 {pause} 秒后由 Fabu 自动推进, 除非有人提前推进或中止",
+        "version_change": "版本变化",
+        "requested_by": "发起人",
+        "why": "原因说明",
+        "config_changes": "配置变更",
+        "no_config_changes": "无",
+        "review": "审阅 (差异与清单)",
         "approved_by": "审批人",
         "cause": "原因",
         "roll_back": "回滚",
@@ -104,6 +124,48 @@ def diagnosis_lines(release: Release) -> list[str]:
     return lines[:DIAGNOSIS_LINES]
 
 
+def canary_text(release: Release, words: dict[str, str]) -> str:
+    """The paused canary step: its number among the canary steps, the share asked, its
+    pods, and what it waits for (a person, or its timed pause)."""
+    step = [e for e in release.canary if e.what == "healthy"][-1]
+    steps = release.params.canary
+    pause = steps[step.step].pause_s if step.step < len(steps) else None
+    return words["canary_step"].format(
+        n=step.step + 1,
+        total=len(steps),
+        weight=step.weight,
+        replicas=step.replicas,
+        then=words["canary_person"] if pause is None else words["canary_timed"].format(pause=pause),
+    )
+
+
+def approval_fields(
+    release: Release,
+    running: Release | None,
+    words: dict[str, str],
+    open_: Callable[[str], str] | None,
+) -> list[tuple[str, str]]:
+    """For an approver: the version change, who asked and why, and the config paths that
+    change since ``running``, the release running now (never their values: the page shows
+    them). Without ``running`` (not looked up) only the version asked is said."""
+    asked = f"{release.version} ({release.image})"
+    fields = [
+        (words["version_change"], f"{running.version} → {asked}" if running else asked),
+        (words["requested_by"], f"{release.operator}, {release.created_at:%Y-%m-%d %H:%M} UTC"),
+        (words["why"], release.description or "-"),
+    ]
+    if running is not None:
+        changed = config_changes(running.params, release.params, open_ or _as_stored)
+        paths = ", ".join(c.path for c in changed)
+        fields.append((words["config_changes"], paths or words["no_config_changes"]))
+    return fields
+
+
+def _as_stored(text: str) -> str:
+    """Without the key a secret is compared as stored (each save seals it anew)."""
+    return text
+
+
 def content(
     release: Release,
     event: NotifyEvent,
@@ -111,9 +173,11 @@ def content(
     public_url: str,
     last_good: Release | None = None,
     automatic: bool = False,
+    open_: Callable[[str], str] | None = None,
 ) -> Content:
     """``last_good``: for a failure, the release to roll back to (``automatic``: Fabu
-    does so itself)."""
+    does so itself); for an approval, the release running now, to say what changes
+    (``open_`` opens the secrets both configs hold, to compare them)."""
     words = WORDS.get(language, WORDS["en"])
     base = public_url.rstrip("/")
     link = f"{base}/releases/{release.id}"
@@ -139,14 +203,10 @@ def content(
         )
     healthy = [e for e in release.canary if e.what == "healthy"]
     if event == "canary_paused" and healthy:
-        step = healthy[-1]
-        text = words["canary_step"].format(
-            n=step.step + 1,
-            total=len(release.params.canary),
-            weight=step.weight,
-            replicas=step.replicas,
-        )
-        fields.insert(4, (words["canary"], text))
+        fields.insert(4, (words["canary"], canary_text(release, words)))
+    if event == "approval_needed":  # in place of the version and the operator
+        fields[2:4] = approval_fields(release, last_good, words, open_)
+        fields[-1] = (words["review"], link)
     if release.rollback_of is not None:
         fields.insert(1, (words["automatic"], release.description or str(release.rollback_of)))
     if event == "failed" and last_good is not None:

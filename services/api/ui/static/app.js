@@ -28,6 +28,8 @@ function follow(pre) {
       progress.dataset.since = change.at; // the timeout runs from the apply
       progress.dataset.applied = "yes";
     }
+    const wait = document.getElementById("canary-wait");
+    if (wait && state !== "paused") wait.remove(); // the pause is over
     if (state === "paused" || state === "awaiting_approval") {
       source.close();
       window.location.reload(); // it waits for someone: show what they can do
@@ -83,6 +85,18 @@ function tick(element) {
       text += ` · ${Math.max(0, timeout - elapsed)} s ${element.dataset.left || "left"}`;
     }
     element.textContent = text;
+  };
+  show();
+  setInterval(show, 1000);
+}
+
+function pauseLeft(element) {
+  // A canary step's timed pause: what is left of it (not of the rollout's timeout).
+  const ends = Date.parse(element.dataset.pauseEnds);
+  const said = element.textContent;
+  const show = () => {
+    const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
+    element.textContent = `${left} ${element.dataset.left || "s left"} · ${said}`;
   };
   show();
   setInterval(show, 1000);
@@ -307,6 +321,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.querySelectorAll("[data-refresh-url]").forEach(refresh);
   document.querySelectorAll("#progress[data-since]").forEach(tick);
+  document.querySelectorAll("#hook-clock[data-since]").forEach(tick);
+  document.querySelectorAll("#canary-wait[data-pause-ends]").forEach(pauseLeft);
   // "Back" returns to the page before (the link itself leads home).
   document.querySelectorAll("a[data-back]").forEach((link) => {
     link.addEventListener("click", (event) => {
