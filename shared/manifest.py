@@ -33,11 +33,59 @@ PRUNE_ANNOTATION = "fabu.io/prune"
 HOOK_ANNOTATION = "fabu.io/hook"
 PRE_ROLLOUT = "pre-rollout"
 POST_ROLLOUT = "post-rollout"
+# When a hook's Job is deleted, as in Helm and Argo CD: a comma-separated list of
+# policies, ``before-hook-creation,hook-failed`` when the annotation is absent.
+HOOK_DELETE_POLICY_ANNOTATION = "fabu.io/hook-delete-policy"
+# An earlier Job of that name is deleted before the hook's is created.
+BEFORE_HOOK_CREATION = "before-hook-creation"
+# The Job is deleted once it completed / once it failed (its diagnosis kept first).
+HOOK_SUCCEEDED = "hook-succeeded"
+HOOK_FAILED = "hook-failed"
+DELETE_POLICIES = (BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED)
+DEFAULT_DELETE_POLICY = frozenset({BEFORE_HOOK_CREATION, HOOK_FAILED})
+
+
+def _annotations(obj: Obj) -> dict[str, Any]:
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def hook_of(obj: Obj) -> str:
     """The hook an object is ("" for none)."""
-    return str((obj.get("metadata", {}).get("annotations") or {}).get(HOOK_ANNOTATION, ""))
+    return str(_annotations(obj).get(HOOK_ANNOTATION, ""))
+
+
+def _policies(value: object) -> list[str]:
+    return [p.strip() for p in str(value).split(",") if p.strip()]
+
+
+def delete_policy(obj: Obj) -> frozenset[str]:
+    """When the hook Job ``obj`` is deleted (``DELETE_POLICIES``; the default without
+    the annotation)."""
+    value = _annotations(obj).get(HOOK_DELETE_POLICY_ANNOTATION)
+    return DEFAULT_DELETE_POLICY if value is None else frozenset(_policies(value))
+
+
+def hook_problem(obj: Obj) -> str | None:
+    """What is wrong with an object's hook annotations, naming it; None when nothing."""
+    annotations = _annotations(obj)
+    label = f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')!r}"
+    hook = annotations.get(HOOK_ANNOTATION)
+    if hook is not None and (obj.get("kind") != "Job" or hook not in (PRE_ROLLOUT, POST_ROLLOUT)):
+        return f"{label}: {HOOK_ANNOTATION} is for Jobs, {PRE_ROLLOUT!r} or {POST_ROLLOUT!r}"
+    value = annotations.get(HOOK_DELETE_POLICY_ANNOTATION)
+    if value is None:
+        return None
+    if hook is None:
+        return f"{label}: {HOOK_DELETE_POLICY_ANNOTATION} is for Jobs annotated {HOOK_ANNOTATION}"
+    unknown = [p for p in _policies(value) if p not in DELETE_POLICIES]
+    if unknown or not _policies(value):
+        return (
+            f"{label}: {HOOK_DELETE_POLICY_ANNOTATION} {str(value)!r}: "
+            + (f"unknown policy {unknown[0]!r}; " if unknown else "")
+            + f"a comma-separated list of {', '.join(DELETE_POLICIES)}"
+        )
+    return None
 
 
 def hooks(docs: list[Obj], when: str) -> list[Obj]:

@@ -26,14 +26,12 @@ from shared import kubenames
 from shared.manifest import (
     CANARY_ANNOTATION,
     ENVIRONMENT_LABEL,
-    HOOK_ANNOTATION,
-    POST_ROLLOUT,
-    PRE_ROLLOUT,
     SERVICE_LABEL,
     WORKLOADS,
     canary_target,
+    hook_problem,
 )
-from shared.models import BaseParams
+from shared.models import BaseParams, Release
 from shared.parameters import Schema, filled, hidden_in, hide
 
 TEMPLATE_NAME = "<template>"
@@ -54,6 +52,18 @@ class ReleaseParams:
     environment: str
     namespace: str
     method: str = "rolling"
+
+    @classmethod
+    def of(cls, release: Release) -> "ReleaseParams":
+        """The parameters a release renders its template with."""
+        return cls(
+            release_id=release.id,
+            service=release.service,
+            version=release.version,
+            image=release.image,
+            environment=release.environment,
+            namespace=release.namespace,
+        )
 
 
 @dataclass(frozen=True)
@@ -325,13 +335,8 @@ def render(
     _no_secret_names(objects, hidden or [])
     _in_namespace(objects, release.namespace)
     for obj in objects:
-        hook = (obj["metadata"].get("annotations") or {}).get(HOOK_ANNOTATION)
-        if hook is not None and (obj["kind"] != "Job" or hook not in (PRE_ROLLOUT, POST_ROLLOUT)):
-            name = obj["metadata"]["name"]
-            raise RenderError(
-                f"{obj['kind']} {name!r}: {HOOK_ANNOTATION} is for Jobs, "
-                f"{PRE_ROLLOUT!r} or {POST_ROLLOUT!r}"
-            )
+        if (problem := hook_problem(obj)) is not None:
+            raise RenderError(problem)
     workloads = _workloads(objects)
     target = canary_target(objects)
     if params.canary and target is None:

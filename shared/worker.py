@@ -26,7 +26,16 @@ from shared.ids import ReleaseId
 from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
 from shared.manifest import objects
-from shared.models import CanaryEvent, Environment, Release, ReleaseState, TranscriptLine, now
+from shared.models import (
+    CanaryEvent,
+    Environment,
+    HookRun,
+    PodTimeline,
+    Release,
+    ReleaseState,
+    TranscriptLine,
+    now,
+)
 from shared.parameters import hidden_in, hide
 from shared.secrets import SecretError, Secrets
 from shared.settings import Settings
@@ -104,11 +113,14 @@ async def release_hooks(
     when: str,
     actor: Actor,
     kept: list[TranscriptLine] | None = None,
+    seen: list[PodTimeline] | None = None,
 ) -> list[TranscriptLine] | None:
     """Run the release's ``when`` hook Jobs (``shared.hooks``) while it stays in the state
-    it is in, saying so in the transcript at once: the ``kept`` lines back, to be written
-    with what comes next; None when a hook failed (the release with it) or the release
-    was cancelled meanwhile (the lines written then): nothing more may be done for it."""
+    it is in, saying so in the transcript at once and keeping each hook's phase and pods
+    beside the release as they change (after ``seen``, the workloads' pods already
+    shown): the ``kept`` lines back, to be written with what comes next; None when a
+    hook failed (the release with it) or the release was cancelled meanwhile (the
+    lines written then): nothing more may be done for it."""
     lines = list(kept or [])
     if hooks.HOOK_ANNOTATION not in release.manifest:
         return lines  # no hooks at all: nothing to parse or open
@@ -118,23 +130,53 @@ async def release_hooks(
     env = await ctx.catalog.environment(release.environment)
     timeout_s = release.params.rollout_timeout_s or (env.rollout_timeout_s if env else 300)
     waiting = release.state
+    # A pod's cause and a Job's log quote the cluster, which may quote the secrets.
+    hidden = hidden_of(ctx, release)
+    before = list(seen or [])
 
     async def still_wanted() -> bool:
         current = await ctx.releases.head(release.id)
         return current is not None and current.state is waiting
 
+    async def report(
+        run: HookRun, pods: list[PodTimeline] | None, new: list[TranscriptLine]
+    ) -> None:
+        shown = None if pods is None else [*before, *_masked_pods(pods, hidden)]
+        await ctx.releases.record_hook(
+            release.id, run.model_copy(update={"cause": hide(run.cause, hidden)}), shown
+        )
+        if new:
+            await ctx.releases.note(release.id, masked(new, hidden))
+
     names = ", ".join(j["metadata"]["name"] for j in jobs)
     running = TranscriptLine(at=now(), text=f"running the {when} hooks: {names}")
     await ctx.releases.note(release.id, [running])
-    failed = await hooks.run(cluster, release.namespace, jobs, timeout_s, still_wanted)
+    try:
+        failed = await hooks.run(cluster, release.namespace, jobs, timeout_s, still_wanted, report)
+    except ClusterError as exc:
+        failed = hooks.HookFailed(exc.message)
     if failed is not None:
-        fields = Failed(reason=failed.reason, diagnosis=failed.diagnosis)
-        await fail_release(ctx, release, actor, fields, kept=lines)
+        auto = release.rollback_of is None and _auto_rollback(release, env)
+        reason = f"{failed.reason.rstrip('.')}. {hooks.consequence(when, auto)}"
+        fields = Failed(reason=reason, diagnosis=failed.diagnosis, pods=[*before, *failed.pods])
+        await fail_release(ctx, release, actor, fields, kept=[*lines, *failed.lines])
         return None
     if not await still_wanted():
         await ctx.releases.note(release.id, [*lines, TranscriptLine(at=now(), text=hooks.STOPPED)])
         return None
     return lines
+
+
+def _auto_rollback(release: Release, env: Environment | None) -> bool:
+    """Whether the release's config, else its environment, asks for automatic rollbacks."""
+    asked = release.params.auto_rollback
+    return bool(env.auto_rollback if asked is None and env is not None else asked)
+
+
+def _masked_pods(pods: list[PodTimeline], hidden: list[str]) -> list[PodTimeline]:
+    if not hidden:
+        return pods
+    return [PodTimeline.model_validate(hidden_in(p.model_dump(), hidden)) for p in pods]
 
 
 async def pending_release(

@@ -5,6 +5,10 @@ Server-side applies every object of the stored manifest (field manager
 generation and revision. At a canary step it applies the canary's objects
 for the step's weight instead (``shared.manifest``), and the tracker follows
 the canary Deployment; the step after the last applies the manifest itself.
+Before the first apply it runs the release's pre-rollout hook Jobs
+(``shared.worker.release_hooks``), their phase and pods kept beside the
+release while they run; one that fails fails the release with nothing else
+of it applied.
 Idempotency key: the release's state (the ``apply`` transition) and step;
 applying the same manifest twice is a no-op for the cluster.
 An object the API server rejects, a forbidden request or a cluster that stays
@@ -98,10 +102,9 @@ def _step_objects(release: Release, docs: list[Obj]) -> tuple[list[Obj], CanaryE
     share = round(100 * replicas / (replicas + beside))
     ingresses = [o["metadata"]["name"] for o in applying if o["kind"] == "Ingress"]
     line = (
-        f"canary step {step + 1} of {len(release.params.canary)}: {weight}%: "
-        f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods "
-        f"({share}% of the service's traffic)"
-        + (f"; ingress {', '.join(ingresses)} weight {weight}%" if ingresses else "")
+        f"canary step {step + 1} of {len(release.params.canary)}: {weight}% asked → "
+        f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods, "
+        f"{share}%" + (f"; ingress {', '.join(ingresses)} weight {weight}%" if ingresses else "")
     )
     event = CanaryEvent(step=step, weight=weight, what="applied", replicas=replicas)
     return applying, event, line

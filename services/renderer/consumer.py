@@ -36,14 +36,7 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
         reason = f"template {release.template_id!r} version {release.template_version} not found"
         await fail_release(ctx, release, RENDERER, Failed(reason=reason))
         return
-    params = ReleaseParams(
-        release_id=release.id,
-        service=release.service,
-        version=release.version,
-        image=release.image,
-        environment=release.environment,
-        namespace=release.namespace,
-    )
+    params = ReleaseParams.of(release)
     # A redeploy replaces the pods even when nothing else changed.
     restart = release.created_at if release.kind is ReleaseKind.REDEPLOY else None
     secrets = Secrets(ctx.settings.secret_key)

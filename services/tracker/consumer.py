@@ -420,7 +420,8 @@ async def _done(
 ) -> None:
     """The rollout is done: the release succeeded, or its canary step is healthy."""
     if not release.in_canary:
-        hooked = await release_hooks(ctx, cluster, release, POST_ROLLOUT, TRACKER, lines)
+        pods = outcome.observed.pods
+        hooked = await release_hooks(ctx, cluster, release, POST_ROLLOUT, TRACKER, lines, pods)
         if hooked is None:
             return
         lines = hooked
@@ -512,8 +513,15 @@ async def _pause(
     weight = release.params.canary[step].weight
     replicas = int((obj.get("spec") or {}).get("replicas", 0))
     wait = release.params.canary[step].pause_s
-    then = "promote or abort it" if wait is None else f"promoting it in {wait}s"
-    line = f"canary step {step + 1} of {len(release.params.canary)} ({weight}%) healthy: {then}"
+    then = (
+        "waiting for someone to promote or abort it"
+        if wait is None
+        else f"Fabu promotes it after its {wait}s pause unless someone promotes or aborts it first"
+    )
+    line = (
+        f"canary step {step + 1} of {len(release.params.canary)} ({weight}% asked, "
+        f"{replicas} canary pods) healthy: {then}"
+    )
     return await lifecycle.take(
         ctx.releases,
         ctx.bus,
