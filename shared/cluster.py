@@ -267,8 +267,68 @@ class Cluster:
                     break  # too old: list again
             await asyncio.sleep(0.5)
 
+    async def namespace_exists(self, namespace: str) -> bool:
+        """Whether the cluster has ``namespace`` (ClusterError: Fabu may not read it)."""
+        found = await self._object("GET", api_path("api", "v1", "namespaces", namespace))
+        return found is not None
+
+    async def create_namespace(self, namespace: str) -> None:
+        """Create ``namespace`` (ClusterError naming the API server's refusal)."""
+        body = Obj(apiVersion="v1", kind="Namespace", metadata={"name": namespace})
+        try:
+            await self._object("POST", api_path("api", "v1", "namespaces"), body=body)
+        except ClusterError as exc:
+            raise ClusterError(f"namespace {namespace!r} not created: {exc.message}") from exc
+
+    async def denied(self, namespace: str) -> list[str]:
+        """What of the releasing work (``DEPLOYER_NEEDS``) the cluster denies Fabu's account
+        in ``namespace``, as "verb resource" ("patch apps/deployments"), by its
+        SelfSubjectAccessReviews; empty when everything is allowed."""
+        path = api_path("apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+
+        async def allowed(verb: str, group: str, resource: str) -> bool:
+            review = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": namespace,
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource.partition("/")[0],
+                        "subresource": resource.partition("/")[2],
+                    }
+                },
+            }
+            answer = await self._json("POST", path, body=cast(Obj, review))
+            return bool(((answer or {}).get("status") or {}).get("allowed"))
+
+        needs = DEPLOYER_NEEDS
+        answers = await asyncio.gather(*(allowed(*need) for need in needs))
+        return [
+            f"{verb} {group + '/' if group else ''}{resource}"
+            for (verb, group, resource), ok in zip(needs, answers, strict=True)
+            if not ok
+        ]
+
     async def close(self) -> None:
         await self._api.close()
+
+
+# What a release does in its namespace (verb, API group, resource): apply and delete
+# its workloads and their companions, follow the rollout, and read why pods fail.
+DEPLOYER_NEEDS: tuple[tuple[str, str, str], ...] = (
+    ("create", "apps", "deployments"),
+    ("patch", "apps", "deployments"),
+    ("delete", "apps", "deployments"),
+    ("watch", "apps", "deployments"),
+    ("watch", "apps", "replicasets"),
+    ("patch", "", "services"),
+    ("patch", "", "configmaps"),
+    ("watch", "", "pods"),
+    ("get", "", "pods/log"),
+    ("list", "", "events"),
+)
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

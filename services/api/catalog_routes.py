@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from services.api import catalog_service, state_service
 from services.api.access import Admin, ConfigAdmin, Viewer
 from services.api.deps import ApiDep
-from services.api.schemas import ConfigIn, ConfigView, ImageTag, Preview
+from services.api.schemas import ConfigIn, ConfigView, EnvironmentIn, ImageTag, Preview
 from services.api.state_service import ServiceStates
 from shared.models import Environment, Service, ServiceConfig
 
@@ -13,8 +13,12 @@ router = APIRouter()
 
 
 @router.post("/environments", status_code=201)
-async def create_environment(body: Environment, api: ApiDep, admin: Admin) -> Environment:
-    return await catalog_service.create_environment(api, admin, body)
+async def create_environment(body: EnvironmentIn, api: ApiDep, admin: Admin) -> Environment:
+    """Add an environment: 422 when its namespace is missing in its cluster (unless
+    ``create_namespace``) or Fabu may not release there, 503 when the cluster is unreachable."""
+    return await catalog_service.create_environment(
+        api, admin, body.environment(), body.create_namespace
+    )
 
 
 @router.get("/environments/{name}")
@@ -24,10 +28,13 @@ async def get_environment(name: str, api: ApiDep, me: Viewer) -> Environment:
 
 @router.put("/environments/{name}")
 async def update_environment(
-    name: str, body: Environment, api: ApiDep, admin: Admin
+    name: str, body: EnvironmentIn, api: ApiDep, admin: Admin
 ) -> Environment:
-    """Replace an environment's settings: its cluster, approvals, freeze windows."""
-    return await catalog_service.update_environment(api, admin, name, body)
+    """Replace an environment's settings: its cluster, approvals, freeze windows (a new
+    cluster or namespace is checked as on creation)."""
+    return await catalog_service.update_environment(
+        api, admin, name, body.environment(), body.create_namespace
+    )
 
 
 @router.get("/environments")

@@ -16,8 +16,16 @@ from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ConfigView, ImageIn, Preview
 from shared.admission import Refused, admit, policy_problems, scope_problems
-from shared.cluster import ClusterError, kubeconfig_file
-from shared.errors import Forbidden, Invalid, NotFound, TransientError, Unavailable, found
+from shared.cluster import ClusterError, Clusters, kubeconfig_file
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TransientError,
+    Unavailable,
+    found,
+)
 from shared.messages import ImageBuilt
 from shared.models import (
     BaseParams,
@@ -116,15 +124,72 @@ async def _template_of(api: Api, config: ServiceConfig, known: Template) -> Temp
     return await api.catalog.template(config.template_id)
 
 
-async def create_environment(api: Api, principal: Principal, body: Environment) -> Environment:
+async def create_environment(
+    api: Api, principal: Principal, body: Environment, create_namespace: bool = False
+) -> Environment:
+    """Add an environment, once its cluster has its namespace and lets Fabu release
+    there (``create_namespace``: Fabu creates a missing one first)."""
     need(principal, Permission.ADMIN)
     body = body.model_copy(update={"archived_at": None})
     await reachable(body, api.settings)
+    if await api.catalog.environment(body.name) is not None:
+        # Before the cluster is asked, so that nothing is created there for it.
+        raise Conflict(f"environment {body.name!r} already exists", field="name")
+    await _namespace_ready(api, principal, body, create_namespace)
     await api.catalog.add_environment(body)
     await api.audit.record(
         principal.name, "environment.create", f"environment/{body.name}", after=body
     )
     return body
+
+
+async def _namespace_ready(api: Api, principal: Principal, env: Environment, create: bool) -> None:
+    """Refused unless the environment's cluster has its namespace (or, with ``create``,
+    Fabu created it: audited) and lets Fabu's account do there what a release does.
+
+    Asked with a client of its own, closed after: the kubeconfig as it is now, and no
+    client kept for an environment that is not saved."""
+    where = f"the cluster of environment {env.name}"
+    clusters = Clusters(api.settings.kubeconfig_dir)
+    try:
+        try:
+            cluster = await clusters.get(env)
+        except ClusterError as exc:
+            raise Invalid(exc.message, field="kubeconfig") from exc
+        exists = await cluster.namespace_exists(env.namespace)
+        denied = await cluster.denied(env.namespace)
+        if denied:
+            raise Invalid(
+                f"namespace: {where} does not let Fabu release to namespace "
+                f"{env.namespace!r}: its account is denied {', '.join(denied)}; ask a cluster "
+                "admin to grant them (a Role and RoleBinding in that namespace)",
+                field="namespace",
+            )
+        if not exists and not create:
+            raise Invalid(
+                f'namespace: namespace "{env.namespace}" does not exist in {where}: ask a '
+                "cluster admin to create it, or tick 'create it'",
+                field="namespace",
+            )
+        if not exists:
+            await cluster.create_namespace(env.namespace)
+    except TransientError as exc:
+        raise Unavailable(f"{where} cannot be reached, nothing was saved: {exc.message}") from exc
+    except ClusterError as exc:
+        raise Invalid(
+            f"namespace: {where} refused the check of namespace {env.namespace!r}, nothing "
+            f"was saved: {exc.message}",
+            field="namespace",
+        ) from exc
+    finally:
+        await clusters.close()
+    if not exists:
+        await api.audit.record(
+            principal.name,
+            "namespace.create",
+            f"environment/{env.name}",
+            note=f"namespace {env.namespace} created in {where}",
+        )
 
 
 async def environment(api: Api, principal: Principal, name: str) -> Environment:
@@ -171,6 +236,12 @@ async def update_service(api: Api, principal: Principal, name: str, body: Servic
         principal.name, "service.update", f"service/{name}", before=current, after=body
     )
     return body
+
+
+def _cluster_changed(current: Environment, body: Environment) -> bool:
+    """Whether a save moves the environment to another cluster or namespace."""
+    fields = ("namespace", "kubeconfig", "in_cluster")
+    return any(getattr(current, f) != getattr(body, f) for f in fields)
 
 
 Retirable = TypeVar("Retirable", Service, Environment)
@@ -258,15 +329,18 @@ async def config_versions(
 
 
 async def update_environment(
-    api: Api, principal: Principal, name: str, body: Environment
+    api: Api, principal: Principal, name: str, body: Environment, create_namespace: bool = False
 ) -> Environment:
-    """Replace an environment's settings: its cluster, approvals, freeze windows."""
+    """Replace an environment's settings: its cluster, approvals, freeze windows. A
+    new cluster or namespace is checked as on creation (``create_namespace`` too)."""
     need(principal, Permission.ADMIN)
     if body.name != name:
         raise Invalid(f"name: {body.name!r} differs from the path's {name!r}", field="name")
     current = found(await api.catalog.environment(name), f"environment {name!r}")
     body = body.model_copy(update={"archived_at": current.archived_at})
     await reachable(body, api.settings)
+    if _cluster_changed(current, body) or create_namespace:
+        await _namespace_ready(api, principal, body, create_namespace)
     await api.catalog.replace_environment(body)
     await api.audit.record(
         principal.name, "environment.update", f"environment/{name}", before=current, after=body

@@ -1,9 +1,18 @@
 """Request and response bodies of the JSON API."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from services.api.diff import ManifestDiff
 from shared.errors import Invalid
@@ -11,6 +20,7 @@ from shared.ids import TemplateId
 from shared.models import (
     BaseParams,
     DnsLabel,
+    Environment,
     EnvName,
     Grant,
     Release,
@@ -21,7 +31,30 @@ from shared.models import (
     UserName,
 )
 
-ImageTag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_RULE = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+
+
+def _tag(value: str) -> str:
+    """An image tag as the distribution spec allows one; refused in words, not a pattern."""
+    if not TAG.match(value):
+        raise PydanticCustomError(
+            "image_tag", "{value} is not an image tag: " + TAG_RULE, {"value": repr(value[:130])}
+        )
+    return value
+
+
+ImageTag = Annotated[str, AfterValidator(_tag)]
+
+
+class EnvironmentIn(Environment):
+    """An environment to save; ``create_namespace``: Fabu creates its namespace in the
+    cluster if it is missing (an admin's choice, audited), else a missing one is refused."""
+
+    create_namespace: bool = False
+
+    def environment(self) -> Environment:
+        return Environment.model_validate(self.model_dump(exclude={"create_namespace"}))
 
 
 class Problem(BaseModel):
@@ -187,6 +220,8 @@ class ReleaseIn(Body):
 class ActionIn(Body):
     description: str = Field(default="", max_length=2000)
     override_reason: OverrideReason = ""
+    # Redeploying a version that failed, was aborted or was rejected: the person saw so.
+    confirmed: bool = False
 
 
 class DecisionIn(Body):

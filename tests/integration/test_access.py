@@ -1,6 +1,7 @@
 """Who may do what: the permission matrix over every route, tokens, sessions and CSRF,
 approvals, freeze windows, OpenID Connect login and the audit log, on the real stack."""
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -70,6 +71,7 @@ MATRIX = {
     "GET /api/v1/releases/{release_id}/rollback/preview": "view",
     "POST /api/v1/releases/{release_id}/redeploy": "release",
     "POST /api/v1/releases/{release_id}/cancel": "release",
+    "GET /api/v1/releases/{release_id}/review": "view",
     "POST /api/v1/releases/{release_id}/approve": "release",
     "POST /api/v1/releases/{release_id}/reject": "release",
     "POST /api/v1/releases/{release_id}/promote": "release",
@@ -131,7 +133,8 @@ UI_MATRIX = {
     "GET /releases/new": "release",
     "POST /releases/new": "release",
     "GET /releases/{release_id}": "view",
-    "GET /releases/{release_id}/rollback": "view",
+    "GET /releases/{release_id}/rollback": "release",
+    "GET /releases/{release_id}/redeploy": "release",
     "POST /releases/{release_id}/{action}": "release",
     "GET /templates": "view",
     "GET /templates/{template_id}": "view",
@@ -247,6 +250,92 @@ async def _check(
             if not allowed and status != 403:
                 wrong.append(f"{route} answered {status} to {role}; it needs {needs}")
     return wrong
+
+
+# A form the page sends by POST, its action and what it holds.
+POST_FORM = re.compile(r'<form method="post" action="([^"]+)"[^>]*>(.*?)</form>', re.DOTALL)
+
+
+def _post_route(action: str) -> str:
+    """The UI_MATRIX route a form's action posts to (the one with the fewest parameters)."""
+    path = re.split(r"[?#]", action, maxsplit=1)[0]
+    found = [
+        route
+        for route in UI_MATRIX
+        if route.startswith("POST ")
+        and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", route.removeprefix("POST ")), path)
+    ]
+    assert found, f"a form posts to {action}, which no page route takes"
+    return min(found, key=lambda route: route.count("{"))
+
+
+async def test_no_page_offers_a_form_its_reader_may_not_send(
+    api: httpx.AsyncClient, fabu: FabuSystem, stack_env: StackEnv, namespace: str
+) -> None:
+    """Every page leading to an action: a form is offered (enabled) only to those whose
+    role may send it; the pages that are nothing but a form refuse the others (403)."""
+    service, environment = await prepare(api, stack_env, namespace)
+    # Two releases: the first is one to roll back to.
+    ids = []
+    for version in ("1.0", "1.1"):
+        await push(api, service, version)
+        body = {"service": service, "environment": environment, "version": version}
+        started = await api.post("/releases", json=body)
+        assert started.status_code == 202, started.text
+        ids.append(started.json()["id"])
+        assert (await finished(api, ids[-1]))["state"] == "succeeded"
+    release_id = ids[0]
+    config = (await api.get(f"/services/{service}/config/{environment}")).json()
+    template_id = config["template_id"]
+    pages = {
+        "/": "view",
+        "/services": "view",
+        f"/services/{service}": "view",
+        f"/services/{service}/config/{environment}": "view",
+        "/templates": "view",
+        f"/templates/{template_id}": "view",
+        "/environments": "view",
+        "/releases": "view",
+        f"/releases/{release_id}": "view",
+        f"/releases/new?service={service}&environment={environment}&version=1.0&preview=1": (
+            "release"
+        ),
+        f"/releases/{release_id}/rollback": "release",
+        "/users": "admin",
+        "/audit": "admin",
+    }
+    callers = await _callers(api)
+    wrong: list[str] = []
+    offered: dict[str, set[str]] = {}
+    for url, needs in pages.items():
+        for role in ROLES:
+            async with acting_as(fabu, callers[role][1]) as http:
+                page = await http.get(http.base_url.copy_with(raw_path=url.encode()))
+            if role not in ALLOWED[needs]:
+                if page.status_code != 403:
+                    wrong.append(f"GET {url} answered {page.status_code} to {role}")
+                continue
+            if page.status_code == 403 and role == "releaser":
+                continue  # its grant is for another environment: refused there too
+            assert page.status_code == 200, (url, role, page.text[:300])
+            for action, body in POST_FORM.findall(page.text):
+                route = _post_route(action)
+                if role in ALLOWED[UI_MATRIX[route]]:
+                    offered.setdefault(role, set()).add(route)
+                elif "<fieldset disabled" not in body and "<button" in body:
+                    wrong.append(f"GET {url} offers {role} a form to {route}")
+    assert not wrong, "\n".join(wrong)
+    # The test sees the forms: those who may are offered them.
+    assert {
+        "POST /environments",
+        "POST /environments/{name}",
+        "POST /services/{name}/config/{environment}",
+        "POST /templates/{template_id}",
+        "POST /users/{name}/grants",
+        "POST /releases/{release_id}/{action}",
+    } <= offered["admin"]
+    assert "POST /services/{name}/notifications/{environment}" in offered["config_admin"]
+    assert "POST /releases/new" in offered["admin"]
 
 
 async def test_webhooks_keep_their_own_secrets_whoever_calls(

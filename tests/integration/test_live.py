@@ -286,11 +286,12 @@ async def test_a_cluster_that_cannot_be_reached_leaves_the_state_unknown_with_th
     config = stack_env.kubeconfig.read_text()
     port = re.search(r"server: https://127\.0\.0\.1:(\d+)", config)
     assert port is not None
-    dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
+    dead.write_text(config)  # good while the environment is saved (a save checks the cluster)
     try:
         env = (await api.get(f"/environments/{environment}")).json()
         moved = await api.put(f"/environments/{environment}", json={**env, "kubeconfig": dead.name})
         assert moved.status_code == 200, moved.text
+        dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
 
         found = await state(api, service, environment)
 

@@ -301,14 +301,15 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
     api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, tmp_path: Path
 ) -> None:
     service, environment = await prepare(api, stack_env, namespace)
-    # Both in the kubeconfig directory: one names a port nothing listens on, the
-    # other is removed after the environment was saved.
+    # Both in the kubeconfig directory, and good when the environments are saved (a
+    # save checks the cluster): then one names a port nothing listens on, the other
+    # is removed.
     dead = stack_env.kubeconfig.parent / f"dead-{namespace}.yaml"
     gone = stack_env.kubeconfig.parent / f"gone-{namespace}.yaml"
     config = stack_env.kubeconfig.read_text()
     port = re.search(r"server: https://127\.0\.0\.1:(\d+)", config)
     assert port is not None
-    dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
+    dead.write_text(config)
     gone.write_text(config)
     broken = await api.post(
         "/environments",
@@ -318,6 +319,8 @@ async def test_unreachable_cluster_fails_the_release_with_the_cause(
         "/environments",
         json={"name": unique("e"), "namespace": namespace, "kubeconfig": gone.name},
     )
+    assert (broken.status_code, missing.status_code) == (201, 201), broken.text + missing.text
+    dead.write_text(config.replace(port.group(1), "1"))  # nothing listens on port 1
     gone.unlink()
     for env in (broken.json()["name"], missing.json()["name"]):
         template = (await api.get(f"/services/{service}/config/{environment}")).json()

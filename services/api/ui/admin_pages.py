@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from services.api import catalog_service, notification_service, user_service
 from services.api.access import Principal
+from services.api.context import Api
 from services.api.schemas import UserIn
 from services.api.ui.channels import change_channels
 from services.api.ui.pages import (
@@ -24,6 +25,7 @@ from services.api.ui.pages import (
     render,
 )
 from shared.errors import FabuError, NotFound
+from shared.ids import TemplateId
 from shared.models import (
     ChannelType,
     Environment,
@@ -45,7 +47,11 @@ async def users_page(request: Request, principal: Admin) -> Response:
     return await _users_page(request, principal)
 
 
-async def _users_page(request: Request, principal: Principal, error: str = "") -> Response:
+async def _users_page(
+    request: Request, principal: Principal, error: str = "", failed: str = ""
+) -> Response:
+    """The users; a refused form's reason above them and at that form (``failed``: the
+    user whose grants it changed, "+new" for the new user's)."""
     found = await api_for(request).users.all()
     return render(
         request,
@@ -55,6 +61,7 @@ async def _users_page(request: Request, principal: Principal, error: str = "") -
         users=found,
         roles=list(Role),
         error=error,
+        failed=failed,
     )
 
 
@@ -71,11 +78,11 @@ async def create_user(request: Request, principal: Admin) -> Response:
         user = User(name=body.name, display_name=body.display_name, grants=body.grants)
         await user_service.create_user(api_for(request), principal, user, body.password)
     except ValidationError as exc:
-        return await _users_page(request, principal, "; ".join(str(e["msg"]) for e in exc.errors()))
+        return await _users_page(request, principal, form_error(exc), "+new")
     except ValueError:
-        return await _users_page(request, principal, f"role: not one of {', '.join(Role)}")
+        return await _users_page(request, principal, f"role: not one of {', '.join(Role)}", "+new")
     except FabuError as exc:
-        return await _users_page(request, principal, exc.message)
+        return await _users_page(request, principal, exc.message, "+new")
     return back("/users")
 
 
@@ -100,10 +107,12 @@ async def change_grants(request: Request, name: str, principal: Admin) -> Respon
                 )
             )
         await user_service.set_grants(api, principal, name, grants)
-    except (ValidationError, ValueError, IndexError) as exc:
-        return await _users_page(request, principal, str(exc).splitlines()[-1])
+    except ValidationError as exc:
+        return await _users_page(request, principal, form_error(exc), name)
+    except (ValueError, IndexError) as exc:
+        return await _users_page(request, principal, str(exc).splitlines()[-1], name)
     except FabuError as exc:
-        return await _users_page(request, principal, exc.message)
+        return await _users_page(request, principal, exc.message, name)
     return back("/users")
 
 
@@ -118,7 +127,10 @@ async def _environments_page(
     error: str = "",
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    failed: str = "",
 ) -> Response:
+    """The environments; a refused form's reason shown at that form (``failed``: the
+    environment whose form it was, else the new environment's)."""
     api = api_for(request)
     every = await catalog_service.environments(api, principal, archived=True)
     defaults = await asyncio.gather(
@@ -138,8 +150,14 @@ async def _environments_page(
         error=error,
         values=values or {},
         errors=errors or {},
+        failed=failed,
         now=now(),
     )
+
+
+def _create_namespace(values: dict[str, str]) -> bool:
+    """Whether the form's admin ticked "create it" for a namespace the cluster lacks."""
+    return values.get("create_namespace") == "on"
 
 
 def _environment_of(values: dict[str, str], current: Environment | None = None) -> Environment:
@@ -166,7 +184,7 @@ async def create_environment(request: Request, principal: Admin) -> Response:
     values = await form(request)
     try:
         await catalog_service.create_environment(
-            api_for(request), principal, _environment_of(values)
+            api_for(request), principal, _environment_of(values), _create_namespace(values)
         )
     except (ValidationError, FabuError) as exc:
         return await _environments_page(request, principal, values=values, errors=form_errors(exc))
@@ -205,11 +223,13 @@ async def change_environment(request: Request, name: str, principal: Admin) -> R
             )
         else:
             updated = _environment_of(values, env)
-        await catalog_service.update_environment(api, principal, name, updated)
+        await catalog_service.update_environment(
+            api, principal, name, updated, _create_namespace(values)
+        )
     except (ValidationError, FabuError) as exc:
-        return await _environments_page(request, principal, form_error(exc), values)
+        return await _environments_page(request, principal, form_error(exc), values, failed=name)
     except (ValueError, IndexError) as exc:
-        return await _environments_page(request, principal, str(exc).splitlines()[-1])
+        return await _environments_page(request, principal, str(exc).splitlines()[-1], failed=name)
     return back(f"/environments#env-{name}")
 
 
@@ -227,4 +247,38 @@ async def audit_page(request: Request, principal: Admin) -> Response:
         limit=50,
     )
     next_url = next_page("/audit", {k: v for k, v in filters.items() if v}, found.next_cursor)
-    return render(request, principal, "audit.html", page=found, filters=filters, next_url=next_url)
+    targets = await _targets(api_for(request), {e.target for e in found.items})
+    return render(
+        request,
+        principal,
+        "audit.html",
+        page=found,
+        filters=filters,
+        next_url=next_url,
+        targets=targets,
+    )
+
+
+async def _targets(api: Api, targets: set[str]) -> dict[str, tuple[str, str]]:
+    """What each audited target is, in words, with its page: a release by its service,
+    version and environment, a template by its name (others are words already)."""
+
+    async def named(target: str) -> tuple[str, tuple[str, str] | None]:
+        kind, _, key = target.partition("/")
+        if kind == "release":
+            found = await api.releases.head(key)
+            if found is not None:
+                words = f"{found.service} {found.version} → {found.environment}"
+                return target, (words, f"/releases/{key}")
+        if kind == "template":
+            template = await api.catalog.template(TemplateId(key))
+            if template is not None:
+                return target, (f"template {template.name}", f"/templates/{key}")
+        if kind == "service" and key:
+            return target, (target, f"/services/{key}")
+        if kind == "config" and key.count("/") == 1:
+            return target, (target, f"/services/{key.replace('/', '/config/', 1)}")
+        return target, None
+
+    answers = await asyncio.gather(*(named(t) for t in targets))
+    return {target: shown for target, shown in answers if shown is not None}

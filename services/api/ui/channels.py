@@ -9,20 +9,37 @@ from shared.models import Channel, NotifyEvent
 
 
 def channel_of(values: dict[str, str]) -> Channel:
+    """A channel from the form: only the fields of its kind are read (an email channel
+    has recipients; a chat robot or webhook a URL and secret; DingTalk mobiles too)."""
+    kind = values.get("type", "")
+
     def listed(name: str) -> list[str]:
         return [v.strip() for v in values.get(name, "").replace("\n", ",").split(",") if v.strip()]
 
+    def its(name: str) -> str:
+        return values.get(name, "").strip() if name in FIELDS.get(kind, ()) else ""
+
     return Channel.model_validate(
         {
-            "type": values.get("type", ""),
-            "url": values.get("url", "").strip(),
-            "recipients": listed("recipients"),
-            "mobiles": listed("mobiles"),
-            "secret": values.get("secret", "").strip(),
+            "type": kind,
+            "url": its("url"),
+            "recipients": listed("recipients") if its("recipients") else [],
+            "mobiles": listed("mobiles") if its("mobiles") else [],
+            "secret": its("secret"),
             "events": [e for e in get_args(NotifyEvent) if values.get(f"event_{e}") == "on"],
             "language": values.get("channel_language") or "en",
         }
     )
+
+
+# The form's fields each kind of channel has.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "email": ("recipients",),
+    "dingtalk": ("url", "secret", "mobiles"),
+    "wecom": ("url", "secret"),
+    "feishu": ("url", "secret"),
+    "webhook": ("url", "secret"),
+}
 
 
 async def change_channels(

@@ -46,6 +46,11 @@ def weeks(releases: list[ReleaseSummary], count: int = WEEKS) -> list[Week]:
     return out
 
 
+def empty(title: str, said: str) -> str:
+    """What a chart of no data shows: that there is nothing yet, and no made-up axes."""
+    return f'<p class="chart-empty" role="img" aria-label="{escape(title)}">{escape(said)}</p>'
+
+
 def bars(values: list[float | None], labels: list[str], title: str, unit: str = "") -> str:
     """An accessible SVG bar chart (a title, one bar per value, the value on hover)."""
     top = max([v for v in values if v is not None] or [0]) or 1
@@ -85,6 +90,16 @@ def charts(releases: list[ReleaseSummary], t: Translate) -> list[tuple[str, str]
         t("Failure rate (per week)"),
         t("Median duration (per week, s)"),
     )
+    if not any(w.releases for w in data):
+        nothing = t("Nothing yet: no releases in these weeks.")
+        return [(title, empty(title, nothing)) for title in (frequency, failures, durations)]
+    if all(r is None for r in rate):
+        nothing = t("Nothing yet: no release finished in these weeks.")
+        return [
+            (frequency, bars([float(w.releases) for w in data], labels, frequency)),
+            (failures, empty(failures, nothing)),
+            (durations, empty(durations, nothing)),
+        ]
     return [
         (frequency, bars([float(w.releases) for w in data], labels, frequency)),
         (failures, bars([None if r is None else float(r) for r in rate], labels, failures, "%")),

@@ -1,5 +1,7 @@
 """The UI's words in English and Chinese (zh-CN); a user's choice, else the browser's."""
 
+import re
+
 LANGUAGES = ("en", "zh-CN")
 
 ZH = {
@@ -82,6 +84,19 @@ ZH = {
     "Override reason (freeze window)": "封版期间发布的原因",
     "What would change": "将会变更的内容",
     "Confirm rollback": "确认回滚",
+    "Confirm redeploy": "确认重新发布",
+    "Hook": "钩子",
+    "hook Job": "钩子 Job",
+    "pre-rollout": "发布前",
+    "post-rollout": "发布后",
+    "running": "运行中",
+    "stopped": "已停止",
+    "Runs now": "当前运行",
+    "Canary steps": "灰度步骤",
+    "Redeploy what runs now": "重新发布当前运行的版本",
+    "I have read this and want to redeploy this version": "我已阅读并确认重新发布此版本",
+    "The environment requires approval: someone else approves before anything reaches the cluster.": "该环境需要审批：须由他人批准后才会变更集群。",
+    "The same version again, with the current config and template, its pods restarted. It goes through the config's canary steps and the environment's approval like any release.": "以当前的配置和模板再次发布同一版本，并重启其 Pod；与普通发布一样经过灰度步骤和环境审批。",
     "Show the changes": "查看变更",
     "Release": "发布",
     "Parameters": "参数",
@@ -280,6 +295,42 @@ ZH = {
     "started": "开始",
     "canary_paused": "灰度暂停",
     "approval_needed": "需要审批",
+    "of release": "，来源发布",
+    "Waiting": "等待",
+    "waiting for someone to promote or abort": "等待有人推进或中止",
+    "no timeout": "不会超时",
+    "s left": "秒后",
+    "at": "于",
+    "unless someone promotes or aborts it first": "除非有人提前推进或中止",
+    "promoted by Fabu after its pause of": "暂停结束后由 Fabu 自动推进，暂停时长",
+    "the full rollout": "全量发布",
+    "canary step %d of %d": "灰度第 %d/%d 步",
+    "Now": "当前",
+    "asked": "（设定）",
+    "Plan": "计划",
+    "the full rollout follows the last canary step": "最后一个灰度步骤之后为全量发布",
+    "Share": "比例",
+    "%d of %d pods": "%d/%d 个 Pod",
+    "%d pods": "%d 个 Pod",
+    "healthy": "健康",
+    "promoted": "已推进",
+    "Review": "审阅",
+    "runs now": "当前运行",
+    "nothing runs there yet": "该环境尚未运行任何版本",
+    "Requested by": "发起人",
+    "Config changes": "配置变更",
+    "since": "自",
+    "holds a secret": "含密钥",
+    "No config changes.": "配置无变更。",
+    "create it (if the cluster has no such namespace, Fabu creates it)": "创建它（集群中没有此命名空间时由 Fabu 创建）",
+    "Open the release config to fix it": "打开发布配置进行修正",
+    "Refused:": "已拒绝：",
+    "see why above": "原因见上方",
+    "to the form": "前往表单",
+    "everywhere": "所有范围",
+    "any": "任意",
+    "Nothing yet: no releases in these weeks.": "暂无数据：这几周没有发布。",
+    "Nothing yet: no release finished in these weeks.": "暂无数据：这几周没有完成的发布。",
 }
 
 
@@ -331,3 +382,146 @@ class Translate:
 
     def __call__(self, text: str) -> str:
         return self._words.get(text, text)
+
+
+# Sentences Fabu itself writes (transcript lines, reasons, pod causes), by their fixed
+# parts: ``{name}`` holds what varies (names, versions, numbers), kept as written.
+SAID_ZH: tuple[tuple[str, str], ...] = (
+    ("cancelled by {actor}", "已被 {actor} 取消"),
+    ("the cluster was left as it is", "集群保持原样"),
+    ("approved by {actor}: {comment}", "已由 {actor} 批准：{comment}"),
+    ("approved by {actor}", "已由 {actor} 批准"),
+    ("rejected by {actor}: {comment}", "已被 {actor} 拒绝：{comment}"),
+    ("rejected by {actor}", "已被 {actor} 拒绝"),
+    (
+        "rolling back to {version} automatically: release {release}",
+        "自动回滚到 {version}：发布 {release}",
+    ),
+    (
+        "automatic rollback to {version} (release {release}) after {failed} failed",
+        "{failed} 失败后自动回滚到 {version}（发布 {release}）",
+    ),
+    (
+        "automatic rollback to {version} (release {release})",
+        "自动回滚到 {version}（发布 {release}）",
+    ),
+    ("automatic rollback to {version}", "自动回滚到 {version}"),
+    ("roll back to {version} (release {release})", "回滚到 {version}（发布 {release}）"),
+    ("redeploy {version}", "重新发布 {version}"),
+    (
+        "no automatic rollback: no release of this service here has succeeded",
+        "不自动回滚：此服务在该环境中还没有成功的发布",
+    ),
+    ("no automatic rollback: {why}", "不自动回滚：{why}"),
+    ("canary aborted at step {step} by {actor}", "灰度在第 {step} 步被 {actor} 中止"),
+    ("promoted to {target} by {actor}", "已由 {actor} 推进到 {target}"),
+    ("removed the canary's objects: {names}", "已删除灰度对象：{names}"),
+    (
+        "removed the canary objects applied as it was aborted: {names}",
+        "已删除中止时已应用的灰度对象：{names}",
+    ),
+    ("could not remove the canary's objects: {why}", "无法删除灰度对象：{why}"),
+    ("the main Deployment was not touched", "主 Deployment 未被改动"),
+    ("none were there", "没有需要删除的对象"),
+    ("none were left", "没有剩余对象"),
+    (
+        "the objects had already been applied when the release was cancelled",
+        "取消发布时对象已被应用",
+    ),
+    ("the message bus is unavailable", "消息总线不可用"),
+    ("the release still awaits approval", "发布仍在等待审批"),
+    ("running the {when} hooks: {names}", "正在运行 {when} 钩子：{names}"),
+    (
+        "Nothing else of the release was applied: the cluster's workloads were not changed, "
+        "so no rollback is needed (which is why no automatic rollback was started).",
+        "发布的其余部分均未应用：集群中的工作负载没有变化，因此无需回滚（所以没有启动自动回滚）。",
+    ),
+    (
+        "Nothing else of the release was applied: the cluster's workloads were not changed, "
+        "so no rollback is needed.",
+        "发布的其余部分均未应用：集群中的工作负载没有变化，因此无需回滚。",
+    ),
+    ("stopped waiting on the hooks: the release was cancelled", "已停止等待钩子：发布已被取消"),
+    ("the manifest holds no workload to wait for", "清单中没有需要等待的工作负载"),
+    ("cause: {cause} (pod {pod} of the {what})", "原因：{cause}（{what} 的 Pod {pod}）"),
+    ("cause: {cause} (pod {pod})", "原因：{cause}（Pod {pod}）"),
+    ("canary step {step} failed: {why}", "灰度第 {step} 步失败：{why}"),
+    (
+        "gave up after {n} attempts over {seconds}s: {why}",
+        "尝试 {n} 次（共 {seconds} 秒）后放弃：{why}",
+    ),
+    ("{what} did not complete within {seconds}s", "{what} 未在 {seconds} 秒内完成"),
+    (
+        "template {template} version {version} not found",
+        "未找到模板 {template} 的版本 {version}",
+    ),
+    ('deployment "{name}" exceeded its progress deadline', 'Deployment "{name}" 超过了进度期限'),
+    (
+        'deployment "{name}" successfully rolled out',
+        'Deployment "{name}" 已成功发布',
+    ),
+    (
+        "Waiting for deployment {name} rollout to finish: {n} out of {m} new replicas have "
+        "been updated...",
+        "等待 Deployment {name} 发布完成：{m} 个新副本中已更新 {n} 个…",
+    ),
+    (
+        "Waiting for deployment {name} rollout to finish: {n} old replicas are pending "
+        "termination...",
+        "等待 Deployment {name} 发布完成：{n} 个旧副本等待终止…",
+    ),
+    (
+        "Waiting for deployment {name} rollout to finish: {n} of {m} updated replicas are "
+        "available...",
+        "等待 Deployment {name} 发布完成：{m} 个已更新副本中 {n} 个可用…",
+    ),
+    (
+        "{n} of {m} {what} not Ready for {seconds} s ({probe})",
+        "{m} 个{what}中 {n} 个已 {seconds} 秒未就绪（{probe}）",
+    ),
+    ("{n} of {m} {what} not created yet", "{m} 个{what}中 {n} 个尚未创建"),
+    ("{n} not created yet", "{n} 个尚未创建"),
+    ("readiness probe: {probe}", "就绪探针：{probe}"),
+    ("no readiness probe: the container has not started", "无就绪探针：容器尚未启动"),
+    (
+        "CrashLoopBackOff: container {name} exited {code}, {n} restarts",
+        "CrashLoopBackOff：容器 {name} 退出码 {code}，重启 {n} 次",
+    ),
+    (
+        "CrashLoopBackOff: container {name} exited {code}, {n} restart",
+        "CrashLoopBackOff：容器 {name} 退出码 {code}，重启 {n} 次",
+    ),
+    ("the rollout timed out after {seconds} s", "发布在 {seconds} 秒后超时"),
+    ("the rollout timed out after {seconds}s", "发布在 {seconds} 秒后超时"),
+)
+
+
+def _pattern(english: str) -> "re.Pattern[str]":
+    """A sentence's fixed parts to match exactly, each ``{name}`` as what varies."""
+    parts = re.split(r"\{(\w+)\}", english)
+    out = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(f"^{out}$", re.DOTALL)
+
+
+SAID = tuple((_pattern(english), zh) for english, zh in SAID_ZH)
+
+
+def said(text: str, language: str) -> str:
+    """A sentence Fabu wrote, in ``language``: its known fixed parts translated, the
+    names, versions and numbers in it kept; clauses joined by "; " are each translated,
+    and what is not known stays as written."""
+    if language != "zh-CN" or not text:
+        return text
+    return "；".join(_clause(part) for part in text.split("; "))
+
+
+def _clause(text: str) -> str:
+    for pattern, zh in SAID:
+        found = pattern.match(text)
+        if found:
+            # What varies may itself be a sentence of Fabu's (a cause's reason).
+            return zh.format_map({k: _clause(v) for k, v in found.groupdict().items()})
+    return text

@@ -16,16 +16,27 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from pydantic import ValidationError
 
 from services.api.access import Permission, Principal, authenticate
 from services.api.context import Api
 from services.api.deps import api_of
-from services.api.ui.i18n import LANGUAGES, pick, translator
+from services.api.ui.i18n import LANGUAGES, pick, said, translator
 from shared.errors import FabuError, Unauthorized
 from shared.models import ReleaseState
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+@pass_context
+def _said(context: Context, text: str) -> str:
+    """The ``said`` filter: a sentence Fabu wrote, in the page's language."""
+    return said(text, str(context.get("language", "en")))
+
+
+templates.env.filters["said"] = _said
 STATIC = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE = "fabu_login"
 UNDER_WAY = [

@@ -339,6 +339,23 @@ async def save_config(
         )
         await catalog_service.put_config(api, principal, name, environment, body)
     except (ValidationError, FabuError) as exc:
-        errors = form_errors(exc)
+        errors = _at_fields(form_errors(exc))
         return await _config_page(request, principal, name, environment, values, errors)
     return back(f"/services/{name}/config/{environment}")
+
+
+# The config form's fields that show their own errors (and each ``params.…`` path).
+CONFIG_FIELDS = ("template_id", "values", "rollout_timeout_s", "canary", "auto_rollback")
+
+
+def _at_fields(errors: dict[str, str]) -> dict[str, str]:
+    """Each error at its field of the config form; any other above the form, never lost."""
+    shown = {k: v for k, v in errors.items() if k in CONFIG_FIELDS or k.startswith("params.")}
+    above = [
+        v if not k or v.startswith(f"{k}:") else f"{k}: {v}"
+        for k, v in errors.items()
+        if k not in shown
+    ]
+    if above:
+        shown[""] = "; ".join(above)
+    return shown
