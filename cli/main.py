@@ -3,19 +3,23 @@
 Where it talks to: ``--url`` or ``FABU_URL``; who it is: ``--token`` or
 ``FABU_TOKEN`` (an API token), else the token ``fabu login`` saved in
 ``~/.config/fabu/config.json``. ``--output json`` prints the API's JSON for
-scripts. ``fabu release watch`` (and ``create --watch``) follow a release to its
-end and exit 0 when it succeeded, 1 when it failed, was cancelled, rejected or
-aborted, so a CI job can wait on it; 2 means the command itself failed.
+scripts. ``fabu release watch`` (and ``create``, ``rollback``, ``redeploy`` with
+``--watch``) follow a release to its end, say what it waits for (an approval, a
+paused canary step) with the commands that decide it, and exit with a code per
+ending (``EXIT_CODES``), so a CI job can wait on it.
 """
 
 import argparse
 import getpass
 import json
 import os
+import queue
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import httpx
 import shtab
@@ -25,9 +29,31 @@ CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "fab
 SUCCEEDED = "succeeded"
 FINAL = {"succeeded", "failed", "cancelled", "rejected", "aborted"}
 
+# A watching command's exit code for each way a release ends; 2 is the command's own
+# failure (bad usage, a refused request, Fabu out of reach), 4 a watch given up.
+ENDINGS = {"succeeded": 0, "failed": 1, "cancelled": 3, "aborted": 3, "rejected": 3}
+REFUSED = 2
+GAVE_UP = 4
+EXIT_CODES = """exit codes (when following a release):
+  0  the release succeeded
+  1  it failed (an automatic rollback it started is named)
+  2  bad usage, a request Fabu refused, or Fabu out of reach
+  3  it was cancelled, aborted or rejected
+  4  --timeout passed first: the release goes on, nothing is cancelled"""
+# The states in which a release waits for someone: the watch says for whom, once.
+WAITING = ("awaiting_approval", "paused")
+# How long a failed release's watch waits for Fabu to start its automatic rollback.
+ROLLBACK_WAIT_S = 15.0
+POLL_S = 0.5
+T = TypeVar("T")
+
 
 class Failed(Exception):
     """The command could not do what was asked (exit 2), with the reason."""
+
+
+class GaveUp(Exception):
+    """``--timeout`` passed before the release ended."""
 
 
 def _saved() -> dict[str, str]:
@@ -91,17 +117,24 @@ class Api:
         return answer.json() if answer.content else None
 
     def events(self, release_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The release's Server-Sent Events: (event, data) until ``end``."""
-        with self.http.stream("GET", f"/releases/{release_id}/events", timeout=None) as answer:
-            if answer.status_code >= 400:
-                answer.read()
-                raise Failed(said(answer))
-            event = ""
-            for line in answer.iter_lines():
-                if line.startswith("event:"):
-                    event = line.partition(":")[2].strip()
-                elif line.startswith("data:"):
-                    yield event, json.loads(line.partition(":")[2])
+        """The release's Server-Sent Events: (event, data) until ``end``. On a connection
+        of its own, so that it may be read in another thread than the other calls."""
+        # As long as the release runs: no read timeout.
+        timeout = httpx.Timeout(60, read=None)
+        http = httpx.Client(base_url=self.http.base_url, headers=self.http.headers, timeout=timeout)
+        try:
+            with http, http.stream("GET", f"/releases/{release_id}/events") as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    raise Failed(said(answer))
+                event = ""
+                for line in answer.iter_lines():
+                    if line.startswith("event:"):
+                        event = line.partition(":")[2].strip()
+                    elif line.startswith("data:"):
+                        yield event, json.loads(line.partition(":")[2])
+        except httpx.TransportError as exc:
+            raise Failed(f"lost Fabu while following release {release_id}: {exc}") from exc
 
 
 def _print(args: argparse.Namespace, value: Any, text: Callable[[Any], str]) -> None:
@@ -197,7 +230,12 @@ def _way_back(api: Api, r: dict[str, Any]) -> list[str]:
         lines.append(f"cause: {cause}")
     lines += _pods(diagnosis)
     if r.get("rolled_back_by"):
-        return [*lines, f"Fabu is rolling back automatically: release {r['rolled_back_by']}"]
+        back = r["rolled_back_by"]
+        return [
+            *lines,
+            f"Fabu is rolling back automatically: release {back}; "
+            f"follow it with: fabu release watch {back}",
+        ]
     query = {"service": r["service"], "environment": r["environment"], "state": SUCCEEDED}
     good = api.call("GET", "/releases", params={**query, "limit": 1})["items"]
     if good and good[0]["id"] < r["id"]:
@@ -205,6 +243,34 @@ def _way_back(api: Api, r: dict[str, Any]) -> list[str]:
             f"last good: {good[0]['version']} (release {good[0]['id']}); roll back to it with: "
             f"fabu release rollback {good[0]['id']}"
         )
+    return lines
+
+
+def review_text(review: dict[str, Any]) -> list[str]:
+    """``fabu release show`` of a release awaiting approval: what approving it would do
+    (the version change, who asked and why, the config changes, the manifest diff)."""
+    running = review.get("running")
+    was = f"{running['version']} (runs now)" if running else "nothing runs there yet"
+    lines = [
+        "review:",
+        f"  version: {was} → {review['version']}",
+        f"  asked by {review['operator']} at {review['created_at'][:16].replace('T', ' ')}: "
+        f"{review.get('description') or '-'}",
+        f"  template: {review['template']}",
+    ]
+    changes = review.get("config_changes") or []
+    lines.append("  config changes:" if changes else "  config changes: none")
+    for c in changes:
+        lines.append(f"    {c['path']}: {c['before'] or '-'} → {c['after'] or '-'}")
+    diff = review.get("diff")
+    if diff is None:
+        lines.append(f"  diff: not available: {review.get('diff_error') or '-'}")
+        return lines
+    for o in diff["objects"]:
+        lines.append(f"  {o['kind']}/{o['name']}: {o['action']}")
+        lines += [f"    {line}" for line in o["diff"].splitlines()]
+    if diff.get("prune"):
+        lines.append(f"  would delete: {', '.join(diff['prune'])}")
     return lines
 
 
@@ -247,25 +313,197 @@ def _accepted(a: dict[str, Any]) -> str:
     return f"{a['id']} {a['state']}"
 
 
+def exit_code(state: str) -> int:
+    """A watching command's exit code for a release that ended in ``state``."""
+    return ENDINGS.get(state, ENDINGS["failed"])
+
+
+def approval_text(release_id: str, approvers: list[str]) -> list[str]:
+    """What a release awaiting approval waits for: who may decide it, and how."""
+    return [
+        f"release {release_id} awaits approval; "
+        f"may approve it: {', '.join(approvers) or 'nobody (ask an admin)'}",
+        f"  approve: fabu release approve {release_id}",
+        f"  reject:  fabu release reject {release_id}",
+    ]
+
+
+def canary_text(release_id: str, step: int, steps: list[dict[str, Any]]) -> list[str]:
+    """What a canary paused at ``step`` (counted from 0) waits for: the step, the weight
+    it asked, when it goes on by itself if it does, and the commands that decide it."""
+    asked = f", {steps[step]['weight']} % asked" if step < len(steps) else ""
+    pause = steps[step].get("pause_s") if step < len(steps) else None
+    by_itself = f"; promoted by itself after its {pause} s pause" if pause is not None else ""
+    where = f"canary step {step + 1} of {len(steps)}{asked}"
+    return [
+        f"release {release_id} paused at {where}{by_itself}",
+        f"  promote: fabu release promote {release_id}",
+        f"  abort:   fabu release abort {release_id}",
+    ]
+
+
+def gave_up_text(release_id: str, state: str, seconds: float) -> str:
+    """The last line of a watch given up at ``--timeout``: the release goes on."""
+    return (
+        f"gave up after {seconds:g} s: release {release_id} is still {state} "
+        f"(nothing was cancelled); follow it with: fabu release watch {release_id}"
+    )
+
+
+def _until(items: Iterator[T], deadline: float | None) -> Iterator[T]:
+    """``items`` as they come until ``deadline`` (``time.monotonic()``), then GaveUp.
+
+    They are read in a thread of their own, so that a stream silent for long (a release
+    awaiting approval) cannot hold the caller past the deadline; the thread, blocked on
+    its connection, ends with the process.
+    """
+    if deadline is None:
+        yield from items
+        return
+    box: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for item in items:
+                box.put(("item", item))
+            box.put(("done", None))
+        except Exception as exc:  # handed to the caller, raised there
+            box.put(("error", exc))
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            kind, value = box.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise GaveUp from None
+        if kind == "done":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
+def _tell_waiting(api: Api, args: argparse.Namespace, release_id: str, told: set[str]) -> None:
+    """Say once what the release waits for now (an approval, a paused canary step: once
+    per step) and the commands that decide it."""
+    r = api.call("GET", f"/releases/{release_id}")
+    if r["state"] == "awaiting_approval":
+        key = "approval"
+        lines = approval_text(release_id, api.call("GET", f"/releases/{release_id}/approvers"))
+    elif r["state"] == "paused":
+        step = r.get("canary_step") or 0
+        key = f"canary step {step}"
+        lines = canary_text(release_id, step, (r.get("params") or {}).get("canary") or [])
+    else:
+        return
+    if key in told:
+        return
+    told.add(key)
+    if args.output == "json":
+        waiting = {"event": "waiting", "state": r["state"], "lines": lines}
+        print(json.dumps(waiting, ensure_ascii=False), flush=True)
+    else:
+        print("\n".join(lines), flush=True)
+
+
+def _rolls_back(api: Api, r: dict[str, Any]) -> bool:
+    """Whether Fabu is to roll this failed release back by itself (as the deployer's
+    recovery decides: asked by its config or its environment, it reached the cluster,
+    past any canary step, and it is no automatic rollback itself)."""
+    params = r.get("params") or {}
+    step, steps = r.get("canary_step"), len(params.get("canary") or [])
+    if r["state"] != "failed" or not r.get("started_at") or r.get("rollback_of"):
+        return False
+    if step is not None and step < steps:
+        return False
+    asked = params.get("auto_rollback")
+    if asked is None:
+        asked = api.call("GET", f"/environments/{r['environment']}").get("auto_rollback")
+    return bool(asked)
+
+
+def _rolled_back(api: Api, r: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+    """The failed release again once Fabu has started its automatic rollback (or said it
+    would not), if it is to have one; waiting at most ROLLBACK_WAIT_S and the deadline."""
+    if r.get("rolled_back_by") or not _rolls_back(api, r):
+        return r
+    until = time.monotonic() + ROLLBACK_WAIT_S
+    until = until if deadline is None else min(until, deadline)
+    while time.monotonic() < until:
+        time.sleep(POLL_S)
+        r = api.call("GET", f"/releases/{r['id']}")
+        lines = r.get("transcript") or []
+        if r.get("rolled_back_by") or any(
+            line["text"].startswith("no automatic rollback") for line in lines
+        ):
+            break
+    return r
+
+
+def _show_event(args: argparse.Namespace, event: str, data: dict[str, Any]) -> None:
+    if args.output == "json":
+        print(json.dumps({"event": event, **data}, ensure_ascii=False), flush=True)
+    elif event == "line":
+        print(f"{data['at'][11:19]} {data['text']}", flush=True)
+    elif event == "state":
+        print(f"{data['at'][11:19]} [{data['state']}] by {data['actor']}", flush=True)
+
+
 def watch(api: Api, args: argparse.Namespace, release_id: str) -> int:
-    """Follow a release to its end; 0 when it succeeded, else 1."""
-    end: dict[str, Any] = {}
-    for event, data in api.events(release_id):
+    """Follow a release to its end, saying what it waits for; the exit code of its
+    ending (``ENDINGS``), or GAVE_UP once ``--timeout`` passed first."""
+    timeout: float | None = args.timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told: set[str] = set()
+    end: dict[str, Any] | None = None
+    try:
+        for event, data in _until(api.events(release_id), deadline):
+            _show_event(args, event, data)
+            if event == "state" and data["state"] in WAITING:
+                _tell_waiting(api, args, release_id, told)
+            if event == "end":
+                end = data
+    except GaveUp:
+        r = api.call("GET", f"/releases/{release_id}")
+        state = r["state"]
+        if state in FINAL:  # it ended as the time ran out
+            return _ended(api, args, release_id, {"state": state, "reason": r["reason"]}, deadline)
         if args.output == "json":
-            print(json.dumps({"event": event, **data}, ensure_ascii=False), flush=True)
-        elif event == "line":
-            print(f"{data['at'][11:19]} {data['text']}", flush=True)
-        elif event == "state":
-            print(f"{data['at'][11:19]} [{data['state']}] by {data['actor']}", flush=True)
-        if event == "end":
-            end = data
+            print(json.dumps({"event": "gave_up", "state": state, "timeout_s": timeout}))
+        else:
+            print(gave_up_text(release_id, state, timeout or 0))
+        return GAVE_UP
+    if end is None:
+        raise Failed(
+            f"the events of release {release_id} stopped before it ended; "
+            f"follow it with: fabu release watch {release_id}"
+        )
+    return _ended(api, args, release_id, end, deadline)
+
+
+def _ended(
+    api: Api,
+    args: argparse.Namespace,
+    release_id: str,
+    end: dict[str, Any],
+    deadline: float | None,
+) -> int:
+    """Say how the release ended, and for one that did not succeed what went wrong and
+    the way back (the automatic rollback it started, if any); its exit code."""
+    state = end.get("state", "")
     if args.output != "json":
         reason = f": {end['reason']}" if end.get("reason") else ""
-        print(f"release {release_id} {end.get('state', 'ended')}{reason}")
-        if end.get("state") != SUCCEEDED:
-            for line in _way_back(api, api.call("GET", f"/releases/{release_id}")):
-                print(line)
-    return 0 if end.get("state") == SUCCEEDED else 1
+        print(f"release {release_id} {state}{reason}", flush=True)
+    if state == SUCCEEDED:
+        return exit_code(state)
+    r = _rolled_back(api, api.call("GET", f"/releases/{release_id}"), deadline)
+    if args.output == "json":
+        if r.get("rolled_back_by"):
+            print(json.dumps({"event": "rollback", "release_id": r["rolled_back_by"]}))
+    else:
+        for line in _way_back(api, r):
+            print(line)
+    return exit_code(state)
 
 
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -343,6 +581,8 @@ def _config(c: dict[str, Any]) -> str:
 
 
 def _release(api: Api, args: argparse.Namespace) -> int:
+    if getattr(args, "timeout", None) is not None and not getattr(args, "watch", True):
+        raise Failed("timeout: give --watch too (--timeout bounds how long it follows)")
     match args.action:
         case "create":
             body = {
@@ -367,11 +607,19 @@ def _release(api: Api, args: argparse.Namespace) -> int:
             if shown["state"] == "awaiting_approval":
                 who = api.call("GET", f"/releases/{args.id}/approvers")
                 waiting = [f"may approve it: {', '.join(who) or 'nobody (ask an admin)'}"]
+                shown["review"] = api.call("GET", f"/releases/{args.id}/review")
+                waiting = [*review_text(shown["review"]), *waiting]
             _print(args, shown, lambda r: "\n".join([_detail(r), *waiting, *_way_back(api, r)]))
         case "watch":
             return watch(api, args, args.id)
         case "rollback" | "redeploy":
             body = {"description": args.description, "override_reason": args.override_reason}
+            if args.action == "redeploy":
+                confirm = api.call("GET", f"/releases/{args.id}/actions")["confirm"]
+                if "redeploy" in confirm and not args.yes:
+                    print(f"{confirm['redeploy']}; add --yes to go ahead", file=sys.stderr)
+                    return 2
+                body["confirmed"] = args.yes
             accepted = api.call("POST", f"/releases/{args.id}/{args.action}", json=body)
             _print(args, accepted, _accepted)
             return watch(api, args, accepted["id"]) if args.watch else 0
@@ -417,6 +665,7 @@ def _environment(api: Api, args: argparse.Namespace) -> int:
                 "approval_required": args.approval_required,
                 "auto_rollback": args.auto_rollback,
                 "allow_rbac": args.allow_rbac,
+                "create_namespace": args.create_namespace,
                 **_given(args, "namespace", "kubeconfig", "rollout_timeout_s", "pod_security"),
             }
             made = api.call("POST", "/environments", json=body)
@@ -597,6 +846,38 @@ def parser() -> argparse.ArgumentParser:
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def _seconds(text: str) -> float:
+    """A ``--timeout``: a number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
+
+
+def _watching(command: argparse.ArgumentParser, option: bool) -> None:
+    """A command that follows a release: ``--watch`` (where following is a choice),
+    ``--timeout``, and the exit codes in its epilog."""
+    command.epilog = EXIT_CODES
+    command.formatter_class = argparse.RawDescriptionHelpFormatter
+    if option:
+        command.add_argument(
+            "--watch",
+            "-w",
+            action="store_true",
+            help="follow it to its end: exit 0 succeeded, 1 failed, "
+            "3 cancelled/aborted/rejected, 4 --timeout passed (see below)",
+        )
+    command.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop following after SECONDS (exit 4); the release goes on",
+    )
+
+
 def _release_commands(commands: Commands) -> None:
     release = commands.add_parser("release", help="releases").add_subparsers(
         dest="action", required=True
@@ -607,9 +888,7 @@ def _release_commands(commands: Commands) -> None:
     create.add_argument("version")
     create.add_argument("--description", "-d", default="")
     create.add_argument("--override-reason", default="", help="an admin's reason during a freeze")
-    create.add_argument(
-        "--watch", "-w", action="store_true", help="follow it; exit 1 unless it succeeds"
-    )
+    _watching(create, option=True)
     listing = release.add_parser("list", help="release records, newest first, a page at a time")
     for name in ("service", "environment", "state", "operator"):
         listing.add_argument(f"--{name}")
@@ -617,14 +896,22 @@ def _release_commands(commands: Commands) -> None:
     listing.add_argument("--until", help="created before")
     listing.add_argument("--limit", type=int, default=20, help="records per page (1-200)")
     listing.add_argument("--cursor", help="the page after the one that printed it")
-    for name, what in (("show", "one release"), ("watch", "follow a release to its end")):
-        release.add_parser(name, help=what).add_argument("id")
+    release.add_parser("show", help="one release").add_argument("id")
+    followed = release.add_parser("watch", help="follow a release to its end")
+    followed.add_argument("id")
+    _watching(followed, option=False)
     for name in ("rollback", "redeploy"):
         again = release.add_parser(name, help=f"{name} a release")
         again.add_argument("id")
         again.add_argument("--description", "-d", default="")
         again.add_argument("--override-reason", default="")
-        again.add_argument("--watch", "-w", action="store_true")
+        if name == "redeploy":
+            again.add_argument(
+                "--yes",
+                action="store_true",
+                help="redeploy a version that failed, was aborted or was rejected",
+            )
+        _watching(again, option=True)
     for name in ("promote", "abort", "cancel", "approve", "reject"):
         release.add_parser(name, help=f"{name} a release").add_argument("id")
 
@@ -674,6 +961,11 @@ def _setup_commands(commands: Commands) -> None:
     env.add_argument("--namespace", required=True)
     env.add_argument("--kubeconfig", help="a file in the operator's FABU_KUBECONFIG_DIR")
     env.add_argument("--in-cluster", action="store_true", help="the cluster Fabu runs in")
+    env.add_argument(
+        "--create-namespace",
+        action="store_true",
+        help="create the namespace if the cluster lacks it (else a missing one is refused)",
+    )
     env.add_argument("--rollout-timeout-s", type=int)
     env.add_argument("--approval-required", action="store_true")
     env.add_argument("--auto-rollback", action="store_true")

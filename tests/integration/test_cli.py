@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import yaml
 from devstack import kwok
 from devstack.system import FabuSystem
 from tests.conftest import unique
-from tests.support.releases import DEMO, prepare, push
+from tests.support.releases import DEMO, finished, prepare, push
 from tests.support.stack import StackEnv
+from tests.support.users import make_user, token_for
 
 FABU = Path(sys.executable).parent / "fabu"
 
@@ -170,6 +172,15 @@ async def test_a_failed_release_shows_its_cause_failing_pods_and_their_last_log_
         assert "last lines of previous container's log:" in text
         for line in kwok.PREVIOUS_LOG_LINES:
             assert f"    | {line}" in text
+    # The failed version goes again only when the person says so.
+    code, out, err = await fabu_cli("release", "redeploy", failed, env=env)
+    assert code == 2, out + err
+    assert err.startswith("1.1.0-crash-loop failed (")
+    assert err.rstrip().endswith("add --yes to go ahead")
+    code, out, err = await fabu_cli("release", "redeploy", failed, "--yes", env=env)
+    assert code == 0, out + err
+    again = await finished(api, out.split()[0])
+    assert (again["kind"], again["version"]) == ("redeploy", "1.1.0-crash-loop")
 
 
 async def test_errors_are_one_sentence_naming_the_field_and_lists_are_tables(
@@ -347,6 +358,162 @@ async def test_a_service_set_up_and_archived_from_the_cli(
     assert code == 0, err
     code, out, err = await fabu_cli("environment", "list", env=env)
     assert environment in out
+
+
+async def _lines_until(
+    stream: asyncio.StreamReader, seen: list[str], wanted: str, within: float = 90
+) -> None:
+    """Read a running command's output into ``seen`` until a line holds ``wanted``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not any(wanted in line for line in seen):
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            line = await asyncio.wait_for(stream.readline(), max(left, 0.1))
+        except TimeoutError:
+            raise AssertionError(f"no line with {wanted!r} within {within}s: {seen}") from None
+        if not line:
+            raise AssertionError(f"the command ended before printing {wanted!r}: {seen}")
+        seen.append(line.decode().rstrip("\n"))
+
+
+async def test_a_watch_awaiting_approval_names_the_approvers_and_gives_up_at_its_timeout(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    service, environment = await prepare(api, stack_env, namespace)
+    settings = (await api.get(f"/environments/{environment}")).json()
+    answer = await api.put(
+        f"/environments/{environment}", json={**settings, "approval_required": True}
+    )
+    assert answer.status_code == 200, answer.text
+    await push(api, service, "1.0")
+    approver = await make_user(api, [{"role": "releaser", "environment": environment}])
+    approver_token = (await token_for(api, approver))["token"]
+
+    code, _, err = await fabu_cli(
+        "release", "create", service, environment, "1.0", "--timeout", "5", env=env
+    )
+    assert (code, err.strip()) == (
+        2,
+        "fabu: timeout: give --watch too (--timeout bounds how long it follows)",
+    )
+    started = time.monotonic()
+    code, out, err = await fabu_cli(
+        "release", "create", service, environment, "1.0", "--watch", "--timeout", "5", env=env
+    )
+    took = time.monotonic() - started
+    assert code == 4, out + err
+    assert 5 <= took < 30
+    release_id = out.split()[0]
+    lines = out.rstrip().splitlines()
+    [awaits] = [line for line in lines if "awaits approval" in line]
+    assert awaits.startswith(f"release {release_id} awaits approval; may approve it: ")
+    assert approver in awaits.partition("may approve it: ")[2].split(", ")
+    assert f"  approve: fabu release approve {release_id}" in lines
+    assert f"  reject:  fabu release reject {release_id}" in lines
+    assert lines[-1] == (
+        f"gave up after 5 s: release {release_id} is still awaiting_approval "
+        f"(nothing was cancelled); follow it with: fabu release watch {release_id}"
+    )
+    # Giving up cancelled nothing: the release still waits for its approver.
+    assert (await api.get(f"/releases/{release_id}")).json()["state"] == "awaiting_approval"
+
+    code, out, err = await fabu_cli(
+        "--token", approver_token, "release", "reject", release_id, env=env
+    )
+    assert code == 0, err
+    code, out, err = await fabu_cli("release", "watch", release_id, "--timeout", "60", env=env)
+    assert code == 3, out + err
+    assert f"release {release_id} rejected" in out.rstrip().splitlines()[-1]
+    # Replayed, the wait that is over is not announced again.
+    assert "awaits approval" not in out
+
+
+async def test_a_watched_canary_says_each_pause_once_with_its_commands_and_abort_exits_3(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    canary = [{"weight": 10}, {"weight": 50}]
+    service, environment = await prepare(api, stack_env, namespace, replicas=2, canary=canary)
+    await push(api, service, "1.0")
+    await push(api, service, "2.0")
+    code, out, err = await fabu_cli("release", "create", service, environment, "1.0", "-w", env=env)
+    assert code == 0, out + err
+
+    process = await asyncio.create_subprocess_exec(
+        str(FABU),
+        *("release", "create", service, environment, "2.0", "--watch", "--timeout", "120"),
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        await _lines_until(process.stdout, seen, "  abort:   fabu release abort ")
+        release_id = seen[0].split()[0]
+        assert f"release {release_id} paused at canary step 1 of 2, 10 % asked" in seen
+        assert f"  promote: fabu release promote {release_id}" in seen
+        assert f"  abort:   fabu release abort {release_id}" in seen
+
+        code, _, err = await fabu_cli("release", "promote", release_id, env=env)
+        assert code == 0, err
+        await _lines_until(process.stdout, seen, "canary step 2 of 2, 50 % asked")
+        code, _, err = await fabu_cli("release", "abort", release_id, env=env)
+        assert code == 0, err
+        rest, _ = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    out = "\n".join(seen) + "\n" + rest.decode()
+    assert process.returncode == 3, out
+    assert out.count("paused at canary step 1 of 2") == 1
+    assert out.count("paused at canary step 2 of 2") == 1
+    assert out.count(f"  promote: fabu release promote {release_id}") == 2
+    assert f"release {release_id} aborted" in out
+
+
+async def test_a_failure_rolled_back_automatically_names_the_rollback_and_exits_1(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    service, environment = await prepare(
+        api, stack_env, namespace, rollout_timeout_s=5, auto_rollback=True
+    )
+    await push(api, service, "1.0")
+    await push(api, service, "2.0-never-ready")
+    code, out, err = await fabu_cli("release", "create", service, environment, "1.0", "-w", env=env)
+    assert code == 0, out + err
+
+    code, out, err = await fabu_cli(
+        "release", "create", service, environment, "2.0-never-ready", "--watch", env=env
+    )
+    assert code == 1, out + err
+    failed = out.split()[0]
+    rollback = (await api.get(f"/releases/{failed}")).json()["rolled_back_by"]
+    assert rollback
+    assert out.rstrip().splitlines()[-1] == (
+        f"Fabu is rolling back automatically: release {rollback}; "
+        f"follow it with: fabu release watch {rollback}"
+    )
+    code, out, err = await fabu_cli("release", "watch", rollback, "--timeout", "90", env=env)
+    assert code == 0, out + err
 
 
 CI_TEMPLATE = Path(__file__).parents[2] / "deploy" / "gitlab" / "fabu.gitlab-ci.yml"
