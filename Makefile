@@ -40,8 +40,10 @@ bench: deps
 	$(PY) -m bench
 
 # Faults while releases run (stage processes, NATS, FerretDB, the API server), on the local stack; prints a table.
+# Then longer random sequences of actions than make test runs (tests/integration/test_sequences.py).
 chaos: deps
 	$(PY) -m bench.chaos
+	FABU_SEQUENCE_EXAMPLES=10 FABU_SEQUENCE_STEPS=30 $(PY) -m pytest tests/integration/test_sequences.py
 
 lint: venv
 	$(PY) -m ruff check .

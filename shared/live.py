@@ -134,13 +134,6 @@ def matched(release: Release | None) -> Matched | None:
     )
 
 
-def applied_whole(release: Release) -> bool:
-    """Whether the release changed the workloads themselves (not only a canary's)."""
-    if release.started_at is None or release.generation is None:
-        return False
-    return release.canary_step is None or not release.in_canary
-
-
 def _pods_running(pods: list[Obj]) -> list[Running]:
     images: Counter[str] = Counter()
     for pod in pods:
@@ -342,7 +335,7 @@ class Observer:
         release: Release | None,
         last_good: Release | None,
     ) -> ServiceState:
-        """``release``: the last one applied whole (``applied_whole``), if any."""
+        """``release``: the last one applied whole (``Release.applied_whole``), if any."""
         state = ServiceState(
             service=service,
             environment=environment,

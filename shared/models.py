@@ -433,6 +433,21 @@ class Owned(Model):
         return f"{self.kind}/{self.name}"
 
 
+class HookRun(Model):
+    """A hook Job of a release as it runs: the page counts down from ``started_at`` to
+    ``started_at + timeout_s`` (what is left of the release's rollout timeout)."""
+
+    job: str
+    when: str  # pre-rollout, post-rollout
+    started_at: datetime
+    timeout_s: float
+    # running, then succeeded, failed or stopped (the release was cancelled).
+    state: str = "running"
+    finished_at: datetime | None = None
+    # Why its pods cannot finish, as the last poll saw it ("" for nothing known).
+    cause: str = ""
+
+
 class PodTimeline(Model):
     """One pod of the Deployment as the tracker saw it during the release."""
 
@@ -592,6 +607,8 @@ class Release(Model):
     # rollout), and what happened at each; None for a plain rolling update.
     canary_step: int | None = None
     canary: list[CanaryEvent] = Field(default_factory=list)
+    # The hook Job it runs now (or ran last), kept beside it with its pods while it runs.
+    hook: HookRun | None = None
 
     @field_serializer("sealed_manifest", when_used="json")
     def _sealed_shown(self, sealed: str) -> str:
@@ -638,6 +655,13 @@ class Release(Model):
             and not self.in_canary
             and self.rollback_of is None
         )
+
+    @property
+    def applied_whole(self) -> bool:
+        """Whether the release changed the workloads themselves (not only a canary's)."""
+        if self.started_at is None or self.generation is None:
+            return False
+        return self.canary_step is None or not self.in_canary
 
     @property
     def in_canary(self) -> bool:

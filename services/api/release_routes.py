@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.api import release_service
+from services.api import release_service, review
 from services.api.access import Releaser, Viewer
 from services.api.deps import ApiDep
 from services.api.diff import ManifestDiff
-from services.api.release_service import Action
+from services.api.review import Review
 from services.api.schemas import (
     ActionIn,
     Cancelled,
@@ -24,6 +24,7 @@ from services.api.schemas import (
     ReleasePage,
     zoned,
 )
+from shared.actions import Action
 from shared.errors import Invalid
 from shared.models import Release, ReleaseState
 
@@ -36,6 +37,8 @@ class Actions(BaseModel):
     """What the caller may do with a release now."""
 
     actions: list[Action]
+    # The actions that go ahead only once the person has seen this (sent as ``confirmed``).
+    confirm: dict[Action, str] = {}
 
 
 @router.post("/releases", status_code=202)
@@ -56,11 +59,20 @@ async def release_approvers(release_id: str, api: ApiDep, me: Viewer) -> list[st
     return await release_service.approvers(api, me, release)
 
 
+@router.get("/releases/{release_id}/review")
+async def release_review(release_id: str, api: ApiDep, me: Viewer) -> Review:
+    """What approving a release not yet applied would do: who asked, when and why, the
+    config changes since the release running now and the manifest diff against the live
+    objects, secrets masked; 409 once it reached the cluster."""
+    return await review.review(api, me, release_id)
+
+
 @router.get("/releases/{release_id}/actions")
 async def release_actions(release_id: str, api: ApiDep, me: Viewer) -> Actions:
     """The actions the caller may take on the release now (what the UI offers)."""
     release = await release_service.get(api, me, release_id)
-    return Actions(actions=await release_service.actions(api, me, release))
+    offered = await release_service.actions(api, me, release)
+    return Actions(actions=offered, confirm=release_service.confirmations(release, offered))
 
 
 @router.get("/releases")

@@ -9,7 +9,7 @@ ones for a page, and every action function raises its refusal.
 
 import asyncio
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -26,7 +26,9 @@ from services.api.schemas import (
     ReleasePage,
     ReleaseSummary,
 )
+from shared import actions as actions_matrix
 from shared import lifecycle
+from shared.actions import Action, Around
 from shared.canary import promote as promote_canary
 from shared.canary import remove_canary
 from shared.cluster import ClusterError
@@ -59,16 +61,8 @@ log = structlog.get_logger()
 # A cancel that loses to a stage's move tries again from the new state, this often.
 END_ATTEMPTS = 5
 
-Action = Literal["rollback", "redeploy", "promote", "abort", "cancel", "approve", "reject"]
-ACTIONS: tuple[Action, ...] = (
-    "rollback",
-    "redeploy",
-    "promote",
-    "abort",
-    "cancel",
-    "approve",
-    "reject",
-)
+# The actions a release's page offers (a new release is offered by its service's page).
+ACTIONS: tuple[Action, ...] = tuple(a for a in Action if a is not Action.RELEASE)
 
 
 async def _found(api: Api, release_id: str) -> Release:
@@ -174,7 +168,7 @@ async def approvers(api: Api, principal: Principal, release: Release) -> list[st
     ]
 
 
-# Which actions a caller may take
+# Which actions a caller may take: the grants here, the state in ``shared.actions``
 
 
 def refusal(
@@ -182,7 +176,7 @@ def refusal(
     release: Release,
     principal: Principal,
     service: Service | None,
-    latest: Release | None,
+    around: Around,
 ) -> FabuError | None:
     """Why ``principal`` may not take ``action`` on ``release`` now (None: they may)."""
     if not principal.holds(Permission.RELEASE):
@@ -195,93 +189,30 @@ def refusal(
             f"{principal.name} may not release {service.name} (team {service.team}){where}: "
             "that needs a releaser grant covering it"
         )
-    return _state_refusal(action, release, principal, latest)
+    return actions_matrix.refusal(action, release, around)
 
 
-def _state_refusal(
-    action: Action, release: Release, principal: Principal, latest: Release | None
-) -> FabuError | None:
-    """Why the release's state (not the caller's grants) refuses ``action`` now."""
-    rid = release.id
-    match action:
-        case "rollback":
-            return _rollback_refusal(release)
-        case "redeploy":
-            if not release.state.final:
-                return Conflict(
-                    f"release {rid} is still {release.state}: cancel it, or wait for it to end"
-                )
-            if latest is not None and latest.id != rid:
-                return Conflict(
-                    f"only the latest release of {release.service} in {release.environment} "
-                    f"can be redeployed: that is {latest.id} ({latest.version}, {latest.state})"
-                )
-        case "promote":
-            if release.state is not ReleaseState.PAUSED:
-                return Conflict(
-                    f"release {rid} is not paused at a canary step: it is {release.state}"
-                )
-        case "abort":
-            return _abort_refusal(release)
-        case "cancel":
-            if release.state.final:
-                return Conflict(f"release {rid} has already finished: {release.state}")
-            if release.in_canary and release.manifest:
-                return Conflict(f"release {rid} is at a canary step: abort it instead")
-        case "approve" | "reject":
-            return _decision_refusal(action, release, principal)
-    return None
+async def running(api: Api, service: str, environment: str) -> Release | None:
+    """The release whose workloads the cluster runs now there (see ``Releases.running``)."""
+    return await api.releases.running(service, environment)
 
 
-def _rollback_refusal(release: Release) -> FabuError | None:
-    rid = release.id
-    if release.state is not ReleaseState.SUCCEEDED:
-        return Conflict(
-            f"release {rid} {release.state.value}: roll back to a release that "
-            "succeeded (its service's last good release)"
-        )
-    if not (release.manifest or release.manifest_sha256):  # a listed release: only its hash
-        return Invalid(f"release {rid} has no rendered manifest; there is nothing to roll back to")
-    return None
-
-
-def _decision_refusal(action: Action, release: Release, principal: Principal) -> FabuError | None:
-    rid = release.id
-    if release.state is not ReleaseState.AWAITING_APPROVAL:
-        return Conflict(f"release {rid} is not awaiting approval: it is {release.state}")
-    if principal.name == release.operator:
-        return Forbidden(
-            f"{principal.name} requested release {rid} and cannot {action} it: "
-            "someone else must (the requester may cancel it)"
-        )
-    return None
-
-
-def _abort_refusal(release: Release) -> FabuError | None:
-    rid = release.id
-    if release.canary_step is None:
-        return Conflict(f"release {rid} is not a canary release; cancel it instead")
-    if release.state.final:
-        return Conflict(f"release {rid} has already finished: {release.state}")
-    if not release.in_canary:
-        return Conflict(
-            f"release {rid} is past its canary: the main Deployment is taking the new "
-            "version; cancel it, or roll back to an earlier release"
-        )
-    if not release.manifest:
-        return Conflict(f"release {rid} is not rendered yet; cancel it instead")
-    return None
+async def _around(api: Api, principal: Principal, release: Release) -> Around:
+    latest, now_running = await asyncio.gather(
+        api.releases.latest(release.service, release.environment),
+        running(api, release.service, release.environment),
+    )
+    return Around(latest=latest, running=now_running, by=principal.name)
 
 
 async def actions(api: Api, principal: Principal, release: Release) -> list[Action]:
     """The actions ``principal`` may take on ``release`` now."""
     if not principal.holds(Permission.RELEASE):
         return []
-    service, latest = await asyncio.gather(
-        api.catalog.service(release.service),
-        api.releases.latest(release.service, release.environment),
+    service, around = await asyncio.gather(
+        api.catalog.service(release.service), _around(api, principal, release)
     )
-    return [a for a in ACTIONS if refusal(a, release, principal, service, latest) is None]
+    return [a for a in ACTIONS if refusal(a, release, principal, service, around) is None]
 
 
 async def last_good(api: Api, principal: Principal, release: Release) -> Release | None:
@@ -295,17 +226,22 @@ async def last_good(api: Api, principal: Principal, release: Release) -> Release
     return good if good is not None and good.id < release.id else None
 
 
-async def _may(
+def confirmations(release: Release, offered: list[Action]) -> dict[Action, str]:
+    """Of the ``offered`` actions, those a person confirms first, with what they confirm."""
+    said = {a: actions_matrix.confirmation(a, release) for a in offered}
+    return {a: text for a, text in said.items() if text}
+
+
+async def may(
     api: Api, principal: Principal, action: Action, release_id: str
 ) -> tuple[Release, Service, Environment]:
     """The release, its service and environment, when ``principal`` may take ``action``."""
     need(principal, Permission.RELEASE)
     release = await _found(api, release_id)
-    service, env = await _target(api, release.service, release.environment)
-    latest = None
-    if action == "redeploy":
-        latest = await api.releases.latest(release.service, release.environment)
-    refused = refusal(action, release, principal, service, latest)
+    (service, env), around = await asyncio.gather(
+        _target(api, release.service, release.environment), _around(api, principal, release)
+    )
+    refused = refusal(action, release, principal, service, around)
     if refused is not None:
         raise refused
     return release, service, env
@@ -363,7 +299,7 @@ async def rollback(
     api: Api, principal: Principal, release_id: str, body: ActionIn | None = None
 ) -> ReleaseAccepted:
     """A new release restoring this one whole: image, base parameters, template version."""
-    source, service, env = await _may(api, principal, "rollback", release_id)
+    source, service, env = await may(api, principal, Action.ROLLBACK, release_id)
     description = (body.description if body else "") or (
         f"roll back to {source.version} (release {source.id})"
     )
@@ -393,8 +329,14 @@ async def rollback_preview(api: Api, principal: Principal, release_id: str) -> M
 async def redeploy(
     api: Api, principal: Principal, release_id: str, body: ActionIn | None = None
 ) -> ReleaseAccepted:
-    """The latest release with the current base parameters, its pods replaced."""
-    source, service, env = await _may(api, principal, "redeploy", release_id)
+    """This release's version again with the current config and template, its pods
+    replaced, through the same gates as any release (canary steps, approval, freeze
+    windows). Open on the latest release and on the one that runs now; a version that
+    failed, was aborted or was rejected goes again only when ``confirmed``."""
+    source, service, env = await may(api, principal, Action.REDEPLOY, release_id)
+    confirm = actions_matrix.confirmation(Action.REDEPLOY, source)
+    if confirm and not (body and body.confirmed):
+        raise Invalid(f"confirmed: {confirm}; confirm to go ahead", field="confirmed")
     config = await api.catalog.config(source.service, source.environment)
     if config is None:
         raise Invalid(
@@ -413,13 +355,9 @@ async def redeploy(
 
 
 async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
-    """End a release that has not finished. An applied one stays in the cluster as it is;
-    a canary before its full rollout is aborted (its objects removed)."""
-    need(principal, Permission.RELEASE)
-    found = await _found(api, release_id)
-    if found.in_canary and found.manifest and not found.state.final:
-        return await abort(api, principal, release_id)
-    source, _, _ = await _may(api, principal, "cancel", release_id)
+    """End a release that has not finished. An applied one stays in the cluster as it is
+    (a canary at a step is aborted instead: 409 says so)."""
+    source, _, _ = await may(api, principal, Action.CANCEL, release_id)
     actor = principal.name
     line = TranscriptLine(at=now(), text=f"cancelled by {actor}; the cluster was left as it is")
     was = await _end(api, principal, source, lifecycle.CANCEL, [line])
@@ -441,7 +379,7 @@ async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
 async def abort(api: Api, principal: Principal, release_id: str) -> Cancelled:
     """Stop a canary before its full rollout: its objects are removed, the main
     Deployment is left exactly as it was."""
-    release, _, env = await _may(api, principal, "abort", release_id)
+    release, _, env = await may(api, principal, Action.ABORT, release_id)
     actor = principal.name
     step = (release.canary_step or 0) + 1
     weight = release.params.canary[step - 1].weight
@@ -510,7 +448,7 @@ async def _end(
 async def promote(api: Api, principal: Principal, release_id: str) -> ReleaseAccepted:
     """Move a paused canary to its next step; after the last, the main Deployment
     takes the new version and the canary's objects are removed."""
-    release, _, _ = await _may(api, principal, "promote", release_id)
+    release, _, _ = await may(api, principal, Action.PROMOTE, release_id)
     outcome = await promote_canary(api.releases, api.bus, release, Actor.person(principal.name), "")
     if isinstance(outcome, Lost):
         raise Conflict(f"release {release_id} moved on meanwhile: it is {outcome.state}")
@@ -533,7 +471,7 @@ async def approve(
     """Approve a release awaiting approval: someone other than its requester, who may
     release there. It goes on at once."""
     body = body or DecisionIn()
-    release, _, env = await _may(api, principal, "approve", release_id)
+    release, _, env = await may(api, principal, Action.APPROVE, release_id)
     override = freeze_check(env, principal, body.override_reason)
     decision = Decision(approved=True, by=principal.name, comment=body.comment)
     fields = (
@@ -573,7 +511,7 @@ async def reject(
 ) -> ReleaseAccepted:
     """Reject a release awaiting approval; it ends, and nothing reaches the cluster."""
     body = body or DecisionIn()
-    release, _, _ = await _may(api, principal, "reject", release_id)
+    release, _, _ = await may(api, principal, Action.REJECT, release_id)
     decision = Decision(approved=False, by=principal.name, comment=body.comment)
     outcome = await lifecycle.take(
         api.releases,

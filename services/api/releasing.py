@@ -96,7 +96,9 @@ async def start(
     retired(service, env)
     release.operator = principal.name
     release.freeze_override = freeze_check(env, principal, override_reason)
-    if release.kind is ReleaseKind.DEPLOY and release.params.canary:
+    # A rollback restores what ran before whole; a release or a redeploy goes through
+    # the config's canary steps.
+    if release.kind is not ReleaseKind.ROLLBACK and release.params.canary:
         release.canary_step = 0
     if env.approval_required:
         release.state = ReleaseState.AWAITING_APPROVAL

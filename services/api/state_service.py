@@ -9,7 +9,7 @@ from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from shared.cluster import ClusterError
 from shared.errors import found
-from shared.live import Health, ServiceState, applied_whole, matched
+from shared.live import Health, ServiceState, matched
 from shared.models import Environment, Service, now
 
 # States computed at once for a page of many services.
@@ -29,7 +29,7 @@ async def _state(api: Api, service: Service, env: Environment) -> ServiceState |
         api.releases.applied(service.name, env.name),
         api.releases.last_good(service.name, env.name),
     )
-    release = next((r for r in applied if applied_whole(r)), None)
+    release = next((r for r in applied if r.applied_whole), None)
     if not applied:
         return None  # never reached the cluster there: nothing of it to observe
     try:

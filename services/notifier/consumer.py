@@ -15,6 +15,7 @@ duplicate "release failed" in a team's chat. Transient errors (HTTP 5xx or
 backoff; others are recorded as refused.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -23,7 +24,8 @@ import structlog
 
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
-from shared import egress
+from shared import actions, egress
+from shared.actions import Action, Around
 from shared.bus import Msg
 from shared.errors import FabuError, TransientError
 from shared.messages import (
@@ -89,9 +91,19 @@ async def notify(
     channels = await ctx.catalog.channels(release.service, release.environment) or []
     last_good, automatic = None, False
     if event == "failed" and channels:
-        last_good = await ctx.releases.last_good(release.service, release.environment)
-        env = await ctx.catalog.environment(release.environment)
+        last_good, running, env = await asyncio.gather(
+            ctx.releases.last_good(release.service, release.environment),
+            ctx.releases.running(release.service, release.environment),
+            ctx.catalog.environment(release.environment),
+        )
         automatic = env is not None and release.rolls_back_in(env)
+        # Offered by hand only where the action matrix opens it (not to what runs now).
+        back = Around(running=running)
+        if not automatic and last_good and actions.refusal(Action.ROLLBACK, last_good, back):
+            last_good = None
+    elif event == "approval_needed" and channels:
+        # What the approver is asked to change: the release running now.
+        last_good = await ctx.releases.running(release.service, release.environment)
     deliveries = ctx.releases.deliveries
     retry: list[str] = []
     for channel in channels:
@@ -114,7 +126,13 @@ async def notify(
         if claim != "claimed":
             continue
         body = content(
-            release, event, channel.language, ctx.settings.public_url, last_good, automatic
+            release,
+            event,
+            channel.language,
+            ctx.settings.public_url,
+            last_good,
+            automatic,
+            secrets.open,
         )
         try:
             await send(channel, url, secret, body, release, event, ctx.settings, http)

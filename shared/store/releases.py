@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.errors import Conflict
 from shared.ids import ReleaseId
 from shared.models import (
+    HookRun,
     Owned,
     PodTimeline,
     Release,
@@ -42,7 +43,9 @@ LIST_PROJECTION = {
 DUPLICATE_KEY = 11000
 
 
-def _release(doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = None) -> Release:
+def _release(
+    doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = None, hook: Doc | None = None
+) -> Release:
     doc["id"] = doc.pop("_id")
     doc["params"] = decode_params(doc["params"])
     if lines:
@@ -50,6 +53,8 @@ def _release(doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = 
         doc["transcript"] = [*doc.get("transcript", []), *lines]
     if pods and not doc.get("pods"):
         doc["pods"] = pods
+    if hook and not doc.get("hook"):
+        doc["hook"] = hook
     return Release.model_validate(doc)
 
 
@@ -104,7 +109,8 @@ class Releases:
         )
         if doc is None:
             return None
-        return _release(doc, lines, progress["pods"] if progress else None)
+        progress = progress or {}
+        return _release(doc, lines, progress.get("pods"), progress.get("hook"))
 
     async def detail(self, release_id: str) -> Release | None:
         """The release with its notifications (kept apart: see ``Deliveries``) and the
@@ -225,6 +231,11 @@ class Releases:
         cursor = self._releases.find(query, projection).sort("_id", DESCENDING).limit(limit)
         return [_release(d) async for d in cursor]
 
+    async def running(self, service: str, environment: str) -> Release | None:
+        """The release whose workloads the cluster runs there now: the newest that changed
+        them whole, whatever its state (None when none ever did)."""
+        return next((r for r in await self.applied(service, environment) if r.applied_whole), None)
+
     async def claim_rollback(self, failed: ReleaseId, rollback: ReleaseId) -> ReleaseId:
         """Name the automatic rollback of a failed release, once (a unique insert): the id
         named first, whoever asks again."""
@@ -302,11 +313,23 @@ class Releases:
         if lines:
             await self.note(release_id, lines)
         if pods is not None:
-            await self._progress.replace_one(
-                {"_id": release_id}, {"pods": [pod.model_dump() for pod in pods]}, upsert=True
+            await self._progress.update_one(
+                {"_id": release_id},
+                {"$set": {"pods": [pod.model_dump() for pod in pods]}},
+                upsert=True,
             )
         doc = await self._releases.find_one({"_id": release_id}, {"state": 1})
         return doc is not None and doc["state"] == ReleaseState.APPLIED.value
+
+    async def record_hook(
+        self, release_id: ReleaseId, run: HookRun, pods: list[PodTimeline] | None = None
+    ) -> None:
+        """Keep the phase of the hook Job the release runs and, when given, the pods to show
+        with it, beside the release (never on it: no race with the lifecycle's writes)."""
+        fields: Doc = {"hook": run.model_dump()}
+        if pods is not None:
+            fields["pods"] = [pod.model_dump() for pod in pods]
+        await self._progress.update_one({"_id": release_id}, {"$set": fields}, upsert=True)
 
     async def _insert_lines(self, docs: list[Doc]) -> None:
         if not docs:

@@ -212,8 +212,11 @@ async def test_abort_removes_the_canary_and_leaves_the_main_deployment_exactly_a
     # The service is free for the next release.
     again = await released(api, service, environment, "2.1")
     await paused_at(api, again, 0)
+    # One way to stop a canary: a cancel is refused with the way.
     cancelled = await api.post(f"/releases/{again}/cancel")
-    assert cancelled.json()["state"] == "aborted"
+    assert cancelled.status_code == 409
+    assert "abort it instead" in cancelled.json()["detail"]
+    assert (await api.post(f"/releases/{again}/abort")).json()["state"] == "aborted"
     assert await snapshot() == before
 
 
@@ -340,7 +343,10 @@ async def test_a_canary_acts_on_the_marked_deployment_and_the_other_follows_the_
 
     assert body["state"] == "succeeded", body["reason"]
     lines = [line["text"] for line in body["transcript"]]
-    assert any(line.startswith(f"canary step 1 of 1: 50%: {service}-canary ") for line in lines)
+    assert any(
+        line.startswith(f"canary step 1 of 1: 50% asked → {service}-canary with 1 of 2 pods, 50%")
+        for line in lines
+    )
     assert f'deployment "{service}-worker" successfully rolled out' in lines
     apps = client.AppsV1Api(kube)
     for name in (service, f"{service}-worker"):

@@ -234,6 +234,8 @@ async def test_a_version_that_breaks_configs_shows_them_and_their_releases_are_r
     ).status_code == 200
     first = await finished(api, await release(api, service, environment, "1.0.0"))
     assert first["state"] == "succeeded", first["reason"]
+    second = await finished(api, await release(api, service, environment, "1.0.1"))
+    assert second["state"] == "succeeded", second["reason"]
 
     stricter = json.loads(json.dumps(SCHEMA))
     stricter["properties"]["cost_center"] = {"type": "string"}
@@ -269,10 +271,11 @@ async def test_a_version_that_breaks_configs_shows_them_and_their_releases_are_r
     [mine] = [q for q in queued if q["service"] == service]
     assert mine["release_id"] is None
     assert "params.cost_center: required" in mine["error"]
-    redeploy = await api.post(f"/releases/{first['id']}/redeploy")
+    redeploy = await api.post(f"/releases/{second['id']}/redeploy")
     assert redeploy.status_code == 422
 
-    # A rollback restores the values with the template version they fitted.
+    # A rollback (to an earlier release: not to what runs) restores the values with the
+    # template version they fitted.
     rollback = await api.post(f"/releases/{first['id']}/rollback")
     assert rollback.status_code == 202, rollback.text
     restored = await finished(api, rollback.json()["id"])
@@ -283,7 +286,7 @@ async def test_a_version_that_breaks_configs_shows_them_and_their_releases_are_r
         api, service, environment, template_id, owner=7, cost_center="cc-1", db_password=MASK
     )
     assert fixed.status_code == 200, fixed.text
-    again = await finished(api, await release(api, service, environment, "1.0.1"))
+    again = await finished(api, await release(api, service, environment, "1.0.2"))
     assert again["state"] == "succeeded", again["reason"]
     assert again["template_version"] == 2
 

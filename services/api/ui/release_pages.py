@@ -2,6 +2,7 @@
 
 import asyncio
 import urllib.parse
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,9 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import catalog_service, release_service
+from services.api import catalog_service, release_service, review
 from services.api.access import Principal
-from services.api.schemas import ActionIn, DecisionIn, ReleaseIn
+from services.api.context import Api
+from services.api.schemas import ActionIn, ConfigView, DecisionIn, Preview, ReleaseIn
 from services.api.ui.pages import (
     Releaser,
     Viewer,
@@ -22,8 +24,13 @@ from services.api.ui.pages import (
     render,
     validation_errors,
 )
+from shared import actions as actions_matrix
+from shared.actions import Action
 from shared.errors import FabuError, Invalid, NotFound
-from shared.models import ReleaseState, now
+from shared.manifest import canary_target
+from shared.manifest import objects as manifest_objects
+from shared.models import Release, ReleaseState, now
+from shared.parameters import told
 
 router = APIRouter(include_in_schema=False)
 
@@ -115,25 +122,34 @@ async def new_release(request: Request, principal: Releaser) -> Response:
 async def _new_release_page(
     request: Request, principal: Principal, values: dict[str, str], errors: dict[str, str]
 ) -> Response:
+    """The form, step by step; every refusal shown with its reason (one about no field
+    of the form above it) and, when the release config is the cause, the link to it."""
     api = api_for(request)
     services = await catalog_service.services(api, principal)
     environments = await catalog_service.environments(api, principal)
     chosen = next((s for s in services if s.name == values.get("service")), None)
-    versions, config, preview = None, None, None
+    versions: catalog_service.ImageVersions | None = None
+    config: ConfigView | None = None
+    preview: Preview | None = None
+    fix = ""
     if chosen is not None:
         try:
             versions = await catalog_service.images(api, principal, chosen.name)
         except FabuError as exc:
             errors.setdefault("version", exc.message)
         if values.get("environment"):
-            config = await api.catalog.config(chosen.name, values["environment"])
-        if values.get("preview") and values.get("environment") and values.get("version"):
+            config, fix = await _config_of(api, principal, chosen.name, values["environment"])
+            if config is None or config.problems:
+                errors.setdefault("config", _misfit(chosen.name, values["environment"], config))
+        fits = config is not None and not config.problems
+        if fits and values.get("preview") and values.get("version"):
             try:
                 preview = await catalog_service.preview(
                     api, principal, chosen.name, values["environment"], values["version"]
                 )
             except FabuError as exc:
                 errors.setdefault(exc.field, exc.message)
+    shown = _on_the_form(errors)
     return render(
         request,
         principal,
@@ -145,11 +161,51 @@ async def _new_release_page(
         versions=versions,
         config=config,
         preview=preview,
-        errors=errors,
+        errors=shown,
+        fix_url=fix if "" in shown and fix else "",
         frozen=next(
             (e.frozen_by(now()) for e in environments if e.name == values.get("environment")),
             None,
         ),
+    )
+
+
+# The fields of the new release form that show their own errors; any other refusal
+# (a release config's ``params.region``...) is shown above the form.
+FORM_FIELDS = ("service", "environment", "version", "description", "override_reason")
+
+
+def _on_the_form(errors: dict[str, str]) -> dict[str, str]:
+    """Each error at its field of the form, the others together above it."""
+    shown = {k: v for k, v in errors.items() if k in FORM_FIELDS}
+    above = [v for k, v in errors.items() if k not in FORM_FIELDS]
+    if above:
+        shown[""] = "; ".join(dict.fromkeys(above))
+    return shown
+
+
+async def _config_of(
+    api: Api, principal: Principal, service: str, environment: str
+) -> tuple[ConfigView | None, str]:
+    """The service's release config in the environment (None: it has none), and the
+    link of its page."""
+    url = f"/services/{urllib.parse.quote(service)}/config/{urllib.parse.quote(environment)}"
+    try:
+        return await catalog_service.config(api, principal, service, environment), url
+    except NotFound:
+        return None, url
+
+
+def _misfit(service: str, environment: str, config: ConfigView | None) -> str:
+    """Why no release of the service can start in the environment, in words."""
+    if config is None:
+        return (
+            f"{service} has no release config for {environment}: a config admin must "
+            "create it before it can be released there"
+        )
+    return (
+        f"the release config of {service} in {environment} (version {config.version}) does "
+        f"not fit its template: {told(config.problems)}; fix the config"
     )
 
 
@@ -187,6 +243,13 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
     )
     if good is not None and "rollback" not in await release_service.actions(api, principal, good):
         good = None
+    current, links = await asyncio.gather(
+        api.releases.running(found.service, found.environment), _links(api, found)
+    )
+    if current is not None and current.id == found.id:
+        actions = [a for a in actions if a != "rollback"]  # rolling back to it changes nothing
+    if good is not None and current is not None and good.id == current.id and not found.started_at:
+        good = None  # this one never reached the cluster: the last good one still runs
     timeout_s = found.params.rollout_timeout_s or (env.rollout_timeout_s if env else None)
     waiting = found.state is ReleaseState.AWAITING_APPROVAL
     return render(
@@ -196,23 +259,176 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
         release=found,
         actions=actions,
         last_good=good,
+        links=links,
+        canary=canary_view(found),
         timeout_s=timeout_s,
         approvers=await release_service.approvers(api, principal, found) if waiting else [],
+        review=await _review(api, principal, found) if waiting else None,
         frozen=env.frozen_by(now()) if env else None,
     )
 
 
+async def _review(api: Api, principal: Principal, found: Release) -> review.Review | None:
+    try:
+        return await review.review(api, principal, found.id)
+    except FabuError:
+        return None  # moved on meanwhile: the page shows what it is now
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Another release as a page names it: service, version and when, with its id."""
+
+    id: str
+    service: str
+    version: str
+    kind: str
+    at: datetime
+
+
+async def _links(api: Api, release: Release) -> dict[str, Linked]:
+    """The releases this one names (``source_release_id``, ``rollback_of``,
+    ``rolled_back_by``), by field, for names and versions instead of ids."""
+    fields = {
+        "source": release.source_release_id,
+        "rollback_of": release.rollback_of,
+        "rolled_back_by": release.rolled_back_by,
+    }
+    wanted = {k: v for k, v in fields.items() if v}
+    found = await asyncio.gather(*(api.releases.head(v) for v in wanted.values()))
+    return {
+        k: Linked(id=r.id, service=r.service, version=r.version, kind=r.kind.value, at=r.created_at)
+        for k, r in zip(wanted, found, strict=True)
+        if r is not None
+    }
+
+
+@dataclass(frozen=True)
+class CanaryRow:
+    """One canary event as the page shows it: ``step`` 1-based among ``total`` canary
+    steps (past them: the full rollout), the share asked, and the pods it took."""
+
+    step: int
+    total: int
+    asked: int
+    what: str
+    at: datetime
+    by: str
+    detail: str
+    pods: int | None
+    # All the service's pods beside the canary's, and the canary's share of them.
+    of_pods: int | None
+    share: int | None
+
+    @property
+    def full(self) -> bool:
+        return self.step > self.total
+
+
+@dataclass(frozen=True)
+class CanaryView:
+    """Where a canary release is: its step (1-based; ``total`` + 1 is the full rollout),
+    the weights asked, and what it waits for when paused (a person, or its timed pause
+    ending at ``pause_ends``)."""
+
+    step: int
+    total: int
+    asked: int
+    plan: list[int]
+    rows: list[CanaryRow]
+    waits_for_person: bool
+    pause_s: int | None
+    pause_ends: datetime | None
+
+    @property
+    def full(self) -> bool:
+        return self.step > self.total
+
+
+def _main_replicas(release: Release) -> int | None:
+    """The replicas of the Deployment a canary acts on, as its manifest asks."""
+    if not release.manifest:
+        return None
+    target = canary_target(manifest_objects(release.manifest))
+    if target is None:
+        return None
+    return int((target.get("spec") or {}).get("replicas", 1))
+
+
+def canary_view(release: Release) -> CanaryView | None:
+    """The canary part of the release page (None for a plain rolling update)."""
+    if release.canary_step is None and not release.canary:
+        return None
+    total = len(release.params.canary)
+    step = release.canary_step or 0
+    main = _main_replicas(release)
+    rows = []
+    for e in release.canary:
+        of_pods = e.replicas + main if e.replicas is not None and main is not None else None
+        rows.append(
+            CanaryRow(
+                step=e.step + 1,
+                total=total,
+                asked=e.weight,
+                what=e.what,
+                at=e.at,
+                by=e.by,
+                detail=e.detail,
+                pods=e.replicas,
+                of_pods=of_pods,
+                share=round(100 * (e.replicas or 0) / of_pods) if of_pods else None,
+            )
+        )
+    pause_s, pause_ends, person = None, None, False
+    if release.state is ReleaseState.PAUSED and release.in_canary:
+        pause_s = release.params.canary[step].pause_s
+        healthy = [e.at for e in release.canary if e.what == "healthy" and e.step == step]
+        person = pause_s is None
+        if pause_s is not None and healthy:
+            pause_ends = healthy[-1] + timedelta(seconds=pause_s)
+    return CanaryView(
+        step=step + 1,
+        total=total,
+        asked=release.params.canary[step].weight if step < total else 100,
+        plan=[s.weight for s in release.params.canary] + [100],
+        rows=rows,
+        waits_for_person=person,
+        pause_s=pause_s,
+        pause_ends=pause_ends,
+    )
+
+
 @router.get("/releases/{release_id}/rollback")
-async def rollback_page(request: Request, release_id: str, principal: Viewer) -> Response:
+async def rollback_page(request: Request, release_id: str, principal: Releaser) -> Response:
     api = api_for(request)
     try:
+        found, _, env = await release_service.may(api, principal, Action.ROLLBACK, release_id)
         diff = await release_service.rollback_preview(api, principal, release_id)
-        found = await release_service.get(api, principal, release_id)
     except FabuError as exc:
         return problem(request, principal, exc)
-    env = await api.catalog.environment(found.environment)
-    frozen = env.frozen_by(now()) if env else None
-    return render(request, principal, "rollback.html", release=found, diff=diff, frozen=frozen)
+    return render(
+        request, principal, "rollback.html", release=found, diff=diff, frozen=env.frozen_by(now())
+    )
+
+
+@router.get("/releases/{release_id}/redeploy")
+async def redeploy_page(request: Request, release_id: str, principal: Releaser) -> Response:
+    """What redeploying a release does, and what the person confirms first."""
+    api = api_for(request)
+    try:
+        found, _, env = await release_service.may(api, principal, Action.REDEPLOY, release_id)
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    return render(
+        request,
+        principal,
+        "redeploy.html",
+        release=found,
+        confirm=actions_matrix.confirmation(Action.REDEPLOY, found),
+        running=await release_service.running(api, found.service, found.environment),
+        environment=env,
+        frozen=env.frozen_by(now()),
+    )
 
 
 @router.post("/releases/{release_id}/{action}")
@@ -224,6 +440,7 @@ async def release_action(
     act = ActionIn(
         description=values.get("description", ""),
         override_reason=values.get("override_reason", ""),
+        confirmed=values.get("confirmed") == "yes",
     )
     decided = DecisionIn(
         comment=values.get("comment", ""), override_reason=values.get("override_reason", "")
