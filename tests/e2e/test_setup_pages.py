@@ -37,7 +37,7 @@ async def test_from_an_empty_fabu_to_a_first_release_without_the_api(
     await page.locator("#new-environment summary").click()
     new_env = page.locator("#new-environment")
     await new_env.get_by_label("Name", exact=True).fill(environment)
-    await new_env.get_by_label("Namespace").fill(namespace)
+    await new_env.get_by_label("Namespace", exact=True).fill(namespace)
     await new_env.get_by_label(re.compile("Kubeconfig")).fill(str(stack_env.kubeconfig))
     await new_env.get_by_role("button", name="Create environment").click()
     await expect(page.locator(f"#env-{environment}")).to_contain_text(namespace)
