@@ -93,14 +93,18 @@ async def _diff(api: Api, release: Release) -> tuple[str, ManifestDiff | None, s
     return shown, diff, ""
 
 
-def _template(release: Release, before: Release | None) -> str:
-    now_ = f"{release.template_id} version {release.template_version}"
-    if before is None or (before.template_id, before.template_version) == (
+def _template(release: Release, before: Release | None, names: dict[str, str]) -> str:
+    """The template and version it renders, and the one what runs rendered when another
+    (by name; ``names``: template id → name)."""
+
+    def named(r: Release) -> str:
+        return f"{names.get(r.template_id, r.template_id)} version {r.template_version}"
+
+    same = before is None or (before.template_id, before.template_version) == (
         release.template_id,
         release.template_version,
-    ):
-        return now_
-    return f"{before.template_id} version {before.template_version} → {now_}"
+    )
+    return named(release) if same or before is None else f"{named(before)} → {named(release)}"
 
 
 async def review(api: Api, principal: Principal, release_id: str) -> Review:
@@ -113,9 +117,12 @@ async def review(api: Api, principal: Principal, release_id: str) -> Review:
             f"release {release_id} is {release.state.value}: a review is for a release not "
             "yet applied; its transcript and manifest say what it did"
         )
-    before, (manifest, diff, diff_error) = await asyncio.gather(
-        api.releases.running(release.service, release.environment), _diff(api, release)
+    before, (manifest, diff, diff_error), template = await asyncio.gather(
+        api.releases.running(release.service, release.environment),
+        _diff(api, release),
+        api.catalog.template(release.template_id),
     )
+    names: dict[str, str] = {release.template_id: template.name} if template else {}
     return Review(
         release_id=release.id,
         service=release.service,
@@ -130,7 +137,7 @@ async def review(api: Api, principal: Principal, release_id: str) -> Review:
         running=Running(id=before.id, version=before.version, finished_at=before.finished_at)
         if before
         else None,
-        template=_template(release, before),
+        template=_template(release, before, names),
         config_changes=config_changes(
             before.params if before else None, release.params, api.secrets.open
         ),

@@ -97,6 +97,16 @@ async def test_a_crash_looping_migration_fails_early_shown_on_the_release_and_is
     assert running is not None
     assert (running["job"], running["when"], running["timeout_s"]) == (job, "pre-rollout", 120)
     assert running["cause"].startswith("CrashLoopBackOff: container migrate exited 1")
+    async with httpx.AsyncClient(base_url=fabu.api_url, headers=api.headers) as ui:
+
+        async def page_shows_the_hook() -> str | None:
+            page = (await ui.get(f"/releases/{release_id}")).text
+            return page if 'id="hook-clock"' in page else None
+
+        # The hook's phase, with its countdown and its pods' cause.
+        page = await eventually(page_shows_the_hook, "the page to show the running hook")
+    assert f"<code>{job}</code>" in page
+    assert 'id="hook-cause">CrashLoopBackOff: container migrate exited 1' in page
 
     body = await finished(api, release_id, within=90)
     ended = (await api.get(f"/releases/{release_id}")).json()["hook"]

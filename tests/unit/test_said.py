@@ -6,7 +6,7 @@ names, versions and numbers kept; the empty weekly charts."""
 from datetime import UTC, datetime
 
 from services.api.schemas import ReleaseSummary
-from services.api.ui.charts import charts
+from services.api.ui.charts import bars, charts
 from services.api.ui.i18n import SAID_ZH, said, translator
 from shared.models import ReleaseKind, ReleaseState
 
@@ -70,3 +70,8 @@ def test_empty_charts_say_there_is_nothing_yet_without_axes() -> None:
     assert "<svg" in frequency[1]
     assert "no release finished" in failures[1]
     assert "no release finished" in durations[1]
+
+
+def test_a_chart_of_zeros_labels_its_top_zero() -> None:
+    drawn = bars([0.0, 0.0], ["09-14", "09-21"], "Failure rate", "%")
+    assert 'class="max">0%</text>' in drawn

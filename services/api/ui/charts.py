@@ -53,7 +53,8 @@ def empty(title: str, said: str) -> str:
 
 def bars(values: list[float | None], labels: list[str], title: str, unit: str = "") -> str:
     """An accessible SVG bar chart (a title, one bar per value, the value on hover)."""
-    top = max([v for v in values if v is not None] or [0]) or 1
+    highest = max([v for v in values if v is not None] or [0])
+    top = highest or 1  # the scale; the label says what the highest bar is
     step = (WIDTH - 2 * PAD) / max(len(values), 1)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -70,7 +71,7 @@ def bars(values: list[float | None], labels: list[str], title: str, unit: str = 
             f'height="{height:.1f}"><title>{escape(labels[index])}: {escape(shown)}</title></rect>'
         )
     parts.append(
-        f'<text x="{PAD}" y="{PAD - 5}" class="max">{top:g}{escape(unit)}</text>'
+        f'<text x="{PAD}" y="{PAD - 5}" class="max">{highest:g}{escape(unit)}</text>'
         f'<text x="{PAD}" y="{HEIGHT - 4}">{escape(labels[0])}</text>'
         f'<text x="{WIDTH - PAD}" y="{HEIGHT - 4}" text-anchor="end">{escape(labels[-1])}</text>'
         "</svg>"
