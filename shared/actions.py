@@ -101,16 +101,11 @@ def refusal(action: Action, release: Release, around: Around) -> FabuError | Non
         return _not_from(action, release)
     match action:
         case Action.RELEASE:
-            if not release.state.final:
-                return Conflict(
-                    f"release {release.id} of {release.service} to {release.environment} "
-                    f"is still {release.state}: one release runs at a time there; wait for "
-                    "it to end, or cancel it"
-                )
+            return _busy(release, around)
         case Action.REDEPLOY:
-            return _redeploy_refusal(release, around)
+            return _redeploy_refusal(release, around) or _busy(release, around)
         case Action.ROLLBACK:
-            return _rollback_refusal(release, around)
+            return _rollback_refusal(release, around) or _busy(release, around)
         case Action.ABORT:
             return _abort_refusal(release)
         case Action.CANCEL:
@@ -125,6 +120,20 @@ def refusal(action: Action, release: Release, around: Around) -> FabuError | Non
         case Action.PROMOTE:
             pass
     return None
+
+
+def _busy(release: Release, around: Around) -> FabuError | None:
+    """A new release of the service there waits while one has not finished."""
+    unfinished = next(
+        (r for r in (around.latest, release) if r is not None and not r.state.final), None
+    )
+    if unfinished is None:
+        return None
+    return Conflict(
+        f"release {unfinished.id} of {unfinished.service} to {unfinished.environment} is "
+        f"still {unfinished.state}: one release runs at a time there; wait for it to end, "
+        "or cancel it"
+    )
 
 
 def _not_from(action: Action, release: Release) -> FabuError:

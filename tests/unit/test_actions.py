@@ -65,3 +65,15 @@ def test_a_confirmation_names_the_version_and_how_it_ended() -> None:
     assert actions.confirmation(Action.ROLLBACK, failed) == ""
     succeeded = aborted.model_copy(update={"state": ReleaseState.SUCCEEDED})
     assert actions.confirmation(Action.REDEPLOY, succeeded) == ""
+
+
+def test_nothing_starts_a_new_release_while_one_of_the_service_there_runs() -> None:
+    running = actions._example(ReleaseState.SUCCEEDED, canary=False)
+    paused = actions._example(ReleaseState.PAUSED, canary=True).model_copy(update={"id": "1" * 24})
+    around = Around(latest=paused, running=running)
+    for action in (Action.REDEPLOY, Action.RELEASE):
+        refused = actions.refusal(action, running, around)
+        assert refused is not None
+        assert refused.message.startswith(f"release {'1' * 24} of s to e is still paused")
+    older = running.model_copy(update={"id": "0" * 23 + "1"})
+    assert actions.refusal(Action.ROLLBACK, older, Around(latest=paused, running=running))
