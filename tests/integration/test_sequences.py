@@ -247,14 +247,43 @@ class Sequences(RuleBasedStateMachine):
         which=st.sampled_from(("newest", "running")),
     )
     def act(self, index: int, action: str, which: str) -> None:
+        """Any action on the newest release or on what runs: accepted if offered, else
+        refused."""
         chosen = self.targets[index]
-        releases = self.settled[repr(chosen)]
-        release_id: str | None = releases[0]["id"] if releases else None
-        if which == "running":
-            state = self._running(chosen)
-            release_id = state["release"]["id"] if state and state["release"] else None
+        release_id = self._chosen(chosen, which)
+        if release_id is not None:
+            self._take(chosen, release_id, action)
+
+    @rule(
+        index=st.integers(0, 1),
+        which=st.sampled_from(("newest", "running")),
+        pick=st.integers(0, 7),
+    )
+    def act_as_offered(self, index: int, which: str, pick: int) -> None:
+        """One of the actions offered (as a person would press a button shown)."""
+        chosen = self.targets[index]
+        release_id = self._chosen(chosen, which)
         if release_id is None:
             return
+        offered = [
+            *self.admin.get(f"/releases/{release_id}/actions").json()["actions"],
+            *(
+                a
+                for a in self.approver.get(f"/releases/{release_id}/actions").json()["actions"]
+                if a in ("approve", "reject")
+            ),
+        ]
+        if offered:
+            self._take(chosen, release_id, sorted(set(offered))[pick % len(set(offered))])
+
+    def _chosen(self, target: Target, which: str) -> str | None:
+        releases = self.settled[repr(target)]
+        if which == "running":
+            state = self._running(target)
+            return state["release"]["id"] if state and state["release"] else None
+        return releases[0]["id"] if releases else None
+
+    def _take(self, target: Target, release_id: str, action: str) -> None:
         person = self.approver if action in ("approve", "reject") else self.admin
         offered = person.get(f"/releases/{release_id}/actions").json()["actions"]
         met = self._detail(release_id)["state"]
@@ -265,7 +294,7 @@ class Sequences(RuleBasedStateMachine):
         else:
             assert answer.status_code in (403, 409, 422), (action, offered, answer.text)
         self.done.append((action, met, answer.status_code))
-        self.settled[repr(chosen)] = self._settle(chosen)
+        self.settled[repr(target)] = self._settle(target)
 
     # What holds after every step
 
