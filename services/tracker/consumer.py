@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from services.tracker.pods import Obj, PodTimelines, replica_set_counts
+from services.tracker.pods import Obj, replica_set_counts
 from shared import lifecycle, ops, ownership
 from shared.bus import Msg
 from shared.canary import promote, remove_canary
@@ -50,6 +50,7 @@ from shared.models import (
 from shared.objects import KubeObject
 from shared.parameters import hidden_in
 from shared.rollout import VIEWERS, Status, rollout_status
+from shared.timelines import PodTimelines
 from shared.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared.worker import (
     Context,

@@ -2,9 +2,6 @@
 
 from shared.models import ReplicaSetCount
 from shared.objects import REVISION, KubeObject, owner
-from shared.timelines import PodTimelines, container_reasons
-
-__all__ = ["Obj", "PodTimelines", "container_reasons", "replica_set_counts"]
 
 Obj = KubeObject
 

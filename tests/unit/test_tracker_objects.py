@@ -3,8 +3,9 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from services.tracker.pods import PodTimelines, replica_set_counts
+from services.tracker.pods import replica_set_counts
 from shared.objects import KubeObject
+from shared.timelines import PodTimelines
 from shared.watches import workload_of
 
 
