@@ -24,11 +24,11 @@
   process at the start and at the end of those 10 minutes.
 - render: what rendering in worker processes within a budget costs: the demo
   template rendered 500 times in this process, then 500 at once through
-  ``shared.budget.Renderers`` (two worker processes, as each renderer and API
+  ``shared.templating.sandbox.Renderers`` (two worker processes, as each renderer and API
   process keeps by default): renders per second and each render's time.
 - live: what watching costs: 1,000 services (a Service and a one-pod
   Deployment each) applied straight to one namespace; then the live state of
-  each read through one ``shared.live.Observer``: the requests to the API
+  each read through one ``shared.cluster.live.Observer``: the requests to the API
   server and the memory (Python's allocations) of its watches, the states
   without a release to compare, then with one (the drift check: a read and a
   dry run per object), then again within the drift check's keep time.
@@ -73,16 +73,18 @@ from bench.profile import RATE, Profiler, Sampled, cpu_seconds, rows_scanned, us
 from devstack.registry import push_image
 from devstack.stack import Stack, free_port
 from devstack.system import STAGES, FabuSystem, new_token
-from shared.budget import Budget, Renderers
-from shared.cluster import LISTED, Cluster, Clusters
-from shared.gate import Gate
+from shared.cluster.client import LISTED, Cluster, Clusters
+from shared.cluster.live import Observer, ServiceState
+from shared.cluster.rollout import rollout_status
+from shared.cluster.throttle import Gate
 from shared.ids import ReleaseId, TemplateId
-from shared.live import Observer, ServiceState
-from shared.models import BaseParams, Environment, Release, Workload
-from shared.render import ReleaseParams, render
-from shared.rollout import rollout_status
+from shared.messaging.subjects import Subjects
+from shared.models.catalog import BaseParams, Environment
+from shared.models.release import Release
+from shared.models.release_parts import Workload
 from shared.store.mongo import new_id
-from shared.subjects import Subjects
+from shared.templating.render import ReleaseParams, render
+from shared.templating.sandbox import Budget, Renderers
 
 TEMPLATE = (Path(__file__).parents[1] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 FINAL = {"succeeded", "failed"}

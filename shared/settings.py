@@ -5,8 +5,8 @@ from functools import cached_property
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.egress import Deny
-from shared.registry import RegistryAccess
+from shared.outside.egress import Deny
+from shared.outside.registry import RegistryAccess
 
 
 class Settings(BaseSettings):

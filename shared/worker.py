@@ -18,30 +18,27 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared import hooks, lifecycle, ops, subjects
-from shared.budget import Renderers, renderers
-from shared.bus import MAX_DELIVER, Bus, GiveUp, Handler, Msg, run_worker
-from shared.cluster import Cluster, ClusterError, Clusters
+from shared import probes
+from shared.cluster.client import Cluster, ClusterError, Clusters
+from shared.cluster.manifest import objects
 from shared.ids import ReleaseId
-from shared.lifecycle import Actor, Failed, Outcome
 from shared.logs import configure_logging
-from shared.manifest import objects
-from shared.models import (
-    CanaryEvent,
-    Environment,
-    HookRun,
-    PodTimeline,
-    Release,
-    ReleaseState,
-    TranscriptLine,
-    now,
-)
-from shared.parameters import hidden_in, hide
+from shared.messaging import subjects
+from shared.messaging.bus import MAX_DELIVER, Bus, GiveUp, Handler, Msg, run_worker
+from shared.models.base import now
+from shared.models.catalog import Environment
+from shared.models.parameters import hidden_in, hide
+from shared.models.release import Release
+from shared.models.release_parts import CanaryEvent, HookRun, PodTimeline, TranscriptLine
+from shared.release import hook_jobs, lifecycle
+from shared.release.lifecycle import Actor, Failed, Outcome
+from shared.release.machine import ReleaseState
 from shared.secrets import SecretError, Secrets
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.mongo import Mongo
 from shared.store.releases import Releases
+from shared.templating.sandbox import Renderers, renderers
 
 log = structlog.get_logger()
 
@@ -115,16 +112,16 @@ async def release_hooks(
     kept: list[TranscriptLine] | None = None,
     seen: list[PodTimeline] | None = None,
 ) -> list[TranscriptLine] | None:
-    """Run the release's ``when`` hook Jobs (``shared.hooks``) while it stays in the state
+    """Run the release's ``when`` hook Jobs (``hook_jobs``) while it stays in the state
     it is in, saying so in the transcript at once and keeping each hook's phase and pods
     beside the release as they change (after ``seen``, the workloads' pods already
     shown): the ``kept`` lines back, to be written with what comes next; None when a
     hook failed (the release with it) or the release was cancelled meanwhile (the
     lines written then): nothing more may be done for it."""
     lines = list(kept or [])
-    if hooks.HOOK_ANNOTATION not in release.manifest:
+    if hook_jobs.HOOK_ANNOTATION not in release.manifest:
         return lines  # no hooks at all: nothing to parse or open
-    jobs = hooks.hooks(objects(Secrets(ctx.settings.secret_key).manifest(release)), when)
+    jobs = hook_jobs.hooks(objects(Secrets(ctx.settings.secret_key).manifest(release)), when)
     if not jobs:
         return lines
     env = await ctx.catalog.environment(release.environment)
@@ -152,17 +149,21 @@ async def release_hooks(
     running = TranscriptLine(at=now(), text=f"running the {when} hooks: {names}")
     await ctx.releases.note(release.id, [running])
     try:
-        failed = await hooks.run(cluster, release.namespace, jobs, timeout_s, still_wanted, report)
+        failed = await hook_jobs.run(
+            cluster, release.namespace, jobs, timeout_s, still_wanted, report
+        )
     except ClusterError as exc:
-        failed = hooks.HookFailed(exc.message)
+        failed = hook_jobs.HookFailed(exc.message)
     if failed is not None:
         auto = release.rollback_of is None and _auto_rollback(release, env)
-        reason = f"{failed.reason.rstrip('.')}. {hooks.consequence(when, auto)}"
+        reason = f"{failed.reason.rstrip('.')}. {hook_jobs.consequence(when, auto)}"
         fields = Failed(reason=reason, diagnosis=failed.diagnosis, pods=[*before, *failed.pods])
         await fail_release(ctx, release, actor, fields, kept=[*lines, *failed.lines])
         return None
     if not await still_wanted():
-        await ctx.releases.note(release.id, [*lines, TranscriptLine(at=now(), text=hooks.STOPPED)])
+        await ctx.releases.note(
+            release.id, [*lines, TranscriptLine(at=now(), text=hook_jobs.STOPPED)]
+        )
         return None
     return lines
 
@@ -249,7 +250,7 @@ async def _main(process: str, consumers: dict[str, Setup]) -> None:
                 return False
             return ctx.bus.nc.is_connected
 
-        runner, port = await ops.serve(settings.http_host, settings.http_port, healthy)
+        runner, port = await probes.serve(settings.http_host, settings.http_port, healthy)
         ctx.owned.push_async_callback(runner.cleanup)
         log.info("started", stage=process, health=f"http://{settings.http_host}:{port}/healthz")
         handlers = {stage: _measured(stage, await setup(ctx)) for stage, setup in consumers.items()}
@@ -312,7 +313,7 @@ def _measured(stage: str, handler: Callable[[Msg], Awaitable[None]]) -> Handler:
             await handler(msg)
             outcome = "ok"
         finally:
-            ops.HANDLED.labels(stage, outcome).inc()
-            ops.DURATION.labels(stage).observe(time.perf_counter() - started)
+            probes.HANDLED.labels(stage, outcome).inc()
+            probes.DURATION.labels(stage).observe(time.perf_counter() - started)
 
     return handle

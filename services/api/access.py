@@ -28,7 +28,9 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Response
 
 from shared.errors import Forbidden, Unauthorized
-from shared.models import Role, Service, User, now
+from shared.models.base import now
+from shared.models.catalog import Service
+from shared.models.users import Role, User
 from shared.store.users import Users
 
 SESSION_COOKIE = "fabu_session"

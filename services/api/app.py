@@ -38,13 +38,13 @@ from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
 from services.api.ui import pages as ui_pages
 from services.api.ui import routes as ui_routes
-from shared import budget
-from shared.bus import Bus
-from shared.cluster import Clusters
+from shared.cluster.client import Clusters
+from shared.cluster.live import Observer
 from shared.errors import Conflict, FabuError
-from shared.live import Observer
-from shared.models import Grant, Role, User
-from shared.registry import Registries
+from shared.messaging.bus import Bus
+from shared.messaging.subjects import Subjects
+from shared.models.users import Grant, Role, User
+from shared.outside.registry import Registries
 from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.audit import Audit
@@ -53,7 +53,7 @@ from shared.store.images import Images
 from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
 from shared.store.users import Users
-from shared.subjects import Subjects
+from shared.templating import sandbox
 
 log = structlog.get_logger()
 ADMIN = "admin"
@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
             owned.push_async_callback(registries.close)
             observer = Observer(Secrets(settings.secret_key))
             owned.push_async_callback(observer.stop)
-            renderers = budget.renderers(settings)
+            renderers = sandbox.renderers(settings)
             owned.push_async_callback(renderers.close)
             app.state.api = api = Api(
                 settings=settings,

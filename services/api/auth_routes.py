@@ -25,9 +25,10 @@ from services.api.access import (
 from services.api.deps import ApiDep, SettingsDep, UsersDep
 from services.api.hooks import client_address
 from services.api.schemas import LoginIn, Problem
-from shared import egress
 from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
-from shared.models import Grant, Role, User, now
+from shared.models.base import now
+from shared.models.users import Grant, Role, User
+from shared.outside import egress
 from shared.settings import Settings
 
 router = APIRouter()

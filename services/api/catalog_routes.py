@@ -7,7 +7,7 @@ from services.api.access import Admin, ConfigAdmin, Viewer
 from services.api.deps import ApiDep
 from services.api.schemas import ConfigIn, ConfigView, EnvironmentIn, ImageTag, Preview
 from services.api.state_service import ServiceStates
-from shared.models import Environment, Service, ServiceConfig
+from shared.models.catalog import Environment, Service, ServiceConfig
 
 router = APIRouter()
 

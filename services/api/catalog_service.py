@@ -15,8 +15,8 @@ from services.api.context import Api
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
 from services.api.schemas import ConfigIn, ConfigView, ImageIn, Preview
-from shared.admission import Refused, admit, policy_problems, scope_problems
-from shared.cluster import ClusterError, Clusters, kubeconfig_file
+from shared.cluster.admission import Refused, admit, policy_problems, scope_problems
+from shared.cluster.client import ClusterError, Clusters, kubeconfig_file
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -26,18 +26,10 @@ from shared.errors import (
     Unavailable,
     found,
 )
-from shared.messages import ImageBuilt
-from shared.models import (
-    BaseParams,
-    Environment,
-    Image,
-    Role,
-    Service,
-    ServiceConfig,
-    Template,
-    now,
-)
-from shared.parameters import (
+from shared.messaging.messages import ImageBuilt
+from shared.models.base import now
+from shared.models.catalog import BaseParams, Environment, Image, Service, ServiceConfig, Template
+from shared.models.parameters import (
     filled,
     hidden_forms,
     hide,
@@ -50,10 +42,11 @@ from shared.parameters import (
     told,
     unmasked,
 )
-from shared.registry import RegistryError, Repository
-from shared.render import RenderError
+from shared.models.users import Role
+from shared.outside.registry import RegistryError, Repository
 from shared.settings import Settings
-from shared.templates import misfits, render_with
+from shared.templating.render import RenderError
+from shared.templating.versions import misfits, render_with
 
 log = structlog.get_logger()
 

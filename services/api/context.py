@@ -8,11 +8,10 @@ change on its own.
 from dataclasses import dataclass
 from typing import Any
 
-from shared.budget import Renderers
-from shared.bus import Bus
-from shared.cluster import Clusters
-from shared.live import Observer
-from shared.registry import Registries
+from shared.cluster.client import Clusters
+from shared.cluster.live import Observer
+from shared.messaging.bus import Bus
+from shared.outside.registry import Registries
 from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.audit import Audit
@@ -21,6 +20,7 @@ from shared.store.images import Images
 from shared.store.mongo import Mongo
 from shared.store.releases import Releases
 from shared.store.users import Users
+from shared.templating.sandbox import Renderers
 
 
 @dataclass(frozen=True)

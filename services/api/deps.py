@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.api.context import Api
-from shared.bus import Bus
-from shared.registry import Registries
+from shared.messaging.bus import Bus
+from shared.outside.registry import Registries
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.images import Images

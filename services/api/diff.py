@@ -13,14 +13,14 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import BaseModel
 
-from shared import ownership
-from shared.cluster import Cluster, ClusterError
+from shared.cluster.client import Cluster, ClusterError
+from shared.cluster.live import clean
+from shared.cluster.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
+from shared.cluster.objects import KubeObject
 from shared.errors import TransientError
-from shared.live import clean
-from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
-from shared.models import Owned
-from shared.objects import KubeObject
-from shared.parameters import hide
+from shared.models.parameters import hide
+from shared.models.release_parts import Owned
+from shared.release import pruning
 from shared.secrets import MASK
 
 Obj = KubeObject
@@ -116,5 +116,5 @@ async def _would_prune(cluster: Cluster, namespace: str, objects: list[Obj]) -> 
         Owned(api_version=o["apiVersion"], kind=o["kind"], name=o["metadata"]["name"])
         for o in objects
     ]
-    found = await ownership.leftovers(cluster, namespace, service, environment, inventory)
-    return [ownership.key(obj) for obj in found]
+    found = await pruning.leftovers(cluster, namespace, service, environment, inventory)
+    return [pruning.key(obj) for obj in found]

@@ -7,7 +7,7 @@ from services.api.access import ImageRegistrar, Viewer
 from services.api.catalog_service import ImageVersions
 from services.api.deps import ApiDep
 from services.api.schemas import ImageIn
-from shared.models import Image
+from shared.models.catalog import Image
 
 router = APIRouter()
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from services.api import notification_service
 from services.api.access import ConfigAdmin, Viewer
 from services.api.deps import ApiDep
-from shared.models import Channel
+from shared.models.notifications import Channel
 
 router = APIRouter()
 

@@ -4,9 +4,9 @@ import urllib.parse
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
-from shared import egress
 from shared.errors import Invalid, NotFound
-from shared.models import Channel
+from shared.models.notifications import Channel
+from shared.outside import egress
 from shared.secrets import MASK, Secrets
 from shared.store.catalog import Catalog
 

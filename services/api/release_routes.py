@@ -24,9 +24,10 @@ from services.api.schemas import (
     ReleasePage,
     zoned,
 )
-from shared.actions import Action
 from shared.errors import Invalid
-from shared.models import Release, ReleaseState
+from shared.models.release import Release
+from shared.release.actions import Action
+from shared.release.machine import ReleaseState
 
 router = APIRouter()
 # How often a followed release is read again for new lines.

@@ -2,7 +2,7 @@
 
 Each function takes the :class:`Api` and the caller, checks what the caller
 may do (the same refusal whoever asks), and moves releases only through
-``shared.lifecycle``. :func:`refusal` is the one place that says whether an
+``shared.release.lifecycle``. :func:`refusal` is the one place that says whether an
 action on a release is open to a caller now; :func:`actions` lists the open
 ones for a page, and every action function raises its refusal.
 """
@@ -26,12 +26,7 @@ from services.api.schemas import (
     ReleasePage,
     ReleaseSummary,
 )
-from shared import actions as actions_matrix
-from shared import lifecycle
-from shared.actions import Action, Around
-from shared.canary import promote as promote_canary
-from shared.canary import remove_canary
-from shared.cluster import ClusterError
+from shared.cluster.client import ClusterError
 from shared.errors import (
     Conflict,
     FabuError,
@@ -43,18 +38,17 @@ from shared.errors import (
     found,
 )
 from shared.ids import ReleaseId
-from shared.lifecycle import Actor, Approved, Lost, Nothing, Rejected, Undecided
-from shared.models import (
-    CanaryEvent,
-    Decision,
-    Environment,
-    Release,
-    ReleaseKind,
-    ReleaseState,
-    Service,
-    TranscriptLine,
-    now,
-)
+from shared.models.base import now
+from shared.models.catalog import Environment, Service
+from shared.models.release import Release, ReleaseKind
+from shared.models.release_parts import CanaryEvent, Decision, TranscriptLine
+from shared.release import actions as actions_matrix
+from shared.release import lifecycle
+from shared.release.actions import Action, Around
+from shared.release.canary import promote as promote_canary
+from shared.release.canary import remove_canary
+from shared.release.lifecycle import Actor, Approved, Lost, Nothing, Rejected, Undecided
+from shared.release.machine import ReleaseState
 from shared.store.mongo import new_id
 
 log = structlog.get_logger()
@@ -168,7 +162,7 @@ async def approvers(api: Api, principal: Principal, release: Release) -> list[st
     ]
 
 
-# Which actions a caller may take: the grants here, the state in ``shared.actions``
+# Which actions a caller may take: the grants here, the state in ``shared.release.actions``
 
 
 def refusal(

@@ -10,29 +10,22 @@ import structlog
 
 from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
-from shared.bus import Bus
 from shared.errors import Conflict, Forbidden, Invalid, Unavailable
-from shared.messages import ReleaseAwaiting, ReleaseRequested
-from shared.models import (
-    Environment,
-    FreezeOverride,
-    Release,
-    ReleaseKind,
-    ReleaseState,
-    Role,
-    Service,
-    ServiceConfig,
-    StateChange,
-    Template,
-    now,
-)
-from shared.parameters import told
-from shared.render import ReleaseParams
+from shared.messaging.bus import Bus
+from shared.messaging.messages import ReleaseAwaiting, ReleaseRequested
+from shared.models.base import now
+from shared.models.catalog import Environment, Service, ServiceConfig, Template
+from shared.models.parameters import told
+from shared.models.release import Release, ReleaseKind, StateChange
+from shared.models.release_parts import FreezeOverride
+from shared.models.users import Role
+from shared.release.machine import ReleaseState
 from shared.secrets import Secrets
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.releases import Releases
-from shared.templates import misfits
+from shared.templating.render import ReleaseParams
+from shared.templating.versions import misfits
 
 log = structlog.get_logger()
 

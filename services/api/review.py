@@ -10,13 +10,14 @@ from pydantic import BaseModel, computed_field
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import ManifestDiff, manifest_diff
-from shared.cluster import ClusterError
-from shared.config_changes import ConfigChange, config_changes
+from shared.cluster.client import ClusterError
 from shared.errors import Conflict, FabuError, NotFound, TransientError, found
-from shared.models import Release, ReleaseKind, ReleaseState
-from shared.parameters import hide
-from shared.render import ReleaseParams, RenderError
-from shared.templates import render_with
+from shared.models.parameters import hide
+from shared.models.release import Release, ReleaseKind
+from shared.release.config_changes import ConfigChange, config_changes
+from shared.release.machine import ReleaseState
+from shared.templating.render import ReleaseParams, RenderError
+from shared.templating.versions import render_with
 
 
 class Running(BaseModel):

@@ -17,19 +17,11 @@ from pydantic_core import PydanticCustomError
 from services.api.diff import ManifestDiff
 from shared.errors import Invalid
 from shared.ids import TemplateId
-from shared.models import (
-    BaseParams,
-    DnsLabel,
-    Environment,
-    EnvName,
-    Grant,
-    Release,
-    ReleaseKind,
-    ReleaseState,
-    ServiceConfig,
-    TemplateSource,
-    UserName,
-)
+from shared.models.base import DnsLabel, EnvName
+from shared.models.catalog import BaseParams, Environment, ServiceConfig, TemplateSource
+from shared.models.release import Release, ReleaseKind
+from shared.models.users import Grant, UserName
+from shared.release.machine import ReleaseState
 
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 TAG_RULE = "a tag is 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"

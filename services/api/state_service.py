@@ -1,4 +1,4 @@
-"""What runs: each service's live state per environment (``shared.live``), for the JSON
+"""What runs: each service's live state per environment (``shared.cluster.live``), for the JSON
 route, the UI pages and the command line."""
 
 import asyncio
@@ -7,10 +7,11 @@ from pydantic import BaseModel
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
-from shared.cluster import ClusterError
+from shared.cluster.client import ClusterError
+from shared.cluster.live import Health, ServiceState, matched
 from shared.errors import found
-from shared.live import Health, ServiceState, matched
-from shared.models import Environment, Service, now
+from shared.models.base import now
+from shared.models.catalog import Environment, Service
 
 # States computed at once for a page of many services.
 CONCURRENT_STATES = 16

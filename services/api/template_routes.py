@@ -14,7 +14,7 @@ from services.api.schemas import (
     TemplateContentIn,
     TemplateIn,
 )
-from shared.models import Template
+from shared.models.catalog import Template
 
 router = APIRouter()
 

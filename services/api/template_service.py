@@ -15,18 +15,20 @@ from services.api.schemas import (
     TemplateContentIn,
     TemplateIn,
 )
-from shared.budget import Renderers
+from shared.cluster.manifest import PRUNE_ANNOTATION
 from shared.errors import Conflict, FabuError, Invalid, NotFound, TransientError, Unavailable
 from shared.ids import ReleaseId, TemplateId
-from shared.manifest import PRUNE_ANNOTATION
-from shared.messages import TemplateChanged
-from shared.models import ReleaseKind, ServiceConfig, Template, now
-from shared.parameters import SchemaError, check_schema, told
-from shared.render import RenderError
-from shared.sources import Remotes
+from shared.messaging.messages import TemplateChanged
+from shared.models.base import now
+from shared.models.catalog import ServiceConfig, Template
+from shared.models.parameters import SchemaError, check_schema, told
+from shared.models.release import ReleaseKind
 from shared.store.catalog import Catalog
 from shared.store.mongo import new_id
-from shared.templates import misfits, read_checked, render_with
+from shared.templating.render import RenderError
+from shared.templating.sandbox import Renderers
+from shared.templating.sources import Remotes
+from shared.templating.versions import misfits, read_checked, render_with
 
 
 async def checked(

@@ -11,7 +11,7 @@ from services.api.access import Admin, SignedIn
 from services.api.deps import ApiDep
 from services.api.schemas import Password, UserIn, zoned
 from services.api.user_service import AuditPage
-from shared.models import ApiToken, Grant, User
+from shared.models.users import ApiToken, Grant, User
 
 router = APIRouter()
 

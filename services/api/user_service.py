@@ -12,7 +12,7 @@ from services.api.context import Api
 from services.api.passwords import hash_password, password_matches
 from shared.errors import Conflict, FabuError, Forbidden, Invalid, NotFound, Unauthorized
 from shared.errors import found as exists
-from shared.models import ApiToken, AuditEntry, Grant, Role, User
+from shared.models.users import ApiToken, AuditEntry, Grant, Role, User
 from shared.store.logins import LoginAttempts
 from shared.store.users import Session, Users
 

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Header, Request
 from services.api.deps import BusDep, CatalogDep, ImagesDep, RegistriesDep, SettingsDep
 from services.api.hooks import check_secret, read_event
 from shared.errors import FabuError, Invalid, Unavailable
-from shared.messages import ImageBuilt, TemplateChanged
-from shared.registry import Registries
+from shared.messaging.messages import ImageBuilt, TemplateChanged
+from shared.outside.registry import Registries
 from shared.store.catalog import Catalog
 from shared.store.images import Images
 

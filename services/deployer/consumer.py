@@ -3,7 +3,7 @@
 Server-side applies every object of the stored manifest (field manager
 ``fabu``) into the environment's namespace, then records the Deployment's
 generation and revision. At a canary step it applies the canary's objects
-for the step's weight instead (``shared.manifest``), and the tracker follows
+for the step's weight instead (``shared.cluster.manifest``), and the tracker follows
 the canary Deployment; the step after the last applies the manifest itself.
 Before the first apply it runs the release's pre-rollout hook Jobs
 (``shared.worker.release_hooks``), their phase and pods kept beside the
@@ -17,15 +17,9 @@ unreachable fails the release with the API server's message.
 
 from collections.abc import Awaitable, Callable
 
-from shared import lifecycle
-from shared.admission import Refused, admit
-from shared.bus import Msg
-from shared.canary import remove_canary
-from shared.cluster import Cluster, ClusterError
-from shared.errors import TransientError
-from shared.hooks import PRE_ROLLOUT
-from shared.lifecycle import APPLY, DEPLOYER, Applied, Failed
-from shared.manifest import (
+from shared.cluster.admission import Refused, admit
+from shared.cluster.client import Cluster, ClusterError
+from shared.cluster.manifest import (
     SUFFIX,
     WORKLOADS,
     Obj,
@@ -35,8 +29,17 @@ from shared.manifest import (
     revision,
     rollout_objects,
 )
-from shared.messages import ReleasePromoted, ReleaseRendered
-from shared.models import CanaryEvent, Release, ReleaseState, TranscriptLine, Workload, now
+from shared.errors import TransientError
+from shared.messaging.bus import Msg
+from shared.messaging.messages import ReleasePromoted, ReleaseRendered
+from shared.models.base import now
+from shared.models.release import Release
+from shared.models.release_parts import CanaryEvent, TranscriptLine, Workload
+from shared.release import lifecycle
+from shared.release.canary import remove_canary
+from shared.release.hook_jobs import PRE_ROLLOUT
+from shared.release.lifecycle import APPLY, DEPLOYER, Applied, Failed
+from shared.release.machine import ReleaseState
 from shared.secrets import SecretError, Secrets
 from shared.worker import (
     Context,

@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from shared.bus import Msg
 from shared.errors import Conflict
 from shared.ids import ReleaseId
-from shared.lifecycle import SYSTEM
-from shared.messages import ReleaseFailed, ReleaseRequested
-from shared.models import Release, ReleaseKind, ReleaseState, TranscriptLine, now
+from shared.messaging.bus import Msg
+from shared.messaging.messages import ReleaseFailed, ReleaseRequested
+from shared.models.base import now
+from shared.models.release import Release, ReleaseKind
+from shared.models.release_parts import TranscriptLine
+from shared.release.lifecycle import SYSTEM
+from shared.release.machine import ReleaseState
 from shared.store.mongo import new_id
 from shared.worker import Context
 

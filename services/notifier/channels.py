@@ -19,9 +19,10 @@ import aiosmtplib
 import httpx
 
 from services.notifier.content import Content, email
-from shared.egress import EgressDenied
 from shared.errors import PermanentError, TransientError
-from shared.models import Channel, Release
+from shared.models.notifications import Channel
+from shared.models.release import Release
+from shared.outside.egress import EgressDenied
 from shared.settings import Settings
 
 # Robots' own "slow down" codes: DingTalk "send too fast", WeCom "api freq out

@@ -24,18 +24,20 @@ import structlog
 
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
-from shared import actions, egress
-from shared.actions import Action, Around
-from shared.bus import Msg
 from shared.errors import FabuError, TransientError
-from shared.messages import (
+from shared.messaging.bus import Msg
+from shared.messaging.messages import (
     ReleaseApplied,
     ReleaseAwaiting,
     ReleaseCompleted,
     ReleaseFailed,
     ReleasePaused,
 )
-from shared.models import NotifyEvent, now
+from shared.models.base import now
+from shared.models.notifications import NotifyEvent
+from shared.outside import egress
+from shared.release import actions
+from shared.release.actions import Action, Around
 from shared.secrets import Secrets
 from shared.worker import Context
 

@@ -4,8 +4,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from shared.config_changes import config_changes
-from shared.models import NotifyEvent, Release
+from shared.models.notifications import NotifyEvent
+from shared.models.release import Release
+from shared.release.config_changes import config_changes
 
 WORDS = {
     "en": {

@@ -9,14 +9,16 @@ fails the release with the template's line; nothing is applied.
 
 from collections.abc import Awaitable, Callable
 
-from shared import lifecycle
-from shared.bus import Msg
-from shared.lifecycle import RENDER, RENDERER, Failed, Rendered
-from shared.messages import ReleaseRequested
-from shared.models import Owned, ReleaseKind, ReleaseState, Workload
-from shared.render import ReleaseParams, RenderError
+from shared.messaging.bus import Msg
+from shared.messaging.messages import ReleaseRequested
+from shared.models.release import ReleaseKind
+from shared.models.release_parts import Owned, Workload
+from shared.release import lifecycle
+from shared.release.lifecycle import RENDER, RENDERER, Failed, Rendered
+from shared.release.machine import ReleaseState
 from shared.secrets import SecretError, Secrets
-from shared.templates import render_with
+from shared.templating.render import ReleaseParams, RenderError
+from shared.templating.versions import render_with
 from shared.worker import Context, fail_release, pending_release
 
 

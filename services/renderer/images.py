@@ -6,8 +6,8 @@ source seen again changes nothing.
 
 from collections.abc import Awaitable, Callable
 
-from shared.bus import Msg
-from shared.messages import ImageBuilt
+from shared.messaging.bus import Msg
+from shared.messaging.messages import ImageBuilt
 from shared.store.images import Images
 from shared.worker import Context
 

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from shared.bus import Msg
-from shared.messages import TemplateChanged
-from shared.models import Template
-from shared.sources import SCHEMA_SUFFIX, Remotes
+from shared.messaging.bus import Msg
+from shared.messaging.messages import TemplateChanged
+from shared.models.catalog import Template
 from shared.store.audit import Audit
-from shared.templates import sync_template
+from shared.templating.sources import SCHEMA_SUFFIX, Remotes
+from shared.templating.versions import sync_template
 from shared.worker import Context
 
 log = structlog.get_logger()

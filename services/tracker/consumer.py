@@ -3,7 +3,7 @@
 Follows the Deployment and its pods through the shared namespace watches and
 decides with kubectl's rollout rules, appending each new status line to the
 transcript and keeping a timeline per pod. The first time a new pod shows why it
-cannot become Ready (``shared.causes``: a crash loop from its first restart, an
+cannot become Ready (``shared.cluster.causes``: a crash loop from its first restart, an
 image that cannot be pulled, no node to run it), a ``cause:`` line says so at
 once, long before the timeout. The final write carries the
 ReplicaSet counts and, for a failure, the diagnosis bundle. A cancelled
@@ -28,30 +28,40 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services.tracker.pods import Obj, replica_set_counts
-from shared import lifecycle, ops, ownership
-from shared.bus import Msg
-from shared.canary import promote, remove_canary
-from shared.cluster import Cluster
-from shared.diagnosis import diagnose
+from shared import probes
+from shared.cluster.client import Cluster
+from shared.cluster.diagnosis import diagnose
+from shared.cluster.objects import KubeObject
+from shared.cluster.rollout import VIEWERS, Status, rollout_status
+from shared.cluster.timelines import PodTimelines
+from shared.cluster.watches import KINDS, Subscription, Update, Watches, workload_of
 from shared.errors import FabuError
-from shared.hooks import POST_ROLLOUT
-from shared.lifecycle import PAUSE, SUCCEED, TRACKER, Failed, Lost, Observed, Outcome, Succeeded
-from shared.messages import ReleaseApplied, ReleaseCancelled
-from shared.models import (
+from shared.messaging.bus import Msg
+from shared.messaging.messages import ReleaseApplied, ReleaseCancelled
+from shared.models.base import now
+from shared.models.parameters import hidden_in
+from shared.models.release import Release
+from shared.models.release_parts import (
     CanaryEvent,
     Diagnosis,
     PodTimeline,
-    Release,
-    ReleaseState,
     TranscriptLine,
     Workload,
-    now,
 )
-from shared.objects import KubeObject
-from shared.parameters import hidden_in
-from shared.rollout import VIEWERS, Status, rollout_status
-from shared.timelines import PodTimelines
-from shared.watches import KINDS, Subscription, Update, Watches, workload_of
+from shared.release import lifecycle, pruning
+from shared.release.canary import promote, remove_canary
+from shared.release.hook_jobs import POST_ROLLOUT
+from shared.release.lifecycle import (
+    PAUSE,
+    SUCCEED,
+    TRACKER,
+    Failed,
+    Lost,
+    Observed,
+    Outcome,
+    Succeeded,
+)
+from shared.release.machine import ReleaseState
 from shared.worker import (
     Context,
     environment_and_cluster,
@@ -135,11 +145,11 @@ async def track(
     keys = [w.key for w in _followed(release)]
     subscription = watches.subscribe(cluster, release.namespace, keys)
     following[release.id] = subscription.updates
-    ops.TRACKED.inc()
+    probes.TRACKED.inc()
     try:
         await _follow(ctx, cluster, subscription, release, timeout_s)
     finally:
-        ops.TRACKED.dec()
+        probes.TRACKED.dec()
         if following.get(release.id) is subscription.updates:
             following.pop(release.id)
         subscription.close()
@@ -453,7 +463,7 @@ async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list
         return [], ""  # an older record: what it applied is not known
     earlier = await ctx.releases.inventories(release.service, release.environment, limit=50)
     try:
-        found = await ownership.leftovers(
+        found = await pruning.leftovers(
             cluster,
             release.namespace,
             release.service,
@@ -461,7 +471,7 @@ async def _prune(ctx: Context, cluster: Cluster, release: Release) -> tuple[list
             release.inventory,
             None if earlier is None else [o for inventory in earlier for o in inventory],
         )
-        pruned = await ownership.prune(cluster, release.namespace, found)
+        pruned = await pruning.prune(cluster, release.namespace, found)
     except FabuError as exc:
         return [], f"could not prune what this release no longer has: {exc.message}"
     return pruned, f"pruned what this release no longer has: {', '.join(pruned)}" if pruned else ""

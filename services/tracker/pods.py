@@ -1,7 +1,7 @@
 """What a release did to pods and ReplicaSets, read from raw API objects."""
 
-from shared.models import ReplicaSetCount
-from shared.objects import REVISION, KubeObject, owner
+from shared.cluster.objects import REVISION, KubeObject, owner
+from shared.models.release_parts import ReplicaSetCount
 
 Obj = KubeObject
 

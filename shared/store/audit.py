@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pymongo import DESCENDING
 
-from shared.models import AuditEntry
+from shared.models.users import AuditEntry
 from shared.secrets import MASK, PREFIX
 from shared.store.mongo import Doc, Mongo, new_id
 

@@ -6,7 +6,9 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import TemplateId
-from shared.models import Channel, Environment, Service, ServiceConfig, Template, now
+from shared.models.base import now
+from shared.models.catalog import Environment, Service, ServiceConfig, Template
+from shared.models.notifications import Channel
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 

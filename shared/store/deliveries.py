@@ -15,7 +15,8 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from shared.ids import ReleaseId
-from shared.models import Attempt, Delivery, now
+from shared.models.base import now
+from shared.models.notifications import Attempt, Delivery
 from shared.store.mongo import Doc, Mongo
 
 Claim = Literal["claimed", "busy", "done", "died"]

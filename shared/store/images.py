@@ -13,8 +13,8 @@ from contextlib import suppress
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.messages import ImageBuilt
-from shared.models import Image
+from shared.messaging.messages import ImageBuilt
+from shared.models.catalog import Image
 from shared.store.mongo import Doc, Mongo
 
 METADATA = ("service", "commit_sha", "pipeline_url", "pushed_at")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from pymongo import DESCENDING
 
-from shared.models import now
+from shared.models.base import now
 from shared.store.mongo import Doc, Mongo, new_id
 
 COLLECTION = "login_attempts"

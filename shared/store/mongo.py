@@ -16,7 +16,7 @@ StoreError = PyMongoError
 # How long an operation waits for an unreachable database before StoreError (the
 # API's 503): long enough for a failover, short enough not to hang a request.
 SERVER_WAIT_MS = 3000
-# Served with the process's other metrics (``shared.ops``, the API's /metrics).
+# Served with the process's other metrics (``shared.probes``, the API's /metrics).
 COMMANDS = Counter(
     "fabu_database_commands",
     "Commands this process sent to the database",

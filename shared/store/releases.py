@@ -2,7 +2,7 @@
 
 A state change is claimed first (``_claim``: a unique insert, atomic on every
 MongoDB-protocol server) and then written (``_write``); both are the
-lifecycle's alone (``shared.lifecycle``). Transcript lines are documents of
+lifecycle's alone (``shared.release.lifecycle``). Transcript lines are documents of
 their own, inserted, never pushed onto the release: a line can then never be
 lost to a concurrent rewrite of the release document.
 """
@@ -16,15 +16,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
-from shared.models import (
-    HookRun,
-    Owned,
-    PodTimeline,
-    Release,
-    ReleaseState,
-    TranscriptLine,
-    now,
-)
+from shared.models.base import now
+from shared.models.release import Release
+from shared.models.release_parts import HookRun, Owned, PodTimeline, TranscriptLine
+from shared.release.machine import ReleaseState
 from shared.store.deliveries import Deliveries
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params, new_id
 
@@ -246,7 +241,7 @@ class Releases:
             return ReleaseId(doc["rollback"]) if doc else rollback
         return rollback
 
-    # The lifecycle's own writes (``shared.lifecycle``): nothing else changes a state.
+    # The lifecycle's own writes (``shared.release.lifecycle``): nothing else changes a state.
 
     async def _claim(self, change: Doc) -> bool:
         """Claim a transition: the first insert of ``<release>/<n>`` wins, on any server.

@@ -13,7 +13,8 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.models import ApiToken, User, now
+from shared.models.base import now
+from shared.models.users import ApiToken, User
 from shared.store.mongo import Doc, Mongo, new_id
 
 TOKEN_PREFIX = "fabu_"  # noqa: S105 (a prefix that makes a leaked token recognisable)

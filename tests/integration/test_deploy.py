@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from devstack.build import HELM
-from shared.podsecurity import Level, violations
+from shared.cluster.pod_security import Level, violations
 from tests.support.stack import StackEnv
 
 ROOT = Path(__file__).parents[2]

@@ -10,8 +10,8 @@ from nats.aio.client import Client as NatsClient
 
 from devstack.registry import push_image
 from devstack.system import FabuSystem
-from shared.messages import ImageBuilt
-from shared.subjects import Subjects
+from shared.messaging.messages import ImageBuilt
+from shared.messaging.subjects import Subjects
 from tests.conftest import HARBOR_SECRET, AuthRegistries, unique
 from tests.support import gitlab as gitlab_support
 from tests.support.registries import basic_header

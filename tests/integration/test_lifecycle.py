@@ -8,15 +8,21 @@ from datetime import timedelta
 from nats.aio.msg import Msg
 
 from devstack.system import FabuSystem
-from shared import lifecycle
-from shared.lifecycle import CANCEL, SUCCEED, TRACKER, Actor, Lost, Moved, Nothing, Succeeded
-from shared.models import (
-    Release,
-    ReleaseState,
-    StateChange,
-    TranscriptLine,
-    now,
+from shared.models.base import now
+from shared.models.release import Release, StateChange
+from shared.models.release_parts import TranscriptLine
+from shared.release import lifecycle
+from shared.release.lifecycle import (
+    CANCEL,
+    SUCCEED,
+    TRACKER,
+    Actor,
+    Lost,
+    Moved,
+    Nothing,
+    Succeeded,
 )
+from shared.release.machine import ReleaseState
 from shared.worker import Context
 from tests.conftest import unique
 from tests.support.records import record

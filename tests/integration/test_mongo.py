@@ -9,8 +9,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.ids import ReleaseId
-from shared.messages import ImageBuilt
-from shared.models import now
+from shared.messaging.messages import ImageBuilt
+from shared.models.base import now
 from shared.store.deliveries import Deliveries
 from shared.store.images import Images
 from shared.store.mongo import Mongo

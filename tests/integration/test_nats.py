@@ -9,11 +9,11 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType
 
-from shared.bus import Bus, Msg, run_worker
 from shared.errors import TransientError
 from shared.ids import ReleaseId
-from shared.messages import ReleaseRequested
-from shared.subjects import RENDERER, Subjects
+from shared.messaging.bus import Bus, Msg, run_worker
+from shared.messaging.messages import ReleaseRequested
+from shared.messaging.subjects import RENDERER, Subjects
 from tests.support.stack import StackEnv
 
 

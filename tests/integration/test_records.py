@@ -10,9 +10,11 @@ from kubernetes_asyncio import client
 
 from devstack import kwok
 from devstack.system import FabuSystem
-from shared import lifecycle
-from shared.lifecycle import CANCEL, Actor, Nothing
-from shared.models import Owned, Release, ReleaseState
+from shared.models.release import Release
+from shared.models.release_parts import Owned
+from shared.release import lifecycle
+from shared.release.lifecycle import CANCEL, Actor, Nothing
+from shared.release.machine import ReleaseState
 from shared.store.mongo import Mongo, encode_params, new_id
 from shared.store.releases import Releases
 from tests.conftest import unique

@@ -3,7 +3,7 @@
 import httpx
 
 from devstack.registry import MANIFEST_TYPE, push_image
-from shared.registry import Registries, RegistryAccess
+from shared.outside.registry import Registries, RegistryAccess
 from tests.conftest import unique
 from tests.support.stack import StackEnv
 

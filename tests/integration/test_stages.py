@@ -20,17 +20,20 @@ from services.deployer.consumer import handle_rendered
 from services.notifier.consumer import notify
 from services.renderer.consumer import handle_requested
 from services.tracker.consumer import track
-from shared import lifecycle
+from shared.cluster.manifest import objects
+from shared.cluster.watches import Update, Watches
 from shared.errors import TransientError
 from shared.ids import ReleaseId, TemplateId
-from shared.lifecycle import CANCEL, FAIL, RENDERER, Actor, Nothing
-from shared.manifest import objects
-from shared.messages import ReleaseApplied, ReleaseRendered, ReleaseRequested
-from shared.models import BaseParams, Channel, Environment, Release, ReleaseState, Template
+from shared.messaging.messages import ReleaseApplied, ReleaseRendered, ReleaseRequested
+from shared.models.catalog import BaseParams, Environment, Template
+from shared.models.notifications import Channel
+from shared.models.release import Release
+from shared.release import lifecycle
+from shared.release.lifecycle import CANCEL, FAIL, RENDERER, Actor, Nothing
+from shared.release.machine import ReleaseState
 from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.mongo import new_id
-from shared.watches import Update, Watches
 from shared.worker import Context, context
 from tests.conftest import unique
 from tests.support.releases import DEMO

@@ -5,7 +5,7 @@ import httpx
 from kubernetes_asyncio import client
 
 from devstack import kwok
-from shared.hooks import STOPPED as HOOK_STOPPED
+from shared.release.hook_jobs import STOPPED as HOOK_STOPPED
 from tests.support.releases import DEMO, WORKER, finished, prepare, push, release
 from tests.support.stack import StackEnv
 from tests.support.wait import eventually

@@ -3,7 +3,8 @@
 from typing import Any
 
 from shared.ids import ReleaseId, TemplateId
-from shared.models import BaseParams, Release
+from shared.models.catalog import BaseParams
+from shared.models.release import Release
 from shared.store.mongo import new_id
 
 

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from shared import actions
-from shared.actions import Action, Around
-from shared.models import CanaryEvent, ReleaseState
+from shared.models.release_parts import CanaryEvent
+from shared.release import actions
+from shared.release.actions import Action, Around
+from shared.release.machine import ReleaseState
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shared.budget import Budget, Renderers
-from shared.models import BaseParams
-from shared.render import Limits, RenderError
+from shared.models.catalog import BaseParams
+from shared.templating.render import Limits, RenderError
+from shared.templating.sandbox import Budget, Renderers
 from tests.support.wait import eventually
 from tests.unit.test_render import RELEASE
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from shared import egress
-from shared.egress import Deny, EgressDenied
+from shared.outside import egress
+from shared.outside.egress import Deny, EgressDenied
 from tests.support.trap import TRAP_HOST, Listener
 
 

@@ -1,10 +1,10 @@
-"""The adaptive limit on requests open to an API server (shared.gate)."""
+"""The adaptive limit on requests open to an API server (shared.cluster.throttle)."""
 
 import asyncio
 
 import pytest
 
-from shared.gate import Gate
+from shared.cluster.throttle import Gate
 
 
 async def test_no_more_than_the_limit_are_open_at_once() -> None:

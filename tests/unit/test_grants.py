@@ -4,7 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.api.access import Permission, Principal
-from shared.models import Grant, Role, Service, User
+from shared.models.catalog import Service
+from shared.models.users import Grant, Role, User
 
 WEB = Service(name="web", image_repository="r/web", team="shop")
 API = Service(name="api", image_repository="r/api", team="core")

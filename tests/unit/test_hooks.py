@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from shared.hooks import PULL_POLLS, Verdict, consequence
-from shared.manifest import delete_policy, hook_problem
-from shared.models import BaseParams
-from shared.objects import KubeObject
-from shared.render import ReleaseParams, RenderError, render
+from shared.cluster.manifest import delete_policy, hook_problem
+from shared.cluster.objects import KubeObject
+from shared.models.catalog import BaseParams
+from shared.release.hook_jobs import PULL_POLLS, Verdict, consequence
+from shared.templating.render import ReleaseParams, RenderError, render
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 RELEASE = ReleaseParams(

@@ -7,8 +7,8 @@ import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.cluster import ClusterError, api_path
-from shared.kubenames import name_problem, problems
+from shared.cluster.client import ClusterError, api_path
+from shared.cluster.names import name_problem, problems
 
 HOSTILE = [
     "..",

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.causes import pod_cause, summary
+from shared.cluster.causes import pod_cause, summary
+from shared.cluster.live import Health, controlled, differences, workload_state
+from shared.cluster.objects import KubeObject
 from shared.ids import ReleaseId, TemplateId
-from shared.live import Health, controlled, differences, workload_state
-from shared.models import BaseParams, Environment, Release, ReleaseState
-from shared.objects import KubeObject
+from shared.models.catalog import BaseParams, Environment
+from shared.models.release import Release
+from shared.release.machine import ReleaseState
 
 AT = datetime(2026, 12, 1, 12, 0, 20, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from shared.manifest import canary_objects, canary_replicas
+from shared.cluster.manifest import canary_objects, canary_replicas
 
 MANIFEST = """
 apiVersion: v1

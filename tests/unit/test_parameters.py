@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from shared.models import BaseParams
-from shared.parameters import (
+from shared.models.catalog import BaseParams
+from shared.models.parameters import (
     DEFAULT_SCHEMA,
     SchemaError,
     check_schema,
@@ -17,9 +17,9 @@ from shared.parameters import (
     secrets_in,
     unmasked,
 )
-from shared.render import ReleaseParams, render
 from shared.secrets import MASK, Secrets, new_key
 from shared.store.mongo import decode_params, encode_params
+from shared.templating.render import ReleaseParams, render
 
 SCHEMA = {
     "type": "object",

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from services.api.webhook_routes import _change
-from shared.messages import TemplateChanged
-from shared.registry import Repository, _challenge, _next
+from shared.messaging.messages import TemplateChanged
+from shared.outside.registry import Repository, _challenge, _next
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.podsecurity import Level, violations
+from shared.cluster.pod_security import Level, violations
 
 Obj = dict[str, Any]
 Change = Callable[[Obj], object]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.models import BaseParams, CanaryStep
-from shared.render import RESTARTED_AT, Limits, ReleaseParams, RenderError, render
+from shared.models.catalog import BaseParams, CanaryStep
+from shared.templating.render import RESTARTED_AT, Limits, ReleaseParams, RenderError, render
 
 DEMO = (Path(__file__).parents[2] / "devstack" / "demo" / "web-service.yaml.j2").read_text()
 RELEASE = ReleaseParams(

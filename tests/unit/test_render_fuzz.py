@@ -6,8 +6,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.models import BaseParams
-from shared.render import ReleaseParams, render
+from shared.models.catalog import BaseParams
+from shared.templating.render import ReleaseParams, render
 from tests.unit.test_render import DEMO, RELEASE
 
 # Any text YAML can carry: every Unicode character but the surrogates (not text) and

@@ -7,8 +7,12 @@ from typing import Any
 from cli.main import review_text
 from services.api.ui.release_pages import canary_view
 from services.notifier.content import content
-from shared.config_changes import config_changes
-from shared.models import BaseParams, CanaryEvent, CanaryStep, Release, ReleaseState, now
+from shared.models.base import now
+from shared.models.catalog import BaseParams, CanaryStep
+from shared.models.release import Release
+from shared.models.release_parts import CanaryEvent
+from shared.release.config_changes import config_changes
+from shared.release.machine import ReleaseState
 from shared.secrets import MASK, Secrets, new_key
 from tests.support.records import record
 

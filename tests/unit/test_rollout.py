@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from shared.objects import KubeObject
-from shared.rollout import Status, rollout_status, workload_status
+from shared.cluster.objects import KubeObject
+from shared.cluster.rollout import Status, rollout_status, workload_status
 
 
 def deployment(

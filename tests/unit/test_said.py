@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from services.api.schemas import ReleaseSummary
 from services.api.ui.charts import bars, charts
 from services.api.ui.i18n import SAID_ZH, said, translator
-from shared.models import ReleaseKind, ReleaseState
+from shared.models.release import ReleaseKind
+from shared.release.machine import ReleaseState
 
 
 def test_fabus_sentences_are_translated_keeping_what_varies() -> None:

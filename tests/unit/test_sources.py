@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.models import TemplateSource, ref_problem
-from shared.sources import Remotes, SourceError, _from_git, fetch
+from shared.models.catalog import TemplateSource, ref_problem
+from shared.templating.sources import Remotes, SourceError, _from_git, fetch
 from tests.support.git import repository as git_repository
 
 LOCAL = Remotes(git_protocols=("file", "https", "ssh"))

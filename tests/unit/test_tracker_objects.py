@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.tracker.pods import replica_set_counts
-from shared.objects import KubeObject
-from shared.timelines import PodTimelines
-from shared.watches import workload_of
+from shared.cluster.objects import KubeObject
+from shared.cluster.timelines import PodTimelines
+from shared.cluster.watches import workload_of
 
 
 def pod(name: str, rs: str, template_hash: str, **status: Any) -> KubeObject:

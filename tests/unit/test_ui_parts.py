@@ -7,7 +7,8 @@ import pytest
 from services.api.schemas import ReleaseSummary
 from services.api.ui.charts import bars, weeks
 from services.api.ui.i18n import pick, translator
-from shared.models import ReleaseState, now
+from shared.models.base import now
+from shared.release.machine import ReleaseState
 from tests.support.records import record
 
 

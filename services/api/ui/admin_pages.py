@@ -26,16 +26,10 @@ from services.api.ui.pages import (
 )
 from shared.errors import FabuError, NotFound
 from shared.ids import TemplateId
-from shared.models import (
-    ChannelType,
-    Environment,
-    FreezeWindow,
-    Grant,
-    NotifyEvent,
-    Role,
-    User,
-    now,
-)
+from shared.models.base import now
+from shared.models.catalog import Environment, FreezeWindow
+from shared.models.notifications import ChannelType, NotifyEvent
+from shared.models.users import Grant, Role, User
 
 router = APIRouter(include_in_schema=False)
 

@@ -5,7 +5,7 @@ from typing import get_args
 from services.api import notification_service
 from services.api.access import Principal
 from services.api.context import Api
-from shared.models import Channel, NotifyEvent
+from shared.models.notifications import Channel, NotifyEvent
 
 
 def channel_of(values: dict[str, str]) -> Channel:

@@ -7,7 +7,8 @@ from html import escape
 
 from services.api.schemas import ReleaseSummary
 from services.api.ui.i18n import Translate
-from shared.models import ReleaseState, now
+from shared.models.base import now
+from shared.release.machine import ReleaseState
 
 WEEKS = 12
 WIDTH, HEIGHT, PAD = 360, 120, 18

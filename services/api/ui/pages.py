@@ -25,7 +25,7 @@ from services.api.context import Api
 from services.api.deps import api_of
 from services.api.ui.i18n import LANGUAGES, pick, said, translator
 from shared.errors import FabuError, Unauthorized
-from shared.models import ReleaseState
+from shared.release.machine import ReleaseState
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 

@@ -24,13 +24,15 @@ from services.api.ui.pages import (
     render,
     validation_errors,
 )
-from shared import actions as actions_matrix
-from shared.actions import Action
+from shared.cluster.manifest import canary_target
+from shared.cluster.manifest import objects as manifest_objects
 from shared.errors import FabuError, Invalid, NotFound
-from shared.manifest import canary_target
-from shared.manifest import objects as manifest_objects
-from shared.models import Release, ReleaseState, now
-from shared.parameters import told
+from shared.models.base import now
+from shared.models.parameters import told
+from shared.models.release import Release
+from shared.release import actions as actions_matrix
+from shared.release.actions import Action
+from shared.release.machine import ReleaseState
 
 router = APIRouter(include_in_schema=False)
 

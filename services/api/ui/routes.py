@@ -27,9 +27,9 @@ from services.api.ui.pages import (
     form,
     render,
 )
+from shared.cluster.live import Health
 from shared.errors import Unauthorized
-from shared.live import Health
-from shared.models import ReleaseState
+from shared.release.machine import ReleaseState
 
 router = APIRouter(include_in_schema=False)
 

@@ -29,8 +29,9 @@ from services.api.ui.pages import (
 )
 from shared.errors import FabuError, Invalid, NotFound
 from shared.ids import TemplateId
-from shared.models import BaseParams, ChannelType, NotifyEvent, Service
-from shared.parameters import filled, masked, schema_of
+from shared.models.catalog import BaseParams, Service
+from shared.models.notifications import ChannelType, NotifyEvent
+from shared.models.parameters import filled, masked, schema_of
 from shared.secrets import MASK
 
 router = APIRouter(include_in_schema=False)

@@ -23,7 +23,8 @@ from services.api.ui.pages import (
     render,
 )
 from shared.errors import FabuError, Invalid
-from shared.models import TemplateSource, now
+from shared.models.base import now
+from shared.models.catalog import TemplateSource
 
 router = APIRouter(include_in_schema=False)
 

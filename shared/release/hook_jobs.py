@@ -23,10 +23,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from shared.causes import PULL, pod_cause
-from shared.cluster import Cluster, ClusterError
-from shared.diagnosis import diagnose
-from shared.manifest import (
+from shared.cluster.causes import PULL, pod_cause
+from shared.cluster.client import Cluster, ClusterError
+from shared.cluster.diagnosis import diagnose
+from shared.cluster.manifest import (
     BEFORE_HOOK_CREATION,
     HOOK_ANNOTATION,
     HOOK_DELETE_POLICY_ANNOTATION,
@@ -39,9 +39,10 @@ from shared.manifest import (
     hook_of,
     hooks,
 )
-from shared.models import Diagnosis, HookRun, PodTimeline, TranscriptLine, now
-from shared.objects import condition
-from shared.timelines import PodTimelines
+from shared.cluster.objects import condition
+from shared.cluster.timelines import PodTimelines
+from shared.models.base import now
+from shared.models.release_parts import Diagnosis, HookRun, PodTimeline, TranscriptLine
 
 __all__ = [
     "HOOK_ANNOTATION",

@@ -1,11 +1,13 @@
 """Moving a canary release on, and taking its objects away: for the API and the tracker."""
 
-from shared import lifecycle
-from shared.bus import Bus
-from shared.cluster import Cluster
-from shared.lifecycle import Actor, Outcome, Promoted
-from shared.manifest import canary_objects
-from shared.models import CanaryEvent, Release, TranscriptLine, now
+from shared.cluster.client import Cluster
+from shared.cluster.manifest import canary_objects
+from shared.messaging.bus import Bus
+from shared.models.base import now
+from shared.models.release import Release
+from shared.models.release_parts import CanaryEvent, TranscriptLine
+from shared.release import lifecycle
+from shared.release.lifecycle import Actor, Outcome, Promoted
 from shared.store.releases import Releases
 
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import Gauge
 
-# Served with the stage's other metrics (``shared.ops``).
+# Served with the stage's other metrics (``shared.probes``).
 LIMIT = Gauge(
     "fabu_cluster_request_limit",
     "Requests this process may keep open to an API server now (the last one to change)",

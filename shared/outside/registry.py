@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from shared import egress
 from shared.errors import FabuError, TransientError
+from shared.outside import egress
 
 PAGE_SIZE = 100
 CACHE_S = 10.0

@@ -31,9 +31,9 @@ from typing import Any, Generic, TypeVar
 import structlog
 from pydantic import BaseModel, ConfigDict
 
-from shared.bus import Bus
 from shared.ids import ReleaseId
-from shared.messages import (
+from shared.messaging.bus import Bus
+from shared.messaging.messages import (
     Event,
     ReleaseApplied,
     ReleaseCancelled,
@@ -45,23 +45,22 @@ from shared.messages import (
     ReleaseRequested,
     Stage,
 )
-from shared.models import (
+from shared.messaging.subjects import Subjects
+from shared.models.base import now
+from shared.models.release import Release, StateChange
+from shared.models.release_parts import (
     CanaryEvent,
     Decision,
     Diagnosis,
     FreezeOverride,
     Owned,
     PodTimeline,
-    Release,
-    ReleaseState,
     ReplicaSetCount,
-    StateChange,
     TranscriptLine,
     Workload,
-    now,
 )
+from shared.release.machine import ReleaseState
 from shared.store.releases import Releases
-from shared.subjects import Subjects
 
 log = structlog.get_logger()
 

@@ -7,17 +7,23 @@ pods it owns. Healthy pods, and old pods still serving, are left out, and so
 are their logs. For each: container states, restart counts, the tail of the
 current and previous container logs (bounded), and the reasons the tracker
 saw; then the events of those pods, their ReplicaSet and the workload.
-First of all, one sentence says what is wrong (``shared.causes``).
+First of all, one sentence says what is wrong (``shared.cluster.causes``).
 """
 
 import asyncio
 from datetime import UTC, datetime
 
-from shared.causes import ready, ready_condition, summary
-from shared.cluster import Cluster
+from shared.cluster.causes import ready, ready_condition, summary
+from shared.cluster.client import Cluster
+from shared.cluster.objects import REVISION, Json, KubeObject, condition, owner
 from shared.errors import FabuError
-from shared.models import ContainerDiagnosis, Diagnosis, KubeEvent, PodDiagnosis, PodTimeline
-from shared.objects import REVISION, Json, KubeObject, condition, owner
+from shared.models.release_parts import (
+    ContainerDiagnosis,
+    Diagnosis,
+    KubeEvent,
+    PodDiagnosis,
+    PodTimeline,
+)
 
 Obj = KubeObject
 

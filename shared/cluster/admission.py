@@ -5,7 +5,7 @@
   newer Kubernetes is judged as the cluster judges it.
 - Pods within the environment's Pod Security Standards level, RBAC objects only
   where the environment allows them, never a binding to a ClusterRole
-  (``shared.podsecurity``).
+  (``shared.cluster.pod_security``).
 
 Config saves, previews and the deployer (before its first object) all ask here.
 """
@@ -13,10 +13,10 @@ Config saves, previews and the deployer (before its first object) all ask here.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.cluster import Cluster, Unserved
+from shared.cluster.client import Cluster, Unserved
+from shared.cluster.pod_security import Level, violations
 from shared.errors import PermanentError
-from shared.models import Environment
-from shared.podsecurity import Level, violations
+from shared.models.catalog import Environment
 
 
 class Refused(PermanentError):

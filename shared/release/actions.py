@@ -1,7 +1,7 @@
 """What a person may do to a release, in each state: the one action matrix.
 
 Each :class:`Rule` names an action, what it does, and the lifecycle transition
-it takes on the release (``shared.lifecycle``'s own table: an action is open
+it takes on the release (``shared.release.lifecycle``'s own table: an action is open
 only in that transition's source states), or none for the actions that start
 a new release from this one (redeploy, rollback). :func:`refusal` says, in the
 words every door uses, why an action is closed on a release now; the API's
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared import lifecycle
 from shared.errors import Conflict, FabuError, Forbidden, Invalid
 from shared.ids import ReleaseId, TemplateId
-from shared.models import BaseParams, CanaryStep, Release, ReleaseKind, ReleaseState
+from shared.models.catalog import BaseParams, CanaryStep
+from shared.models.release import Release, ReleaseKind
+from shared.release import lifecycle
+from shared.release.machine import ReleaseState
 
 
 class Action(StrEnum):

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import yaml
 
-from shared.objects import KubeObject
+from shared.cluster.objects import KubeObject
 
 Obj = KubeObject
 FIRST = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Service")

@@ -8,7 +8,7 @@ the same order of checks and the same messages, so a transcript reads like
 
 from dataclasses import dataclass
 
-from shared.objects import KubeObject
+from shared.cluster.objects import KubeObject
 
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 ROLLING_UPDATE = "RollingUpdate"

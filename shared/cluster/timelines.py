@@ -1,12 +1,13 @@
 """Pod by pod, what a release's workloads or hook Jobs did to their pods, read from
 raw API objects: when each was created, scheduled, became Ready and was terminated,
-and what keeps it from Ready (``shared.causes``)."""
+and what keeps it from Ready (``shared.cluster.causes``)."""
 
 from datetime import datetime
 
-from shared.causes import pod_cause, ready
-from shared.models import PodTimeline, now
-from shared.objects import KubeObject, condition, owner
+from shared.cluster.causes import pod_cause, ready
+from shared.cluster.objects import KubeObject, condition, owner
+from shared.models.base import now
+from shared.models.release_parts import PodTimeline
 
 Obj = KubeObject
 

@@ -3,7 +3,7 @@
 A template is code that config-admins and template repositories write. It runs
 in Jinja's sandbox, which keeps it from Fabu's objects but not from spending
 CPU and memory, so it never runs on an event loop: ``Renderers`` hands each
-render to one of a few child processes (``python -m shared.budget``), which
+render to one of a few child processes (``python -m shared.templating.sandbox``), which
 
 - stops it when it has used ``cpu_s`` seconds of CPU time (an interval timer
   raises inside the render; a C loop that never returns to Python is killed
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from shared.models import BaseParams
-from shared.parameters import Schema
-from shared.render import Limits, ReleaseParams, Rendered, RenderError, check, render
+from shared.models.catalog import BaseParams
+from shared.models.parameters import Schema
 from shared.settings import Settings
+from shared.templating.render import Limits, ReleaseParams, Rendered, RenderError, check, render
 
 _HEADER = struct.Struct(">I")
 
@@ -106,7 +106,7 @@ class Renderers:
         parameters: Schema | None = None,
         hidden: list[str] | None = None,
     ) -> Rendered:
-        """``shared.render.render`` in a worker, within the budget (RenderError if not)."""
+        """``render.render`` in a worker process, within the budget (RenderError if not)."""
         rendered: Rendered = await self._call(
             "render",
             (template, params, release, restarted_at),
@@ -115,7 +115,7 @@ class Renderers:
         return rendered
 
     async def check(self, template: str) -> None:
-        """``shared.render.check`` in a worker, within the budget."""
+        """``shared.templating.render.check`` in a worker, within the budget."""
         await self._call("check", (template,), {})
 
     async def _take(self) -> _Worker:
@@ -178,7 +178,7 @@ async def _start(budget: Budget) -> _Worker:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.budget",
+        "shared.templating.sandbox",
         str(budget.cpu_s),
         str(budget.memory_mib),
         stdin=asyncio.subprocess.PIPE,

@@ -14,10 +14,10 @@ from typing import Any, cast
 import aiohttp
 from kubernetes_asyncio import client, config
 
+from shared.cluster.objects import KubeObject
+from shared.cluster.throttle import Gate
 from shared.errors import PermanentError, TransientError
-from shared.gate import Gate
-from shared.models import Environment
-from shared.objects import KubeObject
+from shared.models.catalog import Environment
 
 Obj = KubeObject
 # A JSON answer of the API server that is not one object (a listing, discovery).

@@ -22,8 +22,8 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from shared import kubenames
-from shared.manifest import (
+from shared.cluster import names as kubenames
+from shared.cluster.manifest import (
     CANARY_ANNOTATION,
     ENVIRONMENT_LABEL,
     SERVICE_LABEL,
@@ -31,8 +31,9 @@ from shared.manifest import (
     canary_target,
     hook_problem,
 )
-from shared.models import BaseParams, Release
-from shared.parameters import Schema, filled, hidden_in, hide
+from shared.models.catalog import BaseParams
+from shared.models.parameters import Schema, filled, hidden_in, hide
+from shared.models.release import Release
 
 TEMPLATE_NAME = "<template>"
 # The pod-template annotation ``kubectl rollout restart`` sets; a redeploy sets it too.
@@ -318,7 +319,7 @@ def render(
     ``params`` with their secrets opened; ``hidden`` (``parameters.hidden_forms``) are
     masked in what is shown. ``restarted_at`` stamps the pod template as ``kubectl
     rollout restart`` does, so the Deployment replaces its pods. Every object's kind,
-    name and namespace must follow Kubernetes' rules (``shared.kubenames``)."""
+    name and namespace must follow Kubernetes' rules (``shared.cluster.names``)."""
     limits = limits or Limits()
     try:
         values = context(params, release, parameters)

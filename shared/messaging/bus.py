@@ -19,8 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from shared.errors import TransientError
-from shared.messages import Event, ImageBuilt, TemplateChanged
-from shared.subjects import Subjects
+from shared.messaging.messages import Event, ImageBuilt, TemplateChanged
+from shared.messaging.subjects import Subjects
 
 log = structlog.get_logger()
 

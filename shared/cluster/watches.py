@@ -6,7 +6,7 @@ workload by its name, a ReplicaSet by its Deployment, a pod through its
 ReplicaSet or directly by its StatefulSet or DaemonSet), and hands each change
 to the queues subscribed to that workload. A release subscribes one queue to
 its workloads, their ReplicaSets and their pods while it is tracked; a
-service's live state (``shared.live``) reads a namespace's newest objects.
+service's live state (``shared.cluster.live``) reads a namespace's newest objects.
 """
 
 import asyncio
@@ -17,10 +17,10 @@ from datetime import datetime
 
 import structlog
 
-from shared.cluster import LISTED, Cluster
+from shared.cluster.client import LISTED, Cluster
+from shared.cluster.objects import KubeObject
 from shared.errors import FabuError, TransientError
-from shared.models import now
-from shared.objects import KubeObject
+from shared.models.base import now
 
 log = structlog.get_logger()
 Obj = KubeObject

@@ -14,8 +14,8 @@ canary removes its own).
 import asyncio
 from collections.abc import Iterable
 
-from shared.cluster import Cluster
-from shared.manifest import (
+from shared.cluster.client import Cluster
+from shared.cluster.manifest import (
     CANARY,
     ENVIRONMENT_LABEL,
     PRUNE_ANNOTATION,
@@ -23,7 +23,7 @@ from shared.manifest import (
     TRACK_LABEL,
     Obj,
 )
-from shared.models import Owned
+from shared.models.release_parts import Owned
 
 # Looked for when the earlier inventories are not all known: what a team's service holds
 # most often. Each kind is one listing per release that succeeds.

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.errors import FabuError
-from shared.models import BaseParams
+from shared.models.catalog import BaseParams
 from shared.secrets import MASK, PREFIX
 
 

@@ -24,7 +24,7 @@ HorizontalPodAutoscaler scales it, and any field whose manager is a
 controller (``CONTROLLERS``).
 
 The workloads and pods come from one shared set of watches per namespace
-(``shared.watches``), so reading a state costs no request for them; the drift
+(``shared.cluster.watches``), so reading a state costs no request for them; the drift
 check costs a read and a dry run per object of the manifest, and is kept
 (``DRIFT_KEEP_S``) while the workloads' versions do not change.
 """
@@ -40,16 +40,18 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import BaseModel
 
-from shared.causes import pod_cause
-from shared.cluster import Cluster
+from shared.cluster.causes import pod_cause
+from shared.cluster.client import Cluster
+from shared.cluster.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
+from shared.cluster.objects import REVISION, Json, KubeObject, owner
+from shared.cluster.rollout import ONLY_ROLLING_UPDATE, VIEWERS
+from shared.cluster.watches import KINDS, Snapshot, Watches
 from shared.errors import FabuError
-from shared.manifest import ENVIRONMENT_LABEL, SERVICE_LABEL
-from shared.models import Release, ReleaseState, now
-from shared.objects import REVISION, Json, KubeObject, owner
-from shared.parameters import hidden_in
-from shared.rollout import ONLY_ROLLING_UPDATE, VIEWERS
+from shared.models.base import now
+from shared.models.parameters import hidden_in
+from shared.models.release import Release
+from shared.release.machine import ReleaseState
 from shared.secrets import MASK, Secrets
-from shared.watches import KINDS, Snapshot, Watches
 
 Obj = KubeObject
 # The managers (their names' beginnings) that own fields by design.

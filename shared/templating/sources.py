@@ -24,9 +24,9 @@ import gitlab
 import gitlab.exceptions
 import requests
 
-from shared.egress import NOTHING, Deny, check_url
 from shared.errors import FabuError, TransientError
-from shared.models import SCP_LIKE, TemplateSource, ref_problem
+from shared.models.catalog import SCP_LIKE, TemplateSource, ref_problem
+from shared.outside.egress import NOTHING, Deny, check_url
 from shared.settings import Settings
 
 GIT_TIMEOUT_S = 60

@@ -14,7 +14,7 @@ how long the pods have waited.
 
 from datetime import datetime
 
-from shared.objects import Json, KubeObject, condition
+from shared.cluster.objects import Json, KubeObject, condition
 
 Obj = KubeObject
 PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")

@@ -5,14 +5,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from shared.budget import Renderers
 from shared.errors import FabuError, TransientError
-from shared.models import BaseParams, Template, TemplateSource, now
-from shared.parameters import SchemaError, check_schema, hidden_forms, opened, problems
-from shared.render import ReleaseParams, Rendered, RenderError
+from shared.models.base import now
+from shared.models.catalog import BaseParams, Template, TemplateSource
+from shared.models.parameters import SchemaError, check_schema, hidden_forms, opened, problems
 from shared.secrets import Secrets
-from shared.sources import SCHEMA_SUFFIX, Remotes, SourceError, SourceFile, fetch
 from shared.store.catalog import Catalog
+from shared.templating.render import ReleaseParams, Rendered, RenderError
+from shared.templating.sandbox import Renderers
+from shared.templating.sources import SCHEMA_SUFFIX, Remotes, SourceError, SourceFile, fetch
 
 MAX_CHARS = 200_000
 
