@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import FINAL, Bench, limited, on_stack
+from bench.harness import FINAL, Bench, limited, on_stack
 from devstack.stack import Stack
 from devstack.system import STAGES, FabuSystem
 

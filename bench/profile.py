@@ -5,7 +5,8 @@ a second, without pausing them) while a part runs, and keeps the raw stacks
 (``<stage>.txt``, one ``frame;frame;… count`` line per stack: feed them to any
 flame graph tool) as the run's artifact. Only the thread holding the GIL
 is sampled, so a stage's samples divided by the rate is about the time it ran
-Python code.
+Python code. :func:`report_profiles` prints each stage's hottest functions and
+keeps them beside the raw stacks (``summary.txt``).
 
 :func:`cpu_seconds` reads from ``/proc`` the CPU time used so far by each
 stage and by each of the stack's components (a component's whole process
@@ -119,6 +120,18 @@ class Profiler:
             for stage in self.jobs
             if (path := self.folder / f"{stage}.txt").exists()
         }
+
+
+def report_profiles(folder: Path, sampled: dict[str, Sampled]) -> None:
+    """Each stage's hottest functions, printed and kept beside its raw stacks."""
+    lines = []
+    for stage, got in sampled.items():
+        lines.append(f"{stage}: {got.samples} samples ({got.samples / RATE:.1f} s on a core)")
+        lines += [f"  on top   {share:6.1%}  {name}" for name, share in got.own]
+        lines += [f"  within   {share:6.1%}  {name}" for name, share in got.within]
+    text = "\n".join(lines)
+    (folder / "summary.txt").write_text(text + "\n")
+    print(f"\nprofiles ({folder}):\n{text}\n", flush=True)
 
 
 def _stat(pid: int) -> list[str]:

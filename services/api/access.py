@@ -164,14 +164,26 @@ async def authenticate(request: Request) -> Principal:
     return Principal(user, via)
 
 
+class Lacking(Forbidden):
+    """403: the caller lacks a permission (a page then says what it takes, and whom to ask)."""
+
+    def __init__(self, principal: Principal, permission: Permission) -> None:
+        super().__init__(f"{principal.name} lacks the {permission} permission")
+        self.principal = principal
+        self.permission = permission
+
+
 def need(principal: Principal, permission: Permission) -> None:
     """403 unless ``principal`` holds ``permission``: the one wording of that refusal."""
     if not principal.holds(permission):
-        raise Forbidden(f"{principal.name} lacks the {permission} permission")
+        raise Lacking(principal, permission)
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller, when they hold ``permission`` (else 401/403)."""
+    """A FastAPI dependency: the caller, when they hold ``permission``; else 401 (no
+    caller) or 403, answered in JSON on the API's paths and as a page on the UI's
+    (a redirect to the login page, or the page that says whom to ask: see
+    ``ui.pages.error_page``)."""
 
     async def caller(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         need(principal, permission)
@@ -181,6 +193,7 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     return caller
 
 
+# The one family of dependencies, for JSON routes and pages alike.
 SignedIn = Annotated[Principal, Depends(require(Permission.SIGNED_IN))]
 Viewer = Annotated[Principal, Depends(require(Permission.VIEW))]
 Releaser = Annotated[Principal, Depends(require(Permission.RELEASE))]

@@ -1,4 +1,5 @@
-"""The API process: JSON under /api/v1, OpenAPI at /openapi.json, /healthz and /metrics.
+"""The API process: JSON under /api/v1, OpenAPI at /openapi.json, /healthz and /metrics,
+the web UI, and the ``image.built`` consumer (``image_events``).
 
 Health, metrics, login and the webhooks (which carry their own secrets) are
 open; everything else, the OpenAPI description included, needs a caller.
@@ -8,11 +9,10 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
-from urllib.parse import urlencode
 
 import structlog
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from starlette.datastructures import MutableHeaders
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api import (
     auth_routes,
     catalog_routes,
+    image_events,
     image_routes,
     notification_routes,
     release_routes,
@@ -33,7 +34,7 @@ from services.api import (
 )
 from services.api.access import Permission, SignedIn, require
 from services.api.context import Api
-from services.api.hooks import TextBodies, storable
+from services.api.incoming import TextBodies, storable
 from services.api.passwords import hash_password
 from services.api.schemas import ERRORS
 from services.api.ui import pages as ui_pages
@@ -50,6 +51,7 @@ from shared.settings import Settings
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.images import Images
+from shared.store.indexes import ensure_indexes
 from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
 from shared.store.users import Users
@@ -126,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with AsyncExitStack() as owned:
             mongo = Mongo(settings.mongo_url, settings.mongo_db, settings.mongo_pool)
             owned.push_async_callback(mongo.close)
-            await mongo.ensure_indexes()
+            await ensure_indexes(mongo)
             bus = await Bus.connect(settings.nats_url, Subjects(settings.nats_prefix), "api")
             owned.push_async_callback(bus.close)
             clusters = Clusters(settings.kubeconfig_dir)
@@ -153,6 +155,8 @@ def create_app(settings: Settings) -> FastAPI:
                 oauth=auth_routes.oauth(settings),
             )
             await first_admin(api.users, api.audit, settings)
+            # Stopped first, while the connections it uses are still open.
+            await owned.enter_async_context(image_events.consuming(api))
             yield
 
     app = FastAPI(
@@ -179,7 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(FabuError)
     async def fabu_error(request: Request, exc: FabuError) -> Response:
         if not request.url.path.startswith(API_PATHS):
-            return ui_pages.problem(request, None, exc)
+            return ui_pages.error_page(request, exc)
         headers = error_headers(exc)
         body: dict[str, object] = {"detail": exc.message}
         if exc.field:
@@ -187,14 +191,6 @@ def create_app(settings: Settings) -> FastAPI:
         if exc.errors:
             body["errors"] = exc.errors
         return JSONResponse(body, status_code=exc.status, headers=headers)
-
-    @app.exception_handler(ui_pages.LoginNeeded)
-    async def login_needed(_: Request, exc: ui_pages.LoginNeeded) -> Response:
-        return RedirectResponse("/login?" + urlencode({"then": exc.then}), status_code=303)
-
-    @app.exception_handler(ui_pages.NoAccess)
-    async def no_access(request: Request, exc: ui_pages.NoAccess) -> Response:
-        return ui_pages.no_access(request, exc)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -207,7 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
             await request.app.state.api.mongo.ping()
         except Exception:
             return JSONResponse({"ok": False}, status_code=503)
-        ok = request.app.state.api.bus.nc.is_connected
+        ok = request.app.state.api.bus.connected
         return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -22,12 +22,11 @@ from services.api.access import (
     drop_session_cookie,
     set_session_cookie,
 )
-from services.api.deps import ApiDep, SettingsDep, UsersDep
-from services.api.hooks import client_address
+from services.api.deps import ApiDep
+from services.api.incoming import client_address
 from services.api.schemas import LoginIn, Problem
-from shared.errors import Invalid, NotFound, Unauthorized, Unavailable
-from shared.models.base import now
-from shared.models.users import Grant, Role, User
+from shared.errors import NotFound, Unauthorized, Unavailable
+from shared.models.users import User
 from shared.outside import egress
 from shared.settings import Settings
 
@@ -68,19 +67,18 @@ async def logout(request: Request, response: Response, api: ApiDep) -> None:
     for any change made with the cookie: its CSRF token in X-CSRF-Token (else 403), or an
     API token (a page elsewhere can make the browser send the cookie, never these)."""
     secret = request.cookies.get(SESSION_COOKIE, "")
-    session = await api.users.session(secret) if secret else None
-    if session is not None and session.expires_at > now():
+    if await user_service.session(api, secret) is not None:
         await authenticate(request)
     await user_service.sign_out(api, secret)
     drop_session_cookie(response)
 
 
 @router.get("/auth/me")
-async def me(principal: SignedIn, request: Request, users: UsersDep) -> Me:
+async def me(principal: SignedIn, request: Request, api: ApiDep) -> Me:
     """The caller, their grants, and (for a session) its CSRF token."""
     csrf = ""
     if principal.via == "session":
-        session = await users.session(request.cookies[SESSION_COOKIE])
+        session = await user_service.session(api, request.cookies[SESSION_COOKIE])
         csrf = session.csrf if session else ""
     return Me(user=principal.user, csrf_token=csrf)
 
@@ -114,9 +112,9 @@ def _client(request: Request) -> Any:
 
 
 @router.get("/auth/oidc/login", response_class=RedirectResponse, status_code=302)
-async def oidc_login(request: Request, settings: SettingsDep) -> Any:
+async def oidc_login(request: Request, api: ApiDep) -> Any:
     """Send the browser to the identity provider (GitLab) to sign in."""
-    callback = settings.public_url.rstrip("/") + "/api/v1/auth/oidc/callback"
+    callback = api.settings.public_url.rstrip("/") + "/api/v1/auth/oidc/callback"
     try:
         return await _client(request).authorize_redirect(request, callback)
     except httpx.HTTPError as exc:
@@ -136,26 +134,7 @@ async def oidc_callback(request: Request, api: ApiDep) -> Any:
         raise Unavailable(f"the identity provider cannot be reached: {exc!r}") from exc
     except egress.EgressDenied as exc:
         raise Unavailable(f"the identity provider cannot be reached: {exc.message}") from exc
-    claims = token.get("userinfo") or {}
-    name = str(claims.get("nickname") or claims.get("preferred_username") or "")
-    if not name:
-        raise Invalid("the identity provider named no user (nickname or preferred_username)")
-    users, audit = api.users, api.audit
-    user = await users.get(name)
-    if user is None:
-        user = User(
-            name=name,
-            display_name=str(claims.get("name", "")),
-            email=str(claims.get("email", "")),
-            source="oidc",
-            grants=[Grant(role=Role.VIEWER)],
-        )
-        await users.add(user, None)
-        await audit.record(name, "user.create", f"user/{name}", after=user, note="oidc")
-    elif user.source != "oidc" or user.disabled:
-        raise Unauthorized(f"user {name!r} cannot sign in through the identity provider")
+    secret, session = await user_service.sign_in_oidc(api, token.get("userinfo") or {})
     response = RedirectResponse("/", status_code=302)
-    secret, session = await user_service.start_session(api, user)
     set_session_cookie(response, secret, session.expires_at)
-    await audit.record(name, "session.login", f"user/{name}", note="oidc")
     return response

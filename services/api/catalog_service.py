@@ -4,31 +4,27 @@ HTTP edges and the stores: the JSON routes and the UI pages call these."""
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
-from pydantic import BaseModel
 
 from services.api.access import Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import manifest_diff
 from services.api.releasing import config_template, sample_params
-from services.api.schemas import ConfigIn, ConfigView, ImageIn, Preview
+from services.api.schemas import ConfigIn, ConfigView, Preview
 from shared.cluster.admission import Refused, admit, policy_problems, scope_problems
 from shared.cluster.client import ClusterError, Clusters, kubeconfig_file
 from shared.errors import (
     Conflict,
-    Forbidden,
     Invalid,
     NotFound,
     TransientError,
     Unavailable,
     found,
 )
-from shared.messaging.messages import ImageBuilt
 from shared.models.base import now
-from shared.models.catalog import BaseParams, Environment, Image, Service, ServiceConfig, Template
+from shared.models.catalog import BaseParams, Environment, Service, ServiceConfig, Template
 from shared.models.parameters import (
     filled,
     hidden_forms,
@@ -42,28 +38,12 @@ from shared.models.parameters import (
     told,
     unmasked,
 )
-from shared.models.users import Role
-from shared.outside.registry import RegistryError, Repository
+from shared.outside.registry import Repository
 from shared.settings import Settings
 from shared.templating.render import RenderError
 from shared.templating.versions import misfits, render_with
 
 log = structlog.get_logger()
-
-
-class ImageVersion(BaseModel):
-    tag: str
-    digest: str = ""
-    commit_sha: str = ""
-    pipeline_url: str = ""
-    pushed_at: datetime | None = None
-    # Whether CI told Fabu about it (else only the registry lists it).
-    registered: bool
-
-
-class ImageVersions(BaseModel):
-    repository: str
-    versions: list[ImageVersion]
 
 
 async def reachable(env: Environment, settings: Settings) -> None:
@@ -314,6 +294,15 @@ async def config(
     )
 
 
+async def stored_config(
+    api: Api, principal: Principal, name: str, environment: str, version: int | None = None
+) -> ServiceConfig | None:
+    """A config version as stored (None: there is none), without what :func:`config`
+    works out from its template."""
+    need(principal, Permission.VIEW)
+    return await api.catalog.config(name, environment, version)
+
+
 async def config_versions(
     api: Api, principal: Principal, name: str, environment: str
 ) -> list[ServiceConfig]:
@@ -420,49 +409,6 @@ async def _admitted(api: Api, env: Environment, objects: list[dict[str, Any]]) -
         raise Refused("; ".join(problems))
 
 
-async def images(api: Api, principal: Principal, name: str) -> ImageVersions:
-    """The tags the registry has, with what CI registered about them; newest first.
-
-    Registered tags come first, newest push first; then the tags only the
-    registry knows, in reverse order of their names (the registry lists no
-    dates).
-    """
-    need(principal, Permission.VIEW)
-    service = await api.catalog.service(name)
-    if service is None:
-        raise NotFound(f"service {name!r} not found")
-    try:
-        tags = await api.registries.tags(service.image_repository)
-    except TransientError as exc:
-        raise Unavailable(exc.message) from exc
-    known: dict[str, Image] = {}
-    for image in await api.images.of(service.image_repository):
-        for tag in image.tags:
-            known.setdefault(tag, image)
-    oldest = datetime.min.replace(tzinfo=UTC)
-    registered = sorted(
-        (t for t in tags if t in known),
-        key=lambda t: known[t].pushed_at or known[t].registered_at or oldest,
-        reverse=True,
-    )
-    versions = [
-        ImageVersion(
-            tag=tag,
-            digest=known[tag].digest,
-            commit_sha=known[tag].commit_sha,
-            pipeline_url=known[tag].pipeline_url,
-            pushed_at=known[tag].pushed_at,
-            registered=True,
-        )
-        for tag in registered
-    ]
-    versions += [
-        ImageVersion(tag=tag, registered=False)
-        for tag in sorted((t for t in tags if t not in known), reverse=True)
-    ]
-    return ImageVersions(repository=service.image_repository, versions=versions)
-
-
 async def preview(
     api: Api, principal: Principal, name: str, environment: str, version: str
 ) -> Preview:
@@ -505,47 +451,3 @@ async def preview(
         config_version=config.version,
         diff=diff,
     )
-
-
-async def register_image(api: Api, principal: Principal, body: ImageIn) -> Image:
-    """For CI after a push: idempotent, one record per repository and digest.
-
-    Needs a grant to release the service (anywhere) or config-admin; an image
-    of no service needs config-admin. Without a repository, the service's; without
-    a digest, the one the registry holds for the tag now.
-    """
-    need(principal, Permission.REGISTER_IMAGE)
-    service = await api.catalog.service(body.service) if body.service else None
-    if body.service and service is None:
-        raise NotFound(f"service {body.service!r} not found")
-    allowed = principal.has(Role.CONFIG_ADMIN) or (
-        service is not None and principal.can_release(None, service)
-    )
-    if not allowed:
-        raise Forbidden(
-            f"{principal.name} may not register images of "
-            + (f"service {service.name}" if service else "no service")
-        )
-    repository = body.repository or (service.image_repository if service else "")
-    if service is not None and service.image_repository != repository:
-        raise Invalid(
-            f"repository: service {service.name!r} releases {service.image_repository!r}, "
-            f"not {repository!r}",
-            field="repository",
-        )
-    digest = body.digest
-    if not digest:
-        try:
-            digest = await api.registries.digest(repository, body.tag, fresh=True) or ""
-        except (TransientError, RegistryError) as exc:
-            raise Unavailable(f"the registry answered: {exc.message}") from exc
-        if not digest:
-            raise Invalid(f"tag: {repository} has no tag {body.tag!r}", field="tag")
-    built = ImageBuilt.model_validate(
-        {**body.model_dump(), "repository": repository, "digest": digest}
-    )
-    image = await api.images.register(built, "api")
-    await api.audit.record(
-        principal.name, "image.register", f"image/{repository}:{body.tag}", after=image
-    )
-    return image

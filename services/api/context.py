@@ -1,8 +1,8 @@
 """What the API's service layer works with: the connections the app makes once.
 
-JSON routes and UI pages both receive it and call the service functions
-(``*_service.py``) with it and the caller; neither reaches the stores for a
-change on its own.
+The edges (JSON routes, UI pages, webhooks, the ``image.built`` consumer) receive
+it and call the service functions (``*_service.py``) with it and the caller; none
+reaches the stores on its own.
 """
 
 from dataclasses import dataclass

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from services.api import catalog_service
+from services.api import image_service
 from services.api.access import ImageRegistrar, Viewer
-from services.api.catalog_service import ImageVersions
 from services.api.deps import ApiDep
+from services.api.image_service import ImageVersions
 from services.api.schemas import ImageIn
 from shared.models.catalog import Image
 
@@ -20,7 +20,7 @@ async def register_image(body: ImageIn, api: ApiDep, principal: ImageRegistrar) 
     of no service needs config-admin. Without a repository, the service's; without a
     digest, the one the registry holds for the tag.
     """
-    return await catalog_service.register_image(api, principal, body)
+    return await image_service.register_image(api, principal, body)
 
 
 @router.get("/services/{name}/images")
@@ -31,4 +31,4 @@ async def list_images(name: str, api: ApiDep, me: Viewer) -> ImageVersions:
     registry knows, in reverse order of their names (the registry lists no
     dates).
     """
-    return await catalog_service.images(api, me, name)
+    return await image_service.images(api, me, name)

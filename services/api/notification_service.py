@@ -78,6 +78,45 @@ async def get(
     return [_shown(c, Secrets(api.settings.secret_key)) for c in channels]
 
 
+async def own(api: Api, principal: Principal, service: str, environment: str) -> bool:
+    """Whether the service sets its own channels there (else the environment's default
+    applies)."""
+    need(principal, Permission.VIEW)
+    return await api.catalog.own_channels(service, environment)
+
+
+async def _opened(api: Api, service: str | None, environment: str) -> list[Channel]:
+    """The channels in force, their secrets opened in memory to be sealed again (never
+    shown)."""
+    stored = await api.catalog.channels(service or "*", environment) or []
+    return [
+        c.model_copy(update={"url": api.secrets.open(c.url), "secret": api.secrets.open(c.secret)})
+        for c in stored
+    ]
+
+
+async def add(
+    api: Api, principal: Principal, service: str | None, environment: str, channel: Channel
+) -> list[Channel]:
+    """Add a channel to those in force (the service's own, else the environment's
+    default; None: the default itself): the service then has channels of its own."""
+    need(principal, Permission.EDIT_CONFIG)
+    plain = await _opened(api, service, environment)
+    return await put(api, principal, service, environment, [*plain, channel])
+
+
+async def remove(
+    api: Api, principal: Principal, service: str | None, environment: str, index: int
+) -> list[Channel]:
+    """Remove the ``index``-th channel of those in force (as for :func:`add`)."""
+    need(principal, Permission.EDIT_CONFIG)
+    plain = await _opened(api, service, environment)
+    if not 0 <= index < len(plain):
+        raise Invalid(f"channel_remove: there is no channel {index}", field="channel_remove")
+    del plain[index]
+    return await put(api, principal, service, environment, plain)
+
+
 async def reset(api: Api, principal: Principal, service: str, environment: str) -> list[Channel]:
     """Drop the service's own channels there: the environment's default applies again."""
     need(principal, Permission.EDIT_CONFIG)

@@ -3,7 +3,6 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -27,7 +26,7 @@ from services.api.schemas import (
 from shared.errors import Invalid
 from shared.models.release import Release
 from shared.release.actions import Action
-from shared.release.machine import ReleaseState
+from shared.store.releases import ReleaseFilter
 
 router = APIRouter()
 # How often a followed release is read again for new lines.
@@ -80,15 +79,7 @@ async def release_actions(release_id: str, api: ApiDep, me: Viewer) -> Actions:
 async def list_releases(
     api: ApiDep,
     me: Viewer,
-    service: str | None = None,
-    environment: str | None = None,
-    state: ReleaseState | None = None,
-    operator: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="created before")] = None,
-    prefix: Annotated[
-        bool, Query(description="service, environment, operator: match names they begin")
-    ] = False,
+    filters: Annotated[ReleaseFilter, Query()],
     cursor: Annotated[str | None, Query(description="a page's next_cursor: the older page")] = None,
     back: Annotated[
         str | None, Query(description="a page's previous_cursor: the newer page")
@@ -97,23 +88,11 @@ async def list_releases(
     count: Annotated[bool, Query(description="answer total and offset too")] = False,
 ) -> ReleasePage:
     """Release records, newest first, a page at a time."""
-    zoned(since=since, until=until)
+    zoned(since=filters.since, until=filters.until)
     if cursor and back:
         raise Invalid("back: give cursor or back, not both", field="back")
     return await release_service.page(
-        api,
-        me,
-        service=service,
-        environment=environment,
-        state=state,
-        operator=operator,
-        since=since,
-        until=until,
-        prefix=prefix,
-        cursor=cursor,
-        back=back,
-        limit=limit,
-        counted=count,
+        api, me, filters, cursor=cursor, back=back, limit=limit, counted=count
     )
 
 
@@ -161,7 +140,7 @@ async def follow_release(
             await asyncio.sleep(FOLLOW_POLL_S)
             if await request.is_disconnected():
                 return
-            release = await api.releases.get(release_id)
+            release = await release_service.followed(api, me, release_id)
 
     return EventSourceResponse(stream())
 

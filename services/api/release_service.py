@@ -8,12 +8,10 @@ ones for a page, and every action function raises its refusal.
 """
 
 import asyncio
-from datetime import datetime
-from typing import Any
 
 import structlog
 
-from services.api.access import Permission, Principal, need
+from services.api.access import Lacking, Permission, Principal, need
 from services.api.context import Api
 from services.api.diff import ManifestDiff, manifest_diff
 from services.api.releasing import Starter, config_template, freeze_check, start
@@ -43,13 +41,14 @@ from shared.models.catalog import Environment, Service
 from shared.models.release import Release, ReleaseKind
 from shared.models.release_parts import CanaryEvent, Decision, TranscriptLine
 from shared.release import actions as actions_matrix
-from shared.release import lifecycle
+from shared.release import lifecycle, machine
 from shared.release.actions import Action, Around
 from shared.release.canary import promote as promote_canary
 from shared.release.canary import remove_canary
-from shared.release.lifecycle import Actor, Approved, Lost, Nothing, Rejected, Undecided
-from shared.release.machine import ReleaseState
+from shared.release.lifecycle import Actor, Lost
+from shared.release.machine import Approved, Nothing, Rejected, ReleaseState, Undecided
 from shared.store.mongo import new_id
+from shared.store.releases import ReleaseFilter
 
 log = structlog.get_logger()
 # A cancel that loses to a stage's move tries again from the new state, this often.
@@ -86,36 +85,28 @@ async def get(api: Api, principal: Principal, release_id: str) -> Release:
     return found(await api.releases.detail(release_id), f"release {release_id!r}")
 
 
+async def followed(api: Api, principal: Principal, release_id: str) -> Release | None:
+    """The release as it is now, with its transcript and pods, for a follower reading it
+    again and again (None: gone)."""
+    need(principal, Permission.VIEW)
+    return await api.releases.get(release_id)
+
+
 async def page(
     api: Api,
     principal: Principal,
+    filters: ReleaseFilter,
     *,
-    service: str | None = None,
-    environment: str | None = None,
-    state: ReleaseState | None = None,
-    operator: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    prefix: bool = False,
     cursor: str | None = None,
     back: str | None = None,
     limit: int = 50,
     counted: bool = False,
 ) -> ReleasePage:
-    """A page of records, newest first: after ``cursor`` (a page's ``next_cursor``) or
-    before ``back`` (its ``previous_cursor``). ``counted``: with how many match and
-    how many come before this page."""
+    """A page of the records ``filters`` let through, newest first: after ``cursor`` (a
+    page's ``next_cursor``) or before ``back`` (its ``previous_cursor``). ``counted``:
+    with how many match and how many come before this page."""
     need(principal, Permission.VIEW)
-    filters: dict[str, Any] = {
-        "service": service,
-        "environment": environment,
-        "state": state,
-        "operator": operator,
-        "since": since,
-        "until": until,
-        "prefix": prefix,
-    }
-    found = await api.releases.page(before=cursor, after=back, limit=limit, **filters)
+    found = await api.releases.page(filters, before=cursor, after=back, limit=limit)
     # Without counting: a full page may have more after it; a page reached by paging
     # has the one it came from on its other side.
     more_after = len(found) == limit or (back is not None and bool(found))
@@ -124,11 +115,11 @@ async def page(
     if counted:
         if found:
             total, offset = await asyncio.gather(
-                api.releases.count(**filters),
-                api.releases.count(newer_than=found[0].id, **filters),
+                api.releases.count(filters),
+                api.releases.count(filters, newer_than=found[0].id),
             )
         else:
-            total, offset = await api.releases.count(**filters), 0
+            total, offset = await api.releases.count(filters), 0
         more_before = offset > 0
         more_after = offset + len(found) < total
     return ReleasePage(
@@ -138,6 +129,16 @@ async def page(
         total=total,
         offset=offset,
     )
+
+
+async def summaries(
+    api: Api, principal: Principal, release_ids: list[str]
+) -> dict[str, ReleaseSummary]:
+    """The releases of ``release_ids`` that exist, by id, as a list shows them (one read
+    each, without their transcripts)."""
+    need(principal, Permission.VIEW)
+    found = await asyncio.gather(*(api.releases.head(i) for i in release_ids))
+    return {r.id: ReleaseSummary.of(r) for r in found if r is not None}
 
 
 async def operators(api: Api, principal: Principal) -> list[str]:
@@ -174,7 +175,7 @@ def refusal(
 ) -> FabuError | None:
     """Why ``principal`` may not take ``action`` on ``release`` now (None: they may)."""
     if not principal.holds(Permission.RELEASE):
-        return Forbidden(f"{principal.name} lacks the {Permission.RELEASE} permission")
+        return Lacking(principal, Permission.RELEASE)
     if service is None:
         return NotFound(f"service {release.service!r} not found")
     if not principal.can_release(release.environment, service):
@@ -186,15 +187,16 @@ def refusal(
     return actions_matrix.refusal(action, release, around)
 
 
-async def running(api: Api, service: str, environment: str) -> Release | None:
+async def running(api: Api, principal: Principal, service: str, environment: str) -> Release | None:
     """The release whose workloads the cluster runs now there (see ``Releases.running``)."""
+    need(principal, Permission.VIEW)
     return await api.releases.running(service, environment)
 
 
 async def _around(api: Api, principal: Principal, release: Release) -> Around:
     latest, now_running = await asyncio.gather(
         api.releases.latest(release.service, release.environment),
-        running(api, release.service, release.environment),
+        running(api, principal, release.service, release.environment),
     )
     return Around(latest=latest, running=now_running, by=principal.name)
 
@@ -354,7 +356,7 @@ async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
     source, _, _ = await may(api, principal, Action.CANCEL, release_id)
     actor = principal.name
     line = TranscriptLine(at=now(), text=f"cancelled by {actor}; the cluster was left as it is")
-    was = await _end(api, principal, source, lifecycle.CANCEL, [line])
+    was = await _end(api, principal, source, machine.CANCEL, [line])
     if was is ReleaseState.APPLIED:
         message = (
             "tracking stopped; what was applied stays in the cluster as it is "
@@ -381,7 +383,7 @@ async def abort(api: Api, principal: Principal, release_id: str) -> Cancelled:
         api,
         principal,
         release,
-        lifecycle.ABORT,
+        machine.ABORT,
         [TranscriptLine(at=now(), text=f"canary aborted at step {step} by {actor}")],
         CanaryEvent(step=step - 1, weight=weight, what="aborted", by=actor),
     )
@@ -399,7 +401,7 @@ async def _end(
     api: Api,
     principal: Principal,
     release: Release,
-    transition: lifecycle.Transition[Nothing],
+    transition: machine.Transition[Nothing],
     lines: list[TranscriptLine],
     canary: CanaryEvent | None = None,
 ) -> ReleaseState:
@@ -422,7 +424,7 @@ async def _end(
             break
         # A stage moved it on first: end it where it is now, unless it has finished.
         current = await _found(api, release.id)
-        if current.state.final or current.state not in transition.sources:
+        if current.state.final or current.state not in transition.leaves:
             raise Conflict(f"release {release.id} has already finished: {current.state}")
         release = current
         # A claim just made is written within milliseconds; give it that long.
@@ -434,7 +436,7 @@ async def _end(
         f"release.{transition.name}",
         f"release/{release.id}",
         before={"state": release.state},
-        after={"state": transition.target},
+        after={"state": transition.to},
     )
     return release.state
 
@@ -476,7 +478,7 @@ async def approve(
     actor = Actor.person(principal.name)
     try:
         outcome = await lifecycle.take(
-            api.releases, api.bus, release, lifecycle.APPROVE, actor, fields, [_line(decision)]
+            api.releases, api.bus, release, machine.APPROVE, actor, fields, [_line(decision)]
         )
     except FabuError:
         raise
@@ -488,8 +490,8 @@ async def approve(
             api.releases,
             api.bus,
             approved,
-            lifecycle.UNAPPROVE,
-            lifecycle.SYSTEM,
+            machine.UNAPPROVE,
+            lifecycle.AS_SYSTEM,
             Undecided(),
             [TranscriptLine(at=now(), text=undone)],
         )
@@ -511,7 +513,7 @@ async def reject(
         api.releases,
         api.bus,
         release,
-        lifecycle.REJECT,
+        machine.REJECT,
         Actor.person(principal.name),
         Rejected(decision=decision),
         [_line(decision)],

@@ -6,28 +6,25 @@ redeploy and a template rollout all meet the same rules.
 
 from dataclasses import dataclass
 
-import structlog
-
 from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
-from shared.errors import Conflict, Forbidden, Invalid, Unavailable
+from shared.errors import Conflict, Forbidden, Invalid
 from shared.messaging.bus import Bus
-from shared.messaging.messages import ReleaseAwaiting, ReleaseRequested
 from shared.models.base import now
 from shared.models.catalog import Environment, Service, ServiceConfig, Template
 from shared.models.parameters import told
-from shared.models.release import Release, ReleaseKind, StateChange
+from shared.models.release import Release, ReleaseKind
 from shared.models.release_parts import FreezeOverride
 from shared.models.users import Role
-from shared.release.machine import ReleaseState
+from shared.release import lifecycle
+from shared.release.lifecycle import Actor
+from shared.release.machine import REQUEST, REQUEST_APPROVAL
 from shared.secrets import Secrets
 from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.releases import Releases
 from shared.templating.render import ReleaseParams
 from shared.templating.versions import misfits
-
-log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -87,26 +84,15 @@ async def start(
     principal = starter.principal
     principal.must_release(env.name, service)
     retired(service, env)
-    release.operator = principal.name
     release.freeze_override = freeze_check(env, principal, override_reason)
     # A rollback restores what ran before whole; a release or a redeploy goes through
     # the config's canary steps.
     if release.kind is not ReleaseKind.ROLLBACK and release.params.canary:
         release.canary_step = 0
-    if env.approval_required:
-        release.state = ReleaseState.AWAITING_APPROVAL
-        release.events = [StateChange(at=now(), state=release.state, actor=principal.name)]
-    await starter.releases.create(release)
-    bus = starter.bus
-    try:
-        if release.state is ReleaseState.AWAITING_APPROVAL:
-            await bus.publish(bus.subjects.awaiting, ReleaseAwaiting(release_id=release.id))
-        else:
-            await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release.id))
-    except Exception as exc:
-        await starter.releases.discard(release)
-        log.exception("could not hand the release on", release_id=release.id)
-        raise Unavailable("the message bus is unavailable; nothing was released") from exc
+    how = REQUEST_APPROVAL if env.approval_required else REQUEST
+    release = await lifecycle.start(
+        starter.releases, starter.bus, release, how, Actor.person(principal.name)
+    )
     await starter.audit.record(
         principal.name,
         f"release.{release.kind}",

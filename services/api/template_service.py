@@ -46,7 +46,7 @@ async def checked(
             raise Invalid(str(exc), field="parameters") from exc
 
 
-async def found(catalog: Catalog, template_id: str, version: int | None = None) -> Template:
+async def _found(catalog: Catalog, template_id: str, version: int | None = None) -> Template:
     template = await catalog.template(TemplateId(template_id), version)
     if template is None:
         what = f"version {version} of template" if version else "template"
@@ -59,7 +59,7 @@ async def change(
 ) -> Template:
     """The next version of a template kept in Fabu (one read from a source changes there)."""
     need(principal, Permission.EDIT_CONFIG)
-    current = await found(api.catalog, template_id)
+    current = await _found(api.catalog, template_id)
     if current.source is not None:
         raise Conflict(
             f"template {template_id!r} is read from {current.source.type}; change it there"
@@ -156,8 +156,8 @@ async def impact(
     """Every service and environment whose config uses the template, with the manifest diff
     between two of its versions (default: the previous and the current one)."""
     need(principal, Permission.VIEW)
-    new = await found(api.catalog, template_id, to_version)
-    old = await found(api.catalog, template_id, from_version or max(new.version - 1, 1))
+    new = await _found(api.catalog, template_id, to_version)
+    old = await _found(api.catalog, template_id, from_version or max(new.version - 1, 1))
     configs = await api.catalog.configs_using(TemplateId(template_id))
     return Impact(
         template_id=template_id,
@@ -217,13 +217,13 @@ async def template(
     api: Api, principal: Principal, template_id: str, version: int | None = None
 ) -> Template:
     need(principal, Permission.VIEW)
-    return await found(api.catalog, template_id, version)
+    return await _found(api.catalog, template_id, version)
 
 
 async def versions(api: Api, principal: Principal, template_id: str) -> list[Template]:
     """Every version of the template, each with its content."""
     need(principal, Permission.VIEW)
-    await found(api.catalog, template_id)
+    await _found(api.catalog, template_id)
     return await api.catalog.template_versions(TemplateId(template_id))
 
 
@@ -240,7 +240,7 @@ async def release_all(
     """Release the current version of the template to every service and environment using
     it, each at the version it runs now (services never released are skipped)."""
     need(principal, Permission.RELEASE)
-    template = await found(api.catalog, template_id)
+    template = await _found(api.catalog, template_id)
     starter = Starter(api.releases, api.bus, api.audit, principal)
     queued = []
     for config in await api.catalog.configs_using(template.id):

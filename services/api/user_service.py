@@ -12,6 +12,7 @@ from services.api.context import Api
 from services.api.passwords import hash_password, password_matches
 from shared.errors import Conflict, FabuError, Forbidden, Invalid, NotFound, Unauthorized
 from shared.errors import found as exists
+from shared.models.base import now
 from shared.models.users import ApiToken, AuditEntry, Grant, Role, User
 from shared.store.logins import LoginAttempts
 from shared.store.users import Session, Users
@@ -74,6 +75,12 @@ async def update_user(api: Api, principal: Principal, name: str, fields: dict[st
         principal.name, "user.update", f"user/{name}", before=before, after=after
     )
     return after
+
+
+async def set_language(api: Api, principal: Principal, language: str) -> None:
+    """The caller's own language for pages and mails ("": the browser's)."""
+    need(principal, Permission.SIGNED_IN)
+    await api.users.update(principal.name, language=language)
 
 
 async def set_password(api: Api, principal: Principal, name: str, current: str, new: str) -> None:
@@ -210,6 +217,37 @@ async def sign_in(
     secret, session = await start_session(api, found)
     await api.audit.record(found.name, "session.login", f"user/{found.name}", note="password")
     return found, secret, session
+
+
+async def sign_in_oidc(api: Api, claims: dict[str, Any]) -> tuple[str, Session]:
+    """Start a session for the user the identity provider vouched for (``claims``: its
+    userinfo), made a viewer on their first visit: the session's secret and the session.
+    401 for a user of Fabu's own, or a disabled one."""
+    name = str(claims.get("nickname") or claims.get("preferred_username") or "")
+    if not name:
+        raise Invalid("the identity provider named no user (nickname or preferred_username)")
+    user = await api.users.get(name)
+    if user is None:
+        user = User(
+            name=name,
+            display_name=str(claims.get("name", "")),
+            email=str(claims.get("email", "")),
+            source="oidc",
+            grants=[Grant(role=Role.VIEWER)],
+        )
+        await api.users.add(user, None)
+        await api.audit.record(name, "user.create", f"user/{name}", after=user, note="oidc")
+    elif user.source != "oidc" or user.disabled:
+        raise Unauthorized(f"user {name!r} cannot sign in through the identity provider")
+    secret, session = await start_session(api, user)
+    await api.audit.record(name, "session.login", f"user/{name}", note="oidc")
+    return secret, session
+
+
+async def session(api: Api, secret: str) -> Session | None:
+    """The session whose secret the cookie holds, while it lasts (None: none, or ended)."""
+    found = await api.users.session(secret) if secret else None
+    return found if found is not None and found.expires_at > now() else None
 
 
 async def start_session(api: Api, found: User) -> tuple[str, Session]:

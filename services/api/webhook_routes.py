@@ -8,25 +8,44 @@ missing one is refused (401) before the body is read. A push to a branch, or a
 merge request merged into one, publishes ``template.changed`` with the
 project, branch, commit and (for a push) the files its commits touched; the
 renderer reads the templates that live there again. A successful pipeline or
-job registers the image its commit pushed (see ``register_from_gitlab``).
-Harbor's ``PUSH_ARTIFACT`` registers the pushed image.
+job registers the image its commit pushed (see ``_built_commit``). Harbor's
+``PUSH_ARTIFACT`` registers the pushed image. Images are registered through
+``image_service``, as the API's own registrations are: audited, the webhook as actor.
 """
 
+import hmac
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from services.api.deps import BusDep, CatalogDep, ImagesDep, RegistriesDep, SettingsDep
-from services.api.hooks import check_secret, read_event
-from shared.errors import FabuError, Invalid, Unavailable
-from shared.messaging.messages import ImageBuilt, TemplateChanged
-from shared.outside.registry import Registries
-from shared.store.catalog import Catalog
-from shared.store.images import Images
+from services.api import image_service
+from services.api.deps import ApiDep
+from services.api.image_service import BuiltCommit
+from shared.errors import Invalid, Unauthorized
+from shared.messaging.messages import TemplateChanged
 
 router = APIRouter()
 NO_COMMIT = "0" * 40
+
+
+def check_secret(given: str, expected: str, header: str) -> None:
+    """401 unless ``given`` equals the configured secret (none configured: always 401)."""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized(f"{header} is missing or wrong")
+
+
+async def read_event(request: Request) -> dict[str, Any]:
+    try:
+        event = json.loads(await request.body())
+    except RecursionError as exc:
+        raise Invalid("the body is nested too deeply") from exc
+    except ValueError as exc:
+        raise Invalid(f"the body is not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise Invalid("the body is not an event object")
+    return event
 
 
 def _change(event: dict[str, Any]) -> TemplateChanged | str:
@@ -66,40 +85,28 @@ def _change(event: dict[str, Any]) -> TemplateChanged | str:
 
 @router.post("/webhooks/gitlab", status_code=202)
 async def gitlab_webhook(
-    request: Request,
-    bus: BusDep,
-    settings: SettingsDep,
-    catalog: CatalogDep,
-    images: ImagesDep,
-    registries: RegistriesDep,
-    x_gitlab_token: Annotated[str, Header()] = "",
+    request: Request, api: ApiDep, x_gitlab_token: Annotated[str, Header()] = ""
 ) -> dict[str, Any]:
-    check_secret(x_gitlab_token, settings.gitlab_webhook_token, "X-Gitlab-Token")
+    check_secret(x_gitlab_token, api.settings.gitlab_webhook_token, "X-Gitlab-Token")
     event = await read_event(request)
     if event.get("object_kind") in ("pipeline", "build"):
-        found = await register_from_gitlab(event, catalog, images, registries)
+        commit = _built_commit(event)
+        made = await image_service.register_commit(api, "gitlab", commit) if commit else []
+        found = [{"service": b.service, "tag": b.tag, "digest": b.digest} for b in made]
         return {"accepted": bool(found), "registered": found}
     change = _change(event)
     if isinstance(change, str):
         return {"accepted": False, "detail": f"ignored: {change}"}
-    await bus.publish(bus.subjects.template_changed, change)
+    await api.bus.publish(api.bus.subjects.template_changed, change)
     return {"accepted": True, "ref": change.ref, "sha": change.sha, "paths": change.paths}
-
-
-async def _services_of(catalog: Catalog, repository: str) -> list[str]:
-    return [s.name for s in await catalog.services() if s.image_repository == repository]
 
 
 @router.post("/webhooks/harbor", status_code=202)
 async def harbor_webhook(
-    request: Request,
-    catalog: CatalogDep,
-    images: ImagesDep,
-    settings: SettingsDep,
-    authorization: Annotated[str, Header()] = "",
+    request: Request, api: ApiDep, authorization: Annotated[str, Header()] = ""
 ) -> dict[str, Any]:
     """Harbor's ``PUSH_ARTIFACT`` event; ``Authorization`` must be the policy's auth header."""
-    check_secret(authorization, settings.harbor_webhook_secret, "Authorization")
+    check_secret(authorization, api.settings.harbor_webhook_secret, "Authorization")
     event = await read_event(request)
     if event.get("type") != "PUSH_ARTIFACT":
         return {"accepted": False, "detail": f"ignored: {event.get('type')} events are not used"}
@@ -112,29 +119,21 @@ async def harbor_webhook(
         repository = url.rsplit("@", 1)[0]
         if tag and repository.endswith(f":{tag}"):
             repository = repository.removesuffix(f":{tag}")
-        services = await _services_of(catalog, repository) or [""]
+        digest = str(resource.get("digest", ""))
         try:
-            built = ImageBuilt(
-                service=services[0],
-                repository=repository,
-                tag=tag,
-                digest=str(resource.get("digest", "")),
-                pushed_at=pushed,
+            image = await image_service.register_pushed(
+                api, "harbor", repository, tag, digest, pushed
             )
         except ValueError as exc:
             raise Invalid(f"event_data.resources: {exc}") from exc
-        image = await images.register(built, "harbor")
         registered.append({"repository": image.repository, "tag": tag, "digest": image.digest})
     return {"accepted": True, "registered": registered}
 
 
-async def register_from_gitlab(
-    event: dict[str, Any], catalog: Catalog, images: Images, registries: Registries
-) -> list[dict[str, str]]:
-    """A successful GitLab pipeline or job: register the image its commit pushed.
+def _built_commit(event: dict[str, Any]) -> BuiltCommit | None:
+    """The commit a successful GitLab pipeline or job built (None: not a success).
 
-    The services built by that project (``gitlab_project``) are looked up in
-    the registry under the tags CI commonly gives: the Git tag of a tag
+    Its image is looked for under the tags CI commonly gives: the Git tag of a tag
     pipeline, the short commit sha (``$CI_COMMIT_SHORT_SHA``) and the full one.
     """
     project = event.get("project") or {}
@@ -156,31 +155,14 @@ async def register_from_gitlab(
         url = f"{homepage}/-/pipelines/{event.get('pipeline_id')}"
         finished = event.get("build_finished_at")
     if status != "success" or not sha:
-        return []
-    candidates = [t for t in ([ref] if is_tag else []) + [sha[:8], sha] if t]
-    pushed = _gitlab_time(finished)
-    found = []
-    for service in await catalog.services():
-        if not service.gitlab_project or service.gitlab_project not in ids:
-            continue
-        for tag in candidates:
-            try:
-                digest = await registries.digest(service.image_repository, tag, fresh=True)
-            except FabuError as exc:
-                raise Unavailable(f"registry of {service.name!r}: {exc.message}") from exc
-            if digest:
-                built = ImageBuilt(
-                    service=service.name,
-                    repository=service.image_repository,
-                    tag=tag,
-                    digest=digest,
-                    commit_sha=sha,
-                    pipeline_url=url,
-                    pushed_at=pushed,
-                )
-                await images.register(built, "gitlab")
-                found.append({"service": service.name, "tag": tag, "digest": digest})
-    return found
+        return None
+    return BuiltCommit(
+        projects=ids,
+        sha=sha,
+        tags=[t for t in ([ref] if is_tag else []) + [sha[:8], sha] if t],
+        pipeline_url=url,
+        pushed_at=_gitlab_time(finished),
+    )
 
 
 def _gitlab_time(value: object) -> datetime | None:

@@ -6,7 +6,7 @@ generation and revision. At a canary step it applies the canary's objects
 for the step's weight instead (``shared.cluster.manifest``), and the tracker follows
 the canary Deployment; the step after the last applies the manifest itself.
 Before the first apply it runs the release's pre-rollout hook Jobs
-(``shared.worker.release_hooks``), their phase and pods kept beside the
+(``shared.release.stages.release_hooks``), their phase and pods kept beside the
 release while they run; one that fails fails the release with nothing else
 of it applied.
 Idempotency key: the release's state (the ``apply`` transition) and step;
@@ -38,16 +38,11 @@ from shared.models.release_parts import CanaryEvent, TranscriptLine, Workload
 from shared.release import lifecycle
 from shared.release.canary import remove_canary
 from shared.release.hook_jobs import PRE_ROLLOUT
-from shared.release.lifecycle import APPLY, DEPLOYER, Applied, Failed
-from shared.release.machine import ReleaseState
+from shared.release.lifecycle import AS_DEPLOYER
+from shared.release.machine import APPLY, Applied, Failed, ReleaseState
+from shared.release.stages import environment_and_cluster, fail_release, release_hooks
 from shared.secrets import SecretError, Secrets
-from shared.worker import (
-    Context,
-    environment_and_cluster,
-    fail_release,
-    pending_release,
-    release_hooks,
-)
+from shared.worker import Context
 
 # An unreachable cluster is tried again after a wait that doubles from
 # ``apply_retry_s`` up to five times it, MAX_ATTEMPTS times in all, before the
@@ -85,7 +80,7 @@ def _handler(
             reason = f"gave up after {MAX_ATTEMPTS} attempts over {waited:.0f}s: {exc.message}"
             release = await ctx.releases.head(event.release_id)
             if release is not None:
-                await fail_release(ctx, release, DEPLOYER, Failed(reason=reason))
+                await fail_release(ctx, release, AS_DEPLOYER, Failed(reason=reason))
 
     return handle
 
@@ -133,7 +128,7 @@ async def _pre_rollout(ctx: Context, cluster: Cluster, release: Release) -> bool
     release failed (or was cancelled) meanwhile and nothing more may be applied."""
     if any(e.state is ReleaseState.APPLIED for e in release.events):
         return True
-    return await release_hooks(ctx, cluster, release, PRE_ROLLOUT, DEPLOYER) is not None
+    return await release_hooks(ctx, cluster, release, PRE_ROLLOUT, AS_DEPLOYER) is not None
 
 
 async def _opened(ctx: Context, release: Release) -> Release | None:
@@ -142,16 +137,18 @@ async def _opened(ctx: Context, release: Release) -> Release | None:
     try:
         manifest = Secrets(ctx.settings.secret_key).manifest(release)
     except SecretError as exc:
-        await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
+        await fail_release(ctx, release, AS_DEPLOYER, Failed(reason=exc.message))
         return None
     return release.model_copy(update={"manifest": manifest})
 
 
 async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted) -> None:
-    release = await pending_release(ctx, event.release_id, DEPLOYER, ReleaseState.RENDERED)
+    release = await lifecycle.pending(
+        ctx.releases, ctx.bus, event.release_id, AS_DEPLOYER, ReleaseState.RENDERED
+    )
     if release is None or event.step != (release.canary_step or 0):
         return  # done already, or a step the release has left
-    found = await environment_and_cluster(ctx, release, DEPLOYER)
+    found = await environment_and_cluster(ctx, release, AS_DEPLOYER)
     ready = await _opened(ctx, release) if found is not None else None
     if found is None or ready is None:
         return
@@ -185,7 +182,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
             if kind == "Deployment" and name == deployment:
                 generation, rev = applied_generation, revision(applied)
     except (ClusterError, Refused) as exc:
-        await fail_release(ctx, release, DEPLOYER, Failed(reason=exc.message))
+        await fail_release(ctx, release, AS_DEPLOYER, Failed(reason=exc.message))
         if release.in_canary:
             await remove_canary(cluster, release)
         return
@@ -199,7 +196,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     )
     lines = [TranscriptLine(at=now(), text=line)] if line else []
     outcome = await lifecycle.take(
-        ctx.releases, ctx.bus, release, APPLY, DEPLOYER, fields, lines, canary
+        ctx.releases, ctx.bus, release, APPLY, AS_DEPLOYER, fields, lines, canary
     )
     if outcome:
         return

@@ -6,8 +6,11 @@ it restores the last release that succeeded whole, image, base parameters and
 template version, and is linked both ways (``rollback_of`` on it,
 ``rolled_back_by`` on the failed one). Never more than one in a row: a failed
 automatic rollback is not rolled back again (``Release.rolls_back_in``).
-Idempotency key: the rollback's id, claimed once for the failed release before
-the rollback is stored; a redelivery finds it and finishes what is missing.
+It starts through ``lifecycle.start`` like any release: when its message cannot be
+sent it is discarded and ``release.failed`` redelivered. Idempotency key: the
+rollback's id, claimed once for the failed release before the rollback is stored; a
+redelivery finds it and finishes what is missing (a rollback still requested is
+announced again: a second copy is de-duplicated).
 """
 
 from collections.abc import Awaitable, Callable
@@ -17,12 +20,13 @@ import structlog
 from shared.errors import Conflict
 from shared.ids import ReleaseId
 from shared.messaging.bus import Msg
-from shared.messaging.messages import ReleaseFailed, ReleaseRequested
+from shared.messaging.messages import ReleaseFailed
 from shared.models.base import now
 from shared.models.release import Release, ReleaseKind
 from shared.models.release_parts import TranscriptLine
-from shared.release.lifecycle import SYSTEM
-from shared.release.machine import ReleaseState
+from shared.release import lifecycle
+from shared.release.lifecycle import AS_SYSTEM
+from shared.release.machine import REQUEST, ReleaseState
 from shared.store.mongo import new_id
 from shared.worker import Context
 
@@ -53,7 +57,7 @@ async def recover(ctx: Context, release_id: str) -> Release | None:
     found = await ctx.releases.get(rollback_id)
     if found is not None:
         if found.state is ReleaseState.REQUESTED:  # stored, then the process died
-            await ctx.bus.publish(ctx.bus.subjects.requested, ReleaseRequested(release_id=found.id))
+            await lifecycle.announce(ctx.bus, found)
         return found
     rollback = last_good.again(
         rollback_id,
@@ -62,15 +66,13 @@ async def recover(ctx: Context, release_id: str) -> Release | None:
         f"after release {failed.id} ({failed.version}) failed",
         env.namespace,
     )
-    rollback.operator = SYSTEM.name
     rollback.rollback_of = failed.id
     try:
-        await ctx.releases.create(rollback)
+        rollback = await lifecycle.start(ctx.releases, ctx.bus, rollback, REQUEST, AS_SYSTEM)
     except Conflict as exc:
         text = f"no automatic rollback: {exc.message}"
         await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=text)])
         return None
-    await ctx.bus.publish(ctx.bus.subjects.requested, ReleaseRequested(release_id=rollback.id))
     text = f"rolling back to {last_good.version} automatically: release {rollback.id}"
     await ctx.releases.note(failed.id, [TranscriptLine(at=now(), text=text)])
     log.info("automatic rollback", release_id=failed.id, rollback_id=rollback.id)

@@ -1,9 +1,11 @@
 """Notifier: ``release.awaiting``, ``.applied``, ``.paused``, ``.completed``, ``.failed`` in.
 
-The event (``approval_needed``, ``started``, ``canary_paused``, ``succeeded``,
-``failed``) goes to
-every channel of the release's service and environment (else the environment's default) that
-asked for it. Each (event, channel) is one delivery, shown on the release under
+The event each subject announces (``EVENTS``: ``approval_needed``, ``started``,
+``canary_paused``, ``succeeded``, ``failed``) goes to every channel of the release's
+service and environment (else the environment's default) that asked for it; a
+message on a subject with no event is an error (``UnknownSubject``, logged and
+redelivered by the worker loop until its deliveries run out), never announced as
+something else. Each (event, channel) is one delivery, shown on the release under
 ``notifications["<event>/<channel>"]``; each attempt is claimed before sending
 and recorded after it, in documents of its own (``shared.store.deliveries``).
 
@@ -25,6 +27,7 @@ import structlog
 from services.notifier.channels import Refused, send
 from services.notifier.content import content
 from shared.errors import FabuError, TransientError
+from shared.messaging import subjects
 from shared.messaging.bus import Msg
 from shared.messaging.messages import (
     ReleaseApplied,
@@ -33,6 +36,7 @@ from shared.messaging.messages import (
     ReleaseFailed,
     ReleasePaused,
 )
+from shared.messaging.subjects import Subjects
 from shared.models.base import now
 from shared.models.notifications import NotifyEvent
 from shared.outside import egress
@@ -46,20 +50,30 @@ MAX_BACKOFF_S = 60.0
 
 
 Message = ReleaseAwaiting | ReleaseApplied | ReleasePaused | ReleaseCompleted | ReleaseFailed
-# Sent while the release goes on; the others once it has ended.
-UNDER_WAY: tuple[NotifyEvent, ...] = ("approval_needed", "started", "canary_paused")
+# The event a message on each subject the notifier takes announces, and how it reads.
+EVENTS: dict[str, tuple[NotifyEvent, type[Message]]] = {
+    subjects.AWAITING: ("approval_needed", ReleaseAwaiting),
+    subjects.APPLIED: ("started", ReleaseApplied),
+    subjects.PAUSED: ("canary_paused", ReleasePaused),
+    subjects.COMPLETED: ("succeeded", ReleaseCompleted),
+    subjects.FAILED: ("failed", ReleaseFailed),
+}
+# Announce a release going on: sent whatever its state. The others (its result) are
+# sent only once it has ended.
+PROGRESS_EVENTS: tuple[NotifyEvent, ...] = ("approval_needed", "started", "canary_paused")
 
 
-def _event(subject: str, ctx: Context) -> tuple[NotifyEvent, type[Message]]:
-    if subject == ctx.bus.subjects.awaiting:
-        return "approval_needed", ReleaseAwaiting
-    if subject == ctx.bus.subjects.paused:
-        return "canary_paused", ReleasePaused
-    if subject == ctx.bus.subjects.applied:
-        return "started", ReleaseApplied
-    if subject == ctx.bus.subjects.completed:
-        return "succeeded", ReleaseCompleted
-    return "failed", ReleaseFailed
+class UnknownSubject(FabuError):
+    """A message on a subject the notifier has no event for: its consumer's subjects and
+    ``EVENTS`` disagree, a bug to fix rather than a message to announce as something."""
+
+
+def event_of(names: Subjects, subject: str) -> tuple[NotifyEvent, type[Message]]:
+    """The event a message on ``subject`` (as published, prefix and all) announces."""
+    known = EVENTS.get(names.bare(subject))
+    if known is None:
+        raise UnknownSubject(f"no notification event for subject {subject!r}")
+    return known
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
@@ -69,7 +83,7 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
     ctx.owned.push_async_callback(http.aclose)
 
     async def handle(msg: Msg) -> None:
-        event, kind = _event(msg.subject, ctx)
+        event, kind = event_of(ctx.bus.subjects, msg.subject)
         message = kind.model_validate_json(msg.data)
         await notify(
             ctx, secrets, http, message.release_id, event, msg.metadata.num_delivered, message.step
@@ -88,7 +102,7 @@ async def notify(
     step: int = 0,
 ) -> None:
     release = await ctx.releases.head(release_id)
-    if release is None or (event not in UNDER_WAY and not release.state.final):
+    if release is None or (event not in PROGRESS_EVENTS and not release.state.final):
         return
     channels = await ctx.catalog.channels(release.service, release.environment) or []
     last_good, automatic = None, False

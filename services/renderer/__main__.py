@@ -1,4 +1,4 @@
-from services.renderer import consumer, images, templates
+from services.renderer import consumer, template_sync
 from shared.worker import run
 
-run("renderer", {"renderer": consumer.setup, "templates": templates.setup, "images": images.setup})
+run("renderer", {"renderer": consumer.setup, "templates": template_sync.setup})

@@ -14,12 +14,13 @@ from shared.messaging.messages import ReleaseRequested
 from shared.models.release import ReleaseKind
 from shared.models.release_parts import Owned, Workload
 from shared.release import lifecycle
-from shared.release.lifecycle import RENDER, RENDERER, Failed, Rendered
-from shared.release.machine import ReleaseState
+from shared.release.lifecycle import AS_RENDERER
+from shared.release.machine import RENDER, Failed, ReleaseState, Rendered
+from shared.release.stages import fail_release
 from shared.secrets import SecretError, Secrets
 from shared.templating.render import ReleaseParams, RenderError
 from shared.templating.versions import render_with
-from shared.worker import Context, fail_release, pending_release
+from shared.worker import Context
 
 
 async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
@@ -30,13 +31,15 @@ async def setup(ctx: Context) -> Callable[[Msg], Awaitable[None]]:
 
 
 async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
-    release = await pending_release(ctx, event.release_id, RENDERER, ReleaseState.REQUESTED)
+    release = await lifecycle.pending(
+        ctx.releases, ctx.bus, event.release_id, AS_RENDERER, ReleaseState.REQUESTED
+    )
     if release is None:
         return
     template = await ctx.catalog.template(release.template_id, release.template_version)
     if template is None:
         reason = f"template {release.template_id!r} version {release.template_version} not found"
-        await fail_release(ctx, release, RENDERER, Failed(reason=reason))
+        await fail_release(ctx, release, AS_RENDERER, Failed(reason=reason))
         return
     params = ReleaseParams.of(release)
     # A redeploy replaces the pods even when nothing else changed.
@@ -48,7 +51,7 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
         )
     except (RenderError, SecretError) as exc:
         reason = exc.message if isinstance(exc, SecretError) else str(exc)
-        await fail_release(ctx, release, RENDERER, Failed(reason=reason))
+        await fail_release(ctx, release, AS_RENDERER, Failed(reason=reason))
         return
     # With secrets in it, the manifest the cluster gets is kept sealed; the one shown masks them.
     secret = rendered.shown != rendered.manifest
@@ -63,4 +66,4 @@ async def handle_requested(ctx: Context, event: ReleaseRequested) -> None:
             for o in rendered.objects
         ],
     )
-    await lifecycle.take(ctx.releases, ctx.bus, release, RENDER, RENDERER, fields)
+    await lifecycle.take(ctx.releases, ctx.bus, release, RENDER, AS_RENDERER, fields)

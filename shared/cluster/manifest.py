@@ -224,11 +224,3 @@ def canary_objects(manifest: str, weight: int) -> list[Obj]:
             if any(b.get("name") in services for b in _backends(i))
         ),
     ]
-
-
-def canary_deployment(manifest: str) -> str:
-    """The name of the canary Deployment of a manifest."""
-    deployment = canary_target(objects(manifest))
-    if deployment is None:
-        raise ValueError("the manifest names no Deployment for the canary")
-    return str(deployment["metadata"]["name"]) + SUFFIX

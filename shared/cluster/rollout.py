@@ -138,7 +138,3 @@ VIEWERS = {
     "DaemonSet": daemon_set_status,
     "StatefulSet": stateful_set_status,
 }
-
-
-def workload_status(obj: KubeObject, applied_generation: int = 0) -> Status:
-    return VIEWERS[obj.get("kind", "Deployment")](obj, applied_generation)

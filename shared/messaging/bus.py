@@ -85,6 +85,17 @@ class Bus:
                 "consumer kept with its existing settings", consumer=durable, error=str(exc)
             )
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to NATS is up now (not reconnecting, not closed)."""
+        return self.nc.is_connected
+
+    async def subscribe(self, subject: str, handle: Handler) -> Callable[[], Awaitable[None]]:
+        """Hand ``handle`` every message published on ``subject`` from now on, outside
+        JetStream's consumers (at most once, to every subscriber); the unsubscribe back."""
+        subscription = await self.nc.subscribe(subject, cb=handle)
+        return subscription.unsubscribe
+
     async def publish(self, subject: str, event: Event | TemplateChanged | ImageBuilt) -> None:
         await self.js.publish(
             subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.event_id}

@@ -1,14 +1,18 @@
 """Every message on NATS, as frozen pydantic models.
 
-Messages carry identifiers only; MongoDB holds the truth. ``event_id`` is the
-JetStream de-duplication key (``Nats-Msg-Id``): one per release and stage, so
-a stage that publishes twice after a crash publishes one message.
+The rule: a message carries identifiers only, what names the thing it is about and
+nothing a consumer could read instead from MongoDB, which holds the truth. A release
+message is its release's id and, for a canary, the step it is about (each step renders,
+applies and tracks again, and a stage drops a message for a step that is not the
+release's own). ``event_id`` is the JetStream de-duplication key (``Nats-Msg-Id``): one
+per release, message and step, so a stage that publishes twice after a crash publishes
+one message.
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.ids import ReleaseId
 
@@ -20,7 +24,9 @@ def _now() -> datetime:
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # A field a message no longer has is ignored: one from an older Fabu may still be in
+    # the stream during an upgrade.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     release_id: ReleaseId
@@ -35,55 +41,54 @@ class Event(BaseModel):
 
 
 class ReleaseAwaiting(Event):
-    pass
+    """A release waits for approval."""
 
 
 class ReleaseRequested(Event):
-    pass
+    """A release is handed to the renderer."""
 
 
 class ReleaseRendered(Event):
-    manifest_sha256: str
+    """A release's manifest is rendered: the deployer applies it."""
 
 
 class ReleasePromoted(Event):
     """A paused canary goes on: ``step`` is the step to apply (after the last, the full
     rollout)."""
 
-    manifest_sha256: str
-
 
 class ReleaseApplied(Event):
-    generation: int
+    """A release (or a canary step) is applied: the tracker follows its rollout."""
 
 
 class ReleaseCompleted(Event):
-    pass
+    """A release's rollout finished healthy."""
 
 
 class ReleasePaused(Event):
     """A canary step is healthy and waits to be promoted."""
 
 
-# The stage a release failed in, named as its actor is in the release's state changes
-# (messages from before read "render", "apply", "track").
-OLD_STAGES = {"render": "renderer", "apply": "deployer", "track": "tracker"}
-Stage = Annotated[
-    Literal["renderer", "deployer", "tracker"],
-    BeforeValidator(lambda v: OLD_STAGES.get(v, v)),
-]
-
-
 class ReleaseFailed(Event):
-    stage: Stage
-    reason: str
+    """A release failed: its reason is on the release."""
 
 
 class ReleaseCancelled(Event):
-    # The state the release was cancelled in: only an ``applied`` one had
-    # reached the cluster.
-    was: str
-    actor: str
+    """A release was cancelled or its canary aborted: whoever follows it stops."""
+
+
+# The message on each release subject, by the subject's name in ``Subjects``.
+RELEASE_MESSAGES: dict[str, type[Event]] = {
+    "awaiting": ReleaseAwaiting,
+    "requested": ReleaseRequested,
+    "rendered": ReleaseRendered,
+    "promoted": ReleasePromoted,
+    "applied": ReleaseApplied,
+    "completed": ReleaseCompleted,
+    "paused": ReleasePaused,
+    "failed": ReleaseFailed,
+    "cancelled": ReleaseCancelled,
+}
 
 
 class TemplateChanged(BaseModel):

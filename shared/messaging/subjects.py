@@ -26,8 +26,9 @@ RENDERER = "renderer"
 DEPLOYER = "deployer"
 TRACKER = "tracker"
 NOTIFIER = "notifier"
-# The renderer process's other consumers: template syncs and image registrations.
+# The renderer process's other consumer: template syncs.
 TEMPLATES = "templates"
+# The API process's consumer: image registrations.
 IMAGES = "images"
 # The deployer process's other consumers: canary steps promoted, and failed releases
 # to roll back where that is asked for.
@@ -41,6 +42,14 @@ class Subjects:
 
     def _s(self, subject: str) -> str:
         return f"{self.prefix}.{subject}" if self.prefix else subject
+
+    def bare(self, subject: str) -> str:
+        """``subject`` as the constants above spell it, this installation's prefix taken
+        off; "" for a subject of another installation's."""
+        if not self.prefix:
+            return subject
+        ours = f"{self.prefix}."
+        return subject.removeprefix(ours) if subject.startswith(ours) else ""
 
     @property
     def stream(self) -> str:

@@ -1,8 +1,8 @@
 """What a person may do to a release, in each state: the one action matrix.
 
-Each :class:`Rule` names an action, what it does, and the lifecycle transition
-it takes on the release (``shared.release.lifecycle``'s own table: an action is open
-only in that transition's source states), or none for the actions that start
+Each :class:`Rule` names an action, what it does, and the transition it takes
+on the release (a row of ``shared.release.machine``: an action is open only in
+the states that transition leaves), or none for the actions that start
 a new release from this one (redeploy, rollback). :func:`refusal` says, in the
 words every door uses, why an action is closed on a release now; the API's
 409s, the UI's buttons, the command line and the notifications all ask it. It
@@ -22,7 +22,7 @@ from shared.errors import Conflict, FabuError, Forbidden, Invalid
 from shared.ids import ReleaseId, TemplateId
 from shared.models.catalog import BaseParams, CanaryStep
 from shared.models.release import Release, ReleaseKind
-from shared.release import lifecycle
+from shared.release import machine
 from shared.release.machine import ReleaseState
 
 
@@ -42,7 +42,7 @@ class Rule:
     action: Action
     does: str
     # The transition the action takes on this release; None: it starts a new release.
-    takes: lifecycle.Transition[Any] | None = None
+    takes: machine.Transition[Any] | None = None
 
 
 RULES: tuple[Rule, ...] = (
@@ -62,20 +62,20 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Action.PROMOTE,
         "the paused canary goes to its next step (after the last, the full rollout)",
-        lifecycle.PROMOTE,
+        machine.PROMOTE,
     ),
     Rule(
         Action.ABORT,
         "the canary's objects are removed; the main workloads stay as they were",
-        lifecycle.ABORT,
+        machine.ABORT,
     ),
     Rule(
         Action.CANCEL,
         "the release ends where it is; what was applied stays as it is",
-        lifecycle.CANCEL,
+        machine.CANCEL,
     ),
-    Rule(Action.APPROVE, "the release goes on to the cluster", lifecycle.APPROVE),
-    Rule(Action.REJECT, "the release ends; nothing reaches the cluster", lifecycle.REJECT),
+    Rule(Action.APPROVE, "the release goes on to the cluster", machine.APPROVE),
+    Rule(Action.REJECT, "the release ends; nothing reaches the cluster", machine.REJECT),
 )
 RULE = {rule.action: rule for rule in RULES}
 # Versions that ended this way are redeployed only once the person has said so.
@@ -99,7 +99,7 @@ class Around:
 def refusal(action: Action, release: Release, around: Around) -> FabuError | None:
     """Why ``action`` is closed on ``release`` now (None: it is open), the grants aside."""
     rule = RULE[action]
-    if rule.takes is not None and release.state not in rule.takes.sources:
+    if rule.takes is not None and release.state not in rule.takes.leaves:
         return _not_from(action, release)
     match action:
         case Action.RELEASE:

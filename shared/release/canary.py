@@ -7,7 +7,8 @@ from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import CanaryEvent, TranscriptLine
 from shared.release import lifecycle
-from shared.release.lifecycle import Actor, Outcome, Promoted
+from shared.release.lifecycle import Actor, Outcome
+from shared.release.machine import PROMOTE, Promoted
 from shared.store.releases import Releases
 
 
@@ -38,7 +39,7 @@ async def promote(
         releases,
         bus,
         release,
-        lifecycle.PROMOTE,
+        PROMOTE,
         actor,
         Promoted(canary_step=step),
         [TranscriptLine(at=now(), text=f"promoted to {target} by {by}{why}")],

@@ -1,13 +1,13 @@
-"""The release lifecycle: every transition as data, and the one function that takes them.
+"""The release lifecycle's engine: start a release, and take a transition of the machine.
 
-A release is created ``requested`` (or ``awaiting_approval``) and moves only
-by the transitions in :data:`TRANSITIONS`: each names the states it leaves
-from, the state it goes to, who may take it, the fields it sets (a typed
-model), and the message published after it. :func:`take` performs one:
+The machine itself (the states, the starts and every transition as data) is
+``shared.release.machine``. :func:`start` is the one door a release is created
+by: stored in its first state, then announced. :func:`take` performs one
+transition:
 
-1. **claim** it: insert ``<release>/<n>``, ``n`` the number of state changes
-   the taker read. Two transitions from the same state share the key, so
-   exactly one insert succeeds, on MongoDB and on FerretDB alike (whose
+1. **claim** it (:func:`claim`): insert ``<release>/<n>``, ``n`` the number of
+   state changes the taker read. Two transitions from the same state share the
+   key, so exactly one insert succeeds, on MongoDB and on FerretDB alike (whose
    conditional updates are not atomic against each other);
 2. **write** it: the release's state, fields, event and canary history, its
    lines into the transcript, and the release lock dropped when it ends;
@@ -22,44 +22,29 @@ moved on by its own transition publishes that transition's message again
 """
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict
 
+from shared.errors import Unavailable
 from shared.ids import ReleaseId
 from shared.messaging.bus import Bus
-from shared.messaging.messages import (
-    Event,
-    ReleaseApplied,
-    ReleaseCancelled,
-    ReleaseCompleted,
-    ReleaseFailed,
-    ReleasePaused,
-    ReleasePromoted,
-    ReleaseRendered,
-    ReleaseRequested,
-    Stage,
-)
-from shared.messaging.subjects import Subjects
+from shared.messaging.messages import RELEASE_MESSAGES
 from shared.models.base import now
 from shared.models.release import Release, StateChange
-from shared.models.release_parts import (
-    CanaryEvent,
-    Decision,
-    Diagnosis,
-    FreezeOverride,
-    Owned,
-    PodTimeline,
-    ReplicaSetCount,
-    TranscriptLine,
-    Workload,
+from shared.models.release_parts import CanaryEvent, TranscriptLine
+from shared.release.machine import (
+    STARTS,
+    TRANSITIONS,
+    F,
+    ReleaseState,
+    Start,
+    Taker,
+    Transition,
 )
-from shared.release.machine import ReleaseState
 from shared.store.releases import Releases
 
 log = structlog.get_logger()
@@ -69,29 +54,12 @@ log = structlog.get_logger()
 FINISH_AFTER_S = 5.0
 
 
-class Taker(StrEnum):
-    """Who may take a transition."""
-
-    RENDERER = "renderer"
-    DEPLOYER = "deployer"
-    TRACKER = "tracker"
-    # A person who may release the service to the environment (checked by the API).
-    RELEASER = "releaser"
-    # Fabu itself, undoing what it could not hand on.
-    SYSTEM = "system"
-
-
-STAGES: dict[Taker, Stage] = {
-    Taker.RENDERER: "renderer",
-    Taker.DEPLOYER: "deployer",
-    Taker.TRACKER: "tracker",
-}
-
-
 @dataclass(frozen=True)
 class Actor:
+    """Who takes a transition: a taker, and the name its state change records."""
+
     taker: Taker
-    # Recorded with the state change: the stage's name, or the person's.
+    # The stage's name, or the person's.
     name: str
 
     @classmethod
@@ -103,210 +71,45 @@ class Actor:
         return cls(Taker.RELEASER, name)
 
 
-RENDERER = Actor.stage(Taker.RENDERER)
-DEPLOYER = Actor.stage(Taker.DEPLOYER)
-TRACKER = Actor.stage(Taker.TRACKER)
-SYSTEM = Actor(Taker.SYSTEM, "fabu")
+AS_RENDERER = Actor.stage(Taker.RENDERER)
+AS_DEPLOYER = Actor.stage(Taker.DEPLOYER)
+AS_TRACKER = Actor.stage(Taker.TRACKER)
+AS_SYSTEM = Actor(Taker.SYSTEM, "fabu")
 
 
-# The fields each transition sets on the release.
+async def start(
+    releases: Releases, bus: Bus, release: Release, how: Start, actor: Actor
+) -> Release:
+    """Store ``release`` as ``how`` starts it, ``actor`` its operator, taking its service's
+    lock (409 when another release holds it), and hand it on; the release as stored.
+
+    When its message cannot be sent the release is discarded (503): nothing is left
+    half-started.
+    """
+    if actor.taker not in how.by:
+        raise ValueError(f"{actor.name} may not start a release ({how.name})")
+    first = [StateChange(at=now(), state=how.to, actor=actor.name)] if how.recorded else []
+    started = release.model_copy(update={"state": how.to, "operator": actor.name, "events": first})
+    await releases.create(started)
+    try:
+        await announce(bus, started)
+    except Exception as exc:
+        await releases.discard(started)
+        log.exception("could not hand the release on", release_id=started.id)
+        raise Unavailable("the message bus is unavailable; nothing was released") from exc
+    return started
 
 
-class Fields(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+async def announce(bus: Bus, release: Release) -> None:
+    """Publish the message that hands a release just started on: again, too, for a starter
+    that died between storing it and announcing it (a second copy is de-duplicated)."""
+    how = next(s for s in STARTS if s.to is release.state)
+    await _send(bus, how.sends, release)
 
 
-class Nothing(Fields):
-    pass
-
-
-class Rendered(Fields):
-    manifest: str
-    sealed_manifest: str = ""
-    manifest_sha256: str
-    deployment: str
-    workloads: list[Workload]
-    inventory: list[Owned]
-
-
-class Applied(Fields):
-    generation: int
-    revision: str
-    started_at: datetime
-    deployment: str
-    canary_step: int | None
-    # The workloads this step applied, with their generations (a canary step: its own).
-    workloads: list[Workload]
-
-
-class Observed(Fields):
-    """What the tracker saw of the rollout when it ended (or paused)."""
-
-    replica_sets: list[ReplicaSetCount]
-    pods: list[PodTimeline]
-
-
-class Succeeded(Observed):
-    revision: str
-    # Objects of earlier releases the new manifest no longer has, deleted ("Kind/name").
-    pruned: list[str] = []
-
-
-class Failed(Fields):
-    reason: str
-    replica_sets: list[ReplicaSetCount] | None = None
-    pods: list[PodTimeline] | None = None
-    diagnosis: Diagnosis | None = None
-
-
-class Promoted(Fields):
-    canary_step: int
-
-
-class Approved(Fields):
-    decision: Decision
-    # Only when approved during a freeze window: an override made at the
-    # request is kept otherwise.
-    freeze_override: FreezeOverride | None = None
-
-
-class Rejected(Fields):
-    decision: Decision
-
-
-class Undecided(Fields):
-    decision: None = None
-
-
-F = TypeVar("F", bound=Fields)
-Message = Callable[[Release, ReleaseState, Actor], Event]
-
-
-@dataclass(frozen=True)
-class Transition(Generic[F]):
-    name: str
-    sources: frozenset[ReleaseState]
-    target: ReleaseState
-    takers: frozenset[Taker]
-    fields: type[F]
-    # The subject published after it (a ``Subjects`` attribute) and its message.
-    subject: str | None = None
-    message: Message | None = None
-
-    @property
-    def ends(self) -> bool:
-        """Whether the release ends with it (its service's lock is let go)."""
-        return self.target.final
-
-    def publishes(self, subjects: Subjects) -> str | None:
-        return getattr(subjects, self.subject) if self.subject else None
-
-
-def _states(*states: ReleaseState) -> frozenset[ReleaseState]:
-    return frozenset(states)
-
-
-S = ReleaseState
-UNDER_WAY = _states(S.REQUESTED, S.RENDERED, S.APPLIED, S.PAUSED)
-UNFINISHED = _states(S.AWAITING_APPROVAL, *UNDER_WAY)
-STAGE_TAKERS = frozenset(STAGES)
-
-
-def _failed(release: Release, _: ReleaseState, actor: Actor) -> Event:
-    return ReleaseFailed(release_id=release.id, stage=STAGES[actor.taker], reason=release.reason)
-
-
-def _ended(release: Release, was: ReleaseState, actor: Actor) -> Event:
-    return ReleaseCancelled(release_id=release.id, was=was, actor=actor.name)
-
-
-RENDER = Transition(
-    "render",
-    _states(S.REQUESTED),
-    S.RENDERED,
-    frozenset({Taker.RENDERER}),
-    Rendered,
-    "rendered",
-    lambda r, _, __: ReleaseRendered(release_id=r.id, manifest_sha256=r.manifest_sha256),
-)
-APPLY = Transition(
-    "apply",
-    _states(S.RENDERED),
-    S.APPLIED,
-    frozenset({Taker.DEPLOYER}),
-    Applied,
-    "applied",
-    lambda r, _, __: ReleaseApplied(
-        release_id=r.id, generation=r.generation or 0, step=r.canary_step or 0
-    ),
-)
-PAUSE = Transition(
-    "pause",
-    _states(S.APPLIED),
-    S.PAUSED,
-    frozenset({Taker.TRACKER}),
-    Observed,
-    "paused",
-    lambda r, _, __: ReleasePaused(release_id=r.id, step=r.canary_step or 0),
-)
-PROMOTE = Transition(
-    "promote",
-    _states(S.PAUSED),
-    S.RENDERED,
-    frozenset({Taker.RELEASER, Taker.TRACKER}),
-    Promoted,
-    "promoted",
-    lambda r, _, __: ReleasePromoted(
-        release_id=r.id, manifest_sha256=r.manifest_sha256, step=r.canary_step or 0
-    ),
-)
-SUCCEED = Transition(
-    "succeed",
-    _states(S.APPLIED),
-    S.SUCCEEDED,
-    frozenset({Taker.TRACKER}),
-    Succeeded,
-    "completed",
-    lambda r, _, __: ReleaseCompleted(release_id=r.id),
-)
-FAIL = Transition("fail", UNDER_WAY, S.FAILED, STAGE_TAKERS, Failed, "failed", _failed)
-APPROVE = Transition(
-    "approve",
-    _states(S.AWAITING_APPROVAL),
-    S.REQUESTED,
-    frozenset({Taker.RELEASER}),
-    Approved,
-    "requested",
-    lambda r, _, __: ReleaseRequested(release_id=r.id),
-)
-REJECT = Transition(
-    "reject", _states(S.AWAITING_APPROVAL), S.REJECTED, frozenset({Taker.RELEASER}), Rejected
-)
-# An approval whose message could not be sent: the release waits for approval again.
-UNAPPROVE = Transition(
-    "unapprove", _states(S.REQUESTED), S.AWAITING_APPROVAL, frozenset({Taker.SYSTEM}), Undecided
-)
-CANCEL = Transition(
-    "cancel", UNFINISHED, S.CANCELLED, frozenset({Taker.RELEASER}), Nothing, "cancelled", _ended
-)
-# A canary stopped before its full rollout (its objects are removed by the taker).
-ABORT = Transition(
-    "abort", UNDER_WAY, S.ABORTED, frozenset({Taker.RELEASER}), Nothing, "cancelled", _ended
-)
-
-TRANSITIONS: tuple[Transition[Any], ...] = (
-    RENDER,
-    APPLY,
-    PAUSE,
-    PROMOTE,
-    SUCCEED,
-    FAIL,
-    APPROVE,
-    REJECT,
-    UNAPPROVE,
-    CANCEL,
-    ABORT,
-)
+async def _send(bus: Bus, sends: str, release: Release) -> None:
+    message = RELEASE_MESSAGES[sends](release_id=release.id, step=release.canary_step or 0)
+    await bus.publish(getattr(bus.subjects, sends), message)
 
 
 @dataclass(frozen=True)
@@ -318,7 +121,7 @@ class Moved:
 
 @dataclass(frozen=True)
 class Lost:
-    """Another transition was taken first (or the release was not in a source state)."""
+    """Another transition was taken first (or the release was not in a state it leaves)."""
 
     state: ReleaseState
     by: str = ""
@@ -328,6 +131,13 @@ class Lost:
 
 
 Outcome = Moved | Lost
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A transition its taker claimed and has not written yet."""
+
+    change: dict[str, object]
 
 
 def _change(
@@ -345,7 +155,7 @@ def _change(
         "n": n,
         "transition": transition.name,
         "was": release.state.value,
-        "state": transition.target.value,
+        "state": transition.to.value,
         "actor": actor.name,
         "taker": actor.taker.value,
         "at": now(),
@@ -383,12 +193,37 @@ def _by_name(name: str) -> Transition[Any]:
     return next(t for t in TRANSITIONS if t.name == name)
 
 
-async def _publish(
-    bus: Bus, transition: Transition[F], release: Release, was: ReleaseState, actor: Actor
-) -> None:
-    subject = transition.publishes(bus.subjects)
-    if subject is not None and transition.message is not None:
-        await bus.publish(subject, transition.message(release, was, actor))
+async def _publish(bus: Bus, transition: Transition[Any], release: Release) -> None:
+    if transition.sends is not None:
+        await _send(bus, transition.sends, release)
+
+
+async def claim(
+    releases: Releases,
+    bus: Bus,
+    release: Release,
+    transition: Transition[F],
+    actor: Actor,
+    fields: F,
+    lines: Iterable[TranscriptLine] = (),
+    canary: CanaryEvent | None = None,
+    kept: list[TranscriptLine] | None = None,
+) -> Claimed | Lost:
+    """The first step of :func:`take`: claim ``transition`` from the state ``release`` was
+    read in, for its taker to write next (:class:`Lost` when another claim came first)."""
+    if actor.taker not in transition.by:
+        raise ValueError(f"{actor.name} may not {transition.name} a release")
+    if release.state not in transition.leaves:
+        if kept:
+            await releases.note(release.id, kept)
+        return Lost(release.state)
+    change = _change(release, transition, actor, fields, lines, canary)
+    claimed, _ = await asyncio.gather(
+        releases._claim(change), releases.note(release.id, kept or [])
+    )
+    if not claimed:
+        return await _lost(releases, bus, release, len(release.events))
+    return Claimed(change)
 
 
 async def take(
@@ -408,28 +243,19 @@ async def take(
     is taken; ``kept`` lines (what the taker saw) join it whoever wins.
     :class:`Lost` says which state the release is in instead.
     """
-    if actor.taker not in transition.takers:
-        raise ValueError(f"{actor.name} may not {transition.name} a release")
-    if release.state not in transition.sources:
-        if kept:
-            await releases.note(release.id, kept)
-        return Lost(release.state)
-    change = _change(release, transition, actor, fields, lines, canary)
-    claimed, _ = await asyncio.gather(
-        releases._claim(change), releases.note(release.id, kept or [])
-    )
-    if not claimed:
-        return await _lost(releases, bus, release, len(release.events))
-    await releases._write(release, change)
-    after = _after(release, change)
+    claimed = await claim(releases, bus, release, transition, actor, fields, lines, canary, kept)
+    if isinstance(claimed, Lost):
+        return claimed
+    await releases._write(release, claimed.change)
+    after = _after(release, claimed.change)
     log.info(
         "release moved",
         release_id=release.id,
         transition=transition.name,
-        state=transition.target,
+        state=transition.to,
         actor=actor.name,
     )
-    await _publish(bus, transition, after, release.state, actor)
+    await _publish(bus, transition, after)
     return Moved(after)
 
 
@@ -445,11 +271,9 @@ async def _lost(releases: Releases, bus: Bus, release: Release, n: int) -> Lost:
         and len(current.events) == n
         and (now() - claimed["at"]).total_seconds() > FINISH_AFTER_S
     ):
-        transition = _by_name(claimed["transition"])
-        actor = Actor(Taker(claimed["taker"]), claimed["actor"])
         await releases._write(current, claimed)
         log.warning("finished a transition its taker left", release_id=release.id, n=n)
-        await _publish(bus, transition, _after(current, claimed), current.state, actor)
+        await _publish(bus, _by_name(claimed["transition"]), _after(current, claimed))
     return Lost(state, claimed["actor"])
 
 
@@ -471,15 +295,9 @@ async def pending(
     release = await (releases.get if with_transcript else releases.head)(release_id)
     if release is None or release.state in waiting:
         return release
-    if len(release.events) >= 1 and release.events[-1].actor == actor.name:
-        was = release.events[-2].state if len(release.events) > 1 else ReleaseState.REQUESTED
-        for transition in TRANSITIONS:
-            if transition.target is release.state and actor.taker in transition.takers:
-                await _publish(bus, transition, release, was, actor)
-                break
+    if release.events and release.events[-1].actor == actor.name:
+        moved = (t for t in TRANSITIONS if t.to is release.state and actor.taker in t.by)
+        transition = next(moved, None)
+        if transition is not None:
+            await _publish(bus, transition, release)
     return None
-
-
-def allowed(release: Release) -> list[Transition[Any]]:
-    """The transitions a release's state allows now."""
-    return [t for t in TRANSITIONS if release.state in t.sources]

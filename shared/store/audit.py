@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from shared.models.users import AuditEntry
 from shared.secrets import MASK, PREFIX
@@ -27,6 +27,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(PREFIX):
         return MASK
     return value
+
+
+async def ensure_indexes(mongo: Mongo) -> None:
+    audit = mongo.collection("audit")
+    for field in ("actor", "action", "target"):
+        await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")
 
 
 class Audit:

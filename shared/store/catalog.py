@@ -43,6 +43,11 @@ def _config(doc: Doc | None) -> ServiceConfig:
 VERSIONS_KEPT = 256
 
 
+async def ensure_indexes(mongo: Mongo) -> None:
+    await mongo.collection("services").create_index("name", unique=True, name="name")
+    await mongo.collection("environments").create_index("name", unique=True, name="name")
+
+
 class Catalog:
     def __init__(self, mongo: Mongo) -> None:
         self._environments = mongo.collection("environments")

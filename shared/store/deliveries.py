@@ -26,6 +26,10 @@ RETRIED = "failed"
 DIED = "the notifier sending it stopped; not sent again"
 
 
+async def ensure_indexes(mongo: Mongo) -> None:
+    await mongo.collection("deliveries").create_index("release_id", name="release_id")
+
+
 class Deliveries:
     def __init__(self, mongo: Mongo) -> None:
         self._attempts = mongo.collection("deliveries")

@@ -11,6 +11,7 @@ same way.
 
 from contextlib import suppress
 
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from shared.messaging.messages import ImageBuilt
@@ -36,6 +37,12 @@ def _fold(docs: list[Doc]) -> list[Image]:
         image.tags += [t for t in seen.tags if t not in image.tags]
         image.sources += [s for s in seen.sources if s not in image.sources]
     return sorted(images.values(), key=lambda i: i.registered_at, reverse=True)
+
+
+async def ensure_indexes(mongo: Mongo) -> None:
+    await mongo.collection("images").create_index(
+        [("repository", ASCENDING), ("digest", ASCENDING)], name="by_repository"
+    )
 
 
 class Images:

@@ -13,12 +13,19 @@ Documents older than the window are deleted as attempts come (no TTL index).
 import math
 from datetime import datetime, timedelta
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 
 from shared.models.base import now
 from shared.store.mongo import Doc, Mongo, new_id
 
 COLLECTION = "login_attempts"
+
+
+async def ensure_indexes(mongo: Mongo) -> None:
+    attempts = mongo.collection(COLLECTION)
+    for field in ("user", "address"):
+        await attempts.create_index([(field, ASCENDING), ("at", DESCENDING)], name=f"by_{field}")
+    await attempts.create_index("at", name="at")
 
 
 class LoginAttempts:

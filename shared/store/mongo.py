@@ -1,11 +1,11 @@
-"""Connection, collections and indexes."""
+"""The connection and its collections (each store makes its own indexes: ``indexes``)."""
 
 import json
 from typing import Any
 
 from bson import ObjectId
 from prometheus_client import Counter
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -52,44 +52,6 @@ class Mongo:
 
     def collection(self, name: str) -> AsyncCollection[Doc]:
         return self.db[name]
-
-    async def ensure_indexes(self) -> None:
-        releases = self.collection("releases")
-        await releases.create_index(
-            [("service", ASCENDING), ("environment", ASCENDING), ("_id", DESCENDING)],
-            name="by_service_env",
-        )
-        # One per list filter, each ending in the sort key, so a page is an index range.
-        await releases.create_index(
-            [("environment", ASCENDING), ("_id", DESCENDING)], name="by_environment"
-        )
-        await releases.create_index([("state", ASCENDING), ("_id", DESCENDING)], name="by_state")
-        await releases.create_index(
-            [("operator", ASCENDING), ("_id", DESCENDING)], name="by_operator"
-        )
-        await releases.create_index("created_at", name="by_created_at")
-        await self.collection("services").create_index("name", unique=True, name="name")
-        await self.collection("environments").create_index("name", unique=True, name="name")
-        tokens = self.collection("api_tokens")
-        await tokens.create_index("hash", unique=True, name="hash")
-        await tokens.create_index("user", name="user")
-        await self.collection("sessions").create_index("user", name="user")
-        await self.collection("deliveries").create_index("release_id", name="release_id")
-        await self.collection("release_lines").create_index(
-            [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
-        )
-        await self.collection("images").create_index(
-            [("repository", ASCENDING), ("digest", ASCENDING)], name="by_repository"
-        )
-        attempts = self.collection("login_attempts")
-        for field in ("user", "address"):
-            await attempts.create_index(
-                [(field, ASCENDING), ("at", DESCENDING)], name=f"by_{field}"
-            )
-        await attempts.create_index("at", name="at")
-        audit = self.collection("audit")
-        for field in ("actor", "action", "target"):
-            await audit.create_index([(field, ASCENDING), ("_id", DESCENDING)], name=f"by_{field}")
 
     async def ping(self) -> None:
         await self.db.command("ping")

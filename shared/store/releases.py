@@ -9,8 +9,8 @@ lost to a concurrent rewrite of the release document.
 
 import asyncio
 from datetime import datetime
-from typing import Any
 
+from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -51,6 +51,62 @@ def _release(
     if hook and not doc.get("hook"):
         doc["hook"] = hook
     return Release.model_validate(doc)
+
+
+class ReleaseFilter(BaseModel):
+    """Which releases a list holds (the JSON route's query, the UI's form, the store's
+    query): each field given narrows it."""
+
+    service: str | None = None
+    environment: str | None = None
+    state: ReleaseState | None = None
+    operator: str | None = None
+    since: datetime | None = Field(default=None, description="created at or after")
+    until: datetime | None = Field(default=None, description="created before")
+    prefix: bool = Field(
+        default=False, description="service, environment, operator: match names they begin"
+    )
+
+
+def _query(filters: ReleaseFilter) -> Doc:
+    """The query of a list; with ``prefix``, a name given matches every name it begins,
+    case-insensitively (names are lowercase)."""
+    query: Doc = {}
+    for field in ("service", "environment", "operator"):
+        value = getattr(filters, field)
+        if value and filters.prefix:
+            low = value.lower()
+            query[field] = {"$gte": low, "$lt": low + "\uffff"}
+        elif value:
+            query[field] = value
+    if filters.state:
+        query["state"] = filters.state.value
+    created: Doc = {}
+    if filters.since:
+        created["$gte"] = filters.since
+    if filters.until:
+        created["$lt"] = filters.until
+    if created:
+        query["created_at"] = created
+    return query
+
+
+async def ensure_indexes(mongo: Mongo) -> None:
+    releases = mongo.collection("releases")
+    await releases.create_index(
+        [("service", ASCENDING), ("environment", ASCENDING), ("_id", DESCENDING)],
+        name="by_service_env",
+    )
+    # One per list filter, each ending in the sort key, so a page is an index range.
+    await releases.create_index(
+        [("environment", ASCENDING), ("_id", DESCENDING)], name="by_environment"
+    )
+    await releases.create_index([("state", ASCENDING), ("_id", DESCENDING)], name="by_state")
+    await releases.create_index([("operator", ASCENDING), ("_id", DESCENDING)], name="by_operator")
+    await releases.create_index("created_at", name="by_created_at")
+    await mongo.collection("release_lines").create_index(
+        [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
+    )
 
 
 class Releases:
@@ -121,53 +177,18 @@ class Releases:
                 release.rolled_back_by = ReleaseId(rollback["rollback"])
         return release
 
-    @staticmethod
-    def _query(
-        *,
-        service: str | None = None,
-        environment: str | None = None,
-        state: ReleaseState | None = None,
-        operator: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        prefix: bool = False,
-    ) -> Doc:
-        """The filter of a list; with ``prefix``, a name given matches every name it
-        begins, case-insensitively (names are lowercase)."""
-        query: Doc = {}
-        for field, value in (
-            ("service", service),
-            ("environment", environment),
-            ("operator", operator),
-        ):
-            if value and prefix:
-                low = value.lower()
-                query[field] = {"$gte": low, "$lt": low + "\uffff"}
-            elif value:
-                query[field] = value
-        if state:
-            query["state"] = state.value
-        created: Doc = {}
-        if since:
-            created["$gte"] = since
-        if until:
-            created["$lt"] = until
-        if created:
-            query["created_at"] = created
-        return query
-
     async def page(
         self,
+        filters: ReleaseFilter,
         *,
         before: str | None = None,
         after: str | None = None,
         limit: int = 50,
-        **filters: Any,
     ) -> list[Release]:
         """Newest first. ``before`` is the last id of the previous page, ``after`` the
         first id of the next one: ids only grow, so a page never repeats or skips a
-        record while new ones arrive. ``filters``: see :meth:`_query`."""
-        query = self._query(**filters)
+        record while new ones arrive."""
+        query = _query(filters)
         if after:
             query["_id"] = {"$gt": after}
             cursor = self._releases.find(query, LIST_PROJECTION).sort("_id", ASCENDING)
@@ -181,23 +202,23 @@ class Releases:
         """Everyone who has asked for a release, by name (the list's suggestions)."""
         return sorted(str(o) for o in await self._releases.distinct("operator") if o)
 
-    async def count(self, newer_than: str | None = None, **filters: Any) -> int:
+    async def count(self, filters: ReleaseFilter, newer_than: str | None = None) -> int:
         """How many releases match ``filters`` (those newer than an id, if given)."""
-        query = self._query(**filters)
+        query = _query(filters)
         if newer_than:
             query["_id"] = {"$gt": newer_than}
         return int(await self._releases.count_documents(query))
 
     async def latest(self, service: str, environment: str) -> Release | None:
         """The newest release of a service in an environment (redeploy allows only it)."""
-        page = await self.page(service=service, environment=environment, limit=1)
+        page = await self.page(ReleaseFilter(service=service, environment=environment), limit=1)
         return page[0] if page else None
 
     async def last_good(self, service: str, environment: str) -> Release | None:
         """The newest release of a service in an environment that succeeded."""
-        page = await self.page(
-            service=service, environment=environment, state=ReleaseState.SUCCEEDED, limit=1
-        )
+        succeeded = ReleaseState.SUCCEEDED
+        filters = ReleaseFilter(service=service, environment=environment, state=succeeded)
+        page = await self.page(filters, limit=1)
         return page[0] if page else None
 
     async def inventories(

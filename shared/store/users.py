@@ -36,6 +36,13 @@ def _token(doc: Doc) -> ApiToken:
     return ApiToken.model_validate(doc)
 
 
+async def ensure_indexes(mongo: Mongo) -> None:
+    tokens = mongo.collection("api_tokens")
+    await tokens.create_index("hash", unique=True, name="hash")
+    await tokens.create_index("user", name="user")
+    await mongo.collection("sessions").create_index("user", name="user")
+
+
 class Session:
     def __init__(self, user: str, csrf: str, expires_at: datetime) -> None:
         self.user, self.csrf, self.expires_at = user, csrf, expires_at

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.stack import free_port
 from devstack.system import FabuSystem, login, new_token
+from shared.store.indexes import ensure_indexes
 from shared.store.logins import LoginAttempts
 from shared.store.mongo import Mongo
 from tests.conftest import unique
@@ -219,7 +220,7 @@ async def test_the_login_page_says_how_long_to_wait(
 async def test_the_window_passes_and_the_name_may_try_again(stack_env: StackEnv) -> None:
     mongo = Mongo(stack_env.mongo_url, unique("w").replace("-", "_"))
     try:
-        await mongo.ensure_indexes()
+        await ensure_indexes(mongo)
         attempts = LoginAttempts(mongo, limit=2, window_s=5.0)
         for where in ("a", "b"):
             assert await attempts.begin("someone", where) == 0

@@ -30,6 +30,14 @@ async def service_in(api: httpx.AsyncClient, registry_host: str, **fields: Any) 
     return name, repository
 
 
+async def registered_by(api: httpx.AsyncClient, repository: str, tag: str) -> list[str]:
+    """Who the audit log says registered the tag (each registration, newest first)."""
+    target = f"image/{repository}:{tag}"
+    items = (await api.get("/audit", params={"target": target})).json()["items"]
+    assert all(e["action"] == "image.register" for e in items)
+    return [e["actor"] for e in items]
+
+
 def digest_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -139,6 +147,13 @@ async def test_the_same_image_registered_twice_is_one_record(
 
     known = await eventually(registered, "both tags registered")
     assert known["4.0.0"]["digest"] == known["latest"]["digest"] == digest
+    # The message and the API call went through one door: each audited, under who sent it.
+
+    async def audited() -> dict[str, set[str]] | None:
+        actors = {tag: set(await registered_by(api, repository, tag)) for tag in known}
+        return actors if actors == {"4.0.0": {"admin", "nats"}, "latest": {"nats"}} else None
+
+    await eventually(audited, "the NATS and API registrations audited")
     assert known["4.0.0"]["commit_sha"] == "b" * 40
     mismatch = await api.post(
         "/images", json={**json.loads(built.model_dump_json()), "repository": "elsewhere/x"}
@@ -187,6 +202,7 @@ async def test_harbor_push_artifact_payload_registers_the_image(
     [version] = (await api.get(f"/services/{name}/images")).json()["versions"]
     assert version["registered"] is True
     assert version["pushed_at"] == "2026-05-03T03:09:37Z"
+    assert await registered_by(api, repository, "5.1.0") == ["webhook:harbor"]
 
 
 async def test_a_successful_gitlab_pipeline_registers_the_image_of_its_commit(
@@ -225,6 +241,7 @@ async def test_a_successful_gitlab_pipeline_registers_the_image_of_its_commit(
         sha,
         pipeline["object_attributes"]["url"],
     )
+    assert await registered_by(api, f"{host}/apps/{name}", sha[:8]) == ["webhook:gitlab"]
     running = {
         **pipeline,
         "object_attributes": {**pipeline["object_attributes"], "status": "running"},

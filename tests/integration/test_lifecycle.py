@@ -3,26 +3,27 @@
 import asyncio
 import json
 from collections import Counter
-from datetime import timedelta
 
+import pytest
 from nats.aio.msg import Msg
 
 from devstack.system import FabuSystem
+from shared.errors import Unavailable
+from shared.messaging.messages import Event
 from shared.models.base import now
 from shared.models.release import Release, StateChange
 from shared.models.release_parts import TranscriptLine
 from shared.release import lifecycle
-from shared.release.lifecycle import (
+from shared.release.lifecycle import AS_TRACKER, Actor, Claimed, Lost, Moved
+from shared.release.machine import (
     CANCEL,
+    REQUEST,
+    REQUEST_APPROVAL,
     SUCCEED,
-    TRACKER,
-    Actor,
-    Lost,
-    Moved,
     Nothing,
+    ReleaseState,
     Succeeded,
 )
-from shared.release.machine import ReleaseState
 from shared.worker import Context
 from tests.conftest import unique
 from tests.support.records import record
@@ -48,8 +49,7 @@ async def heard(ctx: Context, *subjects: str) -> dict[str, list[str]]:
         published[msg.subject].append(json.loads(msg.data)["release_id"])
 
     for subject in subjects:
-        subscription = await ctx.bus.nc.subscribe(subject, cb=keep)
-        ctx.owned.push_async_callback(subscription.unsubscribe)
+        ctx.owned.push_async_callback(await ctx.bus.subscribe(subject, keep))
     return published
 
 
@@ -76,7 +76,7 @@ async def test_of_two_racing_transitions_exactly_one_wins_and_no_line_is_lost(
             seen = TranscriptLine(at=now(), text=f"deployment {release.service} rolled out")
             fields = Succeeded(replica_sets=[], pods=[], revision="2")
             return await lifecycle.take(
-                ctx.releases, ctx.bus, release, SUCCEED, TRACKER, fields, kept=[seen]
+                ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields, kept=[seen]
             )
 
         outcomes = await asyncio.gather(*(asyncio.gather(cancel(r), succeed(r)) for r in releases))
@@ -112,7 +112,7 @@ async def test_of_two_racing_transitions_exactly_one_wins_and_no_line_is_lost(
 
 
 async def test_a_claim_its_taker_left_unwritten_is_finished_by_the_next_taker(
-    fabu: FabuSystem,
+    fabu: FabuSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stage that died between its claim and its write: the next transition from that
     state finds the claim, writes it and publishes its message, then loses to it."""
@@ -121,9 +121,11 @@ async def test_a_claim_its_taker_left_unwritten_is_finished_by_the_next_taker(
         release = applied(unique("left"))
         await ctx.releases.create(release)
         fields = Succeeded(replica_sets=[], pods=[], revision="2")
-        change = lifecycle._change(release, SUCCEED, TRACKER, fields, [], None)
-        change["at"] = now() - timedelta(seconds=lifecycle.FINISH_AFTER_S * 2)
-        assert await ctx.releases._claim(change)
+        # The tracker claims its success, and dies before writing it.
+        left = await lifecycle.claim(ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields)
+        assert isinstance(left, Claimed)
+        # Every claim counts as left long enough ago (rather than waiting out 5 s).
+        monkeypatch.setattr(lifecycle, "FINISH_AFTER_S", 0.0)
 
         outcome = await lifecycle.take(
             ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
@@ -146,8 +148,8 @@ async def test_a_fresh_claim_is_left_to_its_taker(fabu: FabuSystem) -> None:
         release = applied(unique("fresh"))
         await ctx.releases.create(release)
         fields = Succeeded(replica_sets=[], pods=[], revision="2")
-        change = lifecycle._change(release, SUCCEED, TRACKER, fields, [], None)
-        assert await ctx.releases._claim(change)
+        live = await lifecycle.claim(ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields)
+        assert isinstance(live, Claimed)
 
         outcome = await lifecycle.take(
             ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
@@ -157,3 +159,36 @@ async def test_a_fresh_claim_is_left_to_its_taker(fabu: FabuSystem) -> None:
         stored = await ctx.releases.get(release.id)
         assert stored is not None
         assert stored.state is ReleaseState.APPLIED  # not written under a live taker's feet
+
+
+async def test_a_release_whose_message_cannot_be_sent_is_not_left_started(
+    fabu: FabuSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lifecycle.start`` with NATS unreachable: 503, the release discarded and its
+    service's lock free; started again, it is stored in its start's state and announced."""
+    async with stage(fabu) as ctx:
+        published = await heard(ctx, ctx.bus.subjects.awaiting)
+        fresh = record(unique("start"), "start")
+
+        async def unreachable(subject: str, event: Event) -> None:
+            raise ConnectionError("NATS is unreachable")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(ctx.bus, "publish", unreachable)
+            with pytest.raises(Unavailable, match="nothing was released"):
+                await lifecycle.start(ctx.releases, ctx.bus, fresh, REQUEST, Actor.person("al"))
+        assert await ctx.releases.get(fresh.id) is None
+
+        started = await lifecycle.start(
+            ctx.releases, ctx.bus, fresh, REQUEST_APPROVAL, Actor.person("al")
+        )
+        stored = await ctx.releases.get(fresh.id)
+        assert stored is not None
+        assert (stored.state, stored.operator) == (ReleaseState.AWAITING_APPROVAL, "al")
+        assert [(e.state, e.actor) for e in stored.events] == [(stored.state, "al")]
+        assert started.state is stored.state
+
+        async def announced() -> bool:
+            return fresh.id in published[ctx.bus.subjects.awaiting]
+
+        await eventually(announced, "release.awaiting of the started release")

@@ -13,6 +13,7 @@ from shared.messaging.messages import ImageBuilt
 from shared.models.base import now
 from shared.store.deliveries import Deliveries
 from shared.store.images import Images
+from shared.store.indexes import ensure_indexes
 from shared.store.mongo import Mongo
 from tests.conftest import unique
 from tests.support.stack import StackEnv
@@ -61,7 +62,7 @@ async def test_two_notifiers_never_both_claim_one_attempt(stack_env: StackEnv) -
     first = Mongo(stack_env.mongo_url, unique("d"))
     second = Mongo(stack_env.mongo_url, first.db.name)
     try:
-        await first.ensure_indexes()
+        await ensure_indexes(first)
         mine, theirs = Deliveries(first), Deliveries(second)
         stale = now() - timedelta(minutes=1)
         outcomes = []
@@ -114,13 +115,14 @@ async def test_a_claim_left_by_a_dead_notifier_is_recorded_unknown_not_sent_agai
 async def test_registrations_at_once_lose_no_tag_and_fold_with_a_record_stored_before(
     stack_env: StackEnv,
 ) -> None:
-    """Twenty tags of one digest registered at once from two clients (the renderer's
-    NATS consumer and the API): every tag and source kept, the first metadata kept."""
+    """Twenty tags of one digest registered at once from two clients (the
+    ``image.built`` consumer and ``POST /images``): every tag and source kept, the first
+    metadata kept."""
     first = Mongo(stack_env.mongo_url, unique("d"))
     second = Mongo(stack_env.mongo_url, first.db.name)
     repository, digest = "registry.example.com/apps/web", "sha256:" + "c" * 64
     try:
-        await first.ensure_indexes()
+        await ensure_indexes(first)
         # One document per digest holding its lists: how records were stored before.
         await first.collection("images").insert_one(
             {

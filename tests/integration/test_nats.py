@@ -1,54 +1,114 @@
-"""JetStream on the stack's NATS server: publish, durable pull, ack, nak with delay, and
-the stages' worker loop shutting down."""
+"""Fabu's bus on the stack's NATS server: an event published twice handled once, a
+transient error retried after its delay, installations kept apart by their prefix, and
+the stages' worker loop shutting down or giving up."""
 
 import asyncio
 import json
 
-import nats.errors
-import pytest
-from nats.aio.client import Client as NatsClient
-from nats.js.api import StorageType
-
 from shared.errors import TransientError
 from shared.ids import ReleaseId
-from shared.messaging.bus import Bus, Msg, run_worker
+from shared.messaging.bus import Bus, Handler, Msg, run_worker
 from shared.messaging.messages import ReleaseRequested
 from shared.messaging.subjects import RENDERER, Subjects
 from tests.support.stack import StackEnv
 
 
-async def test_durable_pull_ack_and_nak_with_delay(
-    nats_client: NatsClient, stream_name: str
+async def _work(bus: Bus, handle: Handler, stop: asyncio.Event) -> None:
+    """Run the renderer's consumer on ``bus`` until ``stop`` (within a deadline)."""
+    await asyncio.wait_for(
+        run_worker(bus, RENDERER, handle, stop, ack_wait_s=60, max_in_flight=4), timeout=30
+    )
+
+
+async def _first_handled(bus: Bus) -> str:
+    """The release id of the first message the renderer's consumer on ``bus`` handles."""
+    stop = asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(msg: Msg) -> None:
+        handled.append(json.loads(msg.data)["release_id"])
+        stop.set()
+
+    await _work(bus, handle, stop)
+    return handled[0]
+
+
+async def test_an_event_published_twice_reaches_the_stage_once(
+    stack_env: StackEnv, stream_name: str
 ) -> None:
-    js = nats_client.jetstream()
-    subject = f"{stream_name}.release.requested"
-    await js.add_stream(name=stream_name, subjects=[f"{stream_name}.>"], storage=StorageType.FILE)
+    """A stage that dies between its write and its publish publishes the same event
+    again: the stage after it handles it once (de-duplicated by its event id)."""
+    subjects = Subjects(stream_name)
+    bus = await Bus.connect(stack_env.nats_url, subjects, "test")
     try:
-        first = await js.publish(subject, b"one", headers={"Nats-Msg-Id": "event-1"})
-        duplicate = await js.publish(subject, b"one", headers={"Nats-Msg-Id": "event-1"})
-        await js.publish(subject, b"two", headers={"Nats-Msg-Id": "event-2"})
-        assert duplicate.duplicate is True
-        assert duplicate.seq == first.seq
+        twice = ReleaseRequested(release_id=ReleaseId("twice"))
+        await bus.publish(subjects.requested, twice)
+        await bus.publish(subjects.requested, twice)
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("after")))
+        stop = asyncio.Event()
+        handled: list[str] = []
 
-        consumer = await js.pull_subscribe(subject, durable="renderer", stream=stream_name)
-        batch = await consumer.fetch(2, timeout=5)
-        assert [m.data for m in batch] == [b"one", b"two"]
-        await batch[0].ack_sync()
-        await batch[1].nak(delay=1.5)
+        async def handle(msg: Msg) -> None:
+            handled.append(json.loads(msg.data)["release_id"])
+            if "after" in handled:
+                stop.set()  # published after both copies: any second copy came before it
 
-        # The nak'ed message is held back for its delay, then redelivered.
-        with pytest.raises(nats.errors.TimeoutError):
-            await consumer.fetch(1, timeout=0.3)
-        [again] = await consumer.fetch(1, timeout=10)
-        assert again.data == b"two"
-        assert again.metadata.num_delivered == 2
-        await again.ack_sync()
-
-        info = await js.consumer_info(stream_name, "renderer")
-        assert info.num_ack_pending == 0
-        assert info.num_pending == 0
+        await _work(bus, handle, stop)
+        assert sorted(handled) == ["after", "twice"]
+        info = await bus.js.consumer_info(subjects.stream, subjects.consumer(RENDERER)[0])
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
     finally:
-        await js.delete_stream(stream_name)
+        await bus.js.delete_stream(subjects.stream)
+        await bus.close()
+
+
+async def test_a_transient_error_hands_the_message_back_after_its_delay(
+    stack_env: StackEnv, stream_name: str
+) -> None:
+    """A handler raising ``TransientError(delay)`` gets the message again, not before the
+    delay; handled then, it is acknowledged and not delivered again."""
+    subjects = Subjects(stream_name)
+    bus = await Bus.connect(stack_env.nats_url, subjects, "test")
+    try:
+        await bus.publish(subjects.requested, ReleaseRequested(release_id=ReleaseId("busy")))
+        stop = asyncio.Event()
+        delivered: list[tuple[int, float]] = []
+        clock = asyncio.get_running_loop().time
+
+        async def handle(msg: Msg) -> None:
+            delivered.append((msg.metadata.num_delivered, clock()))
+            if len(delivered) == 1:
+                raise TransientError("the database is away", delay=1.5)
+            stop.set()
+
+        await _work(bus, handle, stop)
+        [(first, at), (second, again)] = delivered
+        assert (first, second) == (1, 2)
+        assert again - at >= 1.4
+        info = await bus.js.consumer_info(subjects.stream, subjects.consumer(RENDERER)[0])
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    finally:
+        await bus.js.delete_stream(subjects.stream)
+        await bus.close()
+
+
+async def test_the_prefix_keeps_two_installations_apart(
+    stack_env: StackEnv, stream_name: str
+) -> None:
+    """Two installations on one NATS server (``FABU_NATS_PREFIX``): each one's stages get
+    its own releases only."""
+    ours, theirs = Subjects(f"{stream_name}_OURS"), Subjects(f"{stream_name}_THEIRS")
+    buses = [await Bus.connect(stack_env.nats_url, s, "test") for s in (ours, theirs)]
+    try:
+        for bus, release_id in zip(buses, ("ours", "theirs"), strict=True):
+            await bus.publish(bus.subjects.requested, ReleaseRequested(release_id=release_id))
+        for bus, release_id in zip(buses, ("ours", "theirs"), strict=True):
+            stream = await bus.js.stream_info(bus.subjects.stream)
+            assert (await _first_handled(bus), stream.state.messages) == (release_id, 1)
+    finally:
+        for bus in buses:
+            await bus.js.delete_stream(bus.subjects.stream)
+            await bus.close()
 
 
 async def test_a_stopped_worker_finishes_in_time_or_hands_its_messages_back(

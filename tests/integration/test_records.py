@@ -13,8 +13,8 @@ from devstack.system import FabuSystem
 from shared.models.release import Release
 from shared.models.release_parts import Owned
 from shared.release import lifecycle
-from shared.release.lifecycle import CANCEL, Actor, Nothing
-from shared.release.machine import ReleaseState
+from shared.release.lifecycle import Actor
+from shared.release.machine import CANCEL, Nothing, ReleaseState
 from shared.store.mongo import Mongo, encode_params, new_id
 from shared.store.releases import Releases
 from tests.conftest import unique

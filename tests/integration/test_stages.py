@@ -29,8 +29,8 @@ from shared.models.catalog import BaseParams, Environment, Template
 from shared.models.notifications import Channel
 from shared.models.release import Release
 from shared.release import lifecycle
-from shared.release.lifecycle import CANCEL, FAIL, RENDERER, Actor, Nothing
-from shared.release.machine import ReleaseState
+from shared.release.lifecycle import AS_RENDERER, Actor, Claimed
+from shared.release.machine import CANCEL, FAIL, Failed, Nothing, ReleaseState
 from shared.secrets import Secrets
 from shared.settings import Settings
 from shared.store.mongo import new_id
@@ -84,8 +84,7 @@ async def alone(
 
 async def hear(ctx: Context, subject: str) -> Heard:
     heard = Heard()
-    subscription = await ctx.bus.nc.subscribe(subject, cb=heard.keep)
-    ctx.owned.push_async_callback(subscription.unsubscribe)
+    ctx.owned.push_async_callback(await ctx.bus.subscribe(subject, heard.keep))
     return heard
 
 
@@ -113,8 +112,9 @@ async def stored(ctx: Context, release_id: str) -> Release:
 
 async def claimed_by_someone_else(ctx: Context, release: Release) -> None:
     """A person's cancel claimed the release's next transition and is writing it now."""
-    change = lifecycle._change(release, CANCEL, Actor.person("bob"), Nothing(), [], None)
-    assert await ctx.releases._claim(change)
+    bob = Actor.person("bob")
+    claimed = await lifecycle.claim(ctx.releases, ctx.bus, release, CANCEL, bob, Nothing())
+    assert isinstance(claimed, Claimed)
 
 
 async def test_the_renderer_renders_republishes_on_redelivery_and_loses_a_race(
@@ -157,7 +157,7 @@ async def test_the_deployer_applies_republishes_on_redelivery_and_loses_a_race(
         applied = await hear(ctx, ctx.bus.subjects.applied)
         release = await requested(ctx)
         await handle_requested(ctx, ReleaseRequested(release_id=release.id))
-        event = ReleaseRendered(release_id=release.id, manifest_sha256="")
+        event = ReleaseRendered(release_id=release.id)
 
         await handle_rendered(ctx, event)
         after = await stored(ctx, release.id)
@@ -176,7 +176,7 @@ async def test_the_deployer_applies_republishes_on_redelivery_and_loses_a_race(
         raced = await requested(ctx)
         await handle_requested(ctx, ReleaseRequested(release_id=raced.id))
         await claimed_by_someone_else(ctx, await stored(ctx, raced.id))
-        await handle_rendered(ctx, ReleaseRendered(release_id=raced.id, manifest_sha256=""))
+        await handle_rendered(ctx, ReleaseRendered(release_id=raced.id))
         assert (await stored(ctx, raced.id)).state is ReleaseState.RENDERED
         assert [r for r, _ in await applied.settled(ctx)] == [release.id, release.id]
 
@@ -193,11 +193,11 @@ async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
         async def applied_release() -> Release:
             release = await requested(ctx)
             await handle_requested(ctx, ReleaseRequested(release_id=release.id))
-            await handle_rendered(ctx, ReleaseRendered(release_id=release.id, manifest_sha256=""))
+            await handle_rendered(ctx, ReleaseRendered(release_id=release.id))
             return await stored(ctx, release.id)
 
         release = await applied_release()
-        event = ReleaseApplied(release_id=release.id, generation=release.generation or 0)
+        event = ReleaseApplied(release_id=release.id)
         await asyncio.wait_for(track(ctx, watches, following, event), 60)
         after = await stored(ctx, release.id)
         assert after.state is ReleaseState.SUCCEEDED, after.reason
@@ -214,7 +214,7 @@ async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
 
         raced = await applied_release()
         await claimed_by_someone_else(ctx, raced)
-        raced_event = ReleaseApplied(release_id=raced.id, generation=raced.generation or 0)
+        raced_event = ReleaseApplied(release_id=raced.id)
         await asyncio.wait_for(track(ctx, watches, following, raced_event), 60)
         assert (await stored(ctx, raced.id)).state is ReleaseState.APPLIED
         assert [r for r, _ in await completed.settled(ctx)] == [release.id, release.id]
@@ -227,8 +227,8 @@ async def test_the_notifier_sends_once_and_a_redelivery_or_a_racing_notifier_sen
         release = await requested(ctx)
         channel = Channel(type="email", recipients=["team@example.com"], events=["failed"])
         await ctx.catalog.put_channels(release.service, "stages", [channel])
-        failed = lifecycle.Failed(reason="the template did not render")
-        await lifecycle.take(ctx.releases, ctx.bus, release, FAIL, RENDERER, failed)
+        failed = Failed(reason="the template did not render")
+        await lifecycle.take(ctx.releases, ctx.bus, release, FAIL, AS_RENDERER, failed)
         secrets = Secrets(ctx.settings.secret_key)
         http = httpx.AsyncClient()
         ctx.owned.push_async_callback(http.aclose)

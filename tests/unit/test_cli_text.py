@@ -9,21 +9,20 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.main import (
+from cli.api import Failed, said
+from cli.diagnosis import _pods
+from cli.terminal import table
+from cli.watch import (
     EXIT_CODES,
     FINAL,
     GAVE_UP,
     REFUSED,
-    Failed,
     GaveUp,
-    _pods,
     _until,
     approval_text,
     canary_text,
     exit_code,
     gave_up_text,
-    said,
-    table,
 )
 
 

@@ -1,62 +1,66 @@
-"""The lifecycle as data: every state reachable and left as it should be, every state
-write in the lifecycle module, and takers held to their transitions."""
+"""The release machine and its engine: every state reached from a start and left as it
+should be, the README's table the machine's own, takers held to their rows, and no
+state written outside the lifecycle (a check shown to catch a forbidden write)."""
 
-import re
+import ast
 from pathlib import Path
 
 import pytest
 
+from shared.ids import ReleaseId
+from shared.messaging.messages import ReleasePromoted
+from shared.messaging.subjects import Subjects
 from shared.models.release import Release
-from shared.release import lifecycle
-from shared.release.lifecycle import TRANSITIONS, Actor, Nothing, Taker
-from shared.release.machine import ReleaseState
+from shared.release import lifecycle, machine
+from shared.release.lifecycle import Actor
+from shared.release.machine import FINAL, OPEN, STARTS, TRANSITIONS, Nothing, ReleaseState, Taker
 from tests.support.records import record
 
 ROOT = Path(__file__).parents[2]
+README = ROOT / "README.md"
 
 
 def release(state: ReleaseState) -> Release:
     return record(state=state)
 
 
-def test_every_state_is_reached_and_only_final_states_have_no_way_out() -> None:
-    starts = {ReleaseState.REQUESTED, ReleaseState.AWAITING_APPROVAL}
-    reached = starts | {t.target for t in TRANSITIONS}
+def test_every_state_is_reached_from_a_start() -> None:
+    reached = {start.to for start in STARTS}
+    frontier = set(reached)
+    while frontier:
+        frontier = {t.to for t in TRANSITIONS if t.leaves & frontier} - reached
+        reached |= frontier
     assert reached == set(ReleaseState)
+
+
+def test_a_final_state_has_no_way_out_and_a_person_can_end_any_other() -> None:
     for state in ReleaseState:
-        exits = [t.name for t in TRANSITIONS if state in t.sources]
-        assert bool(exits) is not state.final, (state, exits)
+        exits = [t for t in TRANSITIONS if state in t.leaves]
+        assert bool(exits) is (state in OPEN), (state, exits)
+        ended_by_a_person = [t for t in exits if t.ends and Taker.RELEASER in t.by]
+        assert bool(ended_by_a_person) is (state in OPEN), state
+    assert set(ReleaseState) == OPEN | FINAL
 
 
-def test_transitions_are_named_once_and_end_exactly_when_their_target_is_final() -> None:
-    names = [t.name for t in TRANSITIONS]
+def test_every_message_a_transition_sends_is_on_a_subject() -> None:
+    subjects = Subjects()
+    sent = {s.name: s.sends for s in STARTS} | {t.name: t.sends for t in TRANSITIONS}
+    for name, sends in sent.items():
+        if sends is not None:
+            assert getattr(subjects, sends).startswith("release."), name
+    names = [t.name for t in TRANSITIONS] + [s.name for s in STARTS]
     assert len(names) == len(set(names))
-    assert {t.name for t in TRANSITIONS if t.ends} == {
-        "succeed",
-        "fail",
-        "reject",
-        "cancel",
-        "abort",
-    }
 
 
-def test_each_stage_moves_a_release_on_by_its_own_transitions_only() -> None:
-    by_stage = {
-        taker: sorted(t.name for t in TRANSITIONS if taker in t.takers)
-        for taker in (Taker.RENDERER, Taker.DEPLOYER, Taker.TRACKER, Taker.RELEASER)
-    }
-    assert by_stage == {
-        Taker.RENDERER: ["fail", "render"],
-        Taker.DEPLOYER: ["apply", "fail"],
-        Taker.TRACKER: ["fail", "pause", "promote", "succeed"],
-        Taker.RELEASER: ["abort", "approve", "cancel", "promote", "reject"],
-    }
+def test_each_canary_step_is_its_own_message_to_the_de_duplication() -> None:
+    rid = ReleaseId("0" * 24)
+    steps = {ReleasePromoted(release_id=rid, step=step).event_id for step in (1, 2)}
+    assert len(steps) == 2
+    assert ReleasePromoted(release_id=rid, step=1).event_id == f"{rid}:ReleasePromoted:1"
 
 
-def test_a_canary_step_goes_on_by_its_own_transition_and_subject() -> None:
-    assert lifecycle.PROMOTE.subject == "promoted"
-    assert lifecycle.PROMOTE.target is ReleaseState.RENDERED
-    assert lifecycle.RENDER.subject == "rendered"
+def test_the_readme_shows_the_machine_the_code_runs() -> None:
+    assert machine.table() in README.read_text()
 
 
 async def test_a_taker_outside_the_transitions_row_is_refused_before_anything_is_written() -> None:
@@ -65,18 +69,18 @@ async def test_a_taker_outside_the_transitions_row_is_refused_before_anything_is
             None,  # type: ignore[arg-type]  # refused before the store is touched
             None,  # type: ignore[arg-type]
             release(ReleaseState.APPLIED),
-            lifecycle.CANCEL,
-            lifecycle.TRACKER,
+            machine.CANCEL,
+            lifecycle.AS_TRACKER,
             Nothing(),
         )
 
 
-async def test_a_release_not_in_a_source_state_is_lost_without_a_write() -> None:
+async def test_a_release_not_in_a_state_the_transition_leaves_is_lost_without_a_write() -> None:
     outcome = await lifecycle.take(
         None,  # type: ignore[arg-type]  # not touched: the state already says no
         None,  # type: ignore[arg-type]
         release(ReleaseState.SUCCEEDED),
-        lifecycle.CANCEL,
+        machine.CANCEL,
         Actor.person("alice"),
         Nothing(),
     )
@@ -85,22 +89,96 @@ async def test_a_release_not_in_a_source_state_is_lost_without_a_write() -> None
     assert outcome.state is ReleaseState.SUCCEEDED
 
 
-def test_no_state_is_written_outside_the_lifecycle_module() -> None:
-    """The store's transition writes are called from the lifecycle alone, and the release
-    document is updated nowhere but in the store's transition write."""
-    offenders = []
-    for path in [*ROOT.glob("shared/**/*.py"), *ROOT.glob("services/**/*.py")]:
-        text = path.read_text()
-        relative = path.relative_to(ROOT).as_posix()
-        if relative not in ("shared/release/lifecycle.py", "shared/store/releases.py") and re.search(
-            r"\._(claim|claimed|write)\(", text
+async def test_a_release_is_started_only_by_who_its_start_allows() -> None:
+    with pytest.raises(ValueError, match="may not start a release"):
+        await lifecycle.start(
+            None,  # type: ignore[arg-type]  # refused before the store is touched
+            None,  # type: ignore[arg-type]
+            release(ReleaseState.REQUESTED),
+            machine.REQUEST_APPROVAL,
+            lifecycle.AS_SYSTEM,
+        )
+
+
+# Where a release's state may be written, and by what.
+LIFECYCLE = "shared/release/lifecycle.py"
+STORE = "shared/store/releases.py"
+TRANSITION_WRITES = {"_claim", "_claimed", "_write"}
+UPDATES = {"update_one", "update_many", "replace_one", "bulk_write"}
+
+
+def state_writes(path: str, source: str) -> list[str]:
+    """Where ``source`` (the module at ``path``) writes a release's state outside the
+    lifecycle: a call of the store's transition writes, a release stored but not
+    through ``lifecycle.start``, the releases collection opened, or (in the store) the
+    release document updated outside its transition write."""
+    tree = ast.parse(source)
+    # Each node's innermost function (ast.walk visits an outer function before an inner).
+    within = {
+        node: function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        called, on = node.func.attr, ast.unparse(node.func.value)
+        where = f"{path}:{node.lineno}"
+        if called in TRANSITION_WRITES and path not in (LIFECYCLE, STORE):
+            found.append(f"{where} calls the store's {called}")
+        elif called == "create" and on.endswith("releases") and path != LIFECYCLE:
+            found.append(f"{where} stores a release without lifecycle.start")
+        elif called == "collection" and "releases" in ast.unparse(node) and path != STORE:
+            found.append(f"{where} opens the releases collection")
+        elif (
+            path == STORE
+            and on == "self._releases"
+            and (called in UPDATES or called.startswith("find_one_and_"))
+            and within.get(node) != "_write"
         ):
-            offenders.append(f"{relative} calls the store's transition writes")
-        if relative != "shared/store/releases.py" and re.search(
-            r"collection\(\"releases\"\)\.(update|find_one_and|replace)", text
-        ):
-            offenders.append(f"{relative} updates the releases collection")
-    store = (ROOT / "shared/store/releases.py").read_text()
-    writes = re.findall(r"self\._releases\.(update_one|update_many|find_one_and_\w+)", store)
-    assert writes == ["update_one"], writes  # the one in ``_write``
+            found.append(f"{where} updates a release outside _write")
+    return sorted(set(found))
+
+
+def test_no_state_is_written_outside_the_lifecycle() -> None:
+    modules = [*ROOT.glob("shared/**/*.py"), *ROOT.glob("services/**/*.py")]
+    offenders = [
+        offence
+        for module in modules
+        for offence in state_writes(module.relative_to(ROOT).as_posix(), module.read_text())
+    ]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "said"),
+    [
+        (
+            "services/tracker/sneaky.py",
+            "async def end(ctx, release, change):\n    await ctx.releases._write(release, change)\n",
+            "calls the store's _write",
+        ),
+        (
+            "services/api/sneaky.py",
+            "async def begin(api, release):\n    await api.releases.create(release)\n",
+            "stores a release without lifecycle.start",
+        ),
+        (
+            "shared/cluster/sneaky.py",
+            "def grab(mongo):\n    return mongo.collection('releases')\n",
+            "opens the releases collection",
+        ),
+        (
+            STORE,
+            "class Releases:\n    async def note(self, rid):\n"
+            "        await self._releases.update_one({'_id': rid}, {'$set': {'state': 'failed'}})\n",
+            "updates a release outside _write",
+        ),
+    ],
+)
+def test_the_check_catches_a_forbidden_write(path: str, source: str, said: str) -> None:
+    [offence] = state_writes(path, source)
+    assert offence.endswith(said)
+    assert offence.startswith(f"{path}:")

@@ -4,7 +4,7 @@ masked, the canary page's numbers, and the notifications' words."""
 from datetime import timedelta
 from typing import Any
 
-from cli.main import review_text
+from cli.releases import review_text
 from services.api.ui.release_pages import canary_view
 from services.notifier.content import content
 from shared.models.base import now

@@ -3,7 +3,7 @@
 from typing import Any
 
 from shared.cluster.objects import KubeObject
-from shared.cluster.rollout import Status, rollout_status, workload_status
+from shared.cluster.rollout import Status, daemon_set_status, rollout_status, stateful_set_status
 
 
 def deployment(
@@ -65,16 +65,16 @@ def daemon_set(generation: int = 1, strategy: str = "RollingUpdate", **status: i
 
 def test_a_daemon_set_is_judged_by_its_scheduled_updated_and_available_pods() -> None:
     assert (
-        workload_status(daemon_set(2, observedGeneration=1)).message
+        daemon_set_status(daemon_set(2, observedGeneration=1)).message
         == "Waiting for daemon set spec update to be observed..."
     )
-    waiting = workload_status(
+    waiting = daemon_set_status(
         daemon_set(observedGeneration=1, desiredNumberScheduled=3, updatedNumberScheduled=1)
     )
     assert waiting == Status(
         'Waiting for daemon set "agent" rollout to finish: 1 out of 3 new pods have been updated...'
     )
-    available = workload_status(
+    available = daemon_set_status(
         daemon_set(
             observedGeneration=1,
             desiredNumberScheduled=3,
@@ -85,7 +85,7 @@ def test_a_daemon_set_is_judged_by_its_scheduled_updated_and_available_pods() ->
     assert available.message == (
         'Waiting for daemon set "agent" rollout to finish: 2 of 3 updated pods are available...'
     )
-    done = workload_status(
+    done = daemon_set_status(
         daemon_set(
             observedGeneration=1,
             desiredNumberScheduled=3,
@@ -109,33 +109,34 @@ def stateful_set(replicas: int = 3, partition: int | None = None, **status: obje
 
 
 def test_a_stateful_set_waits_for_ready_pods_then_its_revision_or_partition() -> None:
-    assert workload_status(stateful_set(readyReplicas=1)).message == (
+    assert stateful_set_status(stateful_set(readyReplicas=1)).message == (
         "Waiting for 2 pods to be ready..."
     )
     rolling = stateful_set(
         readyReplicas=3, updatedReplicas=1, updateRevision="db-2", currentRevision="db-1"
     )
-    assert workload_status(rolling).message == (
+    assert stateful_set_status(rolling).message == (
         "waiting for statefulset rolling update to complete 1 pods at revision db-2..."
     )
     done = stateful_set(
         readyReplicas=3, currentReplicas=3, updateRevision="db-2", currentRevision="db-2"
     )
-    assert workload_status(done) == Status(
+    assert stateful_set_status(done) == Status(
         "statefulset rolling update complete 3 pods at revision db-2...", done=True
     )
     partitioned = stateful_set(partition=2, readyReplicas=3, updatedReplicas=0)
-    assert workload_status(partitioned).message == (
+    assert stateful_set_status(partitioned).message == (
         "Waiting for partitioned roll out to finish: 0 out of 1 new pods have been updated..."
     )
     finished = stateful_set(partition=2, readyReplicas=3, updatedReplicas=1)
-    assert workload_status(finished) == Status(
+    assert stateful_set_status(finished) == Status(
         "partitioned roll out complete: 1 new pods have been updated...", done=True
     )
     unseen = stateful_set(readyReplicas=3)
     unseen["status"]["observedGeneration"] = 0
     assert (
-        workload_status(unseen).message == "Waiting for statefulset spec update to be observed..."
+        stateful_set_status(unseen).message
+        == "Waiting for statefulset spec update to be observed..."
     )
 
 
@@ -143,7 +144,7 @@ def test_on_delete_is_refused_as_kubectl_refuses_it() -> None:
     refused = Status(
         "rollout status is only available for RollingUpdate strategy type", failed=True
     )
-    assert workload_status(daemon_set(strategy="OnDelete")) == refused
+    assert daemon_set_status(daemon_set(strategy="OnDelete")) == refused
     on_delete = stateful_set()
     on_delete["spec"]["updateStrategy"] = {"type": "OnDelete"}
-    assert workload_status(on_delete) == refused
+    assert stateful_set_status(on_delete) == refused

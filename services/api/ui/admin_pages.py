@@ -7,25 +7,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import catalog_service, notification_service, user_service
-from services.api.access import Principal
+from services.api import (
+    catalog_service,
+    notification_service,
+    release_service,
+    template_service,
+    user_service,
+)
+from services.api.access import Admin, Principal, Viewer
 from services.api.context import Api
+from services.api.deps import api_of
 from services.api.schemas import UserIn
 from services.api.ui.channels import change_channels
-from services.api.ui.pages import (
-    Admin,
-    Viewer,
-    api_for,
-    back,
-    form,
-    form_error,
-    form_errors,
-    next_page,
-    problem,
-    render,
-)
+from services.api.ui.pages import back, form, form_error, form_errors, next_page, problem, render
 from shared.errors import FabuError, NotFound
-from shared.ids import TemplateId
 from shared.models.base import now
 from shared.models.catalog import Environment, FreezeWindow
 from shared.models.notifications import ChannelType, NotifyEvent
@@ -46,7 +41,7 @@ async def _users_page(
 ) -> Response:
     """The users; a refused form's reason above them and at that form (``failed``: the
     user whose grants it changed, "+new" for the new user's)."""
-    found = await api_for(request).users.all()
+    found = await user_service.users(api_of(request), principal)
     return render(
         request,
         principal,
@@ -70,7 +65,7 @@ async def create_user(request: Request, principal: Admin) -> Response:
             grants=[Grant(role=Role(values.get("role", "viewer")))],
         )
         user = User(name=body.name, display_name=body.display_name, grants=body.grants)
-        await user_service.create_user(api_for(request), principal, user, body.password)
+        await user_service.create_user(api_of(request), principal, user, body.password)
     except ValidationError as exc:
         return await _users_page(request, principal, form_error(exc), "+new")
     except ValueError:
@@ -83,10 +78,11 @@ async def create_user(request: Request, principal: Admin) -> Response:
 @router.post("/users/{name}/grants")
 async def change_grants(request: Request, name: str, principal: Admin) -> Response:
     values = await form(request)
-    api = api_for(request)
-    user = await api.users.get(name)
-    if user is None:
-        return problem(request, principal, NotFound(f"user {name!r} not found"))
+    api = api_of(request)
+    try:
+        user = await user_service.account(api, principal, name)
+    except FabuError as exc:
+        return problem(request, principal, exc)
     grants = list(user.grants)
     try:
         if "remove" in values:
@@ -125,7 +121,7 @@ async def _environments_page(
 ) -> Response:
     """The environments; a refused form's reason shown at that form (``failed``: the
     environment whose form it was, else the new environment's)."""
-    api = api_for(request)
+    api = api_of(request)
     every = await catalog_service.environments(api, principal, archived=True)
     defaults = await asyncio.gather(
         *(notification_service.get(api, principal, None, e.name) for e in every)
@@ -178,7 +174,7 @@ async def create_environment(request: Request, principal: Admin) -> Response:
     values = await form(request)
     try:
         await catalog_service.create_environment(
-            api_for(request), principal, _environment_of(values), _create_namespace(values)
+            api_of(request), principal, _environment_of(values), _create_namespace(values)
         )
     except (ValidationError, FabuError) as exc:
         return await _environments_page(request, principal, values=values, errors=form_errors(exc))
@@ -188,10 +184,11 @@ async def create_environment(request: Request, principal: Admin) -> Response:
 @router.post("/environments/{name}")
 async def change_environment(request: Request, name: str, principal: Admin) -> Response:
     values = await form(request)
-    api = api_for(request)
-    env = await api.catalog.environment(name)
-    if env is None:
-        return problem(request, principal, NotFound(f"environment {name!r} not found"))
+    api = api_of(request)
+    try:
+        env = await catalog_service.environment(api, principal, name)
+    except FabuError as exc:
+        return problem(request, principal, exc)
     windows = list(env.freeze_windows)
     try:
         if "archive" in values or "restore" in values:
@@ -232,7 +229,7 @@ async def audit_page(request: Request, principal: Admin) -> Response:
     q = request.query_params
     filters = {k: q.get(k) or None for k in ("actor", "action", "target")}
     found = await user_service.audit_log(
-        api_for(request),
+        api_of(request),
         principal,
         actor=filters["actor"],
         action=filters["action"],
@@ -241,7 +238,7 @@ async def audit_page(request: Request, principal: Admin) -> Response:
         limit=50,
     )
     next_url = next_page("/audit", {k: v for k, v in filters.items() if v}, found.next_cursor)
-    targets = await _targets(api_for(request), {e.target for e in found.items})
+    targets = await _targets(api_of(request), principal, {e.target for e in found.items})
     return render(
         request,
         principal,
@@ -253,21 +250,26 @@ async def audit_page(request: Request, principal: Admin) -> Response:
     )
 
 
-async def _targets(api: Api, targets: set[str]) -> dict[str, tuple[str, str]]:
+async def _targets(api: Api, principal: Principal, targets: set[str]) -> dict[str, tuple[str, str]]:
     """What each audited target is, in words, with its page: a release by its service,
     version and environment, a template by its name (others are words already)."""
+    kinds = {t: t.partition("/")[::2] for t in targets}
+    releases = await release_service.summaries(
+        api, principal, [key for kind, key in kinds.values() if kind == "release"]
+    )
 
     async def named(target: str) -> tuple[str, tuple[str, str] | None]:
-        kind, _, key = target.partition("/")
-        if kind == "release":
-            found = await api.releases.head(key)
-            if found is not None:
-                words = f"{found.service} {found.version} → {found.environment}"
-                return target, (words, f"/releases/{key}")
+        kind, key = kinds[target]
+        if kind == "release" and key in releases:
+            found = releases[key]
+            words = f"{found.service} {found.version} → {found.environment}"
+            return target, (words, f"/releases/{key}")
         if kind == "template":
-            template = await api.catalog.template(TemplateId(key))
-            if template is not None:
-                return target, (f"template {template.name}", f"/templates/{key}")
+            try:
+                template = await template_service.template(api, principal, key)
+            except NotFound:
+                return target, None
+            return target, (f"template {template.name}", f"/templates/{key}")
         if kind == "service" and key:
             return target, (target, f"/services/{key}")
         if kind == "config" and key.count("/") == 1:

@@ -46,18 +46,11 @@ async def change_channels(
     api: Api, principal: Principal, service: str | None, environment: str, values: dict[str, str]
 ) -> None:
     """Add the form's channel to those in force (a service's own, else the environment's
-    default), remove one, or (for a service) go back to the default. The stored ones are
-    opened in memory to be sealed again, never shown."""
+    default), remove one, or (for a service) go back to the default."""
     if "channel_reset" in values and service is not None:
         await notification_service.reset(api, principal, service, environment)
-        return
-    stored = await api.catalog.channels(service or "*", environment) or []
-    plain = [
-        c.model_copy(update={"url": api.secrets.open(c.url), "secret": api.secrets.open(c.secret)})
-        for c in stored
-    ]
-    if "channel_remove" in values:
-        plain.pop(int(values["channel_remove"]))
+    elif "channel_remove" in values:
+        index = int(values["channel_remove"])
+        await notification_service.remove(api, principal, service, environment, index)
     else:
-        plain.append(channel_of(values))
-    await notification_service.put(api, principal, service, environment, plain)
+        await notification_service.add(api, principal, service, environment, channel_of(values))

@@ -1,31 +1,29 @@
-"""The web UI's common parts: who may see a page, how one is drawn, and how a form is read.
+"""The web UI's common parts: how a page is drawn, how a refusal is shown, and how a
+form is read.
 
-Every page asks for the same permission as the JSON route behind it (see
-:func:`page`), and every form calls the same service function as that route
-(``services.api.*_service``), so the UI and the API cannot disagree about
-what is allowed or what a change does. A browser without a session is sent
-to /login; a user without the permission gets a 403 page that says whom to
-ask. Forms carry the session's CSRF token as ``csrf_token``.
+Every page asks for the same permission as the JSON route behind it, with the
+same dependencies (``services.api.access``: ``Viewer``, ``Releaser``...), and
+reads and changes through the same service functions (``services.api.*_service``),
+so the UI and the API cannot disagree about what is allowed, what is shown or what
+a change does. Only what a refusal looks like differs (:func:`error_page`): a
+browser without a session is sent to /login; a user without the permission gets a
+403 page that says whom to ask. Forms carry the session's CSRF token as ``csrf_token``.
 """
 
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from pydantic import ValidationError
 
-from services.api.access import Permission, Principal, authenticate
-from services.api.context import Api
-from services.api.deps import api_of
+from services.api.access import Lacking, Permission, Principal
 from services.api.ui.i18n import LANGUAGES, pick, said, translator
 from shared.errors import FabuError, Unauthorized
-from shared.release.machine import ReleaseState
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -39,56 +37,6 @@ def _said(context: Context, text: str) -> str:
 templates.env.filters["said"] = _said
 STATIC = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE = "fabu_login"
-UNDER_WAY = [
-    ReleaseState.REQUESTED,
-    ReleaseState.RENDERED,
-    ReleaseState.APPLIED,
-    ReleaseState.PAUSED,
-]
-
-
-class LoginNeeded(Exception):
-    def __init__(self, then: str) -> None:
-        super().__init__(then)
-        self.then = then
-
-
-class NoAccess(Exception):
-    """A signed-in user without the page's permission: a 403 page, with the menu."""
-
-    def __init__(self, principal: Principal, permission: Permission) -> None:
-        super().__init__(permission)
-        self.principal = principal
-        self.permission = permission
-
-
-async def signed_in(request: Request) -> Principal:
-    """The page's user, or off to the login page."""
-    try:
-        return await authenticate(request)
-    except Unauthorized as exc:
-        then = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginNeeded(then) from exc
-
-
-def page(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
-    """A page's dependency: its user, holding ``permission`` (else login, or 403)."""
-
-    async def caller(request: Request) -> Principal:
-        principal = await signed_in(request)
-        if not principal.holds(permission):
-            raise NoAccess(principal, permission)
-        return principal
-
-    caller.__name__ = f"page_{permission.value}"
-    return caller
-
-
-SignedIn = Annotated[Principal, Depends(page(Permission.SIGNED_IN))]
-Viewer = Annotated[Principal, Depends(page(Permission.VIEW))]
-Releaser = Annotated[Principal, Depends(page(Permission.RELEASE))]
-ConfigAdmin = Annotated[Principal, Depends(page(Permission.EDIT_CONFIG))]
-Admin = Annotated[Principal, Depends(page(Permission.ADMIN))]
 
 
 # What each permission means, in the words of the roles.
@@ -102,7 +50,19 @@ NEEDS = {
 }
 
 
-def no_access(request: Request, exc: NoAccess) -> HTMLResponse:
+def error_page(request: Request, exc: FabuError) -> Response:
+    """What a page answers for an error it did not show itself: no caller, off to the
+    login page (to come back here); a permission lacking, a 403 page that says what it
+    takes and whom to ask; any other error, the error page."""
+    if isinstance(exc, Unauthorized):
+        then = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?" + urllib.parse.urlencode({"then": then}), 303)
+    if isinstance(exc, Lacking):
+        return no_access(request, exc)
+    return problem(request, None, exc)
+
+
+def no_access(request: Request, exc: Lacking) -> HTMLResponse:
     principal = exc.principal
     if not principal.user.grants:
         message = "You have no access to Fabu yet: ask an admin to grant you a role."
@@ -112,10 +72,6 @@ def no_access(request: Request, exc: NoAccess) -> HTMLResponse:
             "Ask an admin for a grant."
         )
     return render(request, principal, "error.html", status_code=403, error=message, status=403)
-
-
-def api_for(request: Request) -> Api:
-    return api_of(request)
 
 
 def render(

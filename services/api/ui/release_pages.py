@@ -10,29 +10,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import catalog_service, release_service, review
-from services.api.access import Principal
+from services.api import catalog_service, image_service, release_service, review
+from services.api.access import Principal, Releaser, Viewer
 from services.api.context import Api
+from services.api.deps import api_of
 from services.api.schemas import ActionIn, ConfigView, DecisionIn, Preview, ReleaseIn
-from services.api.ui.pages import (
-    Releaser,
-    Viewer,
-    api_for,
-    back,
-    form,
-    problem,
-    render,
-    validation_errors,
-)
+from services.api.ui.pages import back, form, problem, render, validation_errors
 from shared.cluster.manifest import canary_target
 from shared.cluster.manifest import objects as manifest_objects
 from shared.errors import FabuError, Invalid, NotFound
 from shared.models.base import now
+from shared.models.catalog import Environment
 from shared.models.parameters import told
 from shared.models.release import Release
 from shared.release import actions as actions_matrix
 from shared.release.actions import Action
 from shared.release.machine import ReleaseState
+from shared.store.releases import ReleaseFilter
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,7 +49,7 @@ def _day(text: str, field: str) -> datetime | None:
 @router.get("/releases")
 async def releases(request: Request, principal: Viewer) -> Response:
     q = request.query_params
-    api = api_for(request)
+    api = api_of(request)
     names = ("service", "environment", "state", "operator", "since", "until")
     filters = {k: (q.get(k) or "").strip() for k in names}
     size = int(q["size"]) if q.get("size", "").isdigit() else PAGE_SIZES[0]
@@ -74,14 +68,16 @@ async def releases(request: Request, principal: Viewer) -> Response:
         release_service.page(
             api,
             principal,
-            service=filters["service"] or None,
-            environment=filters["environment"] or None,
-            state=state,
-            operator=filters["operator"] or None,
-            since=since,
-            # The last day given is in the range.
-            until=until + timedelta(days=1) if until else None,
-            prefix=True,
+            ReleaseFilter(
+                service=filters["service"] or None,
+                environment=filters["environment"] or None,
+                state=state,
+                operator=filters["operator"] or None,
+                since=since,
+                # The last day given is in the range.
+                until=until + timedelta(days=1) if until else None,
+                prefix=True,
+            ),
             cursor=q.get("cursor") or None,
             back=q.get("back") or None,
             limit=size,
@@ -126,17 +122,17 @@ async def _new_release_page(
 ) -> Response:
     """The form, step by step; every refusal shown with its reason (one about no field
     of the form above it) and, when the release config is the cause, the link to it."""
-    api = api_for(request)
+    api = api_of(request)
     services = await catalog_service.services(api, principal)
     environments = await catalog_service.environments(api, principal)
     chosen = next((s for s in services if s.name == values.get("service")), None)
-    versions: catalog_service.ImageVersions | None = None
+    versions: image_service.ImageVersions | None = None
     config: ConfigView | None = None
     preview: Preview | None = None
     fix = ""
     if chosen is not None:
         try:
-            versions = await catalog_service.images(api, principal, chosen.name)
+            versions = await image_service.images(api, principal, chosen.name)
         except FabuError as exc:
             errors.setdefault("version", exc.message)
         if values.get("environment"):
@@ -225,7 +221,7 @@ async def create_release(request: Request, principal: Releaser) -> Response:
     except ValidationError as exc:
         return await _new_release_page(request, principal, values, validation_errors(exc))
     try:
-        accepted = await release_service.create(api_for(request), principal, body)
+        accepted = await release_service.create(api_of(request), principal, body)
     except FabuError as exc:
         return await _new_release_page(request, principal, values, {exc.field: exc.message})
     return back(f"/releases/{accepted.id}")
@@ -233,7 +229,7 @@ async def create_release(request: Request, principal: Releaser) -> Response:
 
 @router.get("/releases/{release_id}")
 async def release(request: Request, release_id: str, principal: Viewer) -> Response:
-    api = api_for(request)
+    api = api_of(request)
     try:
         found = await release_service.get(api, principal, release_id)
     except FabuError as exc:
@@ -241,12 +237,13 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
     actions, good, env = await asyncio.gather(
         release_service.actions(api, principal, found),
         release_service.last_good(api, principal, found),
-        api.catalog.environment(found.environment),
+        _environment(api, principal, found.environment),
     )
     if good is not None and "rollback" not in await release_service.actions(api, principal, good):
         good = None
     current, links = await asyncio.gather(
-        api.releases.running(found.service, found.environment), _links(api, found)
+        release_service.running(api, principal, found.service, found.environment),
+        _links(api, principal, found),
     )
     if current is not None and current.id == found.id:
         actions = [a for a in actions if a != "rollback"]  # rolling back to it changes nothing
@@ -270,6 +267,14 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
     )
 
 
+async def _environment(api: Api, principal: Principal, name: str) -> Environment | None:
+    """The release's environment (None: no longer there)."""
+    try:
+        return await catalog_service.environment(api, principal, name)
+    except NotFound:
+        return None
+
+
 async def _review(api: Api, principal: Principal, found: Release) -> review.Review | None:
     try:
         return await review.review(api, principal, found.id)
@@ -288,7 +293,7 @@ class Linked:
     at: datetime
 
 
-async def _links(api: Api, release: Release) -> dict[str, Linked]:
+async def _links(api: Api, principal: Principal, release: Release) -> dict[str, Linked]:
     """The releases this one names (``source_release_id``, ``rollback_of``,
     ``rolled_back_by``), by field, for names and versions instead of ids."""
     fields = {
@@ -297,10 +302,10 @@ async def _links(api: Api, release: Release) -> dict[str, Linked]:
         "rolled_back_by": release.rolled_back_by,
     }
     wanted = {k: v for k, v in fields.items() if v}
-    found = await asyncio.gather(*(api.releases.head(v) for v in wanted.values()))
+    found = await release_service.summaries(api, principal, list(wanted.values()))
     return {
         k: Linked(id=r.id, service=r.service, version=r.version, kind=r.kind.value, at=r.created_at)
-        for k, r in zip(wanted, found, strict=True)
+        for k, r in ((k, found.get(v)) for k, v in wanted.items())
         if r is not None
     }
 
@@ -402,7 +407,7 @@ def canary_view(release: Release) -> CanaryView | None:
 
 @router.get("/releases/{release_id}/rollback")
 async def rollback_page(request: Request, release_id: str, principal: Releaser) -> Response:
-    api = api_for(request)
+    api = api_of(request)
     try:
         found, _, env = await release_service.may(api, principal, Action.ROLLBACK, release_id)
         diff = await release_service.rollback_preview(api, principal, release_id)
@@ -416,7 +421,7 @@ async def rollback_page(request: Request, release_id: str, principal: Releaser) 
 @router.get("/releases/{release_id}/redeploy")
 async def redeploy_page(request: Request, release_id: str, principal: Releaser) -> Response:
     """What redeploying a release does, and what the person confirms first."""
-    api = api_for(request)
+    api = api_of(request)
     try:
         found, _, env = await release_service.may(api, principal, Action.REDEPLOY, release_id)
     except FabuError as exc:
@@ -427,7 +432,7 @@ async def redeploy_page(request: Request, release_id: str, principal: Releaser) 
         "redeploy.html",
         release=found,
         confirm=actions_matrix.confirmation(Action.REDEPLOY, found),
-        running=await release_service.running(api, found.service, found.environment),
+        running=await release_service.running(api, principal, found.service, found.environment),
         environment=env,
         frozen=env.frozen_by(now()),
     )
@@ -438,7 +443,7 @@ async def release_action(
     request: Request, release_id: str, action: str, principal: Releaser
 ) -> Response:
     values = await form(request)
-    api = api_for(request)
+    api = api_of(request)
     act = ActionIn(
         description=values.get("description", ""),
         override_reason=values.get("override_reason", ""),

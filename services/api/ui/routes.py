@@ -12,24 +12,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from services.api import catalog_service, release_service, state_service, user_service
-from services.api.access import SESSION_COOKIE, Principal, drop_session_cookie, set_session_cookie
-from services.api.hooks import client_address
+from services.api.access import (
+    SESSION_COOKIE,
+    Principal,
+    SignedIn,
+    Viewer,
+    drop_session_cookie,
+    set_session_cookie,
+)
+from services.api.deps import api_of
+from services.api.incoming import client_address
 from services.api.schemas import LoginIn, ReleaseSummary
 from services.api.ui import admin_pages, release_pages, service_pages, template_pages
 from services.api.ui.i18n import LANGUAGES
-from services.api.ui.pages import (
-    LOGIN_CSRF_COOKIE,
-    UNDER_WAY,
-    SignedIn,
-    Viewer,
-    api_for,
-    back,
-    form,
-    render,
-)
+from services.api.ui.pages import LOGIN_CSRF_COOKIE, back, form, render
 from shared.cluster.live import Health
 from shared.errors import Unauthorized
 from shared.release.machine import ReleaseState
+from shared.store.releases import ReleaseFilter
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,7 +53,7 @@ async def login_page(request: Request, then: str = "/", error: str = "") -> HTML
         then=then,
         login_csrf=token,
         error=error,
-        oidc=api_for(request).oauth is not None,
+        oidc=api_of(request).oauth is not None,
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE, token, max_age=600, httponly=True, secure=True, samesite="strict"
@@ -74,7 +74,7 @@ async def login(request: Request) -> Response:
     try:
         body = LoginIn(username=data.get("username", ""), password=data.get("password", ""))
         _, secret, session = await user_service.sign_in(
-            api_for(request), body.username, body.password, client_address(request)
+            api_of(request), body.username, body.password, client_address(request)
         )
         set_session_cookie(response, secret, session.expires_at)
     except (Unauthorized, ValidationError):
@@ -96,7 +96,7 @@ async def logout(request: Request, _: SignedIn) -> Response:
     """End the session: like every form, with the session's CSRF token (``SignedIn``
     refuses a post without it), so no other page can log the user out."""
     response = back("/login")
-    await user_service.sign_out(api_for(request), request.cookies.get(SESSION_COOKIE, ""))
+    await user_service.sign_out(api_of(request), request.cookies.get(SESSION_COOKIE, ""))
     drop_session_cookie(response)
     return response
 
@@ -105,24 +105,32 @@ async def logout(request: Request, _: SignedIn) -> Response:
 async def language(request: Request, principal: SignedIn) -> Response:
     chosen = (await form(request)).get("language", "")
     if chosen in ("", *LANGUAGES):
-        await api_for(request).users.update(principal.name, language=chosen)
+        await user_service.set_language(api_of(request), principal, chosen)
     referer = request.headers.get("referer", "/")
     return back(urllib.parse.urlsplit(referer).path or "/")
 
 
 # The dashboard
 
+# The states the dashboard lists as running: started (approved where asked), not finished.
+RUNNING_STATES = (
+    ReleaseState.REQUESTED,
+    ReleaseState.RENDERED,
+    ReleaseState.APPLIED,
+    ReleaseState.PAUSED,
+)
+
 
 async def _dashboard(request: Request, principal: Principal) -> dict[str, Any]:
-    api = api_for(request)
+    api = api_of(request)
     running: list[ReleaseSummary] = []
-    for state in UNDER_WAY:
-        running += (await release_service.page(api, principal, state=state, limit=50)).items
+    for state in RUNNING_STATES:
+        running += (await release_service.page(api, principal, ReleaseFilter(state=state))).items
     running.sort(key=lambda r: r.id, reverse=True)
     awaiting = await release_service.page(
-        api, principal, state=ReleaseState.AWAITING_APPROVAL, limit=50
+        api, principal, ReleaseFilter(state=ReleaseState.AWAITING_APPROVAL)
     )
-    recent = [r for r in (await release_service.page(api, principal, limit=30)).items]
+    recent = (await release_service.page(api, principal, ReleaseFilter(), limit=30)).items
     recent = [r for r in recent if r.state.final][:15]
     states = await state_service.all_states(
         api, principal, await catalog_service.services(api, principal)

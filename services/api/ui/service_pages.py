@@ -10,29 +10,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import catalog_service, notification_service, release_service, state_service
-from services.api.access import Principal
+from services.api import (
+    catalog_service,
+    notification_service,
+    release_service,
+    state_service,
+    template_service,
+)
+from services.api.access import ConfigAdmin, Principal, Viewer
+from services.api.context import Api
+from services.api.deps import api_of
 from services.api.schemas import ConfigIn, ConfigView
 from services.api.ui.channels import change_channels
 from services.api.ui.charts import charts
 from services.api.ui.i18n import pick, translator
-from services.api.ui.pages import (
-    ConfigAdmin,
-    Viewer,
-    api_for,
-    back,
-    form,
-    form_error,
-    form_errors,
-    problem,
-    render,
-)
+from services.api.ui.pages import back, form, form_error, form_errors, problem, render
 from shared.errors import FabuError, Invalid, NotFound
 from shared.ids import TemplateId
-from shared.models.catalog import BaseParams, Service
+from shared.models.catalog import BaseParams, Service, Template
 from shared.models.notifications import ChannelType, NotifyEvent
 from shared.models.parameters import filled, masked, schema_of
 from shared.secrets import MASK
+from shared.store.releases import ReleaseFilter
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,7 +40,7 @@ router = APIRouter(include_in_schema=False)
 
 async def _services_table(request: Request, principal: Principal) -> dict[str, Any]:
     """The services in use with what runs of each, and the archived ones."""
-    api = api_for(request)
+    api = api_of(request)
     every = await catalog_service.services(api, principal, archived=True)
     services = [s for s in every if s.archived_at is None]
     environments = [e.name for e in await catalog_service.environments(api, principal)]
@@ -90,9 +89,7 @@ def _service_of(values: dict[str, str], name: str | None = None) -> Service:
 async def create_service(request: Request, principal: ConfigAdmin) -> Response:
     values = await form(request)
     try:
-        made = await catalog_service.create_service(
-            api_for(request), principal, _service_of(values)
-        )
+        made = await catalog_service.create_service(api_of(request), principal, _service_of(values))
     except (ValidationError, FabuError) as exc:
         return await _services_page(request, principal, values, form_errors(exc))
     return back(f"/services/{made.name}")
@@ -107,7 +104,7 @@ async def services_fragment(request: Request, principal: Viewer) -> Response:
 @router.get("/fragments/services/{name}/state")
 async def service_state_fragment(request: Request, name: str, principal: Viewer) -> Response:
     try:
-        states = await state_service.service_states(api_for(request), principal, name)
+        states = await state_service.service_states(api_of(request), principal, name)
     except FabuError as exc:
         return problem(request, principal, exc)
     return render(request, principal, "_service_state.html", states=states.environments)
@@ -125,13 +122,13 @@ async def _service_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    api = api_for(request)
+    api = api_of(request)
     try:
         found = await catalog_service.service(api, principal, name)
     except FabuError as exc:
         return problem(request, principal, exc)
     history, states, envs = await asyncio.gather(
-        release_service.page(api, principal, service=name, limit=200),
+        release_service.page(api, principal, ReleaseFilter(service=name), limit=200),
         state_service.service_states(api, principal, name),
         catalog_service.environments(api, principal),
     )
@@ -139,9 +136,9 @@ async def _service_page(
     found_per_env = await asyncio.gather(
         *(
             asyncio.gather(
-                api.catalog.config(name, e.name),
+                catalog_service.stored_config(api, principal, name, e.name),
                 notification_service.get(api, principal, name, e.name),
-                api.catalog.own_channels(name, e.name),
+                notification_service.own(api, principal, name, e.name),
             )
             for e in envs
         )
@@ -171,7 +168,7 @@ async def _service_page(
 @router.post("/services/{name}")
 async def change_service(request: Request, name: str, principal: ConfigAdmin) -> Response:
     values = await form(request)
-    api = api_for(request)
+    api = api_of(request)
     try:
         if "archive" in values or "restore" in values:
             await catalog_service.archive_service(api, principal, name, "archive" in values)
@@ -188,7 +185,7 @@ async def change_service_channels(
 ) -> Response:
     values = await form(request)
     try:
-        await change_channels(api_for(request), principal, name, environment, values)
+        await change_channels(api_of(request), principal, name, environment, values)
     except (ValidationError, FabuError) as exc:
         errors = {"notifications": form_error(exc)}
         return await _service_page(request, principal, name, values, errors)
@@ -247,7 +244,7 @@ async def _config_page(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    api = api_for(request)
+    api = api_of(request)
     try:
         await catalog_service.service(api, principal, name)
         await catalog_service.environment(api, principal, environment)
@@ -259,18 +256,18 @@ async def _config_page(
     except FabuError as exc:
         return problem(request, principal, exc)
     versions = await catalog_service.config_versions(api, principal, name, environment)
-    choices = await api.catalog.templates()
+    choices = await template_service.templates(api, principal)
     q = request.query_params
     chosen = (values or {}).get("template_id") or q.get("template") or ""
     if not chosen:
         chosen = current.template_id if current else (choices[0].id if choices else "")
-    template = await api.catalog.template(TemplateId(chosen)) if chosen else None
+    template = await _template(api, principal, chosen) if chosen else None
     diff = ""
     if q.get("from") and q.get("to"):
         if not (q["from"].isdigit() and q["to"].isdigit()):
             return problem(request, principal, Invalid("from, to: config versions are numbers"))
-        old = await api.catalog.config(name, environment, int(q["from"]))
-        new = await api.catalog.config(name, environment, int(q["to"]))
+        old = await catalog_service.stored_config(api, principal, name, environment, int(q["from"]))
+        new = await catalog_service.stored_config(api, principal, name, environment, int(q["to"]))
         if old and new:
             before, after = (
                 json.dumps(c.params.model_dump(mode="json"), indent=2).splitlines(keepends=True)
@@ -322,13 +319,21 @@ async def _config_page(
     )
 
 
+async def _template(api: Api, principal: Principal, template_id: str) -> Template | None:
+    """The template chosen on the form (None: there is no such template)."""
+    try:
+        return await template_service.template(api, principal, template_id)
+    except NotFound:
+        return None
+
+
 @router.post("/services/{name}/config/{environment}")
 async def save_config(
     request: Request, name: str, environment: str, principal: ConfigAdmin
 ) -> Response:
     values = await form(request)
-    api = api_for(request)
-    current = await api.catalog.config(name, environment)
+    api = api_of(request)
+    current = await catalog_service.stored_config(api, principal, name, environment)
     chosen = values.get("template_id") or (current.template_id if current else "")
     try:
         if not chosen:

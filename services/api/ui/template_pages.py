@@ -8,20 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import template_service
-from services.api.access import Principal
+from services.api import catalog_service, template_service
+from services.api.access import ConfigAdmin, Principal, Releaser, Viewer
+from services.api.deps import api_of
 from services.api.schemas import ActionIn, Queued, TemplateContentIn, TemplateIn
-from services.api.ui.pages import (
-    ConfigAdmin,
-    Releaser,
-    Viewer,
-    api_for,
-    back,
-    form,
-    form_error,
-    problem,
-    render,
-)
+from services.api.ui.pages import back, form, form_error, problem, render
 from shared.errors import FabuError, Invalid
 from shared.models.base import now
 from shared.models.catalog import TemplateSource
@@ -42,7 +33,7 @@ async def _templates_page(
     values: dict[str, str] | None = None,
     error: str = "",
 ) -> Response:
-    found = await template_service.templates(api_for(request), principal)
+    found = await template_service.templates(api_of(request), principal)
     return render(
         request,
         principal,
@@ -90,7 +81,7 @@ def _template_in(values: dict[str, str]) -> TemplateIn:
 async def create_template(request: Request, principal: ConfigAdmin) -> Response:
     values = await form(request)
     try:
-        made = await template_service.create(api_for(request), principal, _template_in(values))
+        made = await template_service.create(api_of(request), principal, _template_in(values))
     except (ValidationError, FabuError) as exc:
         return await _templates_page(request, principal, values, form_error(exc))
     return back(f"/templates/{made.id}")
@@ -108,18 +99,18 @@ async def _template_page(
     error: str = "",
     queued: list[Queued] | None = None,
 ) -> Response:
-    api = api_for(request)
+    api = api_of(request)
     q = request.query_params
     try:
-        current = await template_service.found(api.catalog, template_id)
+        current = await template_service.template(api, principal, template_id)
         versions = await template_service.versions(api, principal, template_id)
         to_version = int(q.get("to") or current.version)
         from_version = int(q.get("from") or max(to_version - 1, 1))
         impact = await template_service.impact(
             api, principal, template_id, from_version, to_version
         )
-        old = await template_service.found(api.catalog, template_id, from_version)
-        new = await template_service.found(api.catalog, template_id, to_version)
+        old = await template_service.template(api, principal, template_id, from_version)
+        new = await template_service.template(api, principal, template_id, to_version)
     except ValueError:
         return problem(request, principal, Invalid("from, to: template versions are numbers"))
     except FabuError as exc:
@@ -127,7 +118,7 @@ async def _template_page(
     at = now()
     frozen = any(
         e.frozen_by(at)
-        for e in await api.catalog.environments()
+        for e in await catalog_service.environments(api, principal)
         if e.name in {s.environment for s in impact.services}
     )
     diff = "".join(
@@ -165,7 +156,7 @@ async def release_template(request: Request, template_id: str, principal: Releas
         override_reason=values.get("override_reason", ""),
     )
     try:
-        queued = await template_service.release_all(api_for(request), principal, template_id, body)
+        queued = await template_service.release_all(api_of(request), principal, template_id, body)
     except FabuError as exc:
         return await _template_page(request, principal, template_id, exc.message)
     return await _template_page(request, principal, template_id, queued=queued)
@@ -176,7 +167,7 @@ async def change_template(request: Request, template_id: str, principal: ConfigA
     values = await form(request)
     try:
         body = TemplateContentIn(content=values.get("content", ""), parameters=_parameters(values))
-        await template_service.change(api_for(request), principal, template_id, body)
+        await template_service.change(api_of(request), principal, template_id, body)
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"])
         return await _template_page(request, principal, template_id, message)

@@ -1,34 +1,15 @@
-"""What every webhook does first (check its secret in constant time, then read its JSON),
-and what every request gets: a body of UTF-8 text, and only text Fabu can store."""
+"""What the API makes of every request before a route reads it: a body of UTF-8 text
+(:class:`TextBodies`), holding only text Fabu can store (:func:`storable`), and the
+address it comes from (:func:`client_address`)."""
 
 import codecs
-import hmac
 import json
 from typing import Any
 
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import Invalid, Unauthorized
-
-
-def check_secret(given: str, expected: str, header: str) -> None:
-    """401 unless ``given`` equals the configured secret (none configured: always 401)."""
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized(f"{header} is missing or wrong")
-
-
-async def read_event(request: Request) -> dict[str, Any]:
-    try:
-        event = json.loads(await request.body())
-    except RecursionError as exc:
-        raise Invalid("the body is nested too deeply") from exc
-    except ValueError as exc:
-        raise Invalid(f"the body is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise Invalid("the body is not an event object")
-    return event
-
+from shared.errors import Invalid
 
 MAX_DEPTH = 32
 

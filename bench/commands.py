@@ -1,0 +1,48 @@
+"""The database commands a part's releases cost: each process's, per release, from its
+/metrics, and the rows PostgreSQL's sequential scans read meanwhile."""
+
+from collections import Counter
+
+from bench.readings import Row, samples
+from devstack.system import STAGES, FabuSystem
+
+Commands = dict[str, Counter[str]]
+
+
+async def database_commands(system: FabuSystem) -> Commands:
+    """The database commands each process has sent so far, by ``command collection``,
+    from its /metrics."""
+    sent: Commands = {}
+    for process in system.processes:
+        counted: Counter[str] = Counter()
+        for sample in await samples(system.ports[process], "fabu_database_commands_total"):
+            counted[f"{sample.labels['command']} {sample.labels['collection']}"] += int(
+                sample.value
+            )
+        sent[process] = counted
+    return sent
+
+
+def commands_rows(
+    before: Commands, after: Commands, per: int, processes: tuple[str, ...] = STAGES
+) -> list[Row]:
+    """Each process's database commands per release between two readings, its most
+    frequent ones named."""
+    rows: list[Row] = []
+    for process in processes:
+        used = after.get(process, Counter()) - before.get(process, Counter())
+        rows += per_release(f"database commands per release: {process}", used, per, 1)
+    return rows
+
+
+def scanned_rows(before: Counter[str], after: Counter[str], per: int) -> list[Row]:
+    """PostgreSQL's rows read by sequential scans per release, the most read collections
+    named (none without the stack's PostgreSQL)."""
+    used = after - before
+    return per_release("PostgreSQL rows scanned per release", used, per, 0) if used else []
+
+
+def per_release(title: str, used: Counter[str], per: int, digits: int) -> list[Row]:
+    """A row of ``used`` per release, and one for each of its five largest parts."""
+    parts = [(f"    {name}", n) for name, n in used.most_common(5)]
+    return [(row, f"{n / per:.{digits}f}", "") for row, n in [(f"  {title}", used.total()), *parts]]
