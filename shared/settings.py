@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     admin_password: str = Field(default="", repr=False)
     # How long a browser login lasts.
     session_hours: float = Field(default=12.0, gt=0)
+    # How long a process keeps what it read of users, tokens, sessions, environments,
+    # services, configs and channels (``shared.store.kept``): a change drops it at once
+    # in every process (a NATS notice), or after this long when the notice is lost.
+    # 0 asks the database every time.
+    kept_s: float = Field(default=5.0, ge=0, le=60)
     # Logins refused (429) for a user name, or from a client address, that failed
     # this many times within the window; a success clears the user's count.
     login_attempts: int = Field(default=10, ge=1)

@@ -26,6 +26,7 @@ from shared.release.stages import giving_up
 from shared.settings import Settings
 from shared.store.catalog import Catalog
 from shared.store.indexes import ensure_indexes
+from shared.store.kept import Kept
 from shared.store.mongo import Mongo
 from shared.store.releases import Releases
 from shared.templating.sandbox import Renderers, renderers
@@ -64,12 +65,21 @@ async def context(settings: Settings, process: str) -> AsyncIterator[Context]:
         await ensure_indexes(mongo)
         bus = await Bus.connect(settings.nats_url, subjects.Subjects(settings.nats_prefix), process)
         owned.push_async_callback(bus.close)
+        kept = Kept(settings.kept_s, lambda: bus.notice(bus.subjects.changed))
+        owned.push_async_callback(await bus.on_notice(bus.subjects.changed, kept.forget))
         clusters = Clusters(settings.kubeconfig_dir)
         owned.push_async_callback(clusters.close)
         render_processes = renderers(settings)
         owned.push_async_callback(render_processes.close)
         yield Context(
-            settings, mongo, Catalog(mongo), Releases(mongo), bus, clusters, render_processes, owned
+            settings,
+            mongo,
+            Catalog(mongo, kept),
+            Releases(mongo),
+            bus,
+            clusters,
+            render_processes,
+            owned,
         )
 
 

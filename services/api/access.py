@@ -141,7 +141,7 @@ async def authenticate(request: Request) -> Principal:
             token.last_used_at is None
             or (now() - token.last_used_at).total_seconds() > TOKEN_USE_RESOLUTION_S
         ):
-            await users.used_token(token.id)
+            await users.used_token(token)
         name, via = token.user, "token"
     elif cookie := request.cookies.get(SESSION_COOKIE):
         session = await users.session(cookie)

@@ -52,6 +52,7 @@ from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.images import Images
 from shared.store.indexes import ensure_indexes
+from shared.store.kept import Kept
 from shared.store.mongo import Mongo, StoreError
 from shared.store.releases import Releases
 from shared.store.users import Users
@@ -139,16 +140,18 @@ def create_app(settings: Settings) -> FastAPI:
             owned.push_async_callback(observer.stop)
             renderers = sandbox.renderers(settings)
             owned.push_async_callback(renderers.close)
+            kept = Kept(settings.kept_s, lambda: bus.notice(bus.subjects.changed))
+            owned.push_async_callback(await bus.on_notice(bus.subjects.changed, kept.forget))
             app.state.api = api = Api(
                 settings=settings,
                 mongo=mongo,
-                catalog=Catalog(mongo),
+                catalog=Catalog(mongo, kept),
                 releases=Releases(mongo),
                 bus=bus,
                 clusters=clusters,
                 registries=registries,
                 images=Images(mongo),
-                users=Users(mongo),
+                users=Users(mongo, kept),
                 audit=Audit(mongo),
                 observer=observer,
                 renderers=renderers,

@@ -101,6 +101,21 @@ class Bus:
             subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.event_id}
         )
 
+    async def notice(self, subject: str) -> None:
+        """Tell every subscriber of ``subject`` now, outside JetStream: nothing stored,
+        nothing redelivered, at most once."""
+        await self.nc.publish(subject, b"")
+
+    async def on_notice(
+        self, subject: str, act: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call ``act`` on every notice on ``subject``; the unsubscribe back."""
+
+        async def handle(_: Msg) -> None:
+            act()
+
+        return await self.subscribe(subject, handle)
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.nc.drain()

@@ -21,6 +21,9 @@ TEMPLATE_CHANGED = "template.changed"
 IMAGE_BUILT = "image.built"
 # Also read by every tracker as a plain subscription: each stops following it.
 CANCELLED = "release.cancelled"
+# A notice, outside the stream: users, tokens, sessions, environments, services, configs
+# or channels changed (every process forgets what it kept of them: ``shared.store.kept``).
+CHANGED = "settings.changed"
 
 RENDERER = "renderer"
 DEPLOYER = "deployer"
@@ -110,6 +113,10 @@ class Subjects:
     @property
     def cancelled(self) -> str:
         return self._s(CANCELLED)
+
+    @property
+    def changed(self) -> str:
+        return self._s(CHANGED)
 
     def consumer(self, stage: str) -> tuple[str, list[str]]:
         """The durable name of a stage's consumer and the subjects it takes."""

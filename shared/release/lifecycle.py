@@ -5,20 +5,17 @@ The machine itself (the states, the starts and every transition as data) is
 by: stored in its first state, then announced. :func:`take` performs one
 transition:
 
-1. **claim** it (:func:`claim`): insert ``<release>/<n>``, ``n`` the number of
-   state changes the taker read. Two transitions from the same state share the
-   key, so exactly one insert succeeds, on MongoDB and on FerretDB alike (whose
-   conditional updates are not atomic against each other);
-2. **write** it: the release's state, fields, event and canary history, its
-   lines into the transcript, and the release lock dropped when it ends;
-3. **publish** what comes next.
+1. **write** it, in one conditional update of the release (its state, fields,
+   event, transcript lines and canary history) that matches only while the
+   release still has the number of state changes its taker read. Two transitions
+   from the same state race for the same update, and the server applies exactly
+   one (the store conformance test checks the server does), so nothing is half
+   taken and a taker that dies leaves either the whole transition or none;
+2. **publish** what comes next.
 
-A taker that dies after its claim leaves a claim that is not written yet;
-whoever next tries a transition from that state finds the claim, finishes it
-(once it is older than :data:`FINISH_AFTER_S`, so never under the feet of a
-live taker) and publishes its message. A stage that finds its release already
-moved on by its own transition publishes that transition's message again
-(:func:`pending`): JetStream's de-duplication drops a second copy.
+A stage that finds its release already moved on by its own transition publishes
+that transition's message again (:func:`pending`): it may have died between its
+write and its publish, and JetStream's de-duplication drops a second copy.
 """
 
 import asyncio
@@ -48,10 +45,6 @@ from shared.release.machine import (
 from shared.store.releases import Releases
 
 log = structlog.get_logger()
-
-# A claim not written this long after it was made is taken to be from a taker
-# that died: whoever finds it finishes it. A live taker writes within milliseconds.
-FINISH_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -133,13 +126,6 @@ class Lost:
 Outcome = Moved | Lost
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A transition its taker claimed and has not written yet."""
-
-    change: dict[str, object]
-
-
 def _change(
     release: Release,
     transition: Transition[F],
@@ -148,16 +134,10 @@ def _change(
     lines: Iterable[TranscriptLine],
     canary: CanaryEvent | None,
 ) -> dict[str, object]:
-    n = len(release.events)
     return {
-        "_id": f"{release.id}/{n}",
-        "release_id": release.id,
-        "n": n,
-        "transition": transition.name,
-        "was": release.state.value,
+        "n": len(release.events),
         "state": transition.to.value,
         "actor": actor.name,
-        "taker": actor.taker.value,
         "at": now(),
         "fields": fields.model_dump(exclude_unset=True),
         "lines": [line.model_dump() for line in lines],
@@ -189,41 +169,9 @@ def _after(release: Release, change: dict[str, object]) -> Release:
     return release.model_copy(update=update)
 
 
-def _by_name(name: str) -> Transition[Any]:
-    return next(t for t in TRANSITIONS if t.name == name)
-
-
 async def _publish(bus: Bus, transition: Transition[Any], release: Release) -> None:
     if transition.sends is not None:
         await _send(bus, transition.sends, release)
-
-
-async def claim(
-    releases: Releases,
-    bus: Bus,
-    release: Release,
-    transition: Transition[F],
-    actor: Actor,
-    fields: F,
-    lines: Iterable[TranscriptLine] = (),
-    canary: CanaryEvent | None = None,
-    kept: list[TranscriptLine] | None = None,
-) -> Claimed | Lost:
-    """The first step of :func:`take`: claim ``transition`` from the state ``release`` was
-    read in, for its taker to write next (:class:`Lost` when another claim came first)."""
-    if actor.taker not in transition.by:
-        raise ValueError(f"{actor.name} may not {transition.name} a release")
-    if release.state not in transition.leaves:
-        if kept:
-            await releases.note(release.id, kept)
-        return Lost(release.state)
-    change = _change(release, transition, actor, fields, lines, canary)
-    claimed, _ = await asyncio.gather(
-        releases._claim(change), releases.note(release.id, kept or [])
-    )
-    if not claimed:
-        return await _lost(releases, bus, release, len(release.events))
-    return Claimed(change)
 
 
 async def take(
@@ -237,17 +185,29 @@ async def take(
     canary: CanaryEvent | None = None,
     kept: list[TranscriptLine] | None = None,
 ) -> Outcome:
-    """Take ``transition`` from the state ``release`` was read in: claim, write, publish.
+    """Take ``transition`` from the state ``release`` was read in: write, then publish.
 
     ``lines`` join the transcript and ``canary`` the canary's history only if it
     is taken; ``kept`` lines (what the taker saw) join it whoever wins.
     :class:`Lost` says which state the release is in instead.
     """
-    claimed = await claim(releases, bus, release, transition, actor, fields, lines, canary, kept)
-    if isinstance(claimed, Lost):
-        return claimed
-    await releases._write(release, claimed.change)
-    after = _after(release, claimed.change)
+    if actor.taker not in transition.by:
+        raise ValueError(f"{actor.name} may not {transition.name} a release")
+    if release.state not in transition.leaves:
+        if kept:
+            await releases.note(release.id, kept)
+        return Lost(release.state)
+    # What the taker saw goes in with the transition (never after its state, for a reader);
+    # if it loses, beside the release.
+    change = _change(release, transition, actor, fields, [*(kept or []), *lines], canary)
+    if not await releases._write(release, change):
+        current, _ = await asyncio.gather(
+            releases.head(release.id), releases.note(release.id, kept or [])
+        )
+        if current is None or not current.events:
+            return Lost(release.state)
+        return Lost(current.state, current.events[-1].actor)
+    after = _after(release, change)
     log.info(
         "release moved",
         release_id=release.id,
@@ -257,24 +217,6 @@ async def take(
     )
     await _publish(bus, transition, after)
     return Moved(after)
-
-
-async def _lost(releases: Releases, bus: Bus, release: Release, n: int) -> Lost:
-    """The claim of ``n`` someone else made: finished here when its taker evidently died."""
-    claimed = await releases._claimed(release.id, n)
-    if claimed is None:  # it was there a moment ago: only a deleted release loses it
-        return Lost(release.state)
-    state = ReleaseState(claimed["state"])
-    current = await releases.get(release.id)
-    if (
-        current is not None
-        and len(current.events) == n
-        and (now() - claimed["at"]).total_seconds() > FINISH_AFTER_S
-    ):
-        await releases._write(current, claimed)
-        log.warning("finished a transition its taker left", release_id=release.id, n=n)
-        await _publish(bus, _by_name(claimed["transition"]), _after(current, claimed))
-    return Lost(state, claimed["actor"])
 
 
 async def pending(

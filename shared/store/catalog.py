@@ -9,6 +9,7 @@ from shared.ids import TemplateId
 from shared.models.base import now
 from shared.models.catalog import Environment, Service, ServiceConfig, Template
 from shared.models.notifications import Channel
+from shared.store.kept import Kept
 from shared.store.mongo import Doc, Mongo, decode_params, encode_params
 
 
@@ -49,7 +50,9 @@ async def ensure_indexes(mongo: Mongo) -> None:
 
 
 class Catalog:
-    def __init__(self, mongo: Mongo) -> None:
+    def __init__(self, mongo: Mongo, kept: Kept | None = None) -> None:
+        # Environments, services, current configs and channels read lately (``kept``).
+        self._kept = kept or Kept()
         self._environments = mongo.collection("environments")
         self._services = mongo.collection("services")
         # The current version of each template, and every version ever stored.
@@ -69,10 +72,15 @@ class Catalog:
             await self._environments.insert_one({"_id": env.name, **env.model_dump()})
         except DuplicateKeyError as exc:
             raise Conflict(f"environment {env.name!r} already exists") from exc
+        await self._kept.changed()
 
     async def environment(self, name: str) -> Environment | None:
-        doc = _strip(await self._environments.find_one({"_id": name}))
-        return Environment.model_validate(doc) if doc else None
+        async def read() -> Environment | None:
+            doc = _strip(await self._environments.find_one({"_id": name}))
+            return Environment.model_validate(doc) if doc else None
+
+        env = await self._kept.get(("environment", name), read)
+        return env.model_copy(deep=True) if env else None
 
     async def replace_environment(self, env: Environment) -> Environment | None:
         """Store ``env`` over the one of its name; the one before, or None if there was none."""
@@ -81,6 +89,7 @@ class Catalog:
                 {"_id": env.name}, {"_id": env.name, **env.model_dump()}
             )
         )
+        await self._kept.changed()
         return Environment.model_validate(before) if before else None
 
     async def environments(self, archived: bool = False) -> list[Environment]:
@@ -94,10 +103,15 @@ class Catalog:
             await self._services.insert_one({"_id": service.name, **service.model_dump()})
         except DuplicateKeyError as exc:
             raise Conflict(f"service {service.name!r} already exists") from exc
+        await self._kept.changed()
 
     async def service(self, name: str) -> Service | None:
-        doc = _strip(await self._services.find_one({"_id": name}))
-        return Service.model_validate(doc) if doc else None
+        async def read() -> Service | None:
+            doc = _strip(await self._services.find_one({"_id": name}))
+            return Service.model_validate(doc) if doc else None
+
+        service = await self._kept.get(("service", name), read)
+        return service.model_copy(deep=True) if service else None
 
     async def replace_service(self, service: Service) -> Service | None:
         """Store ``service`` over the one of its name; the one before, or None if there was none."""
@@ -106,6 +120,7 @@ class Catalog:
                 {"_id": service.name}, {"_id": service.name, **service.model_dump()}
             )
         )
+        await self._kept.changed()
         return Service.model_validate(before) if before else None
 
     async def services(self, archived: bool = False) -> list[Service]:
@@ -165,8 +180,9 @@ class Catalog:
     async def put_config(self, config: ServiceConfig) -> ServiceConfig:
         """Store ``config`` as the next version; 409 when another save took that number."""
         key = f"{config.service}/{config.environment}"
-        current = await self.config(config.service, config.environment)
-        stored = config.model_copy(update={"version": current.version + 1 if current else 1})
+        # Read afresh (not kept): the next number is the stored one's.
+        current = _strip(await self._configs.find_one({"_id": key}))
+        stored = config.model_copy(update={"version": current["version"] + 1 if current else 1})
         fields = stored.model_dump()
         fields["params"] = encode_params(fields["params"])
         try:
@@ -177,6 +193,7 @@ class Catalog:
                 "read it again"
             ) from exc
         await self._configs.replace_one({"_id": key}, fields, upsert=True)
+        await self._kept.changed()
         return stored
 
     async def config(
@@ -184,12 +201,17 @@ class Catalog:
     ) -> ServiceConfig | None:
         """The current config, or the given version."""
         key = f"{service}/{environment}"
-        if version is None:
-            doc = await self._configs.find_one({"_id": key})
-        else:
-            doc = await self._config_versions.find_one({"_id": f"{key}/{version}"})
-        doc = _strip(doc)
-        return _config(doc) if doc else None
+
+        async def read() -> ServiceConfig | None:
+            if version is None:
+                doc = await self._configs.find_one({"_id": key})
+            else:
+                doc = await self._config_versions.find_one({"_id": f"{key}/{version}"})
+            doc = _strip(doc)
+            return _config(doc) if doc else None
+
+        config = await self._kept.get(("config", key, version), read)
+        return config.model_copy(deep=True) if config else None
 
     async def config_versions(self, service: str, environment: str) -> list[ServiceConfig]:
         """Every version, newest first."""
@@ -210,15 +232,21 @@ class Catalog:
             {"channels": [c.model_dump() for c in channels], "updated_at": now()},
             upsert=True,
         )
+        await self._kept.changed()
 
     async def channels(self, service: str, environment: str) -> list[Channel] | None:
         """The channels set for the service there, else the environment's default, else None."""
         keys = [f"{service}/{environment}", f"*/{environment}"]
-        found = {d["_id"]: d async for d in self._channels.find({"_id": {"$in": keys}})}
-        for key in keys:  # one read for both
-            if key in found:
-                return [Channel.model_validate(c) for c in found[key]["channels"]]
-        return None
+
+        async def read() -> list[Channel] | None:
+            found = {d["_id"]: d async for d in self._channels.find({"_id": {"$in": keys}})}
+            for key in keys:  # one read for both
+                if key in found:
+                    return [Channel.model_validate(c) for c in found[key]["channels"]]
+            return None
+
+        channels = await self._kept.get(("channels", service, environment), read)
+        return None if channels is None else [c.model_copy(deep=True) for c in channels]
 
     async def own_channels(self, service: str, environment: str) -> bool:
         """Whether the service sets its own channels there (else the default applies)."""
@@ -228,4 +256,5 @@ class Catalog:
     async def drop_channels(self, service: str, environment: str) -> list[Channel] | None:
         """Forget the service's own channels there; the ones it had, if any."""
         doc = await self._channels.find_one_and_delete({"_id": f"{service}/{environment}"})
+        await self._kept.changed()
         return [Channel.model_validate(c) for c in doc["channels"]] if doc else None

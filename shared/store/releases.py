@@ -1,10 +1,9 @@
 """Releases, their transcripts and the release lock.
 
-A state change is claimed first (``_claim``: a unique insert, atomic on every
-MongoDB-protocol server) and then written (``_write``); both are the
-lifecycle's alone (``shared.release.lifecycle``). Transcript lines are documents of
-their own, inserted, never pushed onto the release: a line can then never be
-lost to a concurrent rewrite of the release document.
+A state change is one conditional update of the release (``_write``), the
+lifecycle's alone (``shared.release.lifecycle``): it carries the transition's
+transcript lines with it. Lines written whatever the state (``note``) are
+documents of their own, merged with the release's by time when it is read.
 """
 
 import asyncio
@@ -12,7 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
@@ -35,17 +34,15 @@ LIST_PROJECTION = {
 }
 
 
-DUPLICATE_KEY = 11000
-
-
 def _release(
     doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = None, hook: Doc | None = None
 ) -> Release:
     doc["id"] = doc.pop("_id")
     doc["params"] = decode_params(doc["params"])
     if lines:
-        # Records from before lines were kept apart hold theirs on the release.
-        doc["transcript"] = [*doc.get("transcript", []), *lines]
+        # A transition's lines are on the release, the others beside it: one story, by time.
+        told = [*doc.get("transcript", []), *lines]
+        doc["transcript"] = sorted(told, key=lambda line: line["at"])
     if pods and not doc.get("pods"):
         doc["pods"] = pods
     if hook and not doc.get("hook"):
@@ -113,7 +110,6 @@ class Releases:
     def __init__(self, mongo: Mongo) -> None:
         self._releases = mongo.collection("releases")
         self._locks = mongo.collection("locks")
-        self._transitions = mongo.collection("transitions")
         self._lines = mongo.collection("release_lines")
         self._progress = mongo.collection("release_progress")
         # A failed release → the automatic rollback Fabu started for it.
@@ -145,9 +141,8 @@ class Releases:
         await self._unlock(release.service, release.environment, release.id)
 
     async def head(self, release_id: str) -> Release | None:
-        """The release without its transcript and its pod timeline so far: one read, for
-        a stage that needs neither."""
-        doc = await self._releases.find_one({"_id": release_id})
+        """The release without its transcript: one read, for a stage that needs none."""
+        doc = await self._releases.find_one({"_id": release_id}, {"transcript": 0})
         return None if doc is None else _release(doc)
 
     async def get(self, release_id: str) -> Release | None:
@@ -262,51 +257,30 @@ class Releases:
             return ReleaseId(doc["rollback"]) if doc else rollback
         return rollback
 
-    # The lifecycle's own writes (``shared.release.lifecycle``): nothing else changes a state.
+    # The lifecycle's own write (``shared.release.lifecycle``): nothing else changes a state.
 
-    async def _claim(self, change: Doc) -> bool:
-        """Claim a transition: the first insert of ``<release>/<n>`` wins, on any server.
-
-        ``n`` is the number of state changes the taker read, so two transitions
-        from the same state share a key and exactly one insert succeeds.
-        """
-        try:
-            await self._transitions.insert_one(change)
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def _claimed(self, release_id: ReleaseId, n: int) -> Doc | None:
-        return await self._transitions.find_one({"_id": f"{release_id}/{n}"})
-
-    async def _write(self, release: Release, change: Doc) -> None:
-        """Store a claimed transition on the release; repeatable (a finished claim is a no-op)."""
-        lines = [
-            {"_id": f"{change['_id']}/{i}", "release_id": release.id, **line}
-            for i, line in enumerate(change["lines"])
-        ]
-        update: Doc = {
-            "$set": {"state": change["state"], **change["fields"]},
-            "$push": {
-                "events": {"at": change["at"], "state": change["state"], "actor": change["actor"]}
-            },
+    async def _write(self, release: Release, change: Doc) -> bool:
+        """Store a transition on the release if it still has the ``n`` state changes its
+        taker read: the server applies one of two such updates, so one taker wins (True)."""
+        push: Doc = {
+            "events": {"at": change["at"], "state": change["state"], "actor": change["actor"]}
         }
+        if change["lines"]:
+            push["transcript"] = {"$each": change["lines"]}
         if change["canary"]:
-            update["$push"]["canary"] = change["canary"]
-        if ReleaseState(change["state"]).final:
+            push["canary"] = change["canary"]
+        update: Doc = {"$set": {"state": change["state"], **change["fields"]}, "$push": push}
+        final = ReleaseState(change["state"]).final
+        if final:
             update["$set"]["finished_at"] = change["at"]
-        # Only the claim's winner writes here, and only after the claim before it
-        # was written, so this never races another write of the release document
-        # (some servers lose one of two concurrent updates of a document).
-        # The lines are documents of their own: written beside the release, not after it.
-        await asyncio.gather(
-            self._insert_lines(lines),
-            self._releases.update_one(
-                {"_id": release.id, "events": {"$size": change["n"]}}, update
-            ),
+        written = await self._releases.update_one(
+            {"_id": release.id, "events": {"$size": change["n"]}}, update
         )
-        if ReleaseState(change["state"]).final:
+        if written.matched_count != 1:
+            return False
+        if final:
             await self._unlock(release.service, release.environment, release.id)
+        return True
 
     async def note(self, release_id: ReleaseId, lines: list[TranscriptLine]) -> None:
         """Append lines to the transcript whatever the release's state: inserts only,
@@ -321,21 +295,21 @@ class Releases:
         lines: list[TranscriptLine],
         pods: list[PodTimeline] | None = None,
     ) -> bool:
-        """Append transcript lines and replace the pod timeline of an applied release.
-
-        False when the release is no longer ``applied`` (cancelled meanwhile). The
-        timeline lives beside the release until its final state carries it.
-        """
+        """Append transcript lines to an applied release and replace its pod timeline, in
+        one conditional update; False when it is no longer ``applied`` (cancelled
+        meanwhile: the lines are then kept beside it, the timeline dropped)."""
+        update: Doc = {}
         if lines:
-            await self.note(release_id, lines)
+            update["$push"] = {"transcript": {"$each": [line.model_dump() for line in lines]}}
         if pods is not None:
-            await self._progress.update_one(
-                {"_id": release_id},
-                {"$set": {"pods": [pod.model_dump() for pod in pods]}},
-                upsert=True,
-            )
-        doc = await self._releases.find_one({"_id": release_id}, {"state": 1})
-        return doc is not None and doc["state"] == ReleaseState.APPLIED.value
+            update["$set"] = {"pods": [pod.model_dump() for pod in pods]}
+        applied = {"_id": release_id, "state": ReleaseState.APPLIED.value}
+        if not update:
+            return await self._releases.count_documents(applied, limit=1) == 1
+        if (await self._releases.update_one(applied, update)).matched_count == 1:
+            return True
+        await self.note(release_id, lines)
+        return False
 
     async def record_hook(
         self, release_id: ReleaseId, run: HookRun, pods: list[PodTimeline] | None = None
@@ -348,14 +322,8 @@ class Releases:
         await self._progress.update_one({"_id": release_id}, {"$set": fields}, upsert=True)
 
     async def _insert_lines(self, docs: list[Doc]) -> None:
-        if not docs:
-            return
-        try:
+        if docs:
             await self._lines.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            # A repeated write of a claimed transition finds its lines there already.
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
 
     async def _unlock(self, service: str, environment: str, release_id: str) -> None:
         await self._locks.delete_one({"_id": f"{service}/{environment}", "release_id": release_id})

@@ -3,6 +3,11 @@
 Passwords are kept as argon2 hashes; tokens and session ids as SHA-256
 hashes (they are random, so a fast hash is enough and lookups stay one
 indexed equality). Neither is ever returned by the API.
+
+Who a token or a session names is read on every request: those reads (a token,
+a session, a user) are kept (``shared.store.kept``), and every write that
+changes who may do what (a user updated, a token revoked, a session ended)
+drops them in every process.
 """
 
 import hashlib
@@ -15,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.models.base import now
 from shared.models.users import ApiToken, User
+from shared.store.kept import Kept
 from shared.store.mongo import Doc, Mongo, new_id
 
 TOKEN_PREFIX = "fabu_"  # noqa: S105 (a prefix that makes a leaked token recognisable)
@@ -49,10 +55,11 @@ class Session:
 
 
 class Users:
-    def __init__(self, mongo: Mongo) -> None:
+    def __init__(self, mongo: Mongo, kept: Kept | None = None) -> None:
         self._users = mongo.collection("users")
         self._tokens = mongo.collection("api_tokens")
         self._sessions = mongo.collection("sessions")
+        self._kept = kept or Kept()
 
     async def any(self) -> bool:
         return await self._users.find_one({}, {"_id": 1}) is not None
@@ -64,10 +71,14 @@ class Users:
             await self._users.insert_one({"_id": user.name, **doc})
         except DuplicateKeyError as exc:
             raise Conflict(f"user {user.name!r} already exists") from exc
+        await self._kept.changed()  # "no such user" may be kept
 
     async def get(self, name: str) -> User | None:
-        doc = await self._users.find_one({"_id": name})
-        return _user(doc) if doc else None
+        async def read() -> User | None:
+            doc = await self._users.find_one({"_id": name})
+            return _user(doc) if doc else None
+
+        return await self._kept.get(("user", name), read)
 
     async def all(self) -> list[User]:
         return [_user(d) async for d in self._users.find({}).sort("_id", 1)]
@@ -85,6 +96,7 @@ class Users:
         doc = await self._users.find_one_and_update(
             {"_id": name}, {"$set": values}, return_document=ReturnDocument.AFTER
         )
+        await self._kept.changed()
         return _user(doc) if doc else None
 
     # Tokens
@@ -100,8 +112,13 @@ class Users:
         return token, secret
 
     async def token_by_secret(self, secret: str) -> ApiToken | None:
-        doc = await self._tokens.find_one({"hash": digest(secret)})
-        return _token(doc) if doc else None
+        hashed = digest(secret)
+
+        async def read() -> ApiToken | None:
+            doc = await self._tokens.find_one({"hash": hashed})
+            return _token(doc) if doc else None
+
+        return await self._kept.get(("token", hashed), read)
 
     async def token(self, token_id: str) -> ApiToken | None:
         doc = await self._tokens.find_one({"_id": token_id})
@@ -119,10 +136,14 @@ class Users:
             {"$set": {"revoked_at": now()}},
             return_document=ReturnDocument.AFTER,
         )
+        await self._kept.changed()
         return _token(doc) if doc else None
 
-    async def used_token(self, token_id: str) -> None:
-        await self._tokens.update_one({"_id": token_id}, {"$set": {"last_used_at": now()}})
+    async def used_token(self, token: ApiToken) -> None:
+        """Note when a token was used (on the kept copy too: it is noted again only after
+        the resolution its caller keeps)."""
+        token.last_used_at = now()
+        await self._tokens.update_one({"_id": token.id}, {"$set": {"last_used_at": now()}})
 
     # Sessions
 
@@ -141,13 +162,18 @@ class Users:
         return secret, session
 
     async def session(self, secret: str) -> Session | None:
-        doc = await self._sessions.find_one({"_id": digest(secret)})
-        if doc is None:
-            return None
-        return Session(doc["user"], doc["csrf"], doc["expires_at"])
+        hashed = digest(secret)
+
+        async def read() -> Session | None:
+            doc = await self._sessions.find_one({"_id": hashed})
+            return None if doc is None else Session(doc["user"], doc["csrf"], doc["expires_at"])
+
+        return await self._kept.get(("session", hashed), read)
 
     async def end_session(self, secret: str) -> None:
         await self._sessions.delete_one({"_id": digest(secret)})
+        await self._kept.changed()
 
     async def end_sessions(self, user: str) -> None:
         await self._sessions.delete_many({"user": user})
+        await self._kept.changed()

@@ -1,4 +1,4 @@
-"""The lifecycle on the local stack's FerretDB: racing transitions, claims left behind."""
+"""The lifecycle on the local stack's database: racing transitions, a stale read, a start."""
 
 import asyncio
 import json
@@ -14,7 +14,7 @@ from shared.models.base import now
 from shared.models.release import Release, StateChange
 from shared.models.release_parts import TranscriptLine
 from shared.release import lifecycle
-from shared.release.lifecycle import AS_TRACKER, Actor, Claimed, Lost, Moved
+from shared.release.lifecycle import AS_TRACKER, Actor, Lost, Moved
 from shared.release.machine import (
     CANCEL,
     REQUEST,
@@ -111,54 +111,32 @@ async def test_of_two_racing_transitions_exactly_one_wins_and_no_line_is_lost(
         assert sum(winners.values()) == PAIRS
 
 
-async def test_a_claim_its_taker_left_unwritten_is_finished_by_the_next_taker(
-    fabu: FabuSystem, monkeypatch: pytest.MonkeyPatch
+async def test_a_transition_taken_from_a_stale_read_loses_to_the_one_written(
+    fabu: FabuSystem,
 ) -> None:
-    """A stage that died between its claim and its write: the next transition from that
-    state finds the claim, writes it and publishes its message, then loses to it."""
+    """The tracker's success written first: a cancel taken from the same earlier read of the
+    release loses, told who won, and writes nothing of its own (not even its line)."""
     async with stage(fabu) as ctx:
-        published = await heard(ctx, ctx.bus.subjects.completed)
-        release = applied(unique("left"))
+        release = applied(unique("stale"))
         await ctx.releases.create(release)
         fields = Succeeded(replica_sets=[], pods=[], revision="2")
-        # The tracker claims its success, and dies before writing it.
-        left = await lifecycle.claim(ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields)
-        assert isinstance(left, Claimed)
-        # Every claim counts as left long enough ago (rather than waiting out 5 s).
-        monkeypatch.setattr(lifecycle, "FINISH_AFTER_S", 0.0)
+        done = TranscriptLine(at=now(), text="rolled out")
+        won = await lifecycle.take(
+            ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields, [done]
+        )
+        assert isinstance(won, Moved)
 
+        asked = TranscriptLine(at=now(), text="cancelled by alice")
         outcome = await lifecycle.take(
-            ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
+            ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing(), [asked]
         )
         assert isinstance(outcome, Lost)
-        assert outcome.state is ReleaseState.SUCCEEDED
+        assert (outcome.state, outcome.by) == (ReleaseState.SUCCEEDED, "tracker")
         stored = await ctx.releases.get(release.id)
         assert stored is not None
-        assert stored.state is ReleaseState.SUCCEEDED
-        assert stored.revision == "2"
-
-        async def announced() -> bool:
-            return published[ctx.bus.subjects.completed] == [release.id]
-
-        await eventually(announced, "release.completed of the finished claim")
-
-
-async def test_a_fresh_claim_is_left_to_its_taker(fabu: FabuSystem) -> None:
-    async with stage(fabu) as ctx:
-        release = applied(unique("fresh"))
-        await ctx.releases.create(release)
-        fields = Succeeded(replica_sets=[], pods=[], revision="2")
-        live = await lifecycle.claim(ctx.releases, ctx.bus, release, SUCCEED, AS_TRACKER, fields)
-        assert isinstance(live, Claimed)
-
-        outcome = await lifecycle.take(
-            ctx.releases, ctx.bus, release, CANCEL, Actor.person("alice"), Nothing()
-        )
-        assert isinstance(outcome, Lost)
-        assert outcome.by == "tracker"
-        stored = await ctx.releases.get(release.id)
-        assert stored is not None
-        assert stored.state is ReleaseState.APPLIED  # not written under a live taker's feet
+        assert (stored.state, stored.revision) == (ReleaseState.SUCCEEDED, "2")
+        assert [line.text for line in stored.transcript] == ["rolled out"]
+        assert [e.state for e in stored.events][-1] is ReleaseState.SUCCEEDED
 
 
 async def test_a_release_whose_message_cannot_be_sent_is_not_left_started(

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from kubernetes_asyncio import client
 from nats.aio.msg import Msg
 
@@ -29,7 +30,7 @@ from shared.models.catalog import BaseParams, Environment, Template
 from shared.models.notifications import Channel
 from shared.models.release import Release
 from shared.release import lifecycle
-from shared.release.lifecycle import AS_RENDERER, Actor, Claimed
+from shared.release.lifecycle import AS_RENDERER, Actor
 from shared.release.machine import CANCEL, FAIL, Failed, Nothing, ReleaseState
 from shared.secrets import Secrets
 from shared.settings import Settings
@@ -110,15 +111,26 @@ async def stored(ctx: Context, release_id: str) -> Release:
     return release
 
 
-async def claimed_by_someone_else(ctx: Context, release: Release) -> None:
-    """A person's cancel claimed the release's next transition and is writing it now."""
+async def moved_by_someone_else(
+    ctx: Context, release: Release, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person's cancel written just after the stage read the release: the stage's next
+    read finds the release as it was before the cancel, and its write comes second."""
+    before = await ctx.releases.head(release.id)
+    assert before is not None
     bob = Actor.person("bob")
-    claimed = await lifecycle.claim(ctx.releases, ctx.bus, release, CANCEL, bob, Nothing())
-    assert isinstance(claimed, Claimed)
+    assert await lifecycle.take(ctx.releases, ctx.bus, before, CANCEL, bob, Nothing())
+    read = ctx.releases.head
+
+    async def as_read_before(release_id: str) -> Release | None:
+        monkeypatch.setattr(ctx.releases, "head", read)
+        return before if release_id == release.id else await read(release_id)
+
+    monkeypatch.setattr(ctx.releases, "head", as_read_before)
 
 
 async def test_the_renderer_renders_republishes_on_redelivery_and_loses_a_race(
-    stack_env: StackEnv, namespace: str
+    stack_env: StackEnv, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with alone(stack_env, namespace) as ctx:
         rendered = await hear(ctx, ctx.bus.subjects.rendered)
@@ -142,16 +154,16 @@ async def test_the_renderer_renders_republishes_on_redelivery_and_loses_a_race(
         assert len((await stored(ctx, release.id)).events) == 1
         assert await rendered.settled(ctx) == [first, first]
 
-        # Lost: someone else claimed the release's next move first.
+        # Lost: someone else moved the release on while it rendered.
         raced = await requested(ctx)
-        await claimed_by_someone_else(ctx, raced)
+        await moved_by_someone_else(ctx, raced, monkeypatch)
         await handle_requested(ctx, ReleaseRequested(release_id=raced.id))
-        assert (await stored(ctx, raced.id)).state is ReleaseState.REQUESTED
+        assert (await stored(ctx, raced.id)).state is ReleaseState.CANCELLED
         assert [r for r, _ in await rendered.settled(ctx)] == [release.id, release.id]
 
 
 async def test_the_deployer_applies_republishes_on_redelivery_and_loses_a_race(
-    stack_env: StackEnv, namespace: str, kube: client.ApiClient
+    stack_env: StackEnv, namespace: str, kube: client.ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with alone(stack_env, namespace) as ctx:
         applied = await hear(ctx, ctx.bus.subjects.applied)
@@ -175,14 +187,14 @@ async def test_the_deployer_applies_republishes_on_redelivery_and_loses_a_race(
 
         raced = await requested(ctx)
         await handle_requested(ctx, ReleaseRequested(release_id=raced.id))
-        await claimed_by_someone_else(ctx, await stored(ctx, raced.id))
+        await moved_by_someone_else(ctx, raced, monkeypatch)
         await handle_rendered(ctx, ReleaseRendered(release_id=raced.id))
-        assert (await stored(ctx, raced.id)).state is ReleaseState.RENDERED
+        assert (await stored(ctx, raced.id)).state is ReleaseState.CANCELLED
         assert [r for r, _ in await applied.settled(ctx)] == [release.id, release.id]
 
 
 async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
-    stack_env: StackEnv, namespace: str
+    stack_env: StackEnv, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with alone(stack_env, namespace) as ctx:
         completed = await hear(ctx, ctx.bus.subjects.completed)
@@ -213,10 +225,10 @@ async def test_the_tracker_succeeds_republishes_on_redelivery_and_loses_a_race(
         assert await completed.settled(ctx) == [first, first]
 
         raced = await applied_release()
-        await claimed_by_someone_else(ctx, raced)
+        await moved_by_someone_else(ctx, raced, monkeypatch)
         raced_event = ReleaseApplied(release_id=raced.id)
         await asyncio.wait_for(track(ctx, watches, following, raced_event), 60)
-        assert (await stored(ctx, raced.id)).state is ReleaseState.APPLIED
+        assert (await stored(ctx, raced.id)).state is ReleaseState.CANCELLED
         assert [r for r, _ in await completed.settled(ctx)] == [release.id, release.id]
 
 
