@@ -1,4 +1,5 @@
-"""The lifecycle on the local stack's FerretDB: racing transitions, claims left behind."""
+"""The lifecycle on the local stack's MongoDB-protocol server (SecantusDB): racing
+transitions, claims left behind."""
 
 import asyncio
 import json
