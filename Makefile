@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-# Go builds (cached outside the work tree, keyed by version) and Debian's docker-registry.
+# Go builds and SecantusDB's virtual environment (cached outside the work tree, keyed by
+# version) and Debian's docker-registry.
 build: venv
 	$(PY) -m devstack build
 
@@ -39,7 +40,8 @@ test: deps lint
 bench: deps
 	$(PY) -m bench
 
-# Faults while releases run (stage processes, NATS, FerretDB, the API server), on the local stack; prints a table.
+# Faults while releases run (stage processes, NATS, the local stack's MongoDB-protocol server
+# (SecantusDB), the API server), on the local stack; prints a table.
 # Then longer random sequences of actions than make test runs (tests/integration/test_sequences.py).
 chaos: deps
 	$(PY) -m bench.chaos

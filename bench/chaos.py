@@ -9,9 +9,9 @@ release got. ``python -m bench.chaos <drill>...`` runs only the named ones.
   of the five) is SIGKILLed and started again 0.3 s later.
 - tracker: two tracker replicas; one is SIGKILLed once 40 releases are being
   tracked.
-- nats, ferretdb: 60 releases at once; 1 s later the component is SIGKILLed
-  and started again 8 s after. Meanwhile the API is asked for a list page and
-  for a new release every 0.5 s, and its answers are counted.
+- nats, secantusdb (the database): 60 releases at once; 1 s later the
+  component is SIGKILLed and started again 8 s after. Meanwhile the API is asked
+  for a list page and for a new release every 0.5 s, and its answers are counted.
 - apiserver: 40 releases; as soon as one is tracked the Kubernetes API server
   is SIGKILLed, for 20 s with a 120 s rollout timeout, then for 25 s with a
   10 s one.
@@ -40,7 +40,7 @@ APISERVER_RELEASES = 40
 KILL_EVERY_S = 1.0
 RESTART_AFTER_S = 0.3
 TRACKED = 40
-DRILLS = ("kills", "tracker", "nats", "ferretdb", "apiserver")
+DRILLS = ("kills", "tracker", "nats", "secantusdb", "apiserver")
 DOWN_S = 8.0
 # Shorter than the rollout timeout (the releases resume), then longer (they fail).
 APISERVER_SHORT_S = 20.0
@@ -274,7 +274,7 @@ async def main(drills: list[str]) -> None:
         if "tracker" in drills:
             print("a tracker replica killed while another runs...", flush=True)
             rows += await tracker_replica_killed(system, bench, mail)
-        for component in ("nats", "ferretdb"):
+        for component in ("nats", "secantusdb"):
             if component in drills and component in stack:
                 print(f"{component} killed and restarted during releases...", flush=True)
                 rows += await component_restarted(bench, mail, component, DOWN_S)

@@ -1,1 +1,2 @@
-"""The local stack: real Kubernetes (KWOK nodes), NATS, FerretDB and a registry on loopback."""
+"""The local stack: real Kubernetes (KWOK nodes), NATS, a MongoDB-protocol server
+(SecantusDB) and a registry on loopback."""

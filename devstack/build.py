@@ -1,8 +1,14 @@
-"""Build the stack's Go programs once into the cache, keyed by component and version.
+"""Build the stack's Go programs once into the cache, keyed by component and version,
+and install its MongoDB-protocol server (SecantusDB) there the same way.
 
-Each component is a small wrapper Go module under ``devstack/gomod/<name>`` whose
+Each Go component is a small wrapper Go module under ``devstack/gomod/<name>`` whose
 ``tool`` directives name the upstream main packages; its ``go.mod``/``go.sum`` pin
 every dependency, so a new machine builds exactly the same programs.
+
+SecantusDB is a Python program under the GPL (2.0 only): it gets a virtual
+environment of its own in the cache, installed from ``secantusdb-requirements.txt``
+(every package at an exact version), and runs only as a separate process of the
+local stack. Fabu never imports it, and its own virtual environment never holds it.
 """
 
 import hashlib
@@ -16,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.paths import GOMOD, cache_dir
+from devstack.paths import DEVSTACK, GOMOD, cache_dir
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,6 @@ KUBERNETES = Component(
 )
 ETCD = Component("etcd", "go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"})
 KWOK = Component("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"})
-# A program of ours around FerretDB's embeddable package (see gomod/ferretdb/main.go).
-FERRETDB = Component("ferretdb", "github.com/FerretDB/FerretDB", {"ferretdb": "."})
 NATS = Component(
     "nats",
     "github.com/nats-io/nats-server/v2",
@@ -82,7 +86,7 @@ NATS = Component(
 )
 # For checking the Helm chart (lint, template), not part of the running stack.
 HELM = Component("helm", "helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"})
-COMPONENTS = (KUBERNETES, ETCD, KWOK, FERRETDB, NATS, HELM)
+COMPONENTS = (KUBERNETES, ETCD, KWOK, NATS, HELM)
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -115,6 +119,84 @@ def build(component: Component) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class PythonServer:
+    """A server written in Python, in a virtual environment of its own under the cache."""
+
+    name: str
+    distribution: str  # the pinned requirement whose version keys the cache
+    script: str  # its console script, run by the environment's own python
+    requirements: Path
+
+    @property
+    def version(self) -> str:
+        pin = re.search(
+            rf"^{re.escape(self.distribution)}==(\S+)", self.requirements.read_text(), re.M | re.I
+        )
+        if pin is None:
+            raise RuntimeError(f"{self.requirements} does not pin {self.distribution}")
+        return pin.group(1)
+
+    @property
+    def venv_dir(self) -> Path:
+        """Keyed by the version and a digest of the pins and of the Python it runs on."""
+        digest = hashlib.sha256(self.requirements.read_bytes())
+        digest.update(f"\0{sys.version_info.major}.{sys.version_info.minor}".encode())
+        return cache_dir() / "venv" / f"{self.name}-{self.version}-{digest.hexdigest()[:10]}"
+
+    @property
+    def python(self) -> Path:
+        return self.venv_dir / "bin" / "python"
+
+    def argv(self) -> list[str]:
+        """The start of its command line (``-I``: nothing from the caller's environment
+        or working directory on its module path)."""
+        return [str(self.python), "-I", str(self.venv_dir / "bin" / self.script)]
+
+
+SECANTUSDB = PythonServer(
+    "secantusdb", "SecantusDB", "secantusd-py", DEVSTACK / "secantusdb-requirements.txt"
+)
+INSTALLED = ".installed"  # written last: a folder without it is a broken install
+
+
+def install(server: PythonServer) -> bool:
+    """Install the server unless its versioned environment is complete. True when it did.
+
+    The environment is made in a folder of this process's own and renamed into place,
+    so two checkouts installing at once cannot mix their files.
+    """
+    if (server.venv_dir / INSTALLED).exists():
+        return False
+    started = time.monotonic()
+    print(f"installing {server.name} {server.version} (cached after the first time)", flush=True)
+    staging = server.venv_dir.with_name(f"{server.venv_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True)  # noqa: S603 - this Python's venv module
+    pip = [str(staging / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    # Every package is pinned in the file: --no-deps installs exactly those, and the
+    # check fails if the file misses one.
+    subprocess.run(  # noqa: S603 - pip with the pinned file of this repository
+        [*pip, "install", "--quiet", "--pre", "--no-deps", "-r", str(server.requirements)],
+        check=True,
+    )
+    subprocess.run([*pip, "check"], check=True)  # noqa: S603 - pip check, nothing from input
+    (staging / INSTALLED).write_text(server.version + "\n")
+    if server.venv_dir.exists() and not (server.venv_dir / INSTALLED).exists():
+        shutil.rmtree(server.venv_dir, ignore_errors=True)  # a broken earlier install
+    try:
+        staging.rename(server.venv_dir)
+    except OSError:
+        # Another checkout installed the same meanwhile: keep the one in place.
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (server.venv_dir / INSTALLED).exists():
+            raise
+        return False
+    print(f"installed {server.name} {server.version} in {time.monotonic() - started:.0f}s")
+    return True
+
+
 CHROMIUM = "/usr/bin/chromium"
 CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
@@ -128,8 +210,7 @@ def postgres_bin() -> Path | None:
 
 
 def ensure_debian_packages(names: list[str] | None = None) -> None:
-    """Debian's docker-registry (the OCI registry), PostgreSQL (FerretDB's backend) and
-    Chromium (the UI's browser tests)."""
+    """Debian's docker-registry (the OCI registry) and Chromium (the UI's browser tests)."""
     missing = []
     if (names is None or "chromium" in names) and not Path(CHROMIUM).exists():
         missing.append("chromium")
@@ -137,8 +218,6 @@ def ensure_debian_packages(names: list[str] | None = None) -> None:
         missing.append("fonts-wqy-microhei")  # the Chinese pages' screenshots
     if (names is None or "registry" in names) and not shutil.which(REGISTRY_BINARY):
         missing.append(REGISTRY_BINARY)
-    if (names is None or "postgres" in names) and postgres_bin() is None:
-        missing.append("postgresql")
     if not missing:
         return
     print(f"installing Debian's {' '.join(missing)}", flush=True)
@@ -151,10 +230,14 @@ def ensure_debian_packages(names: list[str] | None = None) -> None:
 
 
 def build_all(names: list[str] | None = None) -> None:
-    """Build in parallel: each link step is single-threaded, so two cores stay busy."""
+    """Build in parallel: each link step is single-threaded, so two cores stay busy.
+    SecantusDB installs meanwhile."""
     wanted = [c for c in COMPONENTS if names is None or c.name in names]
-    with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
-        for future in [pool.submit(build, c) for c in wanted]:
+    with ThreadPoolExecutor(max_workers=len(wanted) + 1) as pool:
+        futures = [pool.submit(build, c) for c in wanted]
+        if names is None or SECANTUSDB.name in names:
+            futures.append(pool.submit(install, SECANTUSDB))
+        for future in futures:
             future.result()
     ensure_debian_packages(names)
 

@@ -50,13 +50,8 @@ def regenerate(component: Component, version: str) -> None:
         )
         header += "\n" + staging_replaces(version, Path(info["GoMod"]).read_text())
     (folder / "go.mod").write_text(header)
-    upstream = [pkg for pkg in component.programs.values() if pkg != "."]
-    if upstream:
-        # An explicit version on every tool: a bare path would mean @latest.
-        _go(["get", "-tool", *(f"{pkg}@{version}" for pkg in upstream)], folder)
-    else:  # our own main package in the folder imports the module
-        _go(["get", f"{component.module}@{version}"], folder)
-        _go(["mod", "tidy"], folder)
+    # An explicit version on every tool: a bare path would mean @latest.
+    _go(["get", "-tool", *(f"{pkg}@{version}" for pkg in component.programs.values())], folder)
 
 
 def main(argv: list[str]) -> None:

@@ -4,11 +4,13 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-GOMOD = Path(__file__).resolve().parent / "gomod"
+DEVSTACK = Path(__file__).resolve().parent
+GOMOD = DEVSTACK / "gomod"
 
 
 def cache_dir() -> Path:
-    """Built binaries, keyed by component and version; survives fresh clones."""
+    """Built binaries and SecantusDB's virtual environment, keyed by component and
+    version; survives fresh clones."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fabu"
     return Path(os.environ.get("FABU_CACHE_DIR", default))
 

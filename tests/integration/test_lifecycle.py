@@ -1,4 +1,5 @@
-"""The lifecycle on the local stack's database: racing transitions, a stale read, a start."""
+"""The lifecycle on the local stack's MongoDB-protocol server (SecantusDB): racing
+transitions, a stale read, a start."""
 
 import asyncio
 import json

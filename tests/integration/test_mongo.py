@@ -1,4 +1,4 @@
-"""PyMongo's async client against the stack's MongoDB-protocol server (FerretDB here)."""
+"""PyMongo's async client against the local stack's MongoDB-protocol server (SecantusDB)."""
 
 import asyncio
 from datetime import timedelta
@@ -57,8 +57,8 @@ async def test_crud_and_unique_index(mongo_db: AsyncDatabase[dict[str, object]])
 
 
 async def test_two_notifiers_never_both_claim_one_attempt(stack_env: StackEnv) -> None:
-    """Claims are inserts of a unique id: atomic on FerretDB too, which loses one of two
-    concurrent updates of a document (it reads it, then rewrites it whole)."""
+    """Claims are inserts of a unique id: atomic even on a server that loses one of two
+    concurrent updates of a document (FerretDB 1.x read it, then rewrote it whole)."""
     first = Mongo(stack_env.mongo_url, unique("d"))
     second = Mongo(stack_env.mongo_url, first.db.name)
     try:

@@ -9,6 +9,8 @@ import nats
 import pytest
 from nats.errors import Error as NatsError
 from nats.js.api import StorageType
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from devstack.stack import Stack
 from tests.support.stack import StackEnv
@@ -23,6 +25,17 @@ def second(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("FABU_NATS_URL", raising=False)
     monkeypatch.delenv("FABU_REGISTRY_URL", raising=False)
     return Stack(tmp_path / "second")
+
+
+@pytest.fixture
+def own_database(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """A stack pointed at the running cluster, NATS and registry: it starts only the
+    MongoDB-protocol server (SecantusDB) of its own."""
+    monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
+    monkeypatch.setenv("FABU_NATS_URL", stack_env.nats_url)
+    monkeypatch.setenv("FABU_REGISTRY_URL", stack_env.registry_url)
+    monkeypatch.delenv("FABU_MONGO_URL", raising=False)
+    return Stack(tmp_path / "own-database")
 
 
 def test_external_services_pass_through_and_down_stops_everything(
@@ -46,7 +59,7 @@ def test_external_services_pass_through_and_down_stops_everything(
 
 
 async def test_one_component_restarts_with_its_port_and_data(second: Stack) -> None:
-    """What make chaos does to NATS, FerretDB and the API server, on a stack of its own."""
+    """What make chaos does to NATS and the API server, on a stack of its own."""
     url = second.up()["FABU_NATS_URL"]
     try:
         await _restart_keeps_data(second, url)
@@ -77,3 +90,46 @@ async def _restart_keeps_data(stack: Stack, url: str) -> None:
             await asyncio.sleep(0.2)
     await nc.close()
     assert kept.data == b"before the restart"
+
+
+async def test_the_database_restarts_with_its_port_and_data(own_database: Stack) -> None:
+    """What make chaos does to the database (SecantusDB): SIGKILLed, started again on its
+    port, it still holds every write it had acknowledged."""
+    url = own_database.up()["FABU_MONGO_URL"]
+    try:
+        assert set(own_database.running()) == {"secantusdb"}
+        assert url.endswith("?directConnection=true")
+        await _database_restart_keeps_data(own_database, url)
+    finally:
+        own_database.down()
+
+
+async def _database_restart_keeps_data(stack: Stack, url: str) -> None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url)
+    try:
+        kept = client["kept"]["docs"]
+        await kept.insert_many([{"_id": n} for n in range(200)])
+        await kept.update_one({"_id": 0}, {"$addToSet": {"tags": "last"}})
+    finally:
+        await client.close()
+
+    stack.stop_component("secantusdb", signal.SIGKILL)
+    assert stack.running()["secantusdb"] is False
+    stack.start_component("secantusdb")
+    assert stack.running()["secantusdb"] is True
+
+    client = AsyncMongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                count = await client["kept"]["docs"].count_documents({})
+                first = await client["kept"]["docs"].find_one({"_id": 0})
+                break
+            except PyMongoError:
+                assert time.monotonic() < deadline, "the database did not come back"
+                await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+    assert count == 200
+    assert first == {"_id": 0, "tags": ["last"]}
