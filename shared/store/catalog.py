@@ -145,14 +145,20 @@ class Catalog:
                 f"template {template.id!r} version {template.version} already exists"
             ) from exc
         await self._templates.replace_one({"_id": template.id}, doc, upsert=True)
+        await self._kept.changed()
 
     async def template(
         self, template_id: TemplateId, version: int | None = None
     ) -> Template | None:
         """The template's current version, or the given one."""
         if version is None:
-            doc = _strip(await self._templates.find_one({"_id": template_id}))
-            return _template(doc) if doc else None
+
+            async def read() -> Template | None:
+                doc = _strip(await self._templates.find_one({"_id": template_id}))
+                return _template(doc) if doc else None
+
+            current = await self._kept.get(("template", template_id), read)
+            return current.model_copy(deep=True) if current else None
         key = f"{template_id}/{version}"
         if key not in self._versions:
             doc = _strip(await self._template_versions.find_one({"_id": key}))
@@ -176,6 +182,7 @@ class Catalog:
     async def mark_template(self, template_id: TemplateId, **fields: object) -> None:
         """Record a sync that changed nothing (``synced_at``) or failed (``error``)."""
         await self._templates.update_one({"_id": template_id}, {"$set": fields})
+        await self._kept.changed()
 
     async def put_config(self, config: ServiceConfig) -> ServiceConfig:
         """Store ``config`` as the next version; 409 when another save took that number."""

@@ -7,9 +7,10 @@ revoked token or a changed config takes effect at once everywhere, or, when the
 notice is lost (NATS down), after ``keep_s`` at most.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -29,22 +30,28 @@ class Kept:
     def __init__(self, keep_s: float = 0.0, tell: Callable[[], Awaitable[None]] = _nobody) -> None:
         self._keep_s = keep_s
         self._tell = tell
-        # key → (kept until, by time.monotonic(); what was read)
-        self._reads: dict[Hashable, tuple[float, object]] = {}
+        # key → (kept until, by time.monotonic(); the read, done or under way)
+        self._reads: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
 
     async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        """What ``read`` answered for ``key`` less than ``keep_s`` ago, else its answer now."""
+        """What ``read`` answered for ``key`` less than ``keep_s`` ago, else its answer now;
+        callers that ask at once while it is read share that one read."""
         if self._keep_s <= 0:
             return await read()
         clock = time.monotonic()
         kept = self._reads.get(key)
-        if kept is not None and kept[0] > clock:
-            return cast("T", kept[1])
-        value = await read()
-        if len(self._reads) >= KEPT_AT_MOST:
-            self._reads.clear()
-        self._reads[key] = (clock + self._keep_s, value)
-        return value
+        if kept is None or kept[0] <= clock:
+            if len(self._reads) >= KEPT_AT_MOST:
+                self._reads.clear()
+            kept = (clock + self._keep_s, asyncio.ensure_future(read()))
+            self._reads[key] = kept
+        reading = kept[1]
+        try:
+            return cast("T", await asyncio.shield(reading))
+        except BaseException:
+            if reading.done() and self._reads.get(key, (0.0, None))[1] is reading:
+                del self._reads[key]  # a failed read is not kept
+            raise
 
     def forget(self) -> None:
         """Drop everything kept (something changed, here or in another process)."""
