@@ -43,8 +43,8 @@ NOT_TEXT = "the body is not UTF-8 text"
 
 
 async def storable(request: Request) -> None:
-    """422 for input no field accepts and no store can keep: a NUL character (FerretDB
-    on PostgreSQL cannot store one), an unpaired surrogate, or JSON nested deeper than
+    """422 for input no field accepts and no store can keep: a NUL character (some
+    MongoDB-protocol servers cannot store one), an unpaired surrogate, or JSON nested deeper than
     any of Fabu's documents, whatever the content type says; the body is UTF-8 text
     (:class:`TextBodies` refused any other)."""
     if "\x00" in request.url.path or "\x00" in "".join(

@@ -21,7 +21,7 @@ def _strip(doc: Doc | None) -> Doc | None:
 
 def _template(doc: Doc) -> Template:
     """A stored template: its schema is kept as JSON text (``$ref``, ``$defs`` and
-    dotted names are not field names FerretDB takes)."""
+    dotted names are not field names every server takes)."""
     parameters = doc.get("parameters")
     if isinstance(parameters, str):
         doc = {**doc, "parameters": json.loads(parameters)}

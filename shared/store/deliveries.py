@@ -2,8 +2,8 @@
 
 An attempt's id is ``<release>/<event>/<channel>#<n>``. Claiming attempt ``n``
 inserts its document, so two notifiers can never both claim it: a unique id
-is atomic on every MongoDB-protocol server, where a conditional update is not
-on FerretDB 1.x (it reads, then rewrites the whole document). Each attempt's
+is atomic on every MongoDB-protocol server, and an attempt's history stays
+a document per attempt rather than a list rewritten in place. Each attempt's
 document then has one writer, its claimant, and the notifier never writes
 the release's document, which the stages advance meanwhile.
 """

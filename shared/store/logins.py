@@ -2,7 +2,7 @@
 
 Each attempt is a document of its own, inserted before its password is
 checked and counted after: an insert is atomic on every MongoDB-protocol
-server, where FerretDB 1.x loses one of two concurrent updates of a counter.
+server, and a count of documents needs no counter updated in place.
 Of attempts made at once, the one counted last sees all the others, so no
 more than ``limit`` pass in a window however many arrive together. A failed
 attempt's document stays (it is what is counted); a refused one's is taken
