@@ -67,8 +67,8 @@ def new_id() -> str:
 
 # A config's template values are stored as one JSON text: their keys are user data
 # (label keys such as ``app.kubernetes.io/name``, a schema's own names) that some
-# MongoDB-protocol servers refuse as field names (dots, a leading $), and their shape is the template's.
-# Fabu's own settings stay fields.
+# MongoDB-protocol servers refuse as field names (dots, a leading $), and their shape
+# is the template's. Fabu's own settings stay fields.
 SETTINGS = ("rollout_timeout_s", "auto_rollback", "canary")
 
 
