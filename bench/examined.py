@@ -48,6 +48,8 @@ FRAMING = (
 )
 # The fresh profile's size: a window of 500 releases must not roll over.
 PROFILE_BYTES = 1 << 30
+# The collection a look-up is sent to, to see the profiler record it.
+PROBE = "bench_profiler_probe"
 # Explains sent at once.
 AT_ONCE = 4
 
@@ -145,20 +147,27 @@ class Examined:
         self.why_not = ""
         self.entries: list[Doc] = []
         self.stopped = False
+        # Per release, once :meth:`rows` has told them: documents examined, database ms.
+        self.docs_per: float | None = None
+        self.ms_per: float | None = None
 
     async def start(self) -> None:
-        """A fresh profile of every operation from now on."""
+        """A fresh profile of every operation from now on: uncapped where the server
+        records into that (SecantusDB's capped collection costs each insert in
+        proportion to what it holds), else capped and large."""
         try:
-            await self.db.command("profile", 0)
-            await self.db.drop_collection("system.profile")
-        except PyMongoError as exc:
-            self.why_not = f"the server does not profile: {_said(exc)}"
-            return
-        # Else the server's own profile collection, of its own size.
-        with contextlib.suppress(PyMongoError):
-            await self.db.create_collection("system.profile", capped=True, size=PROFILE_BYTES)
-        try:
-            await self.db.command("profile", 2)
+            for capped in (False, True):
+                await self.db.command("profile", 0)
+                await self.db.drop_collection("system.profile")
+                options: Doc = {"capped": True, "size": PROFILE_BYTES} if capped else {}
+                # Else the server's own profile collection, of its own size.
+                with contextlib.suppress(PyMongoError):
+                    await self.db.create_collection("system.profile", **options)
+                await self.db.command("profile", 2)
+                await self.db[PROBE].find_one({})
+                if await self.db["system.profile"].find_one({"ns": f"{self.db.name}.{PROBE}"}):
+                    return
+            self.why_not = "the server's profile recorded nothing"
         except PyMongoError as exc:
             self.why_not = f"the server does not profile: {_said(exc)}"
 
@@ -170,12 +179,18 @@ class Examined:
         self.stopped = True
         try:
             await self.db.command("profile", 0)
-            found = self.db["system.profile"].find({}, {"command.documents": 0})
+            found = self.db["system.profile"].find(
+                {"ns": {"$ne": f"{self.db.name}.{PROBE}"}}, {"command.documents": 0}
+            )
             self.entries = await found.to_list()
         except PyMongoError as exc:
             self.why_not = f"the profile could not be read: {_said(exc)}"
 
     async def close(self) -> None:
+        """The profile dropped (it holds the window's commands), the connection closed."""
+        with contextlib.suppress(PyMongoError):
+            await self.db.command("profile", 0)
+            await self.db.drop_collection("system.profile")
         await self.client.close()
 
     async def account(self) -> Account:
@@ -235,6 +250,7 @@ class Examined:
             rows.append((f"{title} (the server does not explain: {account.failure})", "n/a", ""))
         else:
             docs, keys = account.docs.total(), account.keys.total()
+            self.docs_per = docs / per
             rows.append((f"{title}: docs / index keys", f"{docs / per:.1f} / {keys / per:.1f}", ""))
             rows += [
                 (
@@ -260,6 +276,7 @@ class Examined:
             millis[str(entry.get("ns", "")).partition(".")[2] or "(database)"] += int(
                 entry.get("millis", 0)
             )
+        self.ms_per = millis.total() / per
         rows.append(
             (
                 f"  database ms per release, {label} (profiled ops: {len(self.entries) / per:.1f})",
