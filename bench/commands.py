@@ -1,5 +1,5 @@
 """The database commands a part's releases cost: each process's, per release, from its
-/metrics, and the rows PostgreSQL's sequential scans read meanwhile."""
+/metrics (what the server did with them: ``bench.examined``)."""
 
 from collections import Counter
 
@@ -33,13 +33,6 @@ def commands_rows(
         used = after.get(process, Counter()) - before.get(process, Counter())
         rows += per_release(f"database commands per release: {process}", used, per, 1)
     return rows
-
-
-def scanned_rows(before: Counter[str], after: Counter[str], per: int) -> list[Row]:
-    """PostgreSQL's rows read by sequential scans per release, the most read collections
-    named (none without the stack's PostgreSQL)."""
-    used = after - before
-    return per_release("PostgreSQL rows scanned per release", used, per, 0) if used else []
 
 
 def per_release(title: str, used: Counter[str], per: int, digits: int) -> list[Row]:

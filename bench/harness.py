@@ -97,6 +97,7 @@ class Bench:
         # Release id → when its request was sent, and when its answer came (time.time()).
         self.asked: dict[str, tuple[float, float]] = {}
         self.nats: NatsClient | None = None
+        self.subjects = Subjects()
 
     def kubectl(self, *args: str) -> None:
         subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
@@ -136,10 +137,17 @@ class Bench:
         for version in versions:
             await push_image(f"http://{self.registry}", f"bench/{service}", version)
 
-    async def release(self, service: str, environment: str, version: str) -> str:
+    async def release(
+        self,
+        service: str,
+        environment: str,
+        version: str,
+        via: aiohttp.ClientSession | None = None,
+    ) -> str:
+        """Ask for a release (through ``via``, another API replica, when given)."""
         body = {"service": service, "environment": environment, "version": version}
         sent = time.time()
-        async with self.releasing.post("/api/v1/releases", json=body) as accepted:
+        async with (via or self.releasing).post("/api/v1/releases", json=body) as accepted:
             answer = await accepted.json()
         if accepted.status != 202:
             raise RuntimeError(f"release refused ({accepted.status}): {answer}")
@@ -150,7 +158,7 @@ class Bench:
     async def watch_outcomes(self, nats_url: str, prefix: str) -> None:
         """Hear every release's end on NATS, as it is published: waiting on the database
         would load the very thing being measured."""
-        subjects = Subjects(prefix)
+        self.subjects = subjects = Subjects(prefix)
 
         async def quiet(error: Exception) -> None:
             """make chaos restarts NATS: the client reconnects by itself."""
@@ -163,6 +171,20 @@ class Bench:
                 self.ended.setdefault(release_id, state)
 
             await self.nats.subscribe(subject, cb=heard)
+
+    async def settled(self, release_ids: list[str], within_s: float = 600) -> None:
+        """Wait until every release has ended and every message of the stream has been
+        handled (none waiting, none unacknowledged): no stage has anything left to do."""
+        await until_true(lambda: all(r in self.ended for r in release_ids), within_s)
+        assert self.nats is not None  # noqa: S101 - watch_outcomes connected it
+        jetstream = self.nats.jetstream()
+        stream = self.subjects.stream
+
+        async def drained() -> bool:
+            consumers = await jetstream.consumers_info(stream)
+            return all(not c.num_pending and not c.num_ack_pending for c in consumers)
+
+        await until(drained, within_s, "the stages' messages handled")
 
     async def finished(self, release_ids: list[str], within_s: float = 600) -> list[dict[str, Any]]:
         """Wait until every release has ended; then their records."""

@@ -1,13 +1,15 @@
 """``intake``: the API alone (the renderer stopped meanwhile) taking 500 release
-requests at once: the requests per second, the CPU and database commands per request,
-profiled; then the renderer started again and the 500 released."""
+requests at once: the requests per second, the CPU and database commands per request and
+the documents they examined, profiled; then the renderer started again and the 500
+released."""
 
 import asyncio
 import time
 
-from bench.commands import commands_rows, database_commands, scanned_rows
+from bench.commands import commands_rows, database_commands
+from bench.examined import examined
 from bench.harness import SERVICES, Bench, services
-from bench.profile import Profiler, cpu_seconds, report_profiles, rows_scanned, used_between
+from bench.profile import Profiler, cpu_seconds, report_profiles, used_between
 from bench.readings import Row, spread
 from devstack.system import FabuSystem
 
@@ -18,7 +20,8 @@ async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     # Nothing past the API runs meanwhile: the requests wait in the stream for the renderer.
     system.kill("renderer")
     profiler = Profiler(system, system.logs / "profiles" / "intake")
-    sent, scanned = await database_commands(system), rows_scanned()
+    sent = await database_commands(system)
+    window = await examined(system)
     before = cpu_seconds(system)
     try:
         started = time.time()
@@ -26,9 +29,11 @@ async def intake_rows(system: FabuSystem, bench: Bench) -> list[Row]:
         took = max(bench.asked[r][1] for r in ids) - started
     finally:
         sampled = profiler.stop()
+        await window.stop()
     cpu = used_between(before, cpu_seconds(system))
     commands = commands_rows(sent, await database_commands(system), SERVICES, ("api",))
-    commands += scanned_rows(scanned, rows_scanned(), SERVICES)
+    commands += await window.rows("the API's intake", SERVICES)
+    await window.close()
     report_profiles(profiler.folder, sampled)
     system.start("renderer")
     bodies = await bench.finished(list(ids))

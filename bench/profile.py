@@ -10,11 +10,7 @@ keeps them beside the raw stacks (``summary.txt``).
 
 :func:`cpu_seconds` reads from ``/proc`` the CPU time used so far by each
 stage and by each of the stack's components (a component's whole process
-group: PostgreSQL's backends with it).
-
-:func:`rows_scanned` reads from PostgreSQL's statistics how many rows its
-sequential scans have read so far in each collection FerretDB keeps there
-(FerretDB 1.x turns a query on any field into such a scan).
+group, and every process under it).
 """
 
 import os
@@ -25,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import build
 from devstack.stack import Stack
 from devstack.system import FabuSystem
 
@@ -141,8 +136,8 @@ def _stat(pid: int) -> list[str]:
 
 def cpu_seconds(system: FabuSystem) -> dict[str, float]:
     """CPU seconds (user + system, reaped children included) used so far by each stage and
-    by each component of the local stack with every process under it (PostgreSQL's
-    backends start their own sessions, so they are found by parent, not by group)."""
+    by each component of the local stack with every process under it (found by parent,
+    not by group: a database's backends may start sessions of their own)."""
     owners = {pid: name for name, (pid, _) in Stack().pids().items()}
     owners |= {p.pid: stage for stage, p in system.processes.items()}
     # This program: the client sending the requests, and its own watches.
@@ -171,27 +166,3 @@ def cpu_seconds(system: FabuSystem) -> dict[str, float]:
 
 def used_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: after[name] - before.get(name, 0.0) for name in after}
-
-
-def rows_scanned() -> Counter[str]:
-    """Rows read by sequential scans so far, by collection, in the local stack's PostgreSQL
-    (empty when the stack runs none): FerretDB names a collection's table
-    ``<collection>_<hash>``."""
-    pid_file = Stack().root / "postgres" / "postmaster.pid"
-    bin_dir = build.postgres_bin()
-    if not pid_file.exists() or bin_dir is None:
-        return Counter()
-    port = pid_file.read_text().splitlines()[3]  # PostgreSQL's layout: pid, data, start, port
-    query = "select relname, seq_tup_read from pg_stat_user_tables"
-    out = subprocess.run(  # noqa: S603 - the stack's psql, arguments built here
-        [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "fabu", "-At", "-c", query],
-        env={**os.environ, "PGDATABASE": "postgres"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    scanned: Counter[str] = Counter()
-    for line in out.splitlines():
-        table, _, rows = line.partition("|")
-        scanned[table.rpartition("_")[0] or table] += int(rows)
-    return scanned

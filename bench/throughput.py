@@ -1,6 +1,6 @@
 """``throughput``: 500 releases at once against a direct server-side apply of the same
 manifests: each release's time in each step, every process's CPU and database
-commands, the stages' profiles, and their peak memory."""
+commands, the documents those examined, the stages' profiles, and their peak memory."""
 
 import asyncio
 import time
@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from bench.commands import commands_rows, database_commands, scanned_rows
+from bench.commands import commands_rows, database_commands
+from bench.examined import Examined, examined
 from bench.harness import SERVICES, Bench, CompletionWatch, services
-from bench.profile import Profiler, cpu_seconds, report_profiles, rows_scanned, used_between
+from bench.profile import Profiler, cpu_seconds, report_profiles, used_between
 from bench.readings import Row, rss_mb, spread, ts
 from devstack.system import STAGES, FabuSystem
 
@@ -55,14 +56,18 @@ def breakdown(
 
 
 async def fabu_concurrent(
-    bench: Bench, env: str, names: list[str]
+    bench: Bench, env: str, names: list[str], window: Examined | None = None
 ) -> tuple[float, int, dict[str, list[float]]]:
     """A release of each service at once: the seconds from the first request to the last
-    ``succeeded``, how many succeeded, and the breakdown of those."""
+    ``succeeded``, how many succeeded, and the breakdown of those. A ``window`` closes
+    once the stages have nothing more to do, before this program reads the records."""
     watch = CompletionWatch(bench.cluster, env)
     try:
         started = time.time()
         ids = await asyncio.gather(*(bench.release(n, env, "1.0.0") for n in names))
+        if window is not None:
+            await bench.settled(list(ids))
+            await window.stop()
         bodies = await bench.finished(list(ids))
         ok = [b for b in bodies if b["state"] == "succeeded"]
         await watch.wait([(b["service"], b["image"]) for b in ok])
@@ -92,15 +97,18 @@ async def throughput_rows(system: FabuSystem, bench: Bench) -> list[Row]:
     print(f"{SERVICES} releases at once against direct apply...", flush=True)
     env, names = await services(bench, SERVICES, "c")
     profiler = Profiler(system, system.logs / "profiles" / "throughput")
-    sent, scanned = await database_commands(system), rows_scanned()
+    sent = await database_commands(system)
+    window = await examined(system)
     before = cpu_seconds(system)
     try:
-        fabu_s, ok, steps = await fabu_concurrent(bench, env, names)
+        fabu_s, ok, steps = await fabu_concurrent(bench, env, names, window)
     finally:
         sampled = profiler.stop()
+        await window.stop()
     fabu_cpu = used_between(before, cpu_seconds(system))
     commands = commands_rows(sent, await database_commands(system), SERVICES)
-    commands += scanned_rows(scanned, rows_scanned(), SERVICES)
+    commands += await window.rows(f"{SERVICES} at once", SERVICES)
+    await window.close()
     report_profiles(profiler.folder, sampled)
     bench.drop(env)
     namespace = bench.namespace("direct")

@@ -63,15 +63,17 @@ class FabuSystem:
 
     def start(self, stage: str, extra_env: dict[str, str] | None = None, name: str = "") -> None:
         """Start a stage's process, known as ``name`` (default: the stage; another name
-        runs a further replica)."""
+        runs a further replica, the API's on a port of its own: :meth:`url`), logging
+        to ``<name>.log``."""
+        name = name or stage
         env = {
             **self.env,
-            "FABU_HTTP_PORT": str(self.api_port if stage == "api" else free_port()),
+            "FABU_HTTP_PORT": str(self.api_port if name == "api" else free_port()),
             **(extra_env or {}),
         }
-        self.ports[name or stage] = int(env["FABU_HTTP_PORT"])
-        with (self.logs / f"{name or stage}.log").open("ab") as log:
-            self.processes[name or stage] = subprocess.Popen(  # noqa: S603 - this Python running a Fabu stage
+        self.ports[name] = int(env["FABU_HTTP_PORT"])
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(  # noqa: S603 - this Python running a Fabu stage
                 [sys.executable, "-m", f"services.{stage}"],
                 env=env,
                 stdout=log,
@@ -90,14 +92,17 @@ class FabuSystem:
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.processes.values())
 
-    def stop(self) -> dict[str, int]:
-        """SIGTERM every stage; returns their exit codes."""
-        for process in self.processes.values():
+    def url(self, name: str) -> str:
+        """Where the process ``name`` serves HTTP (an API replica: the API itself)."""
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def stop(self, *names: str) -> dict[str, int]:
+        """SIGTERM the named processes (default: every one); returns their exit codes."""
+        stopping = {name: self.processes.pop(name) for name in names or list(self.processes)}
+        for process in stopping.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        codes = {stage: p.wait(timeout=30) for stage, p in self.processes.items()}
-        self.processes.clear()
-        return codes
+        return {name: p.wait(timeout=30) for name, p in stopping.items()}
 
     def log(self, stage: str) -> str:
         return (self.logs / f"{stage}.log").read_text(errors="replace")
