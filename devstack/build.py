@@ -201,14 +201,6 @@ CHROMIUM = "/usr/bin/chromium"
 CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 
-def postgres_bin() -> Path | None:
-    """The newest installed PostgreSQL server's bin folder (Debian's layout)."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3])
-    )
-    return found[-1].parent if found else None
-
-
 def ensure_debian_packages(names: list[str] | None = None) -> None:
     """Debian's docker-registry (the OCI registry) and Chromium (the UI's browser tests)."""
     missing = []
