@@ -23,7 +23,7 @@
   logging to ``<stage>-2.log``), 500 releases of 500 services at once, half
   asked of each API: the wall time and how many succeeded; that nothing was
   done twice, from the store (every release's history holds render, apply and
-  succeed once each, as do the transitions claimed for it) and from each
+  succeed once each) and from each
   process's /metrics (each stage's two replicas together handled each message
   once, the notifier's two a release, and both did some; the two APIs created
   the 500 records between them). The second replicas are stopped after it.
