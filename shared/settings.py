@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # in every process (a NATS notice), or after this long when the notice is lost.
     # 0 asks the database every time.
     kept_s: float = Field(default=5.0, ge=0, le=60)
+    # How often each API replica starts the release plans whose time has come and steps
+    # the running ones (a schedule fires within about this long of its time).
+    plan_tick_s: float = Field(default=1.0, gt=0, le=60)
     # Logins refused (429) for a user name, or from a client address, that failed
     # this many times within the window; a success clears the user's count.
     login_attempts: int = Field(default=10, ge=1)

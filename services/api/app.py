@@ -26,6 +26,8 @@ from services.api import (
     image_events,
     image_routes,
     notification_routes,
+    plan_conductor,
+    plan_routes,
     release_routes,
     template_routes,
     user_routes,
@@ -54,6 +56,7 @@ from shared.store.images import Images
 from shared.store.indexes import ensure_indexes
 from shared.store.kept import Kept
 from shared.store.mongo import Mongo, StoreError
+from shared.store.plans import Plans
 from shared.store.releases import Releases
 from shared.store.users import Users
 from shared.templating import sandbox
@@ -147,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
                 mongo=mongo,
                 catalog=Catalog(mongo, kept),
                 releases=Releases(mongo),
+                plans=Plans(mongo),
                 bus=bus,
                 clusters=clusters,
                 registries=registries,
@@ -160,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
             await first_admin(api.users, api.audit, settings)
             # Stopped first, while the connections it uses are still open.
             await owned.enter_async_context(image_events.consuming(api))
+            await owned.enter_async_context(plan_conductor.conducting(api))
             yield
 
     app = FastAPI(
@@ -221,6 +226,7 @@ def create_app(settings: Settings) -> FastAPI:
         template_routes,
         image_routes,
         notification_routes,
+        plan_routes,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=viewer, responses=ERRORS)
     for module in (auth_routes, user_routes, webhook_routes):

@@ -18,6 +18,7 @@ from shared.store.audit import Audit
 from shared.store.catalog import Catalog
 from shared.store.images import Images
 from shared.store.mongo import Mongo
+from shared.store.plans import Plans
 from shared.store.releases import Releases
 from shared.store.users import Users
 from shared.templating.sandbox import Renderers
@@ -29,6 +30,7 @@ class Api:
     mongo: Mongo
     catalog: Catalog
     releases: Releases
+    plans: Plans
     bus: Bus
     clusters: Clusters
     registries: Registries

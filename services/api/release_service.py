@@ -249,39 +249,52 @@ async def may(
 async def create(api: Api, principal: Principal, body: ReleaseIn) -> ReleaseAccepted:
     """Release a version; it waits for approval where the environment asks for one."""
     need(principal, Permission.RELEASE)
-    (service, env), config = await asyncio.gather(
-        _target(api, body.service, body.environment),
-        api.catalog.config(body.service, body.environment),
-    )
+    service, env = await _target(api, body.service, body.environment)
     principal.must_release(env.name, service)
+    release = await new_release(api, service, env, body.version, body.description)
+    return await start(release, env, service, _starter(api, principal), body.override_reason)
+
+
+async def new_release(
+    api: Api,
+    service: Service,
+    env: Environment,
+    version: str,
+    description: str,
+    template_version: int | None = None,
+    release_id: str | None = None,
+) -> Release:
+    """A release of ``version`` with the service's config there and its template's current
+    version (or ``template_version`` of it), not yet stored: 422 when the config is
+    missing or does not fit, or the registry has no such tag."""
+    config = await api.catalog.config(service.name, env.name)
     if config is None:
         raise Invalid(
-            f"service {body.service!r} has no release config for environment {body.environment!r}",
+            f"service {service.name!r} has no release config for environment {env.name!r}",
             field="environment",
         )
     template, digest = await asyncio.gather(
-        config_template(api.catalog, config, api.secrets),
-        _digest(api, service.image_repository, body.version),
+        config_template(api.catalog, config, api.secrets, template_version),
+        _digest(api, service.image_repository, version),
     )
     if digest is None:
         raise Invalid(
-            f"version: the registry has no tag {body.version!r} in {service.image_repository}",
+            f"version: the registry has no tag {version!r} in {service.image_repository}",
             field="version",
         )
-    release = Release(
-        id=ReleaseId(new_id()),
+    return Release(
+        id=ReleaseId(release_id or new_id()),
         service=service.name,
         environment=env.name,
-        version=body.version,
-        image=f"{service.image_repository}:{body.version}",
-        description=body.description,
+        version=version,
+        image=f"{service.image_repository}:{version}",
+        description=description,
         template_id=template.id,
         template_version=template.version,
         config_version=config.version,
         params=config.params,
         namespace=env.namespace,
     )
-    return await start(release, env, service, _starter(api, principal), body.override_reason)
 
 
 async def _digest(api: Api, repository: str, tag: str) -> str | None:

@@ -5,6 +5,7 @@ redeploy and a template rollout all meet the same rules.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
@@ -14,7 +15,7 @@ from shared.models.base import now
 from shared.models.catalog import Environment, Service, ServiceConfig, Template
 from shared.models.parameters import told
 from shared.models.release import Release, ReleaseKind
-from shared.models.release_parts import FreezeOverride
+from shared.models.release_parts import Decision, FreezeOverride
 from shared.models.users import Role
 from shared.release import lifecycle
 from shared.release.lifecycle import Actor
@@ -28,6 +29,16 @@ from shared.templating.versions import misfits
 
 
 @dataclass(frozen=True)
+class InPlan:
+    """A release started as an item of a plan: the plan's approval and freeze override
+    stand for its own."""
+
+    plan_id: str
+    decision: Decision | None
+    freeze_override: FreezeOverride | None
+
+
+@dataclass(frozen=True)
 class Starter:
     """What starting a release needs: the stores, the bus, and who asks."""
 
@@ -38,10 +49,11 @@ class Starter:
 
 
 def freeze_check(
-    env: Environment, principal: Principal, override_reason: str
+    env: Environment, principal: Principal, override_reason: str, at: datetime | None = None
 ) -> FreezeOverride | None:
-    """Nothing outside a freeze window; inside one, an admin's written override, or 403/422."""
-    window = env.frozen_by(now())
+    """Nothing outside a freeze window (now, or at ``at``); inside one, an admin's written
+    override, or 403/422."""
+    window = env.frozen_by(at or now())
     if window is None:
         return None
     frozen = (
@@ -72,24 +84,46 @@ def retired(service: Service, env: Environment) -> None:
             )
 
 
+async def upstream(releases: Releases, env: Environment, service: str, version: str) -> None:
+    """422 when ``env`` releases only versions that succeeded in an earlier environment
+    and this one has not."""
+    earlier = env.requires_success_in
+    if earlier and not await releases.succeeded_in(service, earlier, version):
+        raise Invalid(
+            f"version: {service} {version} has not succeeded in {earlier}; "
+            f"{env.name} releases only versions that succeeded there first",
+            field="version",
+        )
+
+
 async def start(
     release: Release,
     env: Environment,
     service: Service,
     starter: Starter,
     override_reason: str = "",
+    in_plan: InPlan | None = None,
 ) -> ReleaseAccepted:
     """Check the caller may release here now, store the release (taking its service's
-    lock), and hand it to the renderer, or to an approver when the environment needs one."""
+    lock), and hand it to the renderer, or to an approver when the environment needs one
+    (an item of a plan: the plan was approved, and its freeze override stands)."""
     principal = starter.principal
     principal.must_release(env.name, service)
     retired(service, env)
-    release.freeze_override = freeze_check(env, principal, override_reason)
+    if release.kind is not ReleaseKind.ROLLBACK:
+        await upstream(starter.releases, env, release.service, release.version)
+    if in_plan is None:
+        release.freeze_override = freeze_check(env, principal, override_reason)
+        how = REQUEST_APPROVAL if env.approval_required else REQUEST
+    else:
+        release.plan_id = in_plan.plan_id
+        release.decision = in_plan.decision
+        release.freeze_override = in_plan.freeze_override
+        how = REQUEST
     # A rollback restores what ran before whole; a release or a redeploy goes through
     # the config's canary steps.
     if release.kind is not ReleaseKind.ROLLBACK and release.params.canary:
         release.canary_step = 0
-    how = REQUEST_APPROVAL if env.approval_required else REQUEST
     release = await lifecycle.start(
         starter.releases, starter.bus, release, how, Actor.person(principal.name)
     )
@@ -104,6 +138,7 @@ async def start(
             "state": release.state,
             "source_release_id": release.source_release_id,
             "freeze_override": release.freeze_override,
+            "plan_id": release.plan_id,
         },
         note=release.description,
     )
@@ -128,12 +163,18 @@ def sample_params(
     )
 
 
-async def config_template(catalog: Catalog, config: ServiceConfig, secrets: Secrets) -> Template:
-    """The current version of the template a release config names: 422 if it is gone or
-    the config's values do not fit its parameters (a release of it is refused)."""
-    template = await catalog.template(config.template_id)
+async def config_template(
+    catalog: Catalog, config: ServiceConfig, secrets: Secrets, version: int | None = None
+) -> Template:
+    """The current version (or ``version``) of the template a release config names: 422 if
+    it is gone or the config's values do not fit its parameters (a release of it is
+    refused)."""
+    template = await catalog.template(config.template_id, version)
     if template is None:
-        raise Invalid(f"template {config.template_id!r} of the release config no longer exists")
+        which = f" version {version}" if version is not None else ""
+        raise Invalid(
+            f"template {config.template_id!r}{which} of the release config no longer exists"
+        )
     fitting(template, config, secrets)
     return template
 

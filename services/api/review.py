@@ -77,7 +77,7 @@ async def _manifest(api: Api, release: Release) -> tuple[str, str, list[str]]:
     return rendered.manifest, rendered.shown, rendered.hidden
 
 
-async def _diff(api: Api, release: Release) -> tuple[str, ManifestDiff | None, str]:
+async def diff(api: Api, release: Release) -> tuple[str, ManifestDiff | None, str]:
     """The manifest shown, its diff against the live objects, and why either is missing."""
     try:
         manifest, shown, hidden = await _manifest(api, release)
@@ -88,10 +88,10 @@ async def _diff(api: Api, release: Release) -> tuple[str, ManifestDiff | None, s
         return shown, None, f"environment {release.environment!r} not found"
     try:
         cluster = await api.clusters.get(env)
-        diff = await manifest_diff(cluster, env.namespace, manifest, hidden)
+        changes = await manifest_diff(cluster, env.namespace, manifest, hidden)
     except (ClusterError, TransientError) as exc:
         return shown, None, f"the cluster of {env.name!r} answered: {exc.message}"
-    return shown, diff, ""
+    return shown, changes, ""
 
 
 def _template(release: Release, before: Release | None, names: dict[str, str]) -> str:
@@ -118,9 +118,9 @@ async def review(api: Api, principal: Principal, release_id: str) -> Review:
             f"release {release_id} is {release.state.value}: a review is for a release not "
             "yet applied; its transcript and manifest say what it did"
         )
-    before, (manifest, diff, diff_error), template = await asyncio.gather(
+    before, (manifest, changes, diff_error), template = await asyncio.gather(
         api.releases.running(release.service, release.environment),
-        _diff(api, release),
+        diff(api, release),
         api.catalog.template(release.template_id),
     )
     names: dict[str, str] = {release.template_id: template.name} if template else {}
@@ -143,6 +143,6 @@ async def review(api: Api, principal: Principal, release_id: str) -> Review:
             before.params if before else None, release.params, api.secrets.open
         ),
         manifest=manifest,
-        diff=diff,
+        diff=changes,
         diff_error=diff_error,
     )

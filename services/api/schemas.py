@@ -19,6 +19,7 @@ from shared.errors import Invalid
 from shared.ids import TemplateId
 from shared.models.base import DnsLabel, EnvName
 from shared.models.catalog import BaseParams, Environment, ServiceConfig, TemplateSource
+from shared.models.plan import MAX_CONCURRENCY, MAX_ITEMS, OnFailure
 from shared.models.release import Release, ReleaseKind
 from shared.models.users import Grant, UserName
 from shared.release.machine import ReleaseState
@@ -269,6 +270,44 @@ class ReleasePage(BaseModel):
     # With ``count=true``: how many match, and how many newer ones come before this page.
     total: int | None = None
     offset: int | None = None
+
+
+class PlanItemIn(Body):
+    service: DnsLabel
+    version: ImageTag
+    # Its wave (0 first), or the items it waits for, or both (the later wins).
+    wave: int = Field(default=0, ge=0, le=MAX_ITEMS)
+    after: list[DnsLabel] = Field(default_factory=list, max_length=MAX_ITEMS)
+
+
+class PlanOptions(Body):
+    """What every plan is asked with, whichever way its items are chosen."""
+
+    name: str = Field(default="", max_length=100)
+    description: str = Field(default="", max_length=2000)
+    # How many items of a wave run at once.
+    concurrency: int = Field(default=5, ge=1, le=MAX_CONCURRENCY)
+    on_failure: OnFailure = OnFailure.STOP
+    # When to start (with a time zone); none: as soon as it may.
+    scheduled_at: datetime | None = None
+    override_reason: OverrideReason = ""
+
+
+class PlanIn(PlanOptions):
+    environment: EnvName
+    items: list[PlanItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class PromoteIn(PlanOptions):
+    """Promote what runs healthy in ``source`` to ``environment``: the ``services``
+    named, or every service of ``team`` configured in both."""
+
+    source: EnvName
+    environment: EnvName
+    services: list[DnsLabel] = Field(default_factory=list, max_length=MAX_ITEMS)
+    team: str = Field(default="", max_length=100)
+    # The order, as a plan's ``after``: service → the services it waits for.
+    after: dict[DnsLabel, list[DnsLabel]] = Field(default_factory=dict)
 
 
 Password = Annotated[str, Field(min_length=10, max_length=1000)]

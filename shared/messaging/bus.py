@@ -1,6 +1,6 @@
 """NATS JetStream: the release stream, the stage consumers, publishing, and the worker loop.
 
-One stream holds ``release.>``, ``template.>`` and ``image.>`` on file
+One stream holds ``release.>``, ``plan.>``, ``template.>`` and ``image.>`` on file
 storage; each stage has one durable pull consumer that all its replicas
 share, so JetStream spreads messages across them and redelivers what a dead
 replica held.
@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from shared.errors import TransientError
-from shared.messaging.messages import Event, ImageBuilt, TemplateChanged
+from shared.messaging.messages import Event, ImageBuilt, PlanMessage, TemplateChanged
 from shared.messaging.subjects import Subjects
 
 log = structlog.get_logger()
@@ -55,6 +55,7 @@ class Bus:
                 self.subjects.all_releases,
                 self.subjects.all_templates,
                 self.subjects.all_images,
+                self.subjects.all_plans,
             ],
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
@@ -96,7 +97,9 @@ class Bus:
         subscription = await self.nc.subscribe(subject, cb=handle)
         return subscription.unsubscribe
 
-    async def publish(self, subject: str, event: Event | TemplateChanged | ImageBuilt) -> None:
+    async def publish(
+        self, subject: str, event: Event | TemplateChanged | ImageBuilt | PlanMessage
+    ) -> None:
         await self.js.publish(
             subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.event_id}
         )

@@ -91,6 +91,21 @@ RELEASE_MESSAGES: dict[str, type[Event]] = {
 }
 
 
+class PlanMessage(BaseModel):
+    """A release plan started (its first wave) or ended: its id, and which."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    plan_id: str
+    what: Literal["started", "ended"]
+    occurred_at: datetime = Field(default_factory=_now)
+
+    @property
+    def event_id(self) -> str:
+        return f"plan:{self.plan_id}:{self.what}"
+
+
 class TemplateChanged(BaseModel):
     """Templates to read again from their sources: published by the GitLab webhook and by
     ``POST /templates/sync``; the renderer's ``templates`` consumer stores new versions."""

@@ -17,6 +17,9 @@ COMPLETED = "release.completed"
 # A canary step is healthy and waits: read by the notifier only.
 PAUSED = "release.paused"
 FAILED = "release.failed"
+# A release plan started its first wave, or ended: read by the notifier only.
+PLAN_STARTED = "plan.started"
+PLAN_ENDED = "plan.ended"
 TEMPLATE_CHANGED = "template.changed"
 IMAGE_BUILT = "image.built"
 # Also read by every tracker as a plain subscription: each stops following it.
@@ -37,6 +40,8 @@ IMAGES = "images"
 # to roll back where that is asked for.
 PROMOTIONS = "promotions"
 RECOVERIES = "recoveries"
+# The notifier process's other consumer: plans started and ended.
+PLANS = "plans"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,18 @@ class Subjects:
     @property
     def all_releases(self) -> str:
         return self._s("release.>")
+
+    @property
+    def all_plans(self) -> str:
+        return self._s("plan.>")
+
+    @property
+    def plan_started(self) -> str:
+        return self._s(PLAN_STARTED)
+
+    @property
+    def plan_ended(self) -> str:
+        return self._s(PLAN_ENDED)
 
     @property
     def all_templates(self) -> str:
@@ -129,5 +146,6 @@ class Subjects:
             NOTIFIER: [self.awaiting, self.applied, self.paused, self.completed, self.failed],
             TEMPLATES: [self.template_changed],
             IMAGES: [self.image_built],
+            PLANS: [self.plan_started, self.plan_ended],
         }
         return stage, inputs[stage]

@@ -56,6 +56,9 @@ class Environment(Model):
     # A release that fails after reaching the cluster is rolled back to the last good
     # one by Fabu itself (a release config's ``auto_rollback`` decides for its service).
     auto_rollback: bool = False
+    # Only versions that succeeded in this earlier environment are released here (a
+    # rollback, restoring what ran here before, is not asked).
+    requires_success_in: EnvName | None = None
     # What a release here may hold: pods within this level of Kubernetes' Pod Security
     # Standards, and Roles and RoleBindings only when ``allow_rbac`` (never a binding
     # to a ClusterRole): see shared/podsecurity.py.

@@ -58,6 +58,8 @@ class Release(Model):
     # release, the automatic rollback Fabu started (kept apart, read with the detail).
     rollback_of: ReleaseId | None = None
     rolled_back_by: ReleaseId | None = None
+    # The release plan it is an item of.
+    plan_id: str | None = None
     state: ReleaseState = ReleaseState.REQUESTED
     created_at: datetime = Field(default_factory=now)
     # When the deployer sent the first object to the cluster.

@@ -216,6 +216,16 @@ class Releases:
         page = await self.page(filters, limit=1)
         return page[0] if page else None
 
+    async def succeeded_in(self, service: str, environment: str, version: str) -> bool:
+        """Whether a release of this version of the service succeeded in the environment."""
+        query = {
+            "service": service,
+            "environment": environment,
+            "version": version,
+            "state": ReleaseState.SUCCEEDED.value,
+        }
+        return await self._releases.count_documents(query, limit=1) == 1
+
     async def inventories(
         self, service: str, environment: str, limit: int = 50
     ) -> list[list[Owned]] | None:
