@@ -239,13 +239,14 @@ async def create(
     env = await _environment(api, body.environment)
     if env.archived_at is not None:
         raise Conflict(f"environment {env.name} is archived: it is released to no more")
+    items = items or _items(body)
     plan = Plan(
         id=new_id(),
-        name=body.name or _name(items or _items(body)),
+        name=body.name or _name(items),
         description=body.description,
         environment=env.name,
         kind=kind,
-        items=items or _items(body),
+        items=items,
         concurrency=body.concurrency,
         on_failure=body.on_failure,
         operator=principal.name,

@@ -117,15 +117,6 @@ class PlanItem(Model):
     def bad(self) -> bool:
         return self.state in BAD
 
-    @property
-    def reached_cluster(self) -> bool:
-        """Whether its release was started (a release not started changed nothing)."""
-        return self.release_id is not None and self.state not in (
-            ItemState.REFUSED,
-            ItemState.STARTING,
-            ReleaseState.REJECTED,
-        )
-
 
 class PlanEvent(Model):
     at: datetime
