@@ -353,3 +353,62 @@ async def test_a_scheduled_plan_starts_once_after_its_conductor_is_killed_and_re
     ended = (await api.get(f"/plans/{cancelled['id']}")).json()
     assert ended["state"] == "cancelled"
     assert [i["release_id"] for i in ended["items"]] == [None]
+
+
+async def test_bad_plans_are_refused_naming_the_cause_and_nothing_is_stored(
+    api: httpx.AsyncClient, stack_env: StackEnv, namespace: str, fabu: FabuSystem
+) -> None:
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    window = {
+        "name": "launch",
+        "start": soon.isoformat(),
+        "end": (soon + timedelta(hours=1)).isoformat(),
+    }
+    env = await environment(api, stack_env, namespace, freeze_windows=[window])
+    a, b = await services(api, stack_env, [env], 2)
+    item = {"service": a, "version": "1.0.0"}
+
+    async def refused(body: dict[str, Any], status: int, field: str | None, said: str) -> None:
+        answer = await api.post("/plans", json={"environment": env, **body})
+        assert answer.status_code == status, answer.text
+        if field is not None:
+            assert answer.json()["field"] == field
+        assert said in str(answer.json()["detail"])
+
+    cycle = [{**item, "after": [b]}, {"service": b, "version": "1.0.0", "after": [a]}]
+    await refused({"items": cycle}, 422, "items", "is a cycle")
+    await refused({"items": [item, item]}, 422, "items", f"{a} named more than once")
+    await refused(
+        {"items": [{**item, "after": ["nobody"]}]}, 422, "items", "'nobody' is not an item"
+    )
+    await refused({"items": [{**item, "version": "7.7.7"}]}, 422, "items", "no tag '7.7.7'")
+    await refused(
+        {"items": [{"service": "ghost", "version": "1.0.0"}]}, 422, "items", "'ghost' not found"
+    )
+    await refused(
+        {"items": [item], "scheduled_at": "2030-01-01T08:00:00"}, 422, "scheduled_at", "time zone"
+    )
+    await refused(
+        {"items": [item], "scheduled_at": "2020-01-01T08:00:00Z"}, 422, "scheduled_at", "has passed"
+    )
+    await refused({"items": [item], "concurrency": 0}, 422, None, "greater than or equal to 1")
+    await refused(
+        {"items": [item], "scheduled_at": (soon + timedelta(minutes=5)).isoformat()},
+        422,
+        "scheduled_at",
+        "frozen then (launch",
+    )
+    unknown = await api.post("/plans", json={"environment": "nowhere", "items": [item]})
+    assert unknown.status_code == 404
+    async with user_with(api, fabu, [{"role": "releaser", "environment": env, "service": a}]) as (
+        _,
+        as_partial,
+    ):
+        partial = await as_partial.post(
+            "/plans", json={"environment": env, "items": [item, {"service": b, "version": "1.0.0"}]}
+        )
+        assert partial.status_code == 403
+        assert b in partial.json()["detail"]
+    assert (await api.get("/plans", params={"environment": env})).json() == []
+    assert (await api.get("/releases", params={"environment": env})).json()["items"] == []
+    assert (await api.get("/plans/no-such-plan")).status_code == 404
