@@ -76,6 +76,17 @@ MATRIX = {
     "POST /api/v1/releases/{release_id}/reject": "release",
     "POST /api/v1/releases/{release_id}/promote": "release",
     "POST /api/v1/releases/{release_id}/abort": "release",
+    "POST /api/v1/plans": "release",
+    "GET /api/v1/plans": "view",
+    "GET /api/v1/plans/{plan_id}": "view",
+    "GET /api/v1/plans/{plan_id}/review": "view",
+    "POST /api/v1/plans/{plan_id}/approve": "release",
+    "POST /api/v1/plans/{plan_id}/reject": "release",
+    "POST /api/v1/plans/{plan_id}/cancel": "release",
+    "GET /api/v1/plans/{plan_id}/rollback/preview": "view",
+    "POST /api/v1/plans/{plan_id}/rollback": "release",
+    "POST /api/v1/plans/promotion": "view",
+    "POST /api/v1/plans/promote": "release",
     "GET /api/v1/templates": "view",
     "POST /api/v1/templates": "config",
     "PUT /api/v1/templates/{template_id}": "config",
@@ -157,7 +168,14 @@ async def _call(http: httpx.AsyncClient, method: str, path: str, me: str) -> int
     url = path.removeprefix("/api/v1")
     if url.startswith("/users/{name}") and path.startswith("/api/"):
         url = url.replace("{name}", me)
-    for param in ("{name}", "{environment}", "{release_id}", "{template_id}", "{token_id}"):
+    for param in (
+        "{name}",
+        "{environment}",
+        "{release_id}",
+        "{template_id}",
+        "{token_id}",
+        "{plan_id}",
+    ):
         url = url.replace(param, "nothing-here")
     url = url.replace("{version}", "1").replace("{action}", "cancel")
     if not path.startswith("/api/"):
