@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 
 from devstack.system import FabuSystem
 from tests.conftest import unique
-from tests.support.plans import create, environment, plan_done, releases_of, services
+from tests.support.plans import create, environment, plan_done, plan_in, releases_of, services
 from tests.support.releases import finished, release
 from tests.support.stack import StackEnv
 from tests.support.users import user_with
@@ -412,3 +412,74 @@ async def test_bad_plans_are_refused_naming_the_cause_and_nothing_is_stored(
     assert (await api.get("/plans", params={"environment": env})).json() == []
     assert (await api.get("/releases", params={"environment": env})).json()["items"] == []
     assert (await api.get("/plans/no-such-plan")).status_code == 404
+
+
+async def test_every_plan_action_in_every_state_is_allowed_or_refused_as_the_table_says(
+    api: httpx.AsyncClient,
+    stack_env: StackEnv,
+    namespace: str,
+    other_namespace: str,
+    fabu: FabuSystem,
+) -> None:
+    plain = await environment(api, stack_env, namespace)
+    approving = await environment(api, stack_env, other_namespace, approval_required=True)
+    slow, fast = await services(
+        api, stack_env, [plain, approving], 2, ("1.0.0", "1.0.0-never-ready"), rollout_timeout_s=60
+    )
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    item = {"service": fast, "version": "1.0.0"}
+
+    async def in_state(state: str) -> dict[str, Any]:
+        match state:
+            case "awaiting_approval":
+                return await create(api, approving, item)
+            case "scheduled":
+                return await create(api, plain, item, scheduled_at=later)
+            case "running":
+                made = await create(api, plain, {"service": slow, "version": "1.0.0-never-ready"})
+                return await plan_in(api, made["id"], {"running"})
+            case "succeeded":
+                return await plan_done(api, (await create(api, plain, item))["id"])
+            case "cancelled":
+                made = await create(api, plain, item, scheduled_at=later)
+                return (await api.post(f"/plans/{made['id']}/cancel")).json()
+            case _:
+                made = await create(api, approving, item)
+                async with user_with(api, fabu, [{"role": "releaser"}]) as (_, other):
+                    return (await other.post(f"/plans/{made['id']}/reject")).json()
+
+    allowed = {
+        "awaiting_approval": {"approve", "reject", "cancel"},
+        "scheduled": {"cancel"},
+        "running": {"cancel"},
+        # The service ran 1.0.0 before this plan (an earlier one of this test): restorable.
+        "succeeded": {"rollback"},
+        # Nothing was started: nothing to restore.
+        "cancelled": set(),
+        "rejected": set(),
+    }
+    async with user_with(api, fabu, [{"role": "releaser"}]) as (_, other):
+        for state, opens in allowed.items():
+            for action in ("approve", "reject", "cancel", "rollback"):
+                plan = await in_state(state)
+                assert plan["state"] == state, plan
+                answer = await other.post(f"/plans/{plan['id']}/{action}")
+                if action in opens:
+                    assert answer.status_code in (200, 201), (state, action, answer.text)
+                else:
+                    assert answer.status_code == 409, (state, action, answer.text)
+                after = (await api.get(f"/plans/{plan['id']}")).json()
+                moved = {
+                    "approve": {"running", "succeeded"},
+                    "reject": {"rejected"},
+                    "rollback": {state},
+                }
+                expected = moved.get(action, {"cancelled"}) if action in opens else {state}
+                assert after["state"] in expected, (state, action, after["state"])
+                if state == "running":
+                    for started in (await releases_of(api, after)).values():
+                        await api.post(f"/releases/{started['id']}/cancel")
+    # An awaiting plan's own operator may not decide it (the one 403 of the table).
+    mine = await create(api, approving, item)
+    for action in ("approve", "reject"):
+        assert (await api.post(f"/plans/{mine['id']}/{action}")).status_code == 403
