@@ -1,6 +1,8 @@
 """``make run``: on the running stack, start Fabu's five services with demo data.
 
-Demo data: an environment ``test`` (namespace ``demo`` on the local cluster),
+Demo data: an environment ``test`` (namespace ``demo`` on the local cluster) and
+``production`` (namespace ``demo-prod``, releasing only versions that succeeded in
+``test``: promote to it from the Plans page),
 the shared templates ``devstack/demo/web-service.yaml.j2`` (Fabu's base
 parameters) and ``api-service.yaml.j2`` (which declares its own, with a
 secret), and two services whose images are pushed to the local registry. Result emails go to a local
@@ -36,6 +38,7 @@ DEMO_SERVICES = {
     "hello": ["1.0.0", "1.1.0", "1.2.0-never-ready", "1.3.0-crash-loop"],
     "greeter": ["2.0.0", "2.1.0"],
 }
+DEMO_NAMESPACES = ("demo", "demo-prod")
 API_PORT = int(os.environ.get("FABU_HTTP_PORT", "8000"))
 
 
@@ -57,18 +60,20 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
     for name, tags in DEMO_SERVICES.items():
         for tag in tags:
             await push_image(registry, f"demo/{name}", tag)
-    await _ok(
-        api.post(
-            "/environments",
-            json={
-                "name": "test",
-                "namespace": "demo",
-                # Its name in the kubeconfig directory (FABU_KUBECONFIG_DIR).
-                "kubeconfig": Path(env["KUBECONFIG"]).name,
-                "rollout_timeout_s": 60,
-            },
-        )
-    )
+    # production takes only versions that succeeded in test.
+    for name, namespace, upstream in (
+        ("test", DEMO_NAMESPACES[0], None),
+        ("production", DEMO_NAMESPACES[1], "test"),
+    ):
+        fields = {
+            "name": name,
+            "namespace": namespace,
+            # Its name in the kubeconfig directory (FABU_KUBECONFIG_DIR).
+            "kubeconfig": Path(env["KUBECONFIG"]).name,
+            "rollout_timeout_s": 60,
+            "requires_success_in": upstream,
+        }
+        await _ok(api.post("/environments", json=fields))
     template = await _ok(
         api.post("/templates", json={"name": "web-service", "content": TEMPLATE.read_text()})
     )
@@ -112,15 +117,16 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
                 json={"name": name, "image_repository": f"{host}/demo/{name}", "team": "demo"},
             )
         )
-        await _ok(
-            api.put(
-                f"/services/{name}/config/test",
-                json={
-                    "template_id": used["id"],
-                    "params": {**params, "rollout_timeout_s": 20},
-                },
+        for environment in ("test", "production"):
+            await _ok(
+                api.put(
+                    f"/services/{name}/config/{environment}",
+                    json={
+                        "template_id": used["id"],
+                        "params": {**params, "rollout_timeout_s": 20},
+                    },
+                )
             )
-        )
 
 
 async def _ok(request: Any) -> dict[str, Any]:
@@ -157,11 +163,18 @@ def main() -> int:
         return 1
     env = stack.env()
     logs = stack.root / "logs"
-    subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
-        [env["FABU_KUBECTL"], f"--kubeconfig={env['KUBECONFIG']}", "create", "namespace", "demo"],
-        capture_output=True,
-        check=False,
-    )
+    for namespace in DEMO_NAMESPACES:
+        subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
+            [
+                env["FABU_KUBECTL"],
+                f"--kubeconfig={env['KUBECONFIG']}",
+                "create",
+                "namespace",
+                namespace,
+            ],
+            capture_output=True,
+            check=False,
+        )
     mail = MailLog(logs / "mail.log")
     smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
     smtp.start()

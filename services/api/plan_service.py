@@ -785,6 +785,10 @@ async def advance(api: Api, plan: Plan) -> Plan:
             return plan
         step = plan.model_copy(deep=True)
         await _mirror(api, step)
+        for was, now_item in zip(plan.items, step.items, strict=True):
+            if now_item.ended and not was.ended:
+                note = f": {now_item.note}" if now_item.note else ""
+                step.say(f"{now_item.service} {now_item.version} {now_item.state}{note}")
         stale = _stale(step)
         starting = [*_next(step), *stale]
         befores = await asyncio.gather(
@@ -797,6 +801,10 @@ async def advance(api: Api, plan: Plan) -> Plan:
                 item.before_version = before.version if before else None
             item.state = ItemState.STARTING
             item.claimed_at = now()
+            step.say(
+                f"wave {item.wave + 1}: {item.service} {item.version} asked for "
+                f"(release {item.release_id})"
+            )
         ended = _ending(step)
         if step == plan:
             return plan
