@@ -25,7 +25,12 @@ async def tick(api: Api) -> None:
     for plan in await api.plans.due(now()):
         await plan_service.begin(api, plan)
     running = await api.plans.running()
-    await asyncio.gather(*(plan_service.advance(api, p) for p in running))
+    stepped = await asyncio.gather(
+        *(plan_service.advance(api, p) for p in running), return_exceptions=True
+    )
+    for plan, outcome in zip(running, stepped, strict=True):
+        if isinstance(outcome, BaseException):
+            log.error("could not step a plan; trying again", plan_id=plan.id, error=str(outcome))
 
 
 @asynccontextmanager
