@@ -50,7 +50,7 @@ def _plan(*states: tuple[int, str], concurrency: int = 5) -> Plan:
             version="1",
             wave=wave,
             state=state,
-            release_id=None if state == ItemState.WAITING else f"r{n}",  # type: ignore[arg-type]
+            release_id=None if state == ItemState.WAITING else f"r{n}",
         )
         for n, (wave, state) in enumerate(states)
     ]
