@@ -1,6 +1,6 @@
 """``fabu plan`` against the running system: a plan of two waves followed to its end,
-promoted to another environment, rolled back after its preview; a scheduled release; a
-failed plan's exit code; errors naming their cause."""
+promoted to another environment, rolled back after its preview; one approval after the
+review; a scheduled release; a failed plan's exit code; errors naming their cause."""
 
 import json
 from collections.abc import AsyncIterator
@@ -15,6 +15,7 @@ from tests.conftest import unique
 from tests.integration.test_cli import fabu_cli
 from tests.support.plans import environment, services
 from tests.support.stack import StackEnv
+from tests.support.users import make_user, token_for
 
 
 @pytest.fixture
@@ -224,3 +225,46 @@ async def test_a_scheduled_release_is_a_plan_a_failed_plan_exits_1_and_errors_na
     *_, said, way_back = out.rstrip().splitlines()
     assert said.startswith(f"plan {failed} failed: {a} 2.0.0-never-ready: failed: ")
     assert way_back == f"roll back what it changed: fabu plan rollback {failed}"
+
+
+async def test_a_plan_is_approved_once_after_its_review_by_someone_else(
+    api: httpx.AsyncClient,
+    fabu: FabuSystem,
+    admin_token: str,
+    stack_env: StackEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    gated = await environment(api, stack_env, namespace, approval_required=True)
+    a, b = await services(api, stack_env, [gated], 2)
+    approver = await make_user(api, [{"role": "releaser", "environment": gated}])
+    as_approver = {**env, "FABU_TOKEN": (await token_for(api, approver))["token"]}
+
+    code, out, err = await fabu_cli(
+        "plan", "create", "-e", gated, "-i", f"{a}=1.0.0", "-i", f"{b}=1.0.0@2", env=env
+    )
+    assert code == 0, err
+    plan_id, state = out.split()
+    assert state == "awaiting_approval"
+    code, out, err = await fabu_cli("plan", "show", plan_id, env=env)
+    assert code == 0, err
+    assert f"  wave 2: {b}: nothing runs there yet → 1.0.0 (template " in out
+    assert f"  review and approve: fabu plan approve {plan_id}" in out
+    code, out, err = await fabu_cli("plan", "approve", plan_id, env=env)
+    assert code == 2
+    assert err.strip().startswith(f"fabu: admin asked for plan {plan_id} and cannot approve it")
+
+    code, out, err = await fabu_cli(
+        "plan", "approve", plan_id, "-c", "looks right", "--watch", env=as_approver
+    )
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert lines[0] == "review:"
+    assert lines[1].startswith(f"  wave 1: {a}: nothing runs there yet → 1.0.0 (template ")
+    assert any(line.startswith(f"    Deployment/{a}: create (+") for line in lines)
+    assert f"{plan_id} running" in lines
+    assert lines[-1] == f"plan {plan_id} succeeded"
+    shown = (await api.get(f"/plans/{plan_id}")).json()
+    assert shown["decision"]["by"] == approver
+    assert shown["decision"]["comment"] == "looks right"
