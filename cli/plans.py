@@ -553,8 +553,8 @@ def add_commands(commands: Commands) -> None:
     create = plan.add_parser(
         "create",
         help="release several services to one environment in waves",
-        description="Items of one wave start together (up to --concurrency); a wave starts "
-        "when every item of the one before has succeeded. Where the environment asks for "
+        description="Items of one wave start together (up to --concurrency); a wave starts\n"
+        "when every item of the one before has succeeded. Where the environment asks for\n"
         "approval, someone else approves the plan once, for every item.",
     )
     create.add_argument("--environment", "-e", required=True)
@@ -612,9 +612,9 @@ def add_commands(commands: Commands) -> None:
     promote = plan.add_parser(
         "promote",
         help="release exactly what runs healthy in SOURCE to TARGET, as a plan",
-        description="Prints what would be promoted (each service's version running in "
-        "TARGET → the one in SOURCE, its template version, notes; services unchanged or "
-        "skipped), asks, then makes the plan.",
+        description="Prints what would be promoted (each service's version running in\n"
+        "TARGET → the one in SOURCE, its template version, notes; services unchanged or\n"
+        "skipped), asks (unless --yes), then makes the plan.",
     )
     promote.add_argument("source")
     promote.add_argument("target")
