@@ -18,13 +18,20 @@ LOCATIONS = ("body", "query", "path")
 def said(answer: httpx.Response) -> str:
     """An error answer as one sentence naming the field: ``version: … (422)``.
 
-    Fabu's own errors already are; a request that does not validate lists its
+    Fabu's own errors already are (the ``field`` they name is put first when the
+    sentence does not start with it); a request that does not validate lists its
     problems, each with its place, and those become ``field: message; …``.
     """
+    field = ""
     try:
-        detail = answer.json().get("detail", answer.text)
+        body = answer.json()
+        detail = body.get("detail", answer.text)
+        field = str(body.get("field") or "")
     except (ValueError, AttributeError):
         detail = answer.text
+    if field and isinstance(detail, str) and not detail.startswith(field):
+        # The field it is about, when the sentence does not start with it already.
+        detail = f"{field}: {detail}"
     if isinstance(detail, list):
         parts = []
         for problem in detail:

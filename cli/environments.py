@@ -1,4 +1,4 @@
-"""``fabu environment``: list, add (admins), archive and restore environments."""
+"""``fabu environment``: list, add and change (admins), archive and restore environments."""
 
 import argparse
 from typing import Any
@@ -16,11 +16,43 @@ def _environments(items: list[dict[str, Any]]) -> str:
             "yes" if e.get("approval_required") else "no",
             str(e.get("pod_security", "")) + (" +rbac" if e.get("allow_rbac") else ""),
             str(len(e.get("freeze_windows") or [])),
+            e.get("requires_success_in") or "-",
             "archived" if e.get("archived_at") else "",
         ]
         for e in items
     ]
-    return table(["NAME", "NAMESPACE", "CLUSTER", "APPROVAL", "POD SECURITY", "FREEZES", ""], rows)
+    headers = ["NAME", "NAMESPACE", "CLUSTER", "APPROVAL", "POD SECURITY", "FREEZES"]
+    return table([*headers, "REQUIRES SUCCESS IN", ""], rows)
+
+
+# Settings ``update`` may change, by their API names: given ones replace the stored values.
+UPDATED = (
+    "namespace",
+    "kubeconfig",
+    "in_cluster",
+    "rollout_timeout_s",
+    "approval_required",
+    "auto_rollback",
+    "pod_security",
+    "allow_rbac",
+)
+# ``--requires-success-in`` with one of these: no earlier environment is required.
+NONE = ("", "-")
+
+
+def updated(current: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The environment ``current`` with the settings given on the command line."""
+    body = {**current, **{n: getattr(args, n) for n in UPDATED if getattr(args, n) is not None}}
+    if args.requires_success_in is not None:
+        wanted = args.requires_success_in
+        body["requires_success_in"] = None if wanted in NONE else wanted
+    if args.kubeconfig:
+        body["in_cluster"] = False
+    elif args.in_cluster:
+        body["kubeconfig"] = None
+    if args.create_namespace:
+        body["create_namespace"] = True
+    return body
 
 
 def run(api: Api, args: argparse.Namespace) -> int:
@@ -37,10 +69,22 @@ def run(api: Api, args: argparse.Namespace) -> int:
                 "auto_rollback": args.auto_rollback,
                 "allow_rbac": args.allow_rbac,
                 "create_namespace": args.create_namespace,
-                **given(args, "namespace", "kubeconfig", "rollout_timeout_s", "pod_security"),
+                **given(
+                    args,
+                    "namespace",
+                    "kubeconfig",
+                    "rollout_timeout_s",
+                    "pod_security",
+                    "requires_success_in",
+                ),
             }
             made = api.call("POST", "/environments", json=body)
             print_answer(args, made, lambda e: _environments([e]))
+        case "update":
+            current = api.call("GET", f"/environments/{args.name}")
+            body = updated(current, args)
+            saved = api.call("PUT", f"/environments/{args.name}", json=body)
+            print_answer(args, saved, lambda e: _environments([e]))
         case "archive" | "restore":
             answer = api.call("POST", f"/environments/{args.name}/{args.action}")
             print_answer(args, answer, lambda e: _environments([e]))
@@ -77,6 +121,34 @@ def add_commands(commands: Commands) -> None:
         "--allow-rbac",
         action="store_true",
         help="let releases hold Roles and RoleBindings (never a binding to a ClusterRole)",
+    )
+    env.add_argument(
+        "--requires-success-in",
+        metavar="ENV",
+        help="release here only versions that succeeded in ENV (an earlier environment)",
+    )
+    change = environment.add_parser(
+        "update", help="change an environment's settings (admins): those given, the rest kept"
+    )
+    change.add_argument("name")
+    change.add_argument("--namespace")
+    change.add_argument("--kubeconfig", help="a file in the operator's FABU_KUBECONFIG_DIR")
+    change.add_argument(
+        "--in-cluster", action=argparse.BooleanOptionalAction, help="the cluster Fabu runs in"
+    )
+    change.add_argument(
+        "--create-namespace",
+        action="store_true",
+        help="create the namespace if the cluster lacks it (else a missing one is refused)",
+    )
+    change.add_argument("--rollout-timeout-s", type=int)
+    for flag in ("--approval-required", "--auto-rollback", "--allow-rbac"):
+        change.add_argument(flag, action=argparse.BooleanOptionalAction)
+    change.add_argument("--pod-security", choices=["privileged", "baseline", "restricted"])
+    change.add_argument(
+        "--requires-success-in",
+        metavar="ENV",
+        help="release here only versions that succeeded in ENV; '-' for none",
     )
     environment.add_parser(
         "archive", help="retire an environment: its history stays; nothing is released to it"

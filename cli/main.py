@@ -6,10 +6,11 @@ Where it talks to: ``--url`` or ``FABU_URL``; who it is: ``--token`` or
 scripts. ``fabu release watch`` (and ``create``, ``rollback``, ``redeploy`` with
 ``--watch``) follow a release to its end, say what it waits for (an approval, a
 paused canary step) with the commands that decide it, and exit with a code per
-ending (``cli.watch.EXIT_CODES``), so a CI job can wait on it.
+ending (``cli.watch.EXIT_CODES``), so a CI job can wait on it; ``fabu plan show
+--watch`` does the same for a release plan (``cli.plans.PLAN_EXIT_CODES``).
 
 This module is the entry point: the parser of every command group and the dispatch to
-the group's module (``cli/releases.py``, ``cli/services.py``…).
+the group's module (``cli/releases.py``, ``cli/plans.py``, ``cli/services.py``…).
 """
 
 import argparse
@@ -24,6 +25,7 @@ from cli import (
     images,
     login,
     notifications,
+    plans,
     releases,
     services,
     templates,
@@ -47,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     match args.command:
         case "release":
             return releases.run(api, args)
+        case "plan":
+            return plans.run(api, args)
         case "service":
             return services.run(api, args)
         case "environment":
@@ -71,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     login.add_command(commands)
     releases.add_commands(commands)
+    plans.add_commands(commands)
     images.add_commands(commands)
     services.add_commands(commands)
     environments.add_commands(commands)

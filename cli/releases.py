@@ -8,6 +8,7 @@ from typing import Any
 
 from cli.api import Api, Failed
 from cli.diagnosis import way_back
+from cli.plans import accepted_text, at_time, watch_plan
 from cli.terminal import Commands, given, print_answer, table
 from cli.watch import REFUSED, watch, watching_options
 
@@ -89,11 +90,27 @@ def _accepted(a: dict[str, Any]) -> str:
     return f"{a['id']} {a['state']}"
 
 
+def _scheduled(api: Api, args: argparse.Namespace) -> int:
+    """``fabu release create … --at TIME``: a plan of one item, started at its time."""
+    body = {
+        "environment": args.environment,
+        "items": [{"service": args.service, "version": args.version}],
+        "scheduled_at": args.at,
+        "description": args.description,
+        "override_reason": args.override_reason,
+    }
+    plan = api.call("POST", "/plans", json=body)
+    print_answer(args, plan, lambda p: f"plan {accepted_text(p)}")
+    return watch_plan(api, args, plan["id"]) if args.watch else 0
+
+
 def run(api: Api, args: argparse.Namespace) -> int:
     """Do what ``fabu release <action>`` asks; the exit code."""
     if getattr(args, "timeout", None) is not None and not getattr(args, "watch", True):
         raise Failed("timeout: give --watch too (--timeout bounds how long it follows)")
     match args.action:
+        case "create" if args.at:
+            return _scheduled(api, args)
         case "create":
             body = {
                 "service": args.service,
@@ -150,6 +167,13 @@ def add_commands(commands: Commands) -> None:
     create.add_argument("version")
     create.add_argument("--description", "-d", default="")
     create.add_argument("--override-reason", default="", help="an admin's reason during a freeze")
+    create.add_argument(
+        "--at",
+        type=at_time,
+        metavar="TIME",
+        help="release it then, as a plan of one item (fabu plan show ID): "
+        "2026-01-31T08:00:00Z (with its zone), or +10m, +2h from now",
+    )
     watching_options(create, option=True)
     listing = release.add_parser("list", help="release records, newest first, a page at a time")
     for name in ("service", "environment", "state", "operator"):

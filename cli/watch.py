@@ -242,22 +242,29 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def watching_options(command: argparse.ArgumentParser, option: bool) -> None:
-    """A command that follows a release: ``--watch`` (where following is a choice),
-    ``--timeout``, and the exit codes in its epilog."""
-    command.epilog = EXIT_CODES
+def watching_options(
+    command: argparse.ArgumentParser,
+    option: bool,
+    what: str = "release",
+    exit_codes: str = EXIT_CODES,
+    stopped: str = "cancelled/aborted/rejected",
+) -> None:
+    """A command that follows a release (or ``what`` else: a plan): ``--watch`` (where
+    following is a choice), ``--timeout``, and the exit codes in its epilog (``stopped``:
+    the endings of exit code 3)."""
+    command.epilog = exit_codes
     command.formatter_class = argparse.RawDescriptionHelpFormatter
     if option:
         command.add_argument(
             "--watch",
             "-w",
             action="store_true",
-            help="follow it to its end: exit 0 succeeded, 1 failed, "
-            "3 cancelled/aborted/rejected, 4 --timeout passed (see below)",
+            help=f"follow the {what} to its end: exit 0 succeeded, 1 failed, "
+            f"3 {stopped}, 4 --timeout passed (see below)",
         )
     command.add_argument(
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
-        help="stop following after SECONDS (exit 4); the release goes on",
+        help=f"stop following after SECONDS (exit 4); the {what} goes on",
     )

@@ -1,4 +1,4 @@
-from services.notifier.consumer import setup
+from services.notifier.consumer import setup, setup_plans
 from shared.worker import run
 
-run("notifier", {"notifier": setup})
+run("notifier", {"notifier": setup, "plans": setup_plans})

@@ -21,6 +21,7 @@ import httpx
 from services.notifier.content import Content, email
 from shared.errors import PermanentError, TransientError
 from shared.models.notifications import Channel
+from shared.models.plan import Plan
 from shared.models.release import Release
 from shared.outside.egress import EgressDenied
 from shared.settings import Settings
@@ -84,19 +85,68 @@ def _robot_answer(kind: str, response: httpx.Response, code_field: str, text_fie
     raise Refused(message)
 
 
+def message_id(about: Release | Plan, event: str) -> str:
+    """An email's Message-ID: one per release (or plan) and event, whatever the attempt."""
+    if isinstance(about, Plan):
+        return f"<plan-{about.id}.{event}@fabu>"
+    return f"<{about.id}.{event}@fabu>"
+
+
+def webhook_data(about: Release | Plan, event: str, body: Content) -> dict[str, Any]:
+    """What a webhook receives: the release's (or the plan's) facts, the link, the text."""
+    if isinstance(about, Plan):
+        return {
+            "event": event,
+            "plan_id": about.id,
+            "name": about.name,
+            "environment": about.environment,
+            "kind": about.kind.value,
+            "state": about.state.value,
+            "operator": about.operator,
+            "items": [
+                {
+                    "service": i.service,
+                    "version": i.version,
+                    "wave": i.wave,
+                    "state": i.state,
+                    "release_id": i.release_id,
+                }
+                for i in sorted(about.items, key=lambda i: i.wave)
+            ],
+            "reason": about.reason,
+            "link": body.link,
+            "text": body.text(),
+        }
+    return {
+        "event": event,
+        "release_id": about.id,
+        "service": about.service,
+        "environment": about.environment,
+        "version": about.version,
+        "operator": about.operator,
+        "state": about.state.value,
+        "duration_s": about.duration_s,
+        "reason": about.reason,
+        "link": body.link,
+        "text": body.text(),
+    }
+
+
 async def send(
     channel: Channel,
     url: str,
     secret: str,
     body: Content,
-    release: Release,
+    about: Release | Plan,
     event: str,
     settings: Settings,
     http: httpx.AsyncClient,
 ) -> None:
-    """``url`` and ``secret`` are the channel's, opened."""
+    """``url`` and ``secret`` are the channel's, opened; ``about``: the release or the
+    release plan the notification is of."""
     if channel.type == "email":
-        await _email(settings, email(body, release, event, settings.smtp_from, channel.recipients))
+        mail = email(body, message_id(about, event), settings.smtp_from, channel.recipients)
+        await _email(settings, mail)
         return
     if channel.type == "dingtalk":
         target = url
@@ -126,22 +176,7 @@ async def send(
         response = await _post(http, "feishu", url, json.dumps(payload).encode(), {})
         _robot_answer("feishu", response, "code", "msg")
     else:
-        data = json.dumps(
-            {
-                "event": event,
-                "release_id": release.id,
-                "service": release.service,
-                "environment": release.environment,
-                "version": release.version,
-                "operator": release.operator,
-                "state": release.state.value,
-                "duration_s": release.duration_s,
-                "reason": release.reason,
-                "link": body.link,
-                "text": body.text(),
-            },
-            ensure_ascii=False,
-        ).encode()
+        data = json.dumps(webhook_data(about, event, body), ensure_ascii=False).encode()
         headers = {"X-Fabu-Event": event}
         if secret:
             headers["X-Fabu-Signature"] = webhook_signature(secret, data)

@@ -1,10 +1,12 @@
-"""What a notification says, in English or Chinese: the release, its result, and why it failed."""
+"""What a notification says, in English or Chinese: the release (or the release plan), its
+result, and why it failed."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from shared.models.notifications import NotifyEvent
+from shared.models.plan import Plan, PlanState
 from shared.models.release import Release
 from shared.release.config_changes import config_changes
 
@@ -44,6 +46,11 @@ WORDS = {
         "roll_back_to": "roll back to {version}: {link}",
         "rolling_back": "Fabu is rolling back to {version} automatically",
         "automatic": "Automatic rollback",
+        "plan": "plan",
+        "cancelled": "cancelled",
+        "kind": "Kind",
+        "items": "Items",
+        "wave": "wave {n}",
     },
     "zh-CN": {
         "started": "开始发布",
@@ -78,7 +85,17 @@ WORDS = {
         "roll_back_to": "回滚到 {version}: {link}",
         "rolling_back": "Fabu 正在自动回滚到 {version}",
         "automatic": "自动回滚",
+        "plan": "发布计划",
+        "cancelled": "已取消",
+        "kind": "类型",
+        "items": "条目",
+        "wave": "第 {n} 批",
     },
+}
+# A plan's kind, in each language.
+KINDS = {
+    "en": {"release": "release", "promotion": "promotion", "rollback": "rollback"},
+    "zh-CN": {"release": "发布", "promotion": "晋级", "rollback": "回滚"},
 }
 DIAGNOSIS_LINES = 6
 
@@ -231,12 +248,52 @@ def content(
     return Content(title=title, fields=fields, extra=extra, link=link)
 
 
-def email(body: Content, release: Release, event: str, sender: str, to: list[str]) -> EmailMessage:
+def plan_outcome(plan: Plan, event: NotifyEvent) -> str:
+    """The word of a plan's event: ``started``, ``succeeded``, ``cancelled``, else
+    ``failed`` (a plan that failed, or one that ended otherwise than it should)."""
+    if event == "started":
+        return "started"
+    if plan.state is PlanState.SUCCEEDED:
+        return "succeeded"
+    if plan.state is PlanState.CANCELLED:
+        return "cancelled"
+    return "failed"
+
+
+def plan_content(plan: Plan, event: NotifyEvent, language: str, public_url: str) -> Content:
+    """A release plan started or ended: where, what kind, who asked and who approved it,
+    each item's version and state in wave order, why it failed, and its page."""
+    words = WORDS.get(language, WORDS["en"])
+    kinds = KINDS.get(language, KINDS["en"])
+    outcome = plan_outcome(plan, event)
+    link = f"{public_url.rstrip('/')}/plans/{plan.id}"
+    fields = [
+        (words["environment"], plan.environment),
+        (words["kind"], kinds.get(plan.kind.value, plan.kind.value)),
+        (words["operator"], plan.operator),
+    ]
+    if plan.decision is not None and plan.decision.approved:
+        fields.append((words["approved_by"], plan.decision.by))
+    if (override := plan.freeze_override) is not None:
+        fields.append((words["frozen"], f"{override.window}: {override.by}: {override.reason}"))
+    fields.append((words["result"], words[outcome]))
+    if outcome != "succeeded" and plan.reason:
+        fields.append((words["reason"], plan.reason))
+    fields.append((words["details"], link))
+    items = [f"{words['items']}:"]
+    for item in sorted(plan.items, key=lambda i: i.wave):
+        wave = words["wave"].format(n=item.wave + 1)
+        items.append(f"{wave}: {item.service} {item.version}: {item.state}")
+    title = f"[Fabu] {words['plan']} {plan.name} {words['to']} {plan.environment} {words[outcome]}"
+    return Content(title=title, fields=fields, extra=["", *items], link=link)
+
+
+def email(body: Content, message_id: str, sender: str, to: list[str]) -> EmailMessage:
+    """``message_id``: the same for every attempt, so a mail system can drop a duplicate."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["Subject"] = body.title
-    # The same id for every attempt, so a mail system can drop a duplicate.
-    message["Message-ID"] = f"<{release.id}.{event}@fabu>"
+    message["Message-ID"] = message_id
     message.set_content(body.text())
     return message
