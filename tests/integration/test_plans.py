@@ -442,11 +442,15 @@ async def test_every_plan_action_in_every_state_is_allowed_or_refused_as_the_tab
                 return await plan_done(api, (await create(api, plain, item))["id"])
             case "cancelled":
                 made = await create(api, plain, item, scheduled_at=later)
-                return (await api.post(f"/plans/{made['id']}/cancel")).json()
+                cancelled: dict[str, Any] = (await api.post(f"/plans/{made['id']}/cancel")).json()
+                return cancelled
             case _:
                 made = await create(api, approving, item)
                 async with user_with(api, fabu, [{"role": "releaser"}]) as (_, other):
-                    return (await other.post(f"/plans/{made['id']}/reject")).json()
+                    rejected: dict[str, Any] = (
+                        await other.post(f"/plans/{made['id']}/reject")
+                    ).json()
+                    return rejected
 
     allowed = {
         "awaiting_approval": {"approve", "reject", "cancel"},
