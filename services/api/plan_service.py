@@ -65,7 +65,9 @@ async def get(api: Api, principal: Principal, plan_id: str) -> Plan:
     """The plan, its items' states as their releases have them now."""
     need(principal, Permission.VIEW)
     plan = await _found(api, plan_id)
-    await _mirror(api, plan)
+    _, plan.notifications = await asyncio.gather(
+        _mirror(api, plan), api.releases.deliveries.of(ReleaseId(plan.id))
+    )
     return plan
 
 

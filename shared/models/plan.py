@@ -15,6 +15,7 @@ from pydantic import Field, computed_field
 
 from shared.ids import ReleaseId
 from shared.models.base import DnsLabel, EnvName, Model, now
+from shared.models.notifications import Delivery
 from shared.models.release_parts import Decision, FreezeOverride, TranscriptLine
 from shared.release.machine import ReleaseState
 
@@ -150,6 +151,9 @@ class Plan(Model):
     rolled_back_by: str | None = None
     events: list[PlanEvent] = Field(default_factory=list)
     transcript: list[TranscriptLine] = Field(default_factory=list)
+    # Its start and end notifications, by ``plan_<event>/<channel>`` (kept apart, by the
+    # notifier; read with the plan).
+    notifications: dict[str, Delivery] = Field(default_factory=dict)
     # Every write is conditional on the revision read (``Plans.save``).
     revision: int = 0
 

@@ -25,7 +25,7 @@ def _plan(doc: Doc) -> Plan:
 
 
 def _doc(plan: Plan) -> Doc:
-    return {"_id": plan.id, **plan.model_dump(exclude={"id", "waves"})}
+    return {"_id": plan.id, **plan.model_dump(exclude={"id", "waves", "notifications"})}
 
 
 async def ensure_indexes(mongo: Mongo) -> None:
