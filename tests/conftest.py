@@ -90,14 +90,26 @@ async def kube(stack_env: StackEnv) -> AsyncIterator[client.ApiClient]:
         yield api
 
 
-@pytest.fixture
-async def namespace(kube: client.ApiClient) -> AsyncIterator[str]:
-    """A namespace of the test's own, deleted afterwards."""
+async def _own_namespace(kube: client.ApiClient) -> AsyncIterator[str]:
     core = client.CoreV1Api(kube)
     name = unique("t")
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     await core.delete_namespace(name)
+
+
+@pytest.fixture
+async def namespace(kube: client.ApiClient) -> AsyncIterator[str]:
+    """A namespace of the test's own, deleted afterwards."""
+    async for name in _own_namespace(kube):
+        yield name
+
+
+@pytest.fixture
+async def other_namespace(kube: client.ApiClient) -> AsyncIterator[str]:
+    """A second namespace of the test's own (a second environment), deleted afterwards."""
+    async for name in _own_namespace(kube):
+        yield name
 
 
 @pytest.fixture

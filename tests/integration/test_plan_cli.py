@@ -3,28 +3,16 @@ promoted to another environment, rolled back after its preview; one approval aft
 review; a scheduled release; a failed plan's exit code; errors naming their cause."""
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 from kubernetes_asyncio import client
 
 from devstack.system import FabuSystem
-from tests.conftest import unique
 from tests.integration.test_cli import fabu_cli
 from tests.support.plans import environment, services
 from tests.support.stack import StackEnv
 from tests.support.users import make_user, token_for
-
-
-@pytest.fixture
-async def other_namespace(kube: client.ApiClient) -> AsyncIterator[str]:
-    core = client.CoreV1Api(kube)
-    name = unique("t")
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    await core.delete_namespace(name)
 
 
 async def _versions(kube: client.ApiClient, namespace: str, names: list[str]) -> list[str]:

@@ -1,16 +1,13 @@
 """Release plans on the real stack: waves in order, failure policies, rolling a plan back,
 promotion between environments, one approval, and schedules that survive a restart."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from kubernetes_asyncio import client
 
 from devstack.system import FabuSystem
-from tests.conftest import unique
 from tests.support.plans import create, environment, plan_done, plan_in, releases_of, services
 from tests.support.releases import finished, release
 from tests.support.stack import StackEnv
@@ -30,15 +27,6 @@ async def _image(kube: client.ApiClient, namespace: str, service: str) -> str:
 
 async def _versions(kube: client.ApiClient, namespace: str, names: list[str]) -> list[str]:
     return [(await _image(kube, namespace, n)).rpartition(":")[2] for n in names]
-
-
-@pytest.fixture
-async def other_namespace(kube: client.ApiClient) -> AsyncIterator[str]:
-    core = client.CoreV1Api(kube)
-    name = unique("t")
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    await core.delete_namespace(name)
 
 
 async def _baseline(api: httpx.AsyncClient, env: str, names: list[str]) -> dict[str, Any]:

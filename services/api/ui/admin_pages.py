@@ -165,6 +165,7 @@ def _environment_of(values: dict[str, str], current: Environment | None = None) 
             "auto_rollback": values.get("auto_rollback") == "on",
             "pod_security": values.get("pod_security", "baseline"),
             "allow_rbac": values.get("allow_rbac") == "on",
+            "requires_success_in": values.get("requires_success_in", "").strip() or None,
         }
     )
 

@@ -23,7 +23,7 @@ from services.api.access import (
 from services.api.deps import api_of
 from services.api.incoming import client_address
 from services.api.schemas import LoginIn, ReleaseSummary
-from services.api.ui import admin_pages, release_pages, service_pages, template_pages
+from services.api.ui import admin_pages, plan_pages, release_pages, service_pages, template_pages
 from services.api.ui.i18n import LANGUAGES
 from services.api.ui.pages import LOGIN_CSRF_COOKIE, back, form, render
 from shared.cluster.live import Health
@@ -163,6 +163,7 @@ ROUTERS = (
     router,
     service_pages.router,
     release_pages.router,
+    plan_pages.router,
     template_pages.router,
     admin_pages.router,
 )
