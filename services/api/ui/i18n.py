@@ -376,6 +376,22 @@ ZH = {
     "Already the same": "已相同",
     "Only versions that succeeded in": "仅发布已在此环境成功的版本",
     "only versions that succeeded in": "仅发布已成功于",
+    "Approved by": "批准人",
+    "Freeze override": "封版豁免",
+    "Schedule for (UTC; empty: now)": "定时发布（UTC；留空为立即）",
+    "With a time, the release waits as a plan of one item and starts then (after the approval its environment asks for).": "填写时间后，该发布作为只含一个发布项的发布计划等待，到时开始（环境要求审批时，须先经批准）。",
+    "This release is scheduled": "此发布已定时",
+    "This plan is scheduled": "此发布计划已定时",
+    "it starts at": "开始时间",
+    "once approved, it starts at": "批准后的开始时间",
+    "It waits for someone other than you to approve it.": "等待除你以外的人审批。",
+    "Review, then approve or reject": "审阅后批准或拒绝",
+    # A plan's and its items' states.
+    "scheduled": "已定时",
+    "waiting": "等待中",
+    "starting": "启动中",
+    "refused": "未能开始",
+    "skipped": "已跳过",
 }
 
 
@@ -401,6 +417,12 @@ EN = {
     "started": "Started",
     "canary_paused": "Canary paused",
     "approval_needed": "Approval needed",
+    "scheduled": "Scheduled",
+    "running": "Running",
+    "waiting": "Waiting",
+    "starting": "Starting",
+    "refused": "Refused",
+    "skipped": "Skipped",
 }
 
 

@@ -11,6 +11,7 @@ browser without a session is sent to /login; a user without the permission gets 
 """
 
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from services.api.access import Lacking, Permission, Principal
 from services.api.ui.i18n import LANGUAGES, pick, said, translator
-from shared.errors import FabuError, Unauthorized
+from shared.errors import FabuError, Invalid, Unauthorized
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -141,6 +142,18 @@ async def form(request: Request) -> dict[str, str]:
     """The form's text fields, with LF line endings (browsers send a textarea's as CRLF)."""
     data = await request.form()
     return {k: v.replace("\r\n", "\n") for k, v in data.items() if isinstance(v, str)}
+
+
+def utc_time(text: str, field: str) -> datetime | None:
+    """A time from a form's datetime-local box (``YYYY-MM-DDTHH:MM``), read as UTC, as
+    the forms say; one written with its own offset keeps it (None when empty)."""
+    if not text.strip():
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise Invalid(f"{field}: give a time as YYYY-MM-DD HH:MM (UTC)", field=field) from exc
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 def next_page(path: str, filters: dict[str, str], cursor: str | None) -> str:

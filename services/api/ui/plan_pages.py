@@ -3,7 +3,6 @@ promotion from one environment to another."""
 
 import asyncio
 import urllib.parse
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,7 +12,7 @@ from services.api import catalog_service, plan_service
 from services.api.access import Principal, Releaser, Viewer
 from services.api.deps import api_of
 from services.api.schemas import ActionIn, DecisionIn, PlanIn, PromoteIn
-from services.api.ui.pages import back, form, form_errors, problem, render
+from services.api.ui.pages import back, form, form_errors, problem, render, utc_time
 from shared.errors import FabuError, Invalid
 from shared.models.plan import PlanState
 
@@ -23,14 +22,47 @@ ROWS = 5
 MAX_ROWS = 50
 
 
-def _when(text: str, field: str) -> datetime | None:
-    """A time from a datetime-local box, read as UTC (None when empty)."""
-    if not text.strip():
-        return None
-    try:
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise Invalid(f"{field}: give a time as YYYY-MM-DD HH:MM (UTC)", field=field) from exc
+# The fields of the plan forms that show their own errors; any other is shown above.
+PLAN_FIELDS = (
+    "name",
+    "description",
+    "environment",
+    "concurrency",
+    "on_failure",
+    "scheduled_at",
+    "override_reason",
+)
+
+
+def paths(exc: ValidationError | FabuError) -> dict[str, str]:
+    """A refusal's errors by their whole path (``items.1.version``), so a row's error
+    stays at its row."""
+    if isinstance(exc, FabuError):
+        return form_errors(exc)
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        last = str(error["loc"][-1]) if error["loc"] else ""
+        errors.setdefault(where, f"{last}: {error['msg']}" if last else error["msg"])
+    return errors
+
+
+def row_errors(errors: dict[str, str], filled: list[int]) -> dict[str, str]:
+    """The plan service's errors where the new-plan form shows them: ``items.N...`` at
+    the row item N came from (``row-R``), each field of the form at itself, the rest
+    (``items`` as a whole...) above the form (``""``)."""
+    shown: dict[str, str] = {}
+    for key, why in errors.items():
+        parts = key.split(".")
+        if parts[0] == "items" and len(parts) > 1 and parts[1].isdigit():
+            n = int(parts[1])
+            if n < len(filled):
+                row = f"row-{filled[n]}"
+                shown[row] = f"{shown[row]}; {why}" if row in shown else why
+                continue
+        where = key if key in PLAN_FIELDS else ""
+        shown[where] = f"{shown[where]}; {why}" if where in shown else why
+    return shown
 
 
 def _options(values: dict[str, str]) -> dict[str, object]:
@@ -39,7 +71,7 @@ def _options(values: dict[str, str]) -> dict[str, object]:
         "description": values.get("description", ""),
         "concurrency": values.get("concurrency") or 5,
         "on_failure": values.get("on_failure") or "stop",
-        "scheduled_at": _when(values.get("scheduled_at", ""), "scheduled_at"),
+        "scheduled_at": utc_time(values.get("scheduled_at", ""), "scheduled_at"),
         "override_reason": values.get("override_reason", ""),
     }
 
@@ -83,6 +115,7 @@ async def _new_page(
         values=values,
         errors=errors,
         rows=rows,
+        max_rows=MAX_ROWS,
     )
 
 
@@ -101,6 +134,8 @@ async def new_plan(request: Request, principal: Releaser) -> Response:
 async def create_plan(request: Request, principal: Releaser) -> Response:
     values = await form(request)
     rows = _rows(values)
+    if values.get("more"):  # five more rows, what was filled in kept
+        return await _new_page(request, principal, values, {}, min(rows + 5, MAX_ROWS))
     # The rows filled in, and which row each item came from (errors name the item).
     filled = [n for n in range(rows) if values.get(f"service-{n}")]
     items = [
@@ -118,22 +153,7 @@ async def create_plan(request: Request, principal: Releaser) -> Response:
         body = PlanIn(environment=values.get("environment", ""), items=items, **_options(values))
         plan = await plan_service.create(api_of(request), principal, body)
     except (ValidationError, FabuError) as exc:
-        errors = form_errors(exc)
-        # items.N.field → the row it came from.
-        shown: dict[str, str] = {}
-        for key, why in errors.items():
-            parts = key.split(".")
-            if (
-                parts[0] == "items"
-                and len(parts) > 1
-                and parts[1].isdigit()
-                and int(parts[1]) < len(filled)
-            ):
-                shown[f"row-{filled[int(parts[1])]}"] = why
-            else:
-                shown[
-                    key if key in ("environment", "scheduled_at", "override_reason", "name") else ""
-                ] = why
+        shown = row_errors(paths(exc), filled)
         return await _new_page(request, principal, values, shown, rows)
     return back(f"/plans/{plan.id}")
 

@@ -103,11 +103,60 @@ function pauseLeft(element) {
 }
 
 function refresh(element) {
+  // A part of the page drawn again every few seconds, until what it shows has ended
+  // (an element marked data-final). A section of actions that holds only while the
+  // state is what it was (data-while) is drawn again, with the page, once it is not.
   const every = 1000 * Number(element.dataset.refreshS || 5);
-  setInterval(async () => {
-    const answer = await fetch(element.dataset.refreshUrl, { credentials: "same-origin" });
-    if (answer.ok) element.innerHTML = await answer.text();
+  const ended = () => element.querySelector("[data-final]") !== null;
+  if (ended()) return;
+  const timer = setInterval(async () => {
+    let answer;
+    try {
+      answer = await fetch(element.dataset.refreshUrl, { credentials: "same-origin" });
+    } catch {
+      return; // the server is away for a moment: try again next time
+    }
+    if (!answer.ok) return;
+    element.innerHTML = await answer.text();
+    if (ended()) clearInterval(timer);
+    const held = document.querySelector("[data-while]");
+    const badge = element.querySelector("[data-state]");
+    if (held && badge && badge.dataset.state !== held.dataset.while) {
+      clearInterval(timer);
+      window.location.reload();
+    }
   }, every);
+}
+
+function versionChoices(select) {
+  // A version box suggests the tags of the service chosen beside it (the registry's,
+  // those CI registered first), as the new release form lists them.
+  const list = document.getElementById(select.dataset.versionsList);
+  if (!list) return;
+  const fill = async () => {
+    const asked = select.value;
+    list.replaceChildren();
+    if (!asked) return;
+    let answer;
+    try {
+      answer = await fetch(`/api/v1/services/${encodeURIComponent(asked)}/images`, { credentials: "same-origin" });
+    } catch {
+      return; // no suggestions: the box takes any version
+    }
+    if (!answer.ok || select.value !== asked) return;
+    const found = await answer.json();
+    list.replaceChildren(...found.versions.map((v) => {
+      const option = document.createElement("option");
+      option.value = v.tag;
+      if (v.registered) {
+        const commit = v.commit_sha ? ` ${v.commit_sha.slice(0, 8)}` : "";
+        option.label = `${list.dataset.registered || "registered"}${commit}`;
+      }
+      return option;
+    }));
+  };
+  select.addEventListener("change", fill);
+  fill();
 }
 
 // The release config form, made from the template's parameter schema. It edits the
@@ -331,9 +380,11 @@ document.addEventListener("DOMContentLoaded", () => {
       window.history.back();
     });
   });
-  document.querySelectorAll("[data-confirm]").forEach((button) => {
-    button.addEventListener("click", (event) => {
-      if (!window.confirm(button.dataset.confirm)) event.preventDefault();
-    });
-  });
+  document.querySelectorAll("select[data-versions-list]").forEach(versionChoices);
+});
+
+// Asked before it is done, on every page and in every part drawn again later.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest ? event.target.closest("[data-confirm]") : null;
+  if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
 });
