@@ -10,12 +10,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api import catalog_service, image_service, release_service, review
+from services.api import catalog_service, image_service, plan_service, release_service, review
 from services.api.access import Principal, Releaser, Viewer
 from services.api.context import Api
 from services.api.deps import api_of
-from services.api.schemas import ActionIn, ConfigView, DecisionIn, Preview, ReleaseIn
-from services.api.ui.pages import back, form, problem, render, validation_errors
+from services.api.schemas import ActionIn, ConfigView, DecisionIn, PlanIn, Preview, ReleaseIn
+from services.api.ui.pages import (
+    back,
+    form,
+    form_errors,
+    problem,
+    render,
+    utc_time,
+    validation_errors,
+)
 from shared.cluster.manifest import canary_target
 from shared.cluster.manifest import objects as manifest_objects
 from shared.errors import FabuError, Invalid, NotFound
@@ -170,7 +178,14 @@ async def _new_release_page(
 
 # The fields of the new release form that show their own errors; any other refusal
 # (a release config's ``params.region``...) is shown above the form.
-FORM_FIELDS = ("service", "environment", "version", "description", "override_reason")
+FORM_FIELDS = (
+    "service",
+    "environment",
+    "version",
+    "description",
+    "override_reason",
+    "scheduled_at",
+)
 
 
 def _on_the_form(errors: dict[str, str]) -> dict[str, str]:
@@ -210,6 +225,8 @@ def _misfit(service: str, environment: str, config: ConfigView | None) -> str:
 @router.post("/releases/new")
 async def create_release(request: Request, principal: Releaser) -> Response:
     values = await form(request)
+    if values.get("scheduled_at", "").strip():
+        return await _schedule_release(request, principal, values)
     try:
         body = ReleaseIn(
             service=values.get("service", ""),
@@ -225,6 +242,37 @@ async def create_release(request: Request, principal: Releaser) -> Response:
     except FabuError as exc:
         return await _new_release_page(request, principal, values, {exc.field: exc.message})
     return back(f"/releases/{accepted.id}")
+
+
+async def _schedule_release(
+    request: Request, principal: Principal, values: dict[str, str]
+) -> Response:
+    """A release with a time: a plan of that one item, which starts it then (after the
+    approval the environment asks for); its page follows it."""
+    try:
+        body = PlanIn(
+            environment=values.get("environment", ""),
+            items=[{"service": values.get("service", ""), "version": values.get("version", "")}],
+            description=values.get("description", ""),
+            override_reason=values.get("override_reason", ""),
+            scheduled_at=utc_time(values["scheduled_at"], "scheduled_at"),
+        )
+        plan = await plan_service.create(api_of(request), principal, body)
+    except (ValidationError, FabuError) as exc:
+        return await _new_release_page(request, principal, values, item_errors(exc))
+    return back(f"/plans/{plan.id}")
+
+
+def item_errors(exc: ValidationError | FabuError) -> dict[str, str]:
+    """A one-item plan's errors at the release form's fields (``items.0.version`` at
+    ``version``)."""
+    errors = form_errors(exc)
+    if isinstance(exc, ValidationError):
+        errors = {}
+        for error in exc.errors():
+            where = [str(p) for p in error["loc"]]
+            errors.setdefault(where[-1] if where else "", error["msg"])
+    return {k.rsplit(".", 1)[-1] if k.startswith("items.") else k: v for k, v in errors.items()}
 
 
 @router.get("/releases/{release_id}")
