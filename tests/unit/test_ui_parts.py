@@ -1,15 +1,25 @@
-"""The UI's pieces that need no browser: language choice and the weekly charts."""
+"""The UI's pieces that need no browser: language choice, every word's translation, the
+weekly charts, and how the plan forms read times and place errors."""
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from services.api.schemas import ReleaseSummary
+from services.api.schemas import PlanIn, ReleaseSummary
+from services.api.ui import plan_pages, release_pages
 from services.api.ui.charts import bars, weeks
-from services.api.ui.i18n import pick, translator
+from services.api.ui.i18n import EN, ZH, pick, translator
+from services.api.ui.pages import utc_time
+from shared.errors import Invalid
 from shared.models.base import now
+from shared.models.plan import ItemState, PlanState
 from shared.release.machine import ReleaseState
 from tests.support.records import record
+
+TEMPLATES = Path(plan_pages.__file__).parent / "templates"
 
 
 @pytest.mark.parametrize(
@@ -65,3 +75,77 @@ def test_bars_escape_their_labels() -> None:
     svg = bars([1.0, None], ["<a>", "b"], 'x"><script>')
     assert "<script>" not in svg
     assert svg.count("<rect") == 2
+
+
+def test_every_word_the_templates_translate_has_its_chinese() -> None:
+    words = {
+        m.group(2)
+        for page in TEMPLATES.glob("*.html")
+        for m in re.finditer(r"""\bt\((["'])((?:(?!\1).)+)\1\)""", page.read_text())
+    }
+    assert "New plan" in words  # the pattern finds them
+    assert sorted(w for w in words if w not in ZH) == []
+
+
+@pytest.mark.parametrize("state", [*PlanState, *ItemState])
+def test_every_plan_and_item_state_has_words_in_both_languages(state: str) -> None:
+    assert state in ZH
+    assert state in EN
+
+
+def test_a_time_from_the_form_is_read_as_utc() -> None:
+    assert utc_time("2026-01-31T08:00", "scheduled_at") == datetime(2026, 1, 31, 8, tzinfo=UTC)
+    assert utc_time(" 2026-01-31 08:00 ", "at") == datetime(2026, 1, 31, 8, tzinfo=UTC)
+    eight = timezone(timedelta(hours=8))
+    assert utc_time("2026-01-31T08:00+08:00", "at") == datetime(2026, 1, 31, 8, tzinfo=eight)
+    assert utc_time("  ", "scheduled_at") is None
+    with pytest.raises(Invalid) as refused:
+        utc_time("tomorrow", "scheduled_at")
+    assert refused.value.field == "scheduled_at"
+
+
+def test_a_plans_errors_are_shown_at_the_row_its_item_came_from() -> None:
+    # Rows 0, 2 and 3 were filled in: item 1 is row 2, item 2 row 3.
+    shown = plan_pages.row_errors(
+        {
+            "items.1.version": "b: no such tag",
+            "items.1.service": "b: retired",
+            "items.2.service": "c: no release config",
+            "items.7.service": "out of range",
+            "items": "a and b wait for each other",
+            "scheduled_at": "has passed",
+            "concurrency": "too many",
+            "source": "not a field here",
+        },
+        [0, 2, 3],
+    )
+    assert shown == {
+        "row-2": "b: no such tag; b: retired",
+        "row-3": "c: no release config",
+        "": "out of range; a and b wait for each other; not a field here",
+        "scheduled_at": "has passed",
+        "concurrency": "too many",
+    }
+
+
+def test_a_bad_row_is_named_by_its_whole_path() -> None:
+    with pytest.raises(ValidationError) as refused:
+        PlanIn(
+            environment="prod",
+            items=[{"service": "a", "version": "1.0"}, {"service": "b", "version": "bad tag!"}],
+        )
+    errors = plan_pages.paths(refused.value)
+    assert list(errors) == ["items.1.version"]
+    assert errors["items.1.version"].startswith("version: ")
+    assert plan_pages.row_errors(errors, [0, 4]).keys() == {"row-4"}
+
+
+def test_a_scheduled_releases_errors_are_at_the_release_forms_fields() -> None:
+    with pytest.raises(ValidationError) as refused:
+        PlanIn(environment="prod", items=[{"service": "", "version": "bad tag!"}])
+    assert release_pages.item_errors(refused.value).keys() == {"service", "version"}
+    said = Invalid("items: a: frozen", field="items", errors={"items.0.version": "a: unknown"})
+    assert release_pages.item_errors(said) == {"version": "a: unknown"}
+    assert release_pages.item_errors(Invalid("late", field="scheduled_at")) == {
+        "scheduled_at": "late"
+    }
