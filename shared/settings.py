@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # How often each API replica starts the release plans whose time has come and steps
     # the running ones (a schedule fires within about this long of its time).
     plan_tick_s: float = Field(default=1.0, gt=0, le=60)
+    # The Prometheus that analysis templates query (its HTTP API, e.g.
+    # http://prometheus.monitoring:9090). Empty: every analysis is inconclusive, so a
+    # step that names one waits for a person.
+    prometheus_url: str = ""
+    # How long one Prometheus query may take before its measurement is inconclusive.
+    prometheus_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Logins refused (429) for a user name, or from a client address, that failed
     # this many times within the window; a success clears the user's count.
     login_attempts: int = Field(default=10, ge=1)
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
         Deny.parse(value)
         return value
 
-    @field_validator("gitlab_url", "oidc_issuer")
+    @field_validator("gitlab_url", "oidc_issuer", "prometheus_url")
     @classmethod
     def _http(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):

@@ -96,6 +96,23 @@ class CanaryStep(Model):
 
     weight: int = Field(ge=1, le=99)
     pause_s: int | None = Field(default=None, ge=0, le=86400)
+    # Analysis templates (``shared.models.analysis``) that judge the step once it is
+    # healthy: all passed, Fabu promotes it (after its pause, if it has one); one
+    # failed, the release is aborted; inconclusive, it waits for a person.
+    analysis: list[DnsLabel] = Field(default_factory=list, max_length=5)
+
+
+class BlueGreen(Model):
+    """A blue-green release: the new version runs at full size beside the old one behind
+    a preview Service; once judged (by its analysis, its pause or a person) the active
+    Service is switched to it; the old version stays ``scale_down_delay_s`` longer,
+    then the main Deployment takes the new version and the preview goes away."""
+
+    analysis: list[DnsLabel] = Field(default_factory=list, max_length=5)
+    # Switch this long after the preview is healthy (and its analysis passed); None:
+    # with analysis, as soon as it passes; without, when someone promotes it.
+    pause_s: int | None = Field(default=None, ge=0, le=86400)
+    scale_down_delay_s: int = Field(default=30, ge=0, le=86400)
 
 
 class BaseParams(Model):
@@ -111,13 +128,23 @@ class BaseParams(Model):
     # Canary steps, in increasing weight; empty: a plain rolling update. After
     # the last step, promoting rolls the new version out to the main Deployment.
     canary: list[CanaryStep] = Field(default_factory=list, max_length=10)
+    # Blue-green instead: never with canary steps.
+    blue_green: BlueGreen | None = None
 
     @model_validator(mode="after")
     def _increasing(self) -> "BaseParams":
         weights = [step.weight for step in self.canary]
         if weights != sorted(set(weights)):
             raise ValueError("canary: step weights must increase, e.g. 10, 50")
+        if self.canary and self.blue_green is not None:
+            raise ValueError("blue_green: a release is either a canary or blue-green, not both")
         return self
+
+    def analysis_names(self) -> list[str]:
+        """Every analysis template the canary steps or the blue-green preview name."""
+        named = [n for step in self.canary for n in step.analysis]
+        named += self.blue_green.analysis if self.blue_green else []
+        return sorted(set(named))
 
     @model_serializer(mode="wrap")
     def _shown(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:

@@ -36,7 +36,7 @@ RELEASE_PARAMETERS = (
     "release_id",
 )
 # Fabu's own settings in a release config, next to the template's values.
-FABU_SETTINGS = ("canary", "rollout_timeout_s", "auto_rollback")
+FABU_SETTINGS = ("canary", "blue_green", "rollout_timeout_s", "auto_rollback")
 RESERVED = RELEASE_PARAMETERS + FABU_SETTINGS
 MAX_SCHEMA_CHARS = 100_000
 
