@@ -6,6 +6,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import TemplateId
+from shared.models.analysis import AnalysisTemplate
 from shared.models.base import now
 from shared.models.catalog import Environment, Service, ServiceConfig, Template
 from shared.models.notifications import Channel
@@ -63,6 +64,8 @@ class Catalog:
         # Notification channels per service and environment ("*/<env>": the default).
         self._channels = mongo.collection("notification_channels")
         self._config_versions = mongo.collection("service_config_versions")
+        # Analysis templates by name (each release keeps a copy of those it used).
+        self._analyses = mongo.collection("analysis_templates")
         # Template versions read so far, by "<id>/<version>": a stored version never
         # changes, so each is read once per process (the newest VERSIONS_KEPT kept).
         self._versions: dict[str, Template] = {}
@@ -265,3 +268,31 @@ class Catalog:
         doc = await self._channels.find_one_and_delete({"_id": f"{service}/{environment}"})
         await self._kept.changed()
         return [Channel.model_validate(c) for c in doc["channels"]] if doc else None
+
+    async def add_analysis(self, template: AnalysisTemplate) -> None:
+        try:
+            await self._analyses.insert_one({"_id": template.name, **template.model_dump()})
+        except DuplicateKeyError as exc:
+            raise Conflict(f"analysis template {template.name!r} already exists") from exc
+
+    async def analysis(self, name: str) -> AnalysisTemplate | None:
+        doc = _strip(await self._analyses.find_one({"_id": name}))
+        return AnalysisTemplate.model_validate(doc) if doc else None
+
+    async def analyses(self, names: list[str] | None = None) -> list[AnalysisTemplate]:
+        """In name order: all, or those of ``names`` that exist."""
+        query: Doc = {} if names is None else {"_id": {"$in": names}}
+        cursor = self._analyses.find(query).sort("_id", 1)
+        return [AnalysisTemplate.model_validate(_strip(d)) async for d in cursor]
+
+    async def replace_analysis(self, template: AnalysisTemplate) -> bool:
+        """Store ``template`` over the one of its name whose version is one less; False
+        when that one is gone or another change came first."""
+        done = await self._analyses.replace_one(
+            {"_id": template.name, "version": template.version - 1},
+            {"_id": template.name, **template.model_dump()},
+        )
+        return done.matched_count == 1
+
+    async def delete_analysis(self, name: str) -> bool:
+        return (await self._analyses.delete_one({"_id": name})).deleted_count == 1

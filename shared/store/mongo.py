@@ -69,7 +69,7 @@ def new_id() -> str:
 # (label keys such as ``app.kubernetes.io/name``, a schema's own names) that some
 # MongoDB-protocol servers refuse as field names (dots, a leading $), and their shape
 # is the template's. Fabu's own settings stay fields.
-SETTINGS = ("rollout_timeout_s", "auto_rollback", "canary")
+SETTINGS = ("rollout_timeout_s", "auto_rollback", "canary", "blue_green")
 
 
 def encode_params(params: Doc) -> Doc:
