@@ -829,7 +829,7 @@ async def _start_item(api: Api, plan: Plan, item: PlanItem) -> None:
         principal = await _operator(api, plan)
         service = await _service(api, item.service, "service")
         release = await _release_of(api, plan, env, item, item.release_id or ReleaseId(new_id()))
-        starter = Starter(api.releases, api.bus, api.audit, principal)
+        starter = Starter(api.releases, api.bus, api.audit, principal, api.catalog)
         await start(
             release,
             env,

@@ -74,7 +74,7 @@ async def _target(api: Api, service_name: str, environment: str) -> tuple[Servic
 
 
 def _starter(api: Api, principal: Principal) -> Starter:
-    return Starter(api.releases, api.bus, api.audit, principal)
+    return Starter(api.releases, api.bus, api.audit, principal, api.catalog)
 
 
 # Reading

@@ -11,8 +11,9 @@ from services.api.access import Principal
 from services.api.schemas import ReleaseAccepted
 from shared.errors import Conflict, Forbidden, Invalid
 from shared.messaging.bus import Bus
+from shared.models.analysis import AnalysisTemplate
 from shared.models.base import now
-from shared.models.catalog import Environment, Service, ServiceConfig, Template
+from shared.models.catalog import BaseParams, Environment, Service, ServiceConfig, Template
 from shared.models.parameters import told
 from shared.models.release import Release, ReleaseKind
 from shared.models.release_parts import Decision, FreezeOverride
@@ -46,6 +47,20 @@ class Starter:
     bus: Bus
     audit: Audit
     principal: Principal
+    catalog: Catalog
+
+
+async def analyses(catalog: Catalog, params: BaseParams) -> list[AnalysisTemplate]:
+    """The analysis templates the config names, as they are now (422 naming one gone)."""
+    names = params.analysis_names()
+    found = await catalog.analyses(names) if names else []
+    missing = sorted(set(names) - {a.name for a in found})
+    if missing:
+        raise Invalid(
+            f"params: the config names analysis template {missing[0]!r}, which does not exist",
+            field="params",
+        )
+    return found
 
 
 def freeze_check(
@@ -124,6 +139,8 @@ async def start(
     # the config's canary steps.
     if release.kind is not ReleaseKind.ROLLBACK and release.params.canary:
         release.canary_step = 0
+    if release.kind is not ReleaseKind.ROLLBACK:
+        release.analyses = await analyses(starter.catalog, release.params)
     release = await lifecycle.start(
         starter.releases, starter.bus, release, how, Actor.person(principal.name)
     )

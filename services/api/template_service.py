@@ -241,7 +241,7 @@ async def release_all(
     it, each at the version it runs now (services never released are skipped)."""
     need(principal, Permission.RELEASE)
     template = await _found(api.catalog, template_id)
-    starter = Starter(api.releases, api.bus, api.audit, principal)
+    starter = Starter(api.releases, api.bus, api.audit, principal, api.catalog)
     queued = []
     for config in await api.catalog.configs_using(template.id):
         latest = await api.releases.latest(config.service, config.environment)

@@ -25,9 +25,11 @@ from shared.cluster.manifest import (
     Obj,
     canary_objects,
     canary_target,
+    is_route,
     objects,
     revision,
     rollout_objects,
+    traffic,
 )
 from shared.errors import TransientError
 from shared.messaging.bus import Msg
@@ -36,7 +38,7 @@ from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import CanaryEvent, TranscriptLine, Workload
 from shared.release import lifecycle
-from shared.release.canary import remove_canary
+from shared.release.canary import remove_canary, route_for_step
 from shared.release.hook_jobs import PRE_ROLLOUT
 from shared.release.lifecycle import AS_DEPLOYER
 from shared.release.machine import APPLY, Applied, Failed, ReleaseState
@@ -85,26 +87,31 @@ def _handler(
     return handle
 
 
-def _step_objects(release: Release, docs: list[Obj]) -> tuple[list[Obj], CanaryEvent | None, str]:
+async def _step_objects(
+    cluster: Cluster, release: Release, docs: list[Obj]
+) -> tuple[list[Obj], CanaryEvent | None, str]:
     """What to apply for the release's step (``docs``: its manifest's objects): the objects,
-    the canary event, a transcript line."""
+    the canary event, a transcript line. A split HTTPRoute carries the live one's routes."""
     if not release.in_canary:
         return rollout_objects(docs), None, ""
     step = release.canary_step or 0
     weight = release.params.canary[step].weight
-    applying = canary_objects(release.manifest, weight)
+    applying = [
+        await route_for_step(cluster, release.namespace, o) if is_route(o) else o
+        for o in canary_objects(release.manifest, weight)
+    ]
     deployment = next(o for o in applying if o["kind"] == "Deployment")
     replicas = int(deployment["spec"]["replicas"])
     main = canary_target(docs)
     beside = int((main or {}).get("spec", {}).get("replicas", 1))
     share = round(100 * replicas / (replicas + beside))
-    ingresses = [o["metadata"]["name"] for o in applying if o["kind"] == "Ingress"]
+    by = traffic(applying)
     line = (
         f"canary step {step + 1} of {len(release.params.canary)}: {weight}% asked → "
-        f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods, "
-        f"{share}%" + (f"; ingress {', '.join(ingresses)} weight {weight}%" if ingresses else "")
+        f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods "
+        f"({share}%); {by}" + (f" at {weight}%" if by.startswith("traffic") else "")
     )
-    event = CanaryEvent(step=step, weight=weight, what="applied", replicas=replicas)
+    event = CanaryEvent(step=step, weight=weight, what="applied", replicas=replicas, detail=by)
     return applying, event, line
 
 
@@ -159,7 +166,7 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
     docs = objects(release.manifest)
     try:
         release, line = await _whole_if_first(cluster, release, docs)
-        applying, canary, step_line = _step_objects(release, docs)
+        applying, canary, step_line = await _step_objects(cluster, release, docs)
         await admit(cluster, env, docs)
         line = line or step_line
         if not await _pre_rollout(ctx, cluster, release):

@@ -88,7 +88,11 @@ async def track(
         ReleaseState.PAUSED,
         with_transcript=taken_over,
     )
-    if release is None or (release.state is ReleaseState.PAUSED and pause_left(release) is None):
+    if release is None or (
+        release.state is ReleaseState.PAUSED
+        and pause_left(release) is None
+        and not release.params.canary[release.canary_step or 0].analysis
+    ):
         return
     if event.step != (release.canary_step or 0):
         return  # a step the release has left

@@ -5,6 +5,7 @@ its timed pause and promoted."""
 
 from dataclasses import dataclass
 
+from services.tracker import analysis
 from services.tracker.canary import canary_done, hold, pause, pause_left
 from services.tracker.pods import Obj
 from services.tracker.pruning import prune
@@ -12,6 +13,7 @@ from services.tracker.rollout import Rollout
 from services.tracker.seen import Seen
 from shared.cluster.client import Cluster
 from shared.cluster.watches import Subscription
+from shared.models.analysis import Verdict
 from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import TranscriptLine
@@ -96,21 +98,37 @@ class Tracking:
     async def _step_healthy(
         self, lines: list[TranscriptLine], main: Obj, observed: Observed
     ) -> None:
-        """A healthy canary step: the release paused (unless it already is), then, for a
-        step with a timed pause, held that long and promoted, or failed meanwhile."""
+        """A healthy canary step: the release paused (unless it already is), then judged
+        by its analysis, if it names one, and, for a step with a timed pause or an
+        analysis, held for the pause and promoted, or failed meanwhile."""
         release = paused = self.release
         if release.state is ReleaseState.APPLIED:
             moved = await pause(self.ctx, release, lines, main, observed)
             if isinstance(moved, Lost):
                 return
             paused = moved.release
-        step = release.params.canary[release.canary_step or 0]
-        pause_s = pause_left(release) if release.state is ReleaseState.PAUSED else step.pause_s
-        if pause_s is None:
+        index = release.canary_step or 0
+        step = release.params.canary[index]
+        why = f" after its {step.pause_s}s pause"
+        if step.analysis:
+            judged = await analysis.judge(self.ctx, self.subscription, paused, index, step.analysis)
+            if judged.failure is not None:
+                await self.fail(judged.failure, paused)
+                return
+            if judged.verdict is Verdict.FAILED:
+                await self.fail(judged.reason, paused)
+                return
+            if judged.verdict is not Verdict.PASSED:
+                if judged.verdict is Verdict.INCONCLUSIVE and judged.fresh:
+                    line = f"canary step {index + 1}: {judged.reason}"
+                    await self.ctx.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
+                return
+            why = f" as {judged.reason}" + (why if step.pause_s else "")
+        pause_s = pause_left(paused) if step.pause_s is not None else None
+        if pause_s is None and not step.analysis:
             return  # until someone promotes or aborts it
-        held, failure = await hold(self.subscription, release, pause_s)
+        held, failure = await hold(self.subscription, release, pause_s or 0)
         if failure is not None:
             await self.fail(failure, paused)
         elif held:
-            reason = f" after its {step.pause_s}s pause"
-            await promote(self.ctx.releases, self.ctx.bus, paused, AS_TRACKER, reason)
+            await promote(self.ctx.releases, self.ctx.bus, paused, AS_TRACKER, why)

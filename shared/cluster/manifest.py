@@ -1,12 +1,17 @@
 """Rendered manifests as objects: the order they are applied in, and a canary's objects.
 
 A canary runs the new version beside the main Deployment, which it never
-touches: a ``<name>-canary`` Deployment whose pods carry the main pods' labels
-(so the main Service sends them their share of traffic) plus
-``fabu.io/track: canary``. Where an NGINX Ingress routes to the service, a
-``<service>-canary`` Service selecting only canary pods and a
-``<ingress>-canary`` Ingress with NGINX's canary annotations send it the
-step's weight of the ingress traffic.
+touches: a ``<name>-canary`` Deployment labelled ``fabu.io/track: canary``.
+
+Without a route to the service its pods carry the main pods' labels, so the main
+Service sends them their share of traffic: the *pod share*. Where an NGINX Ingress
+or a Gateway API HTTPRoute routes to a Service of the manifest, the step's weight
+is the *traffic share*, whatever the pod counts: the canary's pods leave out the
+labels the routed Services select on (so those Services reach the main pods
+only), a ``<service>-canary`` Service selects the canary's pods alone, and the
+route sends it the weight: a ``<ingress>-canary`` Ingress with NGINX's canary
+annotations, or the HTTPRoute itself with each routed backend split in two
+(``<service>`` at 100 - weight, ``<service>-canary`` at weight).
 """
 
 import copy
@@ -102,6 +107,9 @@ TRACK_LABEL = "fabu.io/track"
 CANARY = "canary"
 SUFFIX = "-canary"
 NGINX = "nginx.ingress.kubernetes.io"
+# The canary's pods of one Deployment, where they leave out the routed Services' labels.
+CANARY_OF_LABEL = "fabu.io/canary-of"
+GATEWAY_API = "gateway.networking.k8s.io/"
 
 
 def objects(manifest: str) -> list[Obj]:
@@ -139,18 +147,30 @@ def _renamed(obj: Obj) -> Obj:
     return canary
 
 
-def _deployment(deployment: Obj, weight: int) -> Obj:
+def _deployment(deployment: Obj, weight: int, left_out: set[str]) -> Obj:
+    """The canary Deployment: its pods without the ``left_out`` label keys (the routed
+    Services'), and then marked as this Deployment's canary."""
     canary = _renamed(deployment)
     spec = canary.setdefault("spec", {})
     spec["replicas"] = canary_replicas(int(spec.get("replicas", 1)), weight)
-    selector = spec.setdefault("selector", {}).setdefault("matchLabels", {})
-    selector[TRACK_LABEL] = CANARY
+    marks = {TRACK_LABEL: CANARY}
+    if left_out:
+        marks[CANARY_OF_LABEL] = deployment["metadata"]["name"]
+    selector = spec.setdefault("selector", {})
+    kept = {k: v for k, v in (selector.get("matchLabels") or {}).items() if k not in left_out}
+    selector["matchLabels"] = {**kept, **marks}
+    if selector.get("matchExpressions"):
+        selector["matchExpressions"] = [
+            e for e in selector["matchExpressions"] if e.get("key") not in left_out
+        ]
     template = spec.setdefault("template", {}).setdefault("metadata", {})
-    template["labels"] = {**(template.get("labels") or {}), TRACK_LABEL: CANARY}
+    labels = {k: v for k, v in (template.get("labels") or {}).items() if k not in left_out}
+    template["labels"] = {**labels, **marks}
     return canary
 
 
-def _service(service: Obj) -> Obj:
+def _service(service: Obj, deployment: str) -> Obj:
+    """The canary Service of a routed Service: the canary's pods alone."""
     canary = _renamed(service)
     spec = canary.setdefault("spec", {})
     for key in ("clusterIP", "clusterIPs", "externalIPs", "loadBalancerIP", "healthCheckNodePort"):
@@ -158,7 +178,7 @@ def _service(service: Obj) -> Obj:
     spec["type"] = "ClusterIP"
     for port in spec.get("ports") or []:
         port.pop("nodePort", None)
-    spec["selector"] = {**(spec.get("selector") or {}), TRACK_LABEL: CANARY}
+    spec["selector"] = {TRACK_LABEL: CANARY, CANARY_OF_LABEL: deployment}
     return canary
 
 
@@ -182,6 +202,48 @@ def _ingress(ingress: Obj, services: set[str], weight: int) -> Obj:
     return canary
 
 
+def is_route(obj: Obj) -> bool:
+    """A Gateway API HTTPRoute (the canary changes it in place, never copies it)."""
+    return obj.get("kind") == "HTTPRoute" and str(obj.get("apiVersion", "")).startswith(GATEWAY_API)
+
+
+def _service_refs(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """The backendRefs of an HTTPRoute rule that name a Service of the route's namespace."""
+    return [
+        ref
+        for ref in rule.get("backendRefs") or []
+        if isinstance(ref, dict)
+        and ref.get("group", "") == ""
+        and ref.get("kind", "Service") == "Service"
+        and not ref.get("namespace")
+    ]
+
+
+def _route_services(route: Obj) -> set[str]:
+    rules = (route.get("spec") or {}).get("rules") or []
+    return {str(ref.get("name")) for rule in rules for ref in _service_refs(rule)}
+
+
+def _route(route: Obj, services: set[str], weight: int) -> Obj:
+    """The HTTPRoute with each backend to a routed Service split: ``weight`` of its share
+    to the Service's canary, the rest to the Service."""
+    split = copy.deepcopy(route)
+    for rule in (split.get("spec") or {}).get("rules") or []:
+        refs: list[dict[str, Any]] = []
+        for ref in rule.get("backendRefs") or []:
+            if ref in _service_refs(rule) and ref.get("name") in services:
+                share = int(ref.get("weight", 1))
+                canary = {**copy.deepcopy(ref), "name": ref["name"] + SUFFIX}
+                refs += [
+                    {**ref, "weight": share * (100 - weight)},
+                    {**canary, "weight": share * weight},
+                ]
+            else:
+                refs.append(ref)
+        rule["backendRefs"] = refs
+    return split
+
+
 def canary_target(docs: list[Obj]) -> Obj | None:
     """The Deployment a canary acts on: the one annotated ``fabu.io/canary: "true"``,
     else the only one (None when that does not name one)."""
@@ -196,6 +258,26 @@ def canary_target(docs: list[Obj]) -> Obj | None:
     return deployments[0] if len(deployments) == 1 and not marked else None
 
 
+def routed_services(docs: list[Obj]) -> list[str]:
+    """The manifest's Services an Ingress or an HTTPRoute of it sends traffic to."""
+    services = {
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "Service" and d.get("apiVersion") == "v1"
+    }
+    named = {b.get("name") for i in _ingresses(docs) for b in _backends(i)}
+    named |= {n for r in docs if is_route(r) for n in _route_services(r)}
+    return sorted(services & {n for n in named if isinstance(n, str)})
+
+
+def _ingresses(docs: list[Obj]) -> list[Obj]:
+    return [
+        d
+        for d in docs
+        if d.get("kind") == "Ingress" and d.get("apiVersion") == "networking.k8s.io/v1"
+    ]
+
+
 def canary_objects(manifest: str, weight: int) -> list[Obj]:
     """The objects of a canary step at ``weight`` percent, in the order to apply them."""
     docs = objects(manifest)
@@ -207,20 +289,39 @@ def canary_objects(manifest: str, weight: int) -> list[Obj]:
         for d in docs
         if d.get("kind") == "Service" and d.get("apiVersion") == "v1"
     }
-    ingresses = [
-        d
-        for d in docs
-        if d.get("kind") == "Ingress" and d.get("apiVersion") == "networking.k8s.io/v1"
+    pod_labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    labels = pod_labels.get("labels") or {}
+    # The routed Services that reach this Deployment's pods.
+    routed = [
+        s
+        for s in routed_services(docs)
+        if (selector := (services[s].get("spec") or {}).get("selector") or {})
+        and selector.items() <= labels.items()
     ]
-    routed = sorted(
-        {b["name"] for i in ingresses for b in _backends(i) if b.get("name") in services}
-    )
+    left_out = {
+        key for name in routed for key in ((services[name].get("spec") or {}).get("selector") or {})
+    }
+    name = deployment["metadata"]["name"]
     return [
-        *(_service(services[name]) for name in routed),
-        _deployment(deployment, weight),
+        *(_service(services[s], name) for s in routed),
+        _deployment(deployment, weight, left_out),
         *(
             _ingress(i, set(routed), weight)
-            for i in ingresses
-            if any(b.get("name") in services for b in _backends(i))
+            for i in _ingresses(docs)
+            if any(b.get("name") in routed for b in _backends(i))
+        ),
+        *(
+            _route(r, set(routed), weight)
+            for r in docs
+            if is_route(r) and _route_services(r) & set(routed)
         ),
     ]
+
+
+def traffic(objects_: list[Obj]) -> str:
+    """What sends a canary step its share, in words, from its objects."""
+    routes = [f"HTTPRoute {o['metadata']['name']}" for o in objects_ if is_route(o)]
+    ingresses = [f"Ingress {o['metadata']['name']}" for o in objects_ if o.get("kind") == "Ingress"]
+    if routes or ingresses:
+        return "traffic share by " + ", ".join(routes + ingresses)
+    return "pod share (no Ingress or HTTPRoute routes to the service)"

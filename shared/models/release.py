@@ -10,6 +10,7 @@ from pydantic import (
 )
 
 from shared.ids import ReleaseId, TemplateId
+from shared.models.analysis import AnalysisTemplate, Measurement
 from shared.models.base import Model, now
 from shared.models.catalog import BaseParams, Environment, ServiceConfig, Template
 from shared.models.notifications import Delivery
@@ -97,6 +98,10 @@ class Release(Model):
     # rollout), and what happened at each; None for a plain rolling update.
     canary_step: int | None = None
     canary: list[CanaryEvent] = Field(default_factory=list)
+    # The analysis templates its canary steps or blue-green preview name, as they were
+    # when it started, and every measurement taken of them (kept beside the release).
+    analyses: list[AnalysisTemplate] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
     # The hook Job it runs now (or ran last), kept beside it with its pods while it runs.
     hook: HookRun | None = None
 

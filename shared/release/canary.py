@@ -1,7 +1,10 @@
 """Moving a canary release on, and taking its objects away: for the API and the tracker."""
 
+import copy
+import json
+
 from shared.cluster.client import Cluster
-from shared.cluster.manifest import canary_objects
+from shared.cluster.manifest import Obj, canary_objects, is_route
 from shared.messaging.bus import Bus
 from shared.models.base import now
 from shared.models.release import Release
@@ -11,12 +14,59 @@ from shared.release.lifecycle import Actor, Outcome
 from shared.release.machine import PROMOTE, Promoted
 from shared.store.releases import Releases
 
+# On an HTTPRoute a canary split: its spec before the first step (JSON), or "" when the
+# route did not exist; what an abort puts back.
+BEFORE_CANARY = "fabu.io/before-canary"
+
+
+async def route_for_step(cluster: Cluster, namespace: str, route: Obj) -> Obj:
+    """The split HTTPRoute of a step, carrying what the live route was before the first."""
+    live = await cluster.live(namespace, route)
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    before = annotations.get(BEFORE_CANARY)
+    if before is None:
+        before = json.dumps(live.get("spec") or {}, sort_keys=True) if live else ""
+    route = copy.deepcopy(route)
+    route["metadata"].setdefault("annotations", {})[BEFORE_CANARY] = before
+    return route
+
+
+async def _restore_route(cluster: Cluster, namespace: str, route: Obj) -> str:
+    """Put back the HTTPRoute as it was before the canary (deleted if it was not there)."""
+    name = f"HTTPRoute/{route['metadata']['name']}"
+    live = await cluster.live(namespace, route)
+    metadata = (live or {}).get("metadata") or {}
+    annotations = dict(metadata.get("annotations") or {})
+    before = annotations.pop(BEFORE_CANARY, None)
+    if live is None or before is None:
+        return ""
+    if before == "":
+        return name if await cluster.delete(namespace, route) else ""
+    restored = Obj(
+        apiVersion=live["apiVersion"],
+        kind=live["kind"],
+        metadata={
+            "name": metadata["name"],
+            "labels": metadata.get("labels") or {},
+            "annotations": annotations,
+        },
+        spec=json.loads(before),
+    )
+    await cluster.apply(namespace, restored)
+    return f"{name} (its routes as before the canary)"
+
 
 async def remove_canary(cluster: Cluster, release: Release) -> list[str]:
-    """Delete the canary's objects, whatever step it reached; what was deleted."""
+    """Delete the canary's objects, whatever step it reached, and put back an HTTPRoute it
+    split unless the full rollout has applied the route of the release; what was done."""
     removed = []
     for obj in reversed(canary_objects(release.manifest, 50)):
-        if await cluster.delete(release.namespace, obj):
+        if is_route(obj):
+            if release.in_canary and (
+                done := await _restore_route(cluster, release.namespace, obj)
+            ):
+                removed.append(done)
+        elif await cluster.delete(release.namespace, obj):
             removed.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return removed
 

@@ -7,6 +7,7 @@ documents of their own, merged with the release's by time when it is read.
 """
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -15,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.ids import ReleaseId
+from shared.models.analysis import Measurement
 from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import HookRun, Owned, PodTimeline, TranscriptLine
@@ -31,13 +33,20 @@ LIST_PROJECTION = {
     "pods": 0,
     "replica_sets": 0,
     "diagnosis": 0,
+    "analyses": 0,
 }
 
 
 def _release(
-    doc: Doc, lines: list[Doc] | None = None, pods: list[Doc] | None = None, hook: Doc | None = None
+    doc: Doc,
+    lines: list[Doc] | None = None,
+    pods: list[Doc] | None = None,
+    hook: Doc | None = None,
+    measurements: list[Doc] | None = None,
 ) -> Release:
     doc["id"] = doc.pop("_id")
+    if measurements:
+        doc["measurements"] = measurements
     doc["params"] = decode_params(doc["params"])
     if lines:
         # A transition's lines are on the release, the others beside it: one story, by time.
@@ -101,9 +110,10 @@ async def ensure_indexes(mongo: Mongo) -> None:
     await releases.create_index([("state", ASCENDING), ("_id", DESCENDING)], name="by_state")
     await releases.create_index([("operator", ASCENDING), ("_id", DESCENDING)], name="by_operator")
     await releases.create_index("created_at", name="by_created_at")
-    await mongo.collection("release_lines").create_index(
-        [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
-    )
+    for beside in ("release_lines", "release_measurements"):
+        await mongo.collection(beside).create_index(
+            [("release_id", ASCENDING), ("at", ASCENDING)], name="by_release"
+        )
 
 
 class Releases:
@@ -112,6 +122,8 @@ class Releases:
         self._locks = mongo.collection("locks")
         self._lines = mongo.collection("release_lines")
         self._progress = mongo.collection("release_progress")
+        # Each analysis measurement, inserted as taken (no race with the lifecycle).
+        self._measurements = mongo.collection("release_measurements")
         # A failed release → the automatic rollback Fabu started for it.
         self._rollbacks = mongo.collection("rollbacks")
         self.deliveries = Deliveries(mongo)
@@ -146,17 +158,39 @@ class Releases:
         return None if doc is None else _release(doc)
 
     async def get(self, release_id: str) -> Release | None:
-        doc, lines, progress = await asyncio.gather(
+        doc, lines, progress, measured = await asyncio.gather(
             self._releases.find_one({"_id": release_id}),
             self._lines.find({"release_id": release_id}, {"_id": 0, "release_id": 0})
             .sort([("at", ASCENDING), ("_id", ASCENDING)])
             .to_list(None),
             self._progress.find_one({"_id": release_id}),
+            self._measured(release_id),
         )
         if doc is None:
             return None
         progress = progress or {}
-        return _release(doc, lines, progress.get("pods"), progress.get("hook"))
+        return _release(doc, lines, progress.get("pods"), progress.get("hook"), measured)
+
+    def _measured(self, release_id: str) -> Awaitable[list[Doc]]:
+        return (
+            self._measurements.find({"release_id": release_id}, {"_id": 0, "release_id": 0})
+            .sort([("at", ASCENDING), ("_id", ASCENDING)])
+            .to_list(None)
+        )
+
+    async def measurements(self, release_id: str) -> list[Measurement]:
+        return [Measurement.model_validate(d) for d in await self._measured(release_id)]
+
+    async def measure(self, release_id: ReleaseId, measurements: list[Measurement]) -> None:
+        """Keep measurements beside the release: inserts only, whatever its state."""
+        if measurements:
+            await self._measurements.insert_many(
+                [
+                    {"_id": new_id(), "release_id": release_id, **m.model_dump()}
+                    for m in measurements
+                ],
+                ordered=False,
+            )
 
     async def detail(self, release_id: str) -> Release | None:
         """The release with its notifications (kept apart: see ``Deliveries``) and the
