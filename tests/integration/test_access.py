@@ -154,6 +154,7 @@ UI_MATRIX = {
     "POST /plans/promote": "release",
     "GET /plans/{plan_id}": "view",
     "GET /fragments/plans/{plan_id}": "view",
+    "GET /fragments/releases/{release_id}/analysis": "view",
     "POST /plans/{plan_id}/decide": "release",
     "GET /plans/{plan_id}/rollback": "release",
     "POST /plans/{plan_id}/rollback": "release",

@@ -109,9 +109,12 @@ async def test_a_canary_steps_through_its_weights_and_promotes_to_the_main_deplo
     )
     assert live.spec.replicas == 1  # 1 of 3 pods: the nearest to 10 % beside 2 untouched
     assert live.spec.template.spec.containers[0].image.endswith(":2.0")
-    assert live.spec.template.metadata.labels == {"app": service, TRACK: "canary"}
+    # Routed by the Ingress: the step's weight is the traffic share, so the canary's pods
+    # leave out the label the main Service selects on and have a Service of their own.
+    canary_pods = {TRACK: "canary", "fabu.io/canary-of": service}
+    assert live.spec.template.metadata.labels == canary_pods
     canary_service = await core.read_namespaced_service(f"{service}-canary", namespace)
-    assert canary_service.spec.selector == {"app": service, TRACK: "canary"}
+    assert canary_service.spec.selector == canary_pods
     ingress = await networking.read_namespaced_ingress(f"{service}-canary", namespace)
     assert ingress.metadata.annotations["nginx.ingress.kubernetes.io/canary"] == "true"
     assert ingress.metadata.annotations[WEIGHT] == "10"

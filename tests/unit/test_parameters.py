@@ -130,7 +130,7 @@ def test_the_manifest_shown_hides_a_secret_and_its_base64() -> None:
 def test_values_are_stored_as_json_and_configs_stored_before_still_read() -> None:
     params = BaseParams(replicas=2, labels={"app.kubernetes.io/name": "web"}, canary=[])
     doc = encode_params(params.model_dump())
-    assert set(doc) == {"rollout_timeout_s", "auto_rollback", "canary", "values"}
+    assert set(doc) == {"rollout_timeout_s", "auto_rollback", "canary", "blue_green", "values"}
     assert BaseParams.model_validate(decode_params(doc)) == params
     legacy = {
         "replicas": 3,

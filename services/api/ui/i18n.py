@@ -392,6 +392,20 @@ ZH = {
     "starting": "启动中",
     "refused": "未能开始",
     "skipped": "已跳过",
+    # A release's analysis (canary steps and blue-green previews judged by metrics).
+    "Analysis": "指标分析",
+    "Preview": "预览",
+    "Metric": "指标",
+    "Condition": "条件",
+    "Measured": "已测量",
+    "Last value": "最新值",
+    "Verdict": "结论",
+    "Values": "数值",
+    "fails when": "失败条件",
+    "every": "每",
+    "limit": "上限",
+    "passed": "通过",
+    "inconclusive": "无法判断",
 }
 
 

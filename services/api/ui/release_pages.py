@@ -15,6 +15,7 @@ from services.api.access import Principal, Releaser, Viewer
 from services.api.context import Api
 from services.api.deps import api_of
 from services.api.schemas import ActionIn, ConfigView, DecisionIn, PlanIn, Preview, ReleaseIn
+from services.api.ui.analysis_view import analysis_view
 from services.api.ui.pages import (
     back,
     form,
@@ -308,10 +309,23 @@ async def release(request: Request, release_id: str, principal: Viewer) -> Respo
         last_good=good,
         links=links,
         canary=canary_view(found),
+        analysis=analysis_view(found),
         timeout_s=timeout_s,
         approvers=await release_service.approvers(api, principal, found) if waiting else [],
         review=await _review(api, principal, found) if waiting else None,
         frozen=env.frozen_by(now()) if env else None,
+    )
+
+
+@router.get("/fragments/releases/{release_id}/analysis")
+async def analysis_fragment(request: Request, release_id: str, principal: Viewer) -> Response:
+    """The release's analysis, read again every few seconds by its page."""
+    try:
+        found = await release_service.get(api_of(request), principal, release_id)
+    except FabuError as exc:
+        return problem(request, principal, exc)
+    return render(
+        request, principal, "_analysis.html", release=found, analysis=analysis_view(found)
     )
 
 
