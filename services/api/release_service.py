@@ -385,19 +385,26 @@ async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
     return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)
 
 
+def _aborted_at(release: Release) -> str:
+    step = release.canary_step or 0
+    if release.params.blue_green is not None:
+        return f"blue-green release aborted at {release.params.step_name(step)}"
+    return f"canary aborted at step {step + 1}"
+
+
 async def abort(api: Api, principal: Principal, release_id: str) -> Cancelled:
     """Stop a canary before its full rollout: its objects are removed, the main
     Deployment is left exactly as it was."""
     release, _, env = await may(api, principal, Action.ABORT, release_id)
     actor = principal.name
     step = (release.canary_step or 0) + 1
-    weight = release.params.canary[step - 1].weight
+    weight = release.params.steps[step - 1].weight
     was = await _end(
         api,
         principal,
         release,
         machine.ABORT,
-        [TranscriptLine(at=now(), text=f"canary aborted at step {step} by {actor}")],
+        [TranscriptLine(at=now(), text=f"{_aborted_at(release)} by {actor}")],
         CanaryEvent(step=step - 1, weight=weight, what="aborted", by=actor),
     )
     try:

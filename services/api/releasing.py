@@ -137,7 +137,7 @@ async def start(
         how = REQUEST
     # A rollback restores what ran before whole; a release or a redeploy goes through
     # the config's canary steps.
-    if release.kind is not ReleaseKind.ROLLBACK and release.params.canary:
+    if release.kind is not ReleaseKind.ROLLBACK and release.params.steps:
         release.canary_step = 0
     if release.kind is not ReleaseKind.ROLLBACK:
         release.analyses = await analyses(starter.catalog, release.params)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from shared.cluster.admission import Refused, admit
 from shared.cluster.client import Cluster, ClusterError
 from shared.cluster.manifest import (
+    PREVIEW_SUFFIX,
     SUFFIX,
     WORKLOADS,
     Obj,
@@ -37,7 +38,7 @@ from shared.messaging.messages import ReleasePromoted, ReleaseRendered
 from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import CanaryEvent, TranscriptLine, Workload
-from shared.release import lifecycle
+from shared.release import blue_green, lifecycle
 from shared.release.canary import remove_canary, route_for_step
 from shared.release.hook_jobs import PRE_ROLLOUT
 from shared.release.lifecycle import AS_DEPLOYER
@@ -92,10 +93,22 @@ async def _step_objects(
 ) -> tuple[list[Obj], CanaryEvent | None, str]:
     """What to apply for the release's step (``docs``: its manifest's objects): the objects,
     the canary event, a transcript line. A split HTTPRoute carries the live one's routes."""
+    if release.params.blue_green is not None:
+        if release.in_canary:
+            return await blue_green.step_objects(cluster, release)
+        # The full rollout: the Services switched to the preview stay there until the
+        # main Deployment has the new version (the tracker then puts them back).
+        keep = await blue_green.switched(cluster, release, docs)
+        applying = [
+            o
+            for o in rollout_objects(docs)
+            if not (o.get("kind") == "Service" and o["metadata"]["name"] in keep)
+        ]
+        return applying, None, ""
     if not release.in_canary:
         return rollout_objects(docs), None, ""
     step = release.canary_step or 0
-    weight = release.params.canary[step].weight
+    weight = release.params.steps[step].weight
     applying = [
         await route_for_step(cluster, release.namespace, o) if is_route(o) else o
         for o in canary_objects(release.manifest, weight)
@@ -107,7 +120,7 @@ async def _step_objects(
     share = round(100 * replicas / (replicas + beside))
     by = traffic(applying)
     line = (
-        f"canary step {step + 1} of {len(release.params.canary)}: {weight}% asked → "
+        f"canary step {step + 1} of {len(release.params.steps)}: {weight}% asked → "
         f"{deployment['metadata']['name']} with {replicas} of {replicas + beside} pods "
         f"({share}%); {by}" + (f" at {weight}%" if by.startswith("traffic") else "")
     )
@@ -126,7 +139,7 @@ async def _whole_if_first(
     name = target["metadata"]["name"] if target else release.deployment
     if await cluster.deployment(release.namespace, name) is not None:
         return release, ""
-    whole = release.model_copy(update={"canary_step": len(release.params.canary)})
+    whole = release.model_copy(update={"canary_step": len(release.params.steps)})
     return whole, f"no {name} Deployment runs yet: released whole, without a canary"
 
 
@@ -176,7 +189,8 @@ async def handle_rendered(ctx: Context, event: ReleaseRendered | ReleasePromoted
         target = canary_target(docs)
         deployment = ""
         if target is not None:
-            deployment = target["metadata"]["name"] + (SUFFIX if release.in_canary else "")
+            suffix = PREVIEW_SUFFIX if release.params.blue_green else SUFFIX
+            deployment = target["metadata"]["name"] + (suffix if release.in_canary else "")
         generation, rev = 0, ""
         workloads: list[Workload] = []
         for obj in applying:

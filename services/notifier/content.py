@@ -146,7 +146,7 @@ def canary_text(release: Release, words: dict[str, str]) -> str:
     """The paused canary step: its number among the canary steps, the share asked, its
     pods, and what it waits for (a person, or its timed pause)."""
     step = [e for e in release.canary if e.what == "healthy"][-1]
-    steps = release.params.canary
+    steps = release.params.steps
     pause = steps[step.step].pause_s if step.step < len(steps) else None
     return words["canary_step"].format(
         n=step.step + 1,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from services.tracker.canary import hold
-from shared.cluster.manifest import canary_objects
+from shared.cluster.manifest import new_pods
 from shared.cluster.watches import Subscription
 from shared.models.analysis import (
     AnalysisTemplate,
@@ -88,10 +88,8 @@ def _why(check: Check, taken: list[Measurement], found: Verdict) -> str:
 
 
 def _labels(release: Release) -> tuple[str, dict[str, str]]:
-    """The new version's Deployment and its pods' labels."""
-    canary = next(o for o in canary_objects(release.manifest, 50) if o["kind"] == "Deployment")
-    labels = canary["spec"]["template"]["metadata"].get("labels") or {}
-    return canary["metadata"]["name"], {str(k): str(v) for k, v in labels.items()}
+    """The new version's Deployment (the canary or the preview) and its pods' labels."""
+    return new_pods(release.manifest, release.params.blue_green is not None)
 
 
 async def judge(

@@ -23,7 +23,7 @@ def pause_left(release: Release) -> float | None:
     """What is left of a paused canary step's timed pause; None if it waits for a person."""
     if release.state is not ReleaseState.PAUSED or not release.in_canary:
         return None
-    pause_s = release.params.canary[release.canary_step or 0].pause_s
+    pause_s = release.params.steps[release.canary_step or 0].pause_s
     healthy = [e.at for e in release.canary if e.what == "healthy"]
     if pause_s is None or not healthy:
         return None
@@ -40,18 +40,23 @@ async def pause(
     """A healthy canary step: the release paused, to wait for a promote (or the step's
     pause); the outcome says if another change won."""
     step = release.canary_step or 0
-    weight = release.params.canary[step].weight
+    weight = release.params.steps[step].weight
     replicas = int((obj.get("spec") or {}).get("replicas", 0))
-    wait = release.params.canary[step].pause_s
+    wait = release.params.steps[step].pause_s
     then = (
         "waiting for someone to promote or abort it"
         if wait is None
         else f"Fabu promotes it after its {wait}s pause unless someone promotes or aborts it first"
     )
-    line = (
-        f"canary step {step + 1} of {len(release.params.canary)} ({weight}% asked, "
-        f"{replicas} canary pods) healthy: {then}"
-    )
+    if release.params.blue_green is None:
+        line = (
+            f"canary step {step + 1} of {len(release.params.steps)} ({weight}% asked, "
+            f"{replicas} canary pods) healthy: {then}"
+        )
+    else:
+        line = (
+            f"{release.params.step_name(step)} ({replicas} pods of the new version) healthy: {then}"
+        )
     return await lifecycle.take(
         ctx.releases,
         ctx.bus,
@@ -97,7 +102,7 @@ async def canary_done(
     if release.canary_step is None:
         return [], None
     step = release.canary_step
-    weight = release.params.canary[step].weight if release.in_canary else 100
+    weight = release.params.steps[step].weight if release.in_canary else 100
     try:
         removed = await remove_canary(cluster, release)
         line = f"removed the canary's objects: {', '.join(removed) or 'none were left'}"

@@ -91,7 +91,7 @@ async def track(
     if release is None or (
         release.state is ReleaseState.PAUSED
         and pause_left(release) is None
-        and not release.params.canary[release.canary_step or 0].analysis
+        and not release.params.steps[release.canary_step or 0].analysis
     ):
         return
     if event.step != (release.canary_step or 0):

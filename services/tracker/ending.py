@@ -108,7 +108,7 @@ class Tracking:
                 return
             paused = moved.release
         index = release.canary_step or 0
-        step = release.params.canary[index]
+        step = release.params.steps[index]
         why = f" after its {step.pause_s}s pause"
         if step.analysis:
             judged = await analysis.judge(self.ctx, self.subscription, paused, index, step.analysis)

@@ -109,6 +109,10 @@ SUFFIX = "-canary"
 NGINX = "nginx.ingress.kubernetes.io"
 # The canary's pods of one Deployment, where they leave out the routed Services' labels.
 CANARY_OF_LABEL = "fabu.io/canary-of"
+# A blue-green release's preview: its Deployment and Services, and its pods' mark.
+PREVIEW = "preview"
+PREVIEW_SUFFIX = "-preview"
+PREVIEW_OF_LABEL = "fabu.io/preview-of"
 GATEWAY_API = "gateway.networking.k8s.io/"
 
 
@@ -136,26 +140,25 @@ def canary_replicas(main: int, weight: int) -> int:
     return max(1, math.ceil(main * weight / (100 - weight)))
 
 
-def _renamed(obj: Obj) -> Obj:
+def _renamed(obj: Obj, suffix: str = SUFFIX, track: str = CANARY) -> Obj:
     canary = copy.deepcopy(obj)
     metadata = canary["metadata"]
-    metadata["name"] = metadata["name"] + SUFFIX
-    metadata["labels"] = {**(metadata.get("labels") or {}), TRACK_LABEL: CANARY}
+    metadata["name"] = metadata["name"] + suffix
+    metadata["labels"] = {**(metadata.get("labels") or {}), TRACK_LABEL: track}
     metadata.pop("resourceVersion", None)
     metadata.pop("uid", None)
     metadata.pop("creationTimestamp", None)
     return canary
 
 
-def _deployment(deployment: Obj, weight: int, left_out: set[str]) -> Obj:
-    """The canary Deployment: its pods without the ``left_out`` label keys (the routed
-    Services'), and then marked as this Deployment's canary."""
-    canary = _renamed(deployment)
+def _beside(
+    deployment: Obj, replicas: int, left_out: set[str], marks: dict[str, str], suffix: str
+) -> Obj:
+    """A Deployment of the new version beside the main one: its pods without the
+    ``left_out`` label keys (those Services select on), and marked with ``marks``."""
+    canary = _renamed(deployment, suffix, marks[TRACK_LABEL])
     spec = canary.setdefault("spec", {})
-    spec["replicas"] = canary_replicas(int(spec.get("replicas", 1)), weight)
-    marks = {TRACK_LABEL: CANARY}
-    if left_out:
-        marks[CANARY_OF_LABEL] = deployment["metadata"]["name"]
+    spec["replicas"] = replicas
     selector = spec.setdefault("selector", {})
     kept = {k: v for k, v in (selector.get("matchLabels") or {}).items() if k not in left_out}
     selector["matchLabels"] = {**kept, **marks}
@@ -169,16 +172,27 @@ def _deployment(deployment: Obj, weight: int, left_out: set[str]) -> Obj:
     return canary
 
 
-def _service(service: Obj, deployment: str) -> Obj:
-    """The canary Service of a routed Service: the canary's pods alone."""
-    canary = _renamed(service)
+def _deployment(deployment: Obj, weight: int, left_out: set[str]) -> Obj:
+    """The canary Deployment (routed: its pods out of the routed Services' reach)."""
+    marks = {TRACK_LABEL: CANARY}
+    if left_out:
+        marks[CANARY_OF_LABEL] = deployment["metadata"]["name"]
+    replicas = canary_replicas(int((deployment.get("spec") or {}).get("replicas", 1)), weight)
+    return _beside(deployment, replicas, left_out, marks, SUFFIX)
+
+
+def _service(
+    service: Obj, selector: dict[str, str], suffix: str = SUFFIX, track: str = CANARY
+) -> Obj:
+    """A copy of a Service selecting the new version's pods alone."""
+    canary = _renamed(service, suffix, track)
     spec = canary.setdefault("spec", {})
     for key in ("clusterIP", "clusterIPs", "externalIPs", "loadBalancerIP", "healthCheckNodePort"):
         spec.pop(key, None)
     spec["type"] = "ClusterIP"
     for port in spec.get("ports") or []:
         port.pop("nodePort", None)
-    spec["selector"] = {TRACK_LABEL: CANARY, CANARY_OF_LABEL: deployment}
+    spec["selector"] = selector
     return canary
 
 
@@ -303,7 +317,7 @@ def canary_objects(manifest: str, weight: int) -> list[Obj]:
     }
     name = deployment["metadata"]["name"]
     return [
-        *(_service(services[s], name) for s in routed),
+        *(_service(services[s], {TRACK_LABEL: CANARY, CANARY_OF_LABEL: name}) for s in routed),
         _deployment(deployment, weight, left_out),
         *(
             _ingress(i, set(routed), weight)
@@ -325,3 +339,51 @@ def traffic(objects_: list[Obj]) -> str:
     if routes or ingresses:
         return "traffic share by " + ", ".join(routes + ingresses)
     return "pod share (no Ingress or HTTPRoute routes to the service)"
+
+
+def _pod_labels(deployment: Obj) -> dict[str, str]:
+    template = ((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return dict(template.get("labels") or {})
+
+
+def active_services(docs: list[Obj], deployment: Obj) -> list[Obj]:
+    """The manifest's Services that reach the Deployment's pods (a blue-green switch
+    moves them to the preview's)."""
+    labels = _pod_labels(deployment)
+    return [
+        d
+        for d in docs
+        if d.get("kind") == "Service"
+        and d.get("apiVersion") == "v1"
+        and (selector := (d.get("spec") or {}).get("selector") or {})
+        and selector.items() <= labels.items()
+    ]
+
+
+def preview_selector(deployment: Obj) -> dict[str, str]:
+    return {TRACK_LABEL: PREVIEW, PREVIEW_OF_LABEL: deployment["metadata"]["name"]}
+
+
+def preview_objects(manifest: str) -> list[Obj]:
+    """A blue-green release's preview: a ``<service>-preview`` Service for each active
+    Service and a ``<name>-preview`` Deployment at the main one's size, whose pods the
+    active Services do not reach until the switch."""
+    docs = objects(manifest)
+    deployment = canary_target(docs)
+    if deployment is None:
+        raise ValueError("the manifest names no Deployment for the preview")
+    active = active_services(docs, deployment)
+    left_out = {k for s in active for k in (s.get("spec") or {}).get("selector") or {}}
+    marks = preview_selector(deployment)
+    replicas = int((deployment.get("spec") or {}).get("replicas", 1))
+    return [
+        *(_service(s, marks, PREVIEW_SUFFIX, PREVIEW) for s in active),
+        _beside(deployment, replicas, left_out, marks, PREVIEW_SUFFIX),
+    ]
+
+
+def new_pods(manifest: str, blue_green: bool) -> tuple[str, dict[str, str]]:
+    """The Deployment of the new version beside the main one, and its pods' labels."""
+    made = preview_objects(manifest) if blue_green else canary_objects(manifest, 50)
+    deployment = next(o for o in made if o["kind"] == "Deployment")
+    return deployment["metadata"]["name"], _pod_labels(deployment)

@@ -140,6 +140,28 @@ class BaseParams(Model):
             raise ValueError("blue_green: a release is either a canary or blue-green, not both")
         return self
 
+    @property
+    def steps(self) -> list[CanaryStep]:
+        """The steps before the full rollout: the canary's, or a blue-green release's two
+        (its preview, judged like a canary step with no traffic; then switched, the
+        active Services on the preview's pods for ``scale_down_delay_s``)."""
+        if self.blue_green is None:
+            return self.canary
+        bg = self.blue_green
+        return [
+            CanaryStep.model_construct(weight=0, pause_s=bg.pause_s, analysis=bg.analysis),
+            CanaryStep.model_construct(weight=100, pause_s=bg.scale_down_delay_s, analysis=[]),
+        ]
+
+    def step_name(self, index: int) -> str:
+        """A step in words, 0-based: ``canary step 2 of 3``, ``the preview``..."""
+        total = len(self.steps)
+        if index >= total:
+            return "the full rollout"
+        if self.blue_green is not None:
+            return ("the preview", "the switch")[index]
+        return f"canary step {index + 1} of {total}"
+
     def analysis_names(self) -> list[str]:
         """Every analysis template the canary steps or the blue-green preview name."""
         named = [n for step in self.canary for n in step.analysis]

@@ -94,7 +94,7 @@ class Release(Model):
     notifications: dict[str, Delivery] = Field(default_factory=dict)
     decision: Decision | None = None
     freeze_override: FreezeOverride | None = None
-    # A canary release: the step it is at (len(params.canary): the full
+    # A canary release: the step it is at (len(params.steps): the full
     # rollout), and what happened at each; None for a plain rolling update.
     canary_step: int | None = None
     canary: list[CanaryEvent] = Field(default_factory=list)
@@ -161,7 +161,7 @@ class Release(Model):
     @property
     def in_canary(self) -> bool:
         """Whether the release is at a canary step (not yet the full rollout)."""
-        return self.canary_step is not None and self.canary_step < len(self.params.canary)
+        return self.canary_step is not None and self.canary_step < len(self.params.steps)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -10,6 +10,7 @@ from shared.models.base import now
 from shared.models.release import Release
 from shared.models.release_parts import CanaryEvent, TranscriptLine
 from shared.release import lifecycle
+from shared.release.blue_green import remove_preview
 from shared.release.lifecycle import Actor, Outcome
 from shared.release.machine import PROMOTE, Promoted
 from shared.store.releases import Releases
@@ -59,6 +60,8 @@ async def _restore_route(cluster: Cluster, namespace: str, route: Obj) -> str:
 async def remove_canary(cluster: Cluster, release: Release) -> list[str]:
     """Delete the canary's objects, whatever step it reached, and put back an HTTPRoute it
     split unless the full rollout has applied the route of the release; what was done."""
+    if release.params.blue_green is not None:
+        return await remove_preview(cluster, release)
     removed = []
     for obj in reversed(canary_objects(release.manifest, 50)):
         if is_route(obj):
@@ -77,13 +80,15 @@ async def promote(
     """Move a paused canary to its next step (after the last: the full rollout), handing
     it to the deployer; :class:`Lost` when it was no longer paused at that step."""
     step = (release.canary_step or 0) + 1
-    total = len(release.params.canary)
-    weight = release.params.canary[step].weight if step < total else 100
+    total = len(release.params.steps)
+    weight = release.params.steps[step].weight if step < total else 100
     target = (
         f"canary step {step + 1} of {total} ({weight}% asked)"
         if step < total
         else f"the full rollout (after canary step {total} of {total})"
     )
+    if release.params.blue_green is not None:
+        target = release.params.step_name(step)
     by = actor.name
     return await lifecycle.take(
         releases,
@@ -94,6 +99,6 @@ async def promote(
         Promoted(canary_step=step),
         [TranscriptLine(at=now(), text=f"promoted to {target} by {by}{why}")],
         CanaryEvent(
-            step=step - 1, weight=release.params.canary[step - 1].weight, what="promoted", by=by
+            step=step - 1, weight=release.params.steps[step - 1].weight, what="promoted", by=by
         ),
     )

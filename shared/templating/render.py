@@ -340,7 +340,7 @@ def render(
             raise RenderError(problem)
     workloads = _workloads(objects)
     target = canary_target(objects)
-    if params.canary and target is None:
+    if params.steps and target is None:
         count = sum(kind == "Deployment" for kind, _ in workloads)
         raise RenderError(
             f"canary: the manifest holds {count} Deployments; mark the canary's with the "

@@ -428,7 +428,7 @@ def canary_view(release: Release) -> CanaryView | None:
     """The canary part of the release page (None for a plain rolling update)."""
     if release.canary_step is None and not release.canary:
         return None
-    total = len(release.params.canary)
+    total = len(release.params.steps)
     step = release.canary_step or 0
     main = _main_replicas(release)
     rows = []
@@ -450,7 +450,7 @@ def canary_view(release: Release) -> CanaryView | None:
         )
     pause_s, pause_ends, person = None, None, False
     if release.state is ReleaseState.PAUSED and release.in_canary:
-        pause_s = release.params.canary[step].pause_s
+        pause_s = release.params.steps[step].pause_s
         healthy = [e.at for e in release.canary if e.what == "healthy" and e.step == step]
         person = pause_s is None
         if pause_s is not None and healthy:
@@ -458,8 +458,8 @@ def canary_view(release: Release) -> CanaryView | None:
     return CanaryView(
         step=step + 1,
         total=total,
-        asked=release.params.canary[step].weight if step < total else 100,
-        plan=[s.weight for s in release.params.canary] + [100],
+        asked=release.params.steps[step].weight if step < total else 100,
+        plan=[s.weight for s in release.params.steps] + [100],
         rows=rows,
         waits_for_person=person,
         pause_s=pause_s,
