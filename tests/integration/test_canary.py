@@ -347,7 +347,9 @@ async def test_a_canary_acts_on_the_marked_deployment_and_the_other_follows_the_
     assert body["state"] == "succeeded", body["reason"]
     lines = [line["text"] for line in body["transcript"]]
     assert any(
-        line.startswith(f"canary step 1 of 1: 50% asked → {service}-canary with 1 of 2 pods, 50%")
+        line.startswith(
+            f"canary step 1 of 1: 50% asked → {service}-canary with 1 of 2 pods (50%); pod share"
+        )
         for line in lines
     )
     assert f'deployment "{service}-worker" successfully rolled out' in lines
