@@ -68,7 +68,8 @@ async def test_the_preview_is_judged_then_the_switch_moves_the_traffic_and_the_m
         (1, "applied", ""),
         (1, "healthy", ""),
     ]
-    assert steps[5][:2] == (1, "promoted") and steps[5][2] != "admin"
+    assert steps[5][:2] == (1, "promoted")
+    assert steps[5][2] != "admin"  # by Fabu, after the delay
     lines = [line["text"] for line in body["transcript"]]
     assert any(line.startswith("the switch: Service " + service) for line in lines), lines
     assert any("back on the main pods" in line for line in lines), lines
