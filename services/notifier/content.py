@@ -32,6 +32,10 @@ WORDS = {
         "canary_step": "canary step {n} of {total}: {weight}% asked, {replicas} canary pods "
         "healthy; {then}",
         "canary_person": "waiting for someone to promote or abort it",
+        "canary_analysis": "its analysis ({names}) decides: promoted when it passes, aborted "
+        "when it fails, waiting for someone when inconclusive",
+        "preview_step": "the preview: {replicas} pods of the new version healthy; {then}",
+        "switch_step": "the switch: the traffic is on the new version; {then}",
         "canary_timed": "Fabu promotes it after its {pause} s pause unless someone promotes "
         "or aborts it first",
         "version_change": "Version change",
@@ -72,6 +76,10 @@ WORDS = {
         "canary": "灰度",
         "canary_step": "灰度第 {n}/{total} 步: 设定 {weight}%, {replicas} 个灰度 Pod 健康; {then}",
         "canary_person": "等待有人推进或中止",
+        "canary_analysis": "由指标分析 ({names}) 判定: 通过则推进, 失败则中止, "
+        "无法判断则等待人工处理",
+        "preview_step": "预览: 新版本 {replicas} 个 Pod 健康; {then}",
+        "switch_step": "切换: 流量已在新版本上; {then}",
         "canary_timed": "暂停 {pause} 秒后由 Fabu 自动推进, 除非有人提前推进或中止",
         "version_change": "版本变化",
         "requested_by": "发起人",
@@ -148,12 +156,18 @@ def canary_text(release: Release, words: dict[str, str]) -> str:
     step = [e for e in release.canary if e.what == "healthy"][-1]
     steps = release.params.steps
     pause = steps[step.step].pause_s if step.step < len(steps) else None
+    names = steps[step.step].analysis if step.step < len(steps) else []
+    if names:
+        then = words["canary_analysis"].format(names=", ".join(names))
+    elif pause is None:
+        then = words["canary_person"]
+    else:
+        then = words["canary_timed"].format(pause=pause)
+    if release.params.blue_green is not None:
+        key = "preview_step" if step.step == 0 else "switch_step"
+        return words[key].format(replicas=step.replicas, then=then)
     return words["canary_step"].format(
-        n=step.step + 1,
-        total=len(steps),
-        weight=step.weight,
-        replicas=step.replicas,
-        then=words["canary_person"] if pause is None else words["canary_timed"].format(pause=pause),
+        n=step.step + 1, total=len(steps), weight=step.weight, replicas=step.replicas, then=then
     )
 
 
