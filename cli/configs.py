@@ -35,7 +35,7 @@ def run(api: Api, args: argparse.Namespace) -> int:
                 values = read_document(args.values, "values")
                 if not isinstance(values, dict):
                     raise Failed("values: give an object of the template's parameters")
-                settings = ("canary", "rollout_timeout_s", "auto_rollback")
+                settings = ("canary", "blue_green", "rollout_timeout_s", "auto_rollback")
                 params = {**{k: v for k, v in params.items() if k in settings}, **values}
             template = args.template or (current["template_id"] if current else "")
             if not template:

@@ -53,13 +53,29 @@ def approval_text(release_id: str, approvers: list[str]) -> list[str]:
     ]
 
 
+def steps_of(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps before the full rollout: the canary's, or a blue-green release's
+    preview and switch (as ``BaseParams.steps`` has them)."""
+    bg = params.get("blue_green")
+    if not bg:
+        return list(params.get("canary") or [])
+    return [
+        {"name": "the preview", "pause_s": bg.get("pause_s"), "analysis": bg.get("analysis")},
+        {"name": "the switch", "pause_s": bg.get("scale_down_delay_s")},
+    ]
+
+
 def canary_text(release_id: str, step: int, steps: list[dict[str, Any]]) -> list[str]:
     """What a canary paused at ``step`` (counted from 0) waits for: the step, the weight
     it asked, when it goes on by itself if it does, and the commands that decide it."""
-    asked = f", {steps[step]['weight']} % asked" if step < len(steps) else ""
-    pause = steps[step].get("pause_s") if step < len(steps) else None
+    here = steps[step] if step < len(steps) else {}
+    asked = f", {here['weight']} % asked" if "weight" in here else ""
+    pause = here.get("pause_s")
     by_itself = f"; promoted by itself after its {pause} s pause" if pause is not None else ""
-    where = f"canary step {step + 1} of {len(steps)}{asked}"
+    if here.get("analysis"):
+        judged = ", ".join(here["analysis"])
+        by_itself = f"; judged by its analysis ({judged}){by_itself}"
+    where = here.get("name") or f"canary step {step + 1} of {len(steps)}{asked}"
     return [
         f"release {release_id} paused at {where}{by_itself}",
         f"  promote: fabu release promote {release_id}",
@@ -118,7 +134,7 @@ def _tell_waiting(api: Api, args: argparse.Namespace, release_id: str, told: set
     elif r["state"] == "paused":
         step = r.get("canary_step") or 0
         key = f"canary step {step}"
-        lines = canary_text(release_id, step, (r.get("params") or {}).get("canary") or [])
+        lines = canary_text(release_id, step, steps_of(r.get("params") or {}))
     else:
         return
     if key in told:
@@ -136,7 +152,7 @@ def _rolls_back(api: Api, r: dict[str, Any]) -> bool:
     recovery decides: asked by its config or its environment, it reached the cluster,
     past any canary step, and it is no automatic rollback itself)."""
     params = r.get("params") or {}
-    step, steps = r.get("canary_step"), len(params.get("canary") or [])
+    step, steps = r.get("canary_step"), len(steps_of(params))
     if r["state"] != "failed" or not r.get("started_at") or r.get("rollback_of"):
         return False
     if step is not None and step < steps:
