@@ -21,6 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import (
+    analysis_routes,
     auth_routes,
     catalog_routes,
     image_events,
@@ -222,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
     viewer = [Depends(require(Permission.VIEW))]
     for module in (
         catalog_routes,
+        analysis_routes,
         release_routes,
         template_routes,
         image_routes,

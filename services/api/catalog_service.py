@@ -347,6 +347,7 @@ async def put_config(
         raise NotFound(f"environment {environment!r} not found")
     if template is None:
         raise Invalid(f"template_id: template {body.template_id!r} not found", field="template_id")
+    await _analyses_known(api, body.params)
     before = current.params.template_values() if current else {}
     values = unmasked(template.parameters, body.params.template_values(), before, api.secrets.open)
     found = problems(template.parameters, values)
@@ -392,6 +393,25 @@ async def put_config(
         note=body.note,
     )
     return stored
+
+
+async def _analyses_known(api: Api, params: BaseParams) -> None:
+    """422 naming each canary step (``canary[1].analysis``) or the blue-green settings
+    (``blue_green.analysis``) that name an analysis template that does not exist."""
+    named = params.analysis_names()
+    if not named:
+        return
+    known = {t.name for t in await api.catalog.analyses(named)}
+    places = [(f"canary[{i}].analysis", step.analysis) for i, step in enumerate(params.canary)]
+    if params.blue_green is not None:
+        places.append(("blue_green.analysis", params.blue_green.analysis))
+    unknown = {
+        field: f"{field}: no analysis template is named {', '.join(map(repr, missing))}"
+        for field, names in places
+        if (missing := [n for n in names if n not in known])
+    }
+    if unknown:
+        raise Invalid("; ".join(unknown.values()), field=next(iter(unknown)), errors=unknown)
 
 
 async def _admitted(api: Api, env: Environment, objects: list[dict[str, Any]]) -> None:

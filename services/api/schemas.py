@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from services.api.diff import ManifestDiff
 from shared.errors import Invalid
 from shared.ids import TemplateId
+from shared.models.analysis import AnalysisTemplate, Metric
 from shared.models.base import DnsLabel, EnvName
 from shared.models.catalog import BaseParams, Environment, ServiceConfig, TemplateSource
 from shared.models.plan import MAX_CONCURRENCY, MAX_ITEMS, OnFailure
@@ -143,6 +144,27 @@ class ConfigIn(Body):
     # template's parameters; a secret given as the mask keeps its stored value.
     params: BaseParams = Field(default_factory=BaseParams)
     note: str = Field(default="", max_length=2000)
+
+
+class AnalysisTemplateIn(Body):
+    """A new analysis template (``shared.models.analysis``): who saved it and when are
+    the server's to set."""
+
+    name: DnsLabel
+    description: str = Field(default="", max_length=1000)
+    metrics: list[Metric] = Field(min_length=1, max_length=10)
+
+
+class AnalysisTemplateChange(AnalysisTemplateIn):
+    """An analysis template's next version, over the ``version`` read (409 when another
+    change came first)."""
+
+    version: int = Field(ge=1)
+
+
+class AnalysisTemplateView(AnalysisTemplate):
+    # The current release configs that name it, as ``service/environment``.
+    used_by: list[str] = Field(default_factory=list)
 
 
 class ConfigView(ServiceConfig):

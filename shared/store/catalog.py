@@ -235,6 +235,11 @@ class Catalog:
         configs = [_config(_strip(d)) async for d in cursor]
         return sorted(configs, key=lambda c: (c.service, c.environment))
 
+    async def configs(self) -> list[ServiceConfig]:
+        """Every current config, by service and environment."""
+        configs = [_config(_strip(d)) async for d in self._configs.find({})]
+        return sorted(configs, key=lambda c: (c.service, c.environment))
+
     async def put_channels(self, service: str, environment: str, channels: list[Channel]) -> None:
         """Store the channels (secrets already sealed); ``service`` "*" sets the default."""
         await self._channels.replace_one(
