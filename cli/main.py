@@ -20,6 +20,7 @@ import sys
 import shtab
 
 from cli import (
+    analysis,
     configs,
     environments,
     images,
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             return templates.run(api, args)
         case "config":
             return configs.run(api, args)
+        case "analysis":
+            return analysis.run(api, args)
         case "notifications":
             return notifications.run(api, args)
         case "image":
@@ -81,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     environments.add_commands(commands)
     templates.add_commands(commands)
     configs.add_commands(commands)
+    analysis.add_commands(commands)
     notifications.add_commands(commands)
     completion = commands.add_parser(
         "completion", help='a shell completion script: eval "$(fabu completion bash)"'

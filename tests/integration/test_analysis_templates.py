@@ -1,13 +1,18 @@
 """Analysis templates on the real stack: kept by config-admins over the version read,
-checked on the way in, named by release configs (which keeps them from deletion)."""
+checked on the way in, named by release configs (which keeps them from deletion), and
+driven from the ``fabu`` command line."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from devstack.system import FabuSystem
 from tests.conftest import unique
+from tests.integration.test_cli import fabu_cli
 from tests.integration.test_templates import configure
 from tests.support.releases import prepare
 from tests.support.stack import StackEnv
@@ -210,3 +215,54 @@ async def test_a_config_names_only_templates_that_exist_and_keeps_them_from_dele
     assert saved.status_code == 200, saved.text
     assert (await api.get(f"/analysis-templates/{name}")).json()["used_by"] == []
     assert (await api.delete(f"/analysis-templates/{name}")).status_code == 200
+
+
+async def test_the_cli_applies_lists_shows_and_deletes_them(
+    api: httpx.AsyncClient, fabu: FabuSystem, admin_token: str, tmp_path: Path
+) -> None:
+    env = {"FABU_URL": fabu.api_url, "FABU_TOKEN": admin_token, "XDG_CONFIG_HOME": str(tmp_path)}
+    name = unique("an")
+    file = tmp_path / "analysis.yaml"
+    file.write_text(yaml.safe_dump(template(name, description="errors")))
+
+    code, out, err = await fabu_cli("analysis", "apply", str(file), env=env)
+    assert code == 0, err
+    assert out.strip() == f"{name} created: version 1"
+    code, out, err = await fabu_cli("analysis", "list", env=env)
+    assert code == 0, err
+    assert [line.split() for line in out.splitlines() if line.startswith(name)] == [
+        [name, "1", "error-rate", "-"]
+    ]
+
+    # Applied again as ``show -o json`` printed it, changed: the next version.
+    code, out, err = await fabu_cli("-o", "json", "analysis", "show", name, env=env)
+    assert code == 0, err
+    shown = json.loads(out)
+    shown["metrics"].append(metric("latency", success="result <= 0.3", count=2))
+    file.write_text(json.dumps(shown))
+    code, out, err = await fabu_cli("analysis", "apply", str(file), env=env)
+    assert code == 0, err
+    assert out.strip() == f"{name} changed: version 2"
+    code, out, err = await fabu_cli("analysis", "apply", str(file), env=env)
+    assert code == 0, err
+    assert out.strip() == f"{name} unchanged: version 2"
+    code, out, err = await fabu_cli("analysis", "show", name, env=env)
+    assert code == 0, err
+    assert out.startswith(f"{name}: version 2 by admin at ")
+    assert "used by: -" in out
+    assert "metric latency: 2 times, every 30 s, failure limit 0, inconclusive limit 0" in out
+    assert "  success: result <= 0.3" in out
+
+    bad = {**template(name), "metrics": [metric(count=0)]}
+    file.write_text(yaml.safe_dump(bad))
+    code, out, err = await fabu_cli("analysis", "apply", str(file), env=env)
+    assert code == 2
+    assert "metrics.0.count: " in err
+    assert (await api.get(f"/analysis-templates/{name}")).json()["version"] == 2
+
+    code, out, err = await fabu_cli("analysis", "delete", name, env=env)
+    assert code == 0, err
+    assert out.strip() == f"deleted {name} (version 2)"
+    code, out, err = await fabu_cli("analysis", "show", name, env=env)
+    assert code == 2
+    assert err.strip() == f"fabu: analysis template {name!r} not found (404)"
