@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 
 from devstack.system import FabuSystem, login
 from services.api.ui import routes as ui_routes
+from tests.conftest import unique
 from tests.support.oidc import FakeGitLabIdentity
 from tests.support.releases import emailed, finished, prepare, push
 from tests.support.smtp import Inbox
@@ -168,6 +169,10 @@ UI_MATRIX = {
     "POST /templates": "config",
     "POST /templates/{template_id}": "config",
     "POST /templates/{template_id}/release": "release",
+    "GET /analysis-templates": "view",
+    "POST /analysis-templates": "config",
+    "GET /analysis-templates/{name}": "view",
+    "POST /analysis-templates/{name}": "config",
     "GET /services/{name}/config/{environment}": "view",
     "POST /services/{name}/config/{environment}": "config",
     "GET /users": "admin",
@@ -321,6 +326,10 @@ async def test_no_page_offers_a_form_its_reader_may_not_send(
     release_id = ids[0]
     config = (await api.get(f"/services/{service}/config/{environment}")).json()
     template_id = config["template_id"]
+    analysis = unique("an")
+    metric = {"name": "up", "query": 'up{namespace="{{namespace}}"}', "success": "result == 1"}
+    made = await api.post("/analysis-templates", json={"name": analysis, "metrics": [metric]})
+    assert made.status_code == 201, made.text
     pages = {
         "/": "view",
         "/services": "view",
@@ -328,6 +337,8 @@ async def test_no_page_offers_a_form_its_reader_may_not_send(
         f"/services/{service}/config/{environment}": "view",
         "/templates": "view",
         f"/templates/{template_id}": "view",
+        "/analysis-templates": "view",
+        f"/analysis-templates/{analysis}": "view",
         "/environments": "view",
         "/releases": "view",
         f"/releases/{release_id}": "view",
@@ -368,7 +379,11 @@ async def test_no_page_offers_a_form_its_reader_may_not_send(
         "POST /users/{name}/grants",
         "POST /releases/{release_id}/{action}",
     } <= offered["admin"]
-    assert "POST /services/{name}/notifications/{environment}" in offered["config_admin"]
+    assert {
+        "POST /services/{name}/notifications/{environment}",
+        "POST /analysis-templates",
+        "POST /analysis-templates/{name}",
+    } <= offered["config_admin"]
     assert "POST /releases/new" in offered["admin"]
 
 

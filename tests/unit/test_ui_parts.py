@@ -1,5 +1,6 @@
 """The UI's pieces that need no browser: language choice, every word's translation, the
-weekly charts, and how the plan forms read times and place errors."""
+weekly charts, and how the plan and analysis template forms read times and rows and
+place errors."""
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.api.schemas import PlanIn, ReleaseSummary
-from services.api.ui import plan_pages, release_pages
+from services.api.schemas import AnalysisTemplateIn, PlanIn, ReleaseSummary
+from services.api.ui import analysis_pages, plan_pages, release_pages
 from services.api.ui.charts import bars, weeks
 from services.api.ui.i18n import EN, ZH, pick, translator
 from services.api.ui.pages import utc_time
@@ -148,4 +149,35 @@ def test_a_scheduled_releases_errors_are_at_the_release_forms_fields() -> None:
     assert release_pages.item_errors(said) == {"version": "a: unknown"}
     assert release_pages.item_errors(Invalid("late", field="scheduled_at")) == {
         "scheduled_at": "late"
+    }
+
+
+def test_an_analysis_templates_errors_are_shown_at_the_row_its_metric_came_from() -> None:
+    # Rows 0 and 2 were filled in (row 1 left empty): metric 1 is row 2.
+    values = {
+        "name": "errors",
+        "metric-0-name": "rate",
+        "metric-0-query": "up",
+        "metric-0-success": "result < 1",
+        "metric-2-name": "latency",
+        "metric-2-query": 'up{a="{{nope}}"}',
+        "metric-2-success": "result is low",
+        "metric-2-count": "0",
+    }
+    metrics, filled = analysis_pages.metrics_of(values, 3)
+    assert filled == [0, 2]
+    assert metrics[0] == {"name": "rate", "query": "up", "success": "result < 1", "failure": ""}
+    with pytest.raises(ValidationError) as refused:
+        AnalysisTemplateIn.model_validate({"name": "Not A Label", "metrics": metrics})
+    shown = analysis_pages.form_errors(refused.value, filled)
+    assert shown.keys() == {"name", "row-2"}
+    assert shown["row-2"].startswith("query: unknown placeholder {{nope}}; known: ")
+    assert "; success: cannot read 'result is low'" in shown["row-2"]
+    assert shown["row-2"].endswith("; count: Input should be greater than or equal to 1")
+    twice = Invalid("metrics[1].name: metric 1 is named 'rate' already", field="metrics[1].name")
+    assert analysis_pages.form_errors(twice, filled) == {
+        "row-2": "name: metric 1 is named 'rate' already"
+    }
+    assert analysis_pages.form_errors(Invalid("version: changed", field="version"), filled) == {
+        "": "version: changed"
     }

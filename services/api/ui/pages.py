@@ -130,6 +130,13 @@ def form_errors(exc: ValidationError | FabuError) -> dict[str, str]:
     return exc.errors or {exc.field: exc.message}
 
 
+def at_row(path: str, field: str, why: str) -> str:
+    """An error shown at the form's row it is about, named by its field there
+    (``weight: …``) rather than its whole path (``canary[1].weight: …``)."""
+    why = why.removeprefix(f"{path}:").strip()
+    return f"{field}: {why}" if field else why
+
+
 def form_error(exc: ValidationError | FabuError) -> str:
     """A refused form as one sentence, for a page that shows it above its forms."""
     if isinstance(exc, FabuError):

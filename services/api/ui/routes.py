@@ -23,7 +23,14 @@ from services.api.access import (
 from services.api.deps import api_of
 from services.api.incoming import client_address
 from services.api.schemas import LoginIn, ReleaseSummary
-from services.api.ui import admin_pages, plan_pages, release_pages, service_pages, template_pages
+from services.api.ui import (
+    admin_pages,
+    analysis_pages,
+    plan_pages,
+    release_pages,
+    service_pages,
+    template_pages,
+)
 from services.api.ui.i18n import LANGUAGES
 from services.api.ui.pages import LOGIN_CSRF_COOKIE, back, form, render
 from shared.cluster.live import Health
@@ -165,5 +172,6 @@ ROUTERS = (
     release_pages.router,
     plan_pages.router,
     template_pages.router,
+    analysis_pages.router,
     admin_pages.router,
 )
