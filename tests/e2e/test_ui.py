@@ -106,7 +106,7 @@ async def test_base_parameters_are_edited_by_a_config_admin_and_refused_to_a_rel
     await page.get_by_label("Replicas").fill("3")
     await page.get_by_label("Note").fill("more room")
     await page.locator("#save-config").click()
-    await expect(page.locator("table")).to_contain_text("replicas: 1 → 3")
+    await expect(page.locator("#config-versions")).to_contain_text("replicas: 1 → 3")
     await shot(page, "config")
     await page.context.close()
 

@@ -1,6 +1,6 @@
 """The UI's pieces that need no browser: language choice, every word's translation, the
-weekly charts, and how the plan and analysis template forms read times and rows and
-place errors."""
+weekly charts, and how the plan, analysis template and config forms read times and
+rows and place errors."""
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,12 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from services.api.schemas import AnalysisTemplateIn, PlanIn, ReleaseSummary
-from services.api.ui import analysis_pages, plan_pages, release_pages
+from services.api.ui import analysis_pages, plan_pages, release_pages, service_pages
 from services.api.ui.charts import bars, weeks
 from services.api.ui.i18n import EN, ZH, pick, translator
 from services.api.ui.pages import utc_time
 from shared.errors import Invalid
 from shared.models.base import now
+from shared.models.catalog import BaseParams
 from shared.models.plan import ItemState, PlanState
 from shared.release.machine import ReleaseState
 from tests.support.records import record
@@ -180,4 +181,54 @@ def test_an_analysis_templates_errors_are_shown_at_the_row_its_metric_came_from(
     }
     assert analysis_pages.form_errors(Invalid("version: changed", field="version"), filled) == {
         "": "version: changed"
+    }
+
+
+def test_a_canary_steps_errors_are_shown_at_its_row_and_blue_greens_at_it() -> None:
+    # Rows 0 and 2 were filled in: step 1 is row 2.
+    values = {
+        "steps": "3",
+        "step-0-weight": "50",
+        "step-0-analysis": "errors, latency",
+        "step-2-weight": "0",
+        "step-2-pause_s": "30",
+    }
+    steps, filled = service_pages.canary_steps(values)
+    assert steps == [
+        {"weight": "50", "pause_s": None, "analysis": ["errors", "latency"]},
+        {"weight": "0", "pause_s": "30", "analysis": []},
+    ]
+    assert filled == [0, 2]
+    with pytest.raises(ValidationError) as refused:
+        BaseParams.model_validate(service_pages.fabu_settings(values))
+    shown = service_pages.config_errors(refused.value, filled)
+    assert shown == {"step-2": "weight: Input should be greater than or equal to 1"}
+
+    values |= {"step-2-weight": "20"}
+    with pytest.raises(ValidationError) as refused:
+        BaseParams.model_validate(service_pages.fabu_settings(values))
+    shown = service_pages.config_errors(refused.value, filled)
+    assert shown.keys() == {"canary"}
+    assert shown["canary"].startswith("canary: step weights must increase")
+
+    unknown = {
+        "canary[1].analysis": "canary[1].analysis: no analysis template is named 'x'",
+        "blue_green.analysis": "blue_green.analysis: no analysis template is named 'y'",
+    }
+    said = Invalid("; ".join(unknown.values()), field="canary[1].analysis", errors=unknown)
+    assert service_pages.config_errors(said, filled) == {
+        "step-2": "analysis: no analysis template is named 'x'",
+        "blue_green": "analysis: no analysis template is named 'y'",
+    }
+    values |= {"step-2-weight": "70"}
+    both = {"blue_green": "on", "bg-pause_s": "-1"}
+    with pytest.raises(ValidationError) as refused:
+        BaseParams.model_validate(service_pages.fabu_settings(values | both))
+    assert service_pages.config_errors(refused.value, filled) == {
+        "blue_green": "pause_s: Input should be greater than or equal to 0"
+    }
+    with pytest.raises(ValidationError) as refused:
+        BaseParams.model_validate(service_pages.fabu_settings(values | both | {"bg-pause_s": ""}))
+    assert service_pages.config_errors(refused.value, filled) == {
+        "blue_green": "a release is either a canary or blue-green, not both"
     }

@@ -406,9 +406,10 @@ ZH = {
     "limit": "上限",
     "passed": "通过",
     "inconclusive": "无法判断",
-    # Analysis templates.
+    # Analysis templates, and the config form's canary steps and blue-green settings.
     "Analysis template": "分析模板",
     "Analysis templates": "分析模板",
+    "Analysis templates (comma-separated)": "分析模板（逗号分隔）",
     "New analysis template": "新建分析模板",
     "Create analysis template": "创建分析模板",
     "No analysis templates yet.": "还没有分析模板。",
@@ -431,6 +432,13 @@ ZH = {
     "Change": "修改",
     "Delete": "删除",
     "Delete this analysis template? Releases that used it keep their own copy.": "删除此分析模板？用过它的发布保留各自的副本。",
+    "Weights increasing, 1 to 99; a row left empty is no step. A healthy step waits for someone to promote it, or its pause; the analysis templates it names judge it first.": "权重递增，1 到 99；留空的行不算步骤。健康的步骤等待有人推进，或等待其暂停时间结束；它引用的分析模板先对其评判。",
+    "Pause (s)": "暂停（秒）",
+    "More steps": "更多步骤",
+    "Blue-green": "蓝绿发布",
+    "Release blue-green instead of canary steps: the new version at full size beside the old one, switched to once judged": "改用蓝绿发布而非灰度步骤：新版本以完整规模与旧版本并行，评判通过后切换",
+    "Pause before switching (s; empty: as soon as its analysis passes, or, without one, when someone promotes it)": "切换前暂停（秒；留空：分析通过后立即切换，无分析时待有人推进）",
+    "Keep the old version after switching (s)": "切换后保留旧版本（秒）",
 }
 
 

@@ -4,6 +4,7 @@ release configs."""
 import asyncio
 import difflib
 import json
+import re
 from typing import Any, get_args
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from services.api import (
+    analysis_service,
     catalog_service,
     notification_service,
     release_service,
@@ -24,7 +26,15 @@ from services.api.schemas import ConfigIn, ConfigView
 from services.api.ui.channels import change_channels
 from services.api.ui.charts import charts
 from services.api.ui.i18n import pick, translator
-from services.api.ui.pages import back, form, form_error, form_errors, problem, render
+from services.api.ui.pages import (
+    at_row,
+    back,
+    form,
+    form_error,
+    form_errors,
+    problem,
+    render,
+)
 from shared.errors import FabuError, Invalid, NotFound
 from shared.ids import TemplateId
 from shared.models.catalog import BaseParams, Service, Template
@@ -208,16 +218,77 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _settings(values: dict[str, str]) -> dict[str, Any]:
+# Rows of canary steps the config form offers beyond those set (more with "More steps"),
+# and the most a config holds.
+STEP_ROWS = 2
+MAX_STEPS = 10
+
+
+def _step_rows(values: dict[str, str], at_least: int = STEP_ROWS) -> int:
+    asked = values.get("steps", "")
+    return min(int(asked) if asked.isdigit() and int(asked) > 0 else at_least, MAX_STEPS)
+
+
+def _names(text: str) -> list[str]:
+    """Analysis template names, comma-separated."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def canary_steps(values: dict[str, str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The canary steps from the form's rows (a row left empty is no step), and the row
+    each came from."""
+    steps, filled = [], []
+    for n in range(_step_rows(values)):
+        weight, pause, analysis = (
+            values.get(f"step-{n}-{f}", "").strip() for f in ("weight", "pause_s", "analysis")
+        )
+        if weight or pause or analysis:
+            steps.append({"weight": weight, "pause_s": pause or None, "analysis": _names(analysis)})
+            filled.append(n)
+    return steps, filled
+
+
+def fabu_settings(values: dict[str, str]) -> dict[str, Any]:
     """Fabu's own settings from the config form."""
-    weights = values.get("canary", "").replace(" ", "").split(",")
     timeout = values.get("rollout_timeout_s", "").strip()
     auto = values.get("auto_rollback", "")
+    blue_green = None
+    if values.get("blue_green") == "on":
+        delay = values.get("bg-scale_down_delay_s", "").strip()
+        blue_green = {
+            "analysis": _names(values.get("bg-analysis", "")),
+            "pause_s": values.get("bg-pause_s", "").strip() or None,
+            **({"scale_down_delay_s": delay} if delay else {}),
+        }
     return {
         "rollout_timeout_s": timeout or None,
         "auto_rollback": {"on": True, "off": False}.get(auto),
-        "canary": [{"weight": w} for w in weights if w],
+        "canary": canary_steps(values)[0],
+        "blue_green": blue_green,
     }
+
+
+def _shown_settings(params: BaseParams) -> dict[str, str]:
+    """The config form's fields for Fabu's own settings, as stored."""
+    auto = "" if params.auto_rollback is None else "on" if params.auto_rollback else "off"
+    shown = {
+        "rollout_timeout_s": str(params.rollout_timeout_s or ""),
+        "auto_rollback": auto,
+        "steps": str(min(len(params.canary) + STEP_ROWS, MAX_STEPS)),
+    }
+    for n, step in enumerate(params.canary):
+        shown[f"step-{n}-weight"] = str(step.weight)
+        shown[f"step-{n}-pause_s"] = "" if step.pause_s is None else str(step.pause_s)
+        shown[f"step-{n}-analysis"] = ", ".join(step.analysis)
+    if params.blue_green is not None:
+        bg = params.blue_green
+        shown |= {
+            "blue_green": "on",
+            "bg-analysis": ", ".join(bg.analysis),
+            "bg-pause_s": "" if bg.pause_s is None else str(bg.pause_s),
+            "bg-scale_down_delay_s": str(bg.scale_down_delay_s),
+        }
+    return shown
 
 
 def _values(values: dict[str, str]) -> dict[str, Any]:
@@ -279,12 +350,9 @@ async def _config_page(
                 )
             )
     params = current.params if current else BaseParams()
-    auto = "" if params.auto_rollback is None else "on" if params.auto_rollback else "off"
     shown = values or {
         "values": json.dumps(masked(params.template_values()), indent=2, ensure_ascii=False),
-        "rollout_timeout_s": str(params.rollout_timeout_s or ""),
-        "auto_rollback": auto,
-        "canary": ",".join(str(s.weight) for s in params.canary),
+        **_shown_settings(params),
         "note": "",
     }
     same = current is not None and template is not None and template.id == current.template_id
@@ -316,6 +384,9 @@ async def _config_page(
         mask=MASK,
         effective=json.dumps(effective, indent=2, ensure_ascii=False),
         diff=diff,
+        steps=_step_rows(shown),
+        max_steps=MAX_STEPS,
+        analyses=[a.name for a in await analysis_service.templates(api, principal)],
     )
 
 
@@ -333,6 +404,9 @@ async def save_config(
 ) -> Response:
     values = await form(request)
     api = api_of(request)
+    if values.get("more_steps"):  # more rows of steps, what was filled in kept
+        more = values | {"steps": str(_step_rows(values) + 3)}
+        return await _config_page(request, principal, name, environment, more)
     current = await catalog_service.stored_config(api, principal, name, environment)
     chosen = values.get("template_id") or (current.template_id if current else "")
     try:
@@ -340,28 +414,65 @@ async def save_config(
             raise Invalid("template_id: choose a template", field="template_id")
         body = ConfigIn(
             template_id=TemplateId(chosen),
-            params=BaseParams.model_validate({**_values(values), **_settings(values)}),
+            params=BaseParams.model_validate({**_values(values), **fabu_settings(values)}),
             note=values.get("note", ""),
         )
         await catalog_service.put_config(api, principal, name, environment, body)
     except (ValidationError, FabuError) as exc:
-        errors = _at_fields(form_errors(exc))
+        errors = config_errors(exc, canary_steps(values)[1])
         return await _config_page(request, principal, name, environment, values, errors)
     return back(f"/services/{name}/config/{environment}")
 
 
 # The config form's fields that show their own errors (and each ``params.…`` path).
-CONFIG_FIELDS = ("template_id", "values", "rollout_timeout_s", "canary", "auto_rollback")
+CONFIG_FIELDS = (
+    "template_id",
+    "values",
+    "rollout_timeout_s",
+    "canary",
+    "blue_green",
+    "auto_rollback",
+)
+STEP_PATH = re.compile(r"^canary\[(\d+)\]\.?(\w*)")
 
 
-def _at_fields(errors: dict[str, str]) -> dict[str, str]:
-    """Each error at its field of the config form; any other above the form, never lost."""
-    shown = {k: v for k, v in errors.items() if k in CONFIG_FIELDS or k.startswith("params.")}
-    above = [
-        v if not k or v.startswith(f"{k}:") else f"{k}: {v}"
-        for k, v in errors.items()
-        if k not in shown
-    ]
-    if above:
-        shown[""] = "; ".join(above)
+def _config_errors(exc: ValidationError | FabuError) -> dict[str, str]:
+    """As :func:`form_errors`, but a canary step's errors by their whole path
+    (``canary[1].weight``) and the settings' own rules at the setting they name."""
+    if isinstance(exc, FabuError):
+        return form_errors(exc)
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if p != "params"]
+        why = str(error["msg"]).removeprefix("Value error, ")
+        if len(loc) > 1 and loc[0] == "canary":
+            where = f"canary[{loc[1]}]" + "".join(f".{p}" for p in loc[2:])
+        elif loc[:1] == ["blue_green"]:
+            where = ".".join(str(p) for p in loc)
+        elif loc:
+            where = str(loc[0])
+        else:
+            # A rule over the settings as a whole names the one it is about.
+            named = why.partition(":")[0]
+            where = named if named in CONFIG_FIELDS else ""
+        errors.setdefault(where, why)
+    return errors
+
+
+def config_errors(exc: ValidationError | FabuError, steps: list[int]) -> dict[str, str]:
+    """Each error at its field of the config form: a canary step's at its row
+    (``step-<n>``; ``steps``: the row each step came from), the blue-green settings'
+    at them; any other above the form, never lost."""
+    shown: dict[str, str] = {}
+    for key, why in _config_errors(exc).items():
+        step = STEP_PATH.match(key)
+        if step and int(step.group(1)) < len(steps):
+            where, said = f"step-{steps[int(step.group(1))]}", at_row(key, step.group(2), why)
+        elif key.partition(".")[0] == "blue_green":
+            where, said = "blue_green", at_row(key, key.partition(".")[2], why)
+        elif key in CONFIG_FIELDS or key.startswith("params."):
+            where, said = key, why
+        else:
+            where, said = "", why if not key or why.startswith(f"{key}:") else f"{key}: {why}"
+        shown[where] = f"{shown[where]}; {said}" if where in shown else said
     return shown
