@@ -2,7 +2,8 @@
 
 Demo data: an environment ``test`` (namespace ``demo`` on the local cluster) and
 ``production`` (namespace ``demo-prod``, releasing only versions that succeeded in
-``test``: promote to it from the Plans page),
+``test``: promote to it from the Plans page; there hello is a canary judged by the
+analysis template ``error-rate`` and greeter a blue-green release),
 the shared templates ``devstack/demo/web-service.yaml.j2`` (Fabu's base
 parameters) and ``api-service.yaml.j2`` (which declares its own, with a
 secret), and two services whose images are pushed to the local registry. Result emails go to a local
@@ -51,6 +52,26 @@ class MailLog:
         with self.path.open("a") as log:
             log.write(f"To: {mail['To']}\nSubject: {mail['Subject']}\n\n{mail.get_payload()}\n")
         return "250 OK"
+
+
+# The demo's analysis template: the 5xx share of a version's requests.
+ERROR_RATE = {
+    "name": "error-rate",
+    "description": "5xx share of the new version's requests over the last minute",
+    "metrics": [
+        {
+            "name": "errors",
+            "query": (
+                'sum(rate(http_requests_total{service="{{service}}",version="{{version}}",'
+                'code=~"5.."}[1m])) / sum(rate(http_requests_total{service="{{service}}",'
+                'version="{{version}}"}[1m]))'
+            ),
+            "success": "result < 0.05",
+            "interval_s": 10,
+            "count": 3,
+        }
+    ],
+}
 
 
 async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
@@ -110,6 +131,14 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
             },
         ),
     }
+    await _ok(api.post("/analysis-templates", json=ERROR_RATE))
+    # In production hello goes out as a canary judged by the error rate (with no traffic
+    # in the demo Prometheus answers no data: the step waits for a person) and greeter
+    # blue-green, its preview waiting for a person.
+    production: dict[str, dict[str, Any]] = {
+        "hello": {"canary": [{"weight": 50, "analysis": ["error-rate"]}]},
+        "greeter": {"blue_green": {"scale_down_delay_s": 15}},
+    }
     for name, (used, params) in configs.items():
         await _ok(
             api.post(
@@ -118,12 +147,13 @@ async def seed(api: httpx.AsyncClient, env: dict[str, str]) -> None:
             )
         )
         for environment in ("test", "production"):
+            more = production[name] if environment == "production" else {}
             await _ok(
                 api.put(
                     f"/services/{name}/config/{environment}",
                     json={
                         "template_id": used["id"],
-                        "params": {**params, "rollout_timeout_s": 20},
+                        "params": {**params, "rollout_timeout_s": 20, **more},
                     },
                 )
             )
