@@ -48,6 +48,11 @@ async def pause(
         if wait is None
         else f"Fabu promotes it after its {wait}s pause unless someone promotes or aborts it first"
     )
+    if names := release.params.steps[step].analysis:
+        then = (
+            f"its analysis ({', '.join(names)}) decides: Fabu promotes it when every check "
+            "passes, fails it when one fails, and leaves it to a person when inconclusive"
+        )
     if release.params.blue_green is None:
         line = (
             f"canary step {step + 1} of {len(release.params.steps)} ({weight}% asked, "

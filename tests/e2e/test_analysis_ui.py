@@ -9,8 +9,11 @@ from playwright.async_api import Browser, Dialog, expect
 
 from devstack.system import FabuSystem
 from tests.conftest import unique
+from tests.integration.test_analysis import analysis_template, measured, traffic
+from tests.integration.test_canary import paused_at, released
 from tests.support.browser import PASSWORD, logged_in, shot
-from tests.support.releases import prepare
+from tests.support.prometheus import Exporter
+from tests.support.releases import finished, prepare
 from tests.support.stack import StackEnv
 from tests.support.users import make_user
 
@@ -131,3 +134,33 @@ async def test_a_releaser_reads_them_without_a_form(
     await expect(page.locator("#analysis-form")).to_have_count(0)
     await expect(page.locator("#delete-analysis")).to_have_count(0)
     await page.context.close()
+
+
+async def test_a_release_page_draws_its_analysis_live(
+    browser: Browser,
+    fabu: FabuSystem,
+    api: httpx.AsyncClient,
+    stack_env: StackEnv,
+    namespace: str,
+    exporter: Exporter,
+) -> None:
+    name = await analysis_template(api, exporter, count=4)
+    canary = [{"weight": 20, "analysis": [name]}]
+    service, environment = await prepare(api, stack_env, namespace, replicas=2, canary=canary)
+    await finished(api, await released(api, service, environment, "1.0"))
+    traffic(exporter, service, "2.0", errors=0)
+    await measured(stack_env, exporter, service, "2.0")
+    release_id = await released(api, service, environment, "2.0")
+    await paused_at(api, release_id, 0)
+
+    page = await logged_in(browser, fabu, "admin", fabu.admin_password)
+    await page.goto(f"/releases/{release_id}")
+    row = page.locator(f'#analysis tr[data-metric="{name}/error-ratio"]')
+    await expect(row).to_be_visible()
+    # Measurements come in, and the verdict with them, without a reload.
+    await expect(row.locator("td").nth(2)).to_contain_text("4 / 4", timeout=30_000)
+    await expect(row).to_have_attribute("data-verdict", "passed")
+    await expect(row.locator("svg.measurements circle")).to_have_count(4)
+    await expect(row).to_contain_text("result < 0.05")
+    await shot(page, "release-analysis")
+    assert (await finished(api, release_id))["state"] == "succeeded"

@@ -406,6 +406,10 @@ ZH = {
     "limit": "上限",
     "passed": "通过",
     "inconclusive": "无法判断",
+    "judged by its analysis": "由指标分析判定",
+    "promoted when every check passes, failed when one fails, left to a person when inconclusive": (
+        "全部通过则自动推进, 任一失败则失败, 无法判断则等待人工处理"
+    ),
     # Analysis templates, and the config form's canary steps and blue-green settings.
     "Analysis template": "分析模板",
     "Analysis templates": "分析模板",

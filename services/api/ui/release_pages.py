@@ -408,6 +408,8 @@ class CanaryView:
     waits_for_person: bool
     pause_s: int | None
     pause_ends: datetime | None
+    # The analysis templates judging the paused step.
+    judged_by: list[str]
 
     @property
     def full(self) -> bool:
@@ -448,11 +450,12 @@ def canary_view(release: Release) -> CanaryView | None:
                 share=round(100 * (e.replicas or 0) / of_pods) if of_pods else None,
             )
         )
-    pause_s, pause_ends, person = None, None, False
+    pause_s, pause_ends, person, judged_by = None, None, False, []
     if release.state is ReleaseState.PAUSED and release.in_canary:
         pause_s = release.params.steps[step].pause_s
         healthy = [e.at for e in release.canary if e.what == "healthy" and e.step == step]
-        person = pause_s is None
+        judged_by = release.params.steps[step].analysis
+        person = pause_s is None and not judged_by
         if pause_s is not None and healthy:
             pause_ends = healthy[-1] + timedelta(seconds=pause_s)
     return CanaryView(
@@ -464,6 +467,7 @@ def canary_view(release: Release) -> CanaryView | None:
         waits_for_person=person,
         pause_s=pause_s,
         pause_ends=pause_ends,
+        judged_by=judged_by,
     )
 
 
