@@ -230,3 +230,32 @@ async def test_httproute_weights_follow_the_steps_and_go_after_the_full_rollout(
         GROUP, VERSION, namespace, "httproutes", service
     )
     assert "fabu.io/before-canary" not in (route["metadata"].get("annotations") or {})
+
+
+async def test_a_blue_green_preview_judged_by_its_analysis_switches_with_no_person(
+    api: httpx.AsyncClient,
+    stack_env: StackEnv,
+    namespace: str,
+    exporter: Exporter,
+    kube: client.ApiClient,
+) -> None:
+    name = await analysis_template(api, exporter, count=2)
+    blue_green = {"analysis": [name], "scale_down_delay_s": 1}
+    service, environment = await prepare(
+        api, stack_env, namespace, replicas=2, blue_green=blue_green
+    )
+    await finished(api, await released(api, service, environment, "1.0"))
+    traffic(exporter, service, "2.0", errors=0)
+    await measured(stack_env, exporter, service, "2.0")
+
+    body = await finished(api, await released(api, service, environment, "2.0"), within=120)
+    assert body["state"] == "succeeded", body["reason"]
+    promoted = [(e["step"], e["by"]) for e in body["canary"] if e["what"] == "promoted"]
+    assert promoted == [(0, "tracker"), (1, "tracker")]
+    assert [(m["step"], m["phase"]) for m in body["measurements"]] == [(0, "passed")] * 2
+    lines = [line["text"] for line in body["transcript"]]
+    assert any(
+        line.startswith("promoted to the switch by tracker as its analysis") for line in lines
+    )
+    live = await client.AppsV1Api(kube).read_namespaced_deployment(service, namespace)
+    assert live.spec.template.spec.containers[0].image.endswith(":2.0")
