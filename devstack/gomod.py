@@ -8,6 +8,7 @@ requested version, never written by hand.
 
     python -m devstack.gomod kubernetes v1.35.4
     python -m devstack.gomod etcd v3.6.16
+    python -m devstack.gomod prometheus v0.316.0
 """
 
 import json
