@@ -99,6 +99,9 @@ PROMETHEUS = Component(
 # For checking the Helm chart (lint, template), not part of the running stack.
 HELM = Component("helm", "helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"})
 COMPONENTS = (KUBERNETES, ETCD, KWOK, NATS, PROMETHEUS, HELM)
+# Nothing to build: the stack applies the CRDs of its standard channel
+# (config/crd/standard) from Go's module cache, checked against the wrapper's go.sum.
+GATEWAY_API = Component("gateway-api", "sigs.k8s.io/gateway-api", {})
 
 REGISTRY_BINARY = "docker-registry"
 

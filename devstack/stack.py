@@ -7,6 +7,7 @@ component is left out, and its URL passed through, when the environment already
 names a real one (``KUBECONFIG``, ``FABU_MONGO_URL``, ``FABU_NATS_URL``,
 ``FABU_REGISTRY_URL``, ``FABU_PROMETHEUS_URL``).
 
+The local cluster gets the Gateway API's CRDs (its standard channel) as it comes up.
 The local Prometheus scrapes every target listed in the JSON files of
 ``<state folder>/prometheus/targets`` (Prometheus' file service discovery): tests
 add and remove targets by writing files, which reach it within about two seconds.
@@ -25,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,10 +198,15 @@ class Stack:
             self._wait([p for p in first if p.name == "etcd"])
             self._start(second)
             self._wait([p for p in second if p.name == "kube-apiserver"])
-            self._start(third)
-            self._wait(first + second + third)
-            if "KUBECONFIG" not in external:
-                self._nodes()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # While the controller manager, scheduler and KWOK start.
+                crds = pool.submit(self._gateway_api) if "KUBECONFIG" not in external else None
+                self._start(third)
+                self._wait(first + second + third)
+                if "KUBECONFIG" not in external:
+                    self._nodes()
+                if crds is not None:
+                    crds.result()
         except BaseException:
             self.down()
             raise
@@ -497,6 +504,38 @@ class Stack:
                 lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"),
             ),
         ]
+
+    def _gateway_api(self) -> None:
+        """Apply the Gateway API's standard channel (its CRDs and the admission policy
+        that guards their upgrades) and wait until every CRD is established."""
+        folder = _module_dir(build.GATEWAY_API) / "config" / "crd" / "standard"
+        # Server-side: the HTTPRoute CRD is too big for client-side apply's annotation.
+        applied = self._kubectl(
+            "apply", "--server-side", f"--filename={folder}", "--output=name"
+        ).split()
+        crds = [name for name in applied if name.startswith("customresourcedefinition")]
+        # Polled with get: kubectl wait takes a second even when all are established.
+        established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status} {end}'
+
+        def all_established() -> bool:
+            states = self._kubectl("get", *crds, f"--output=jsonpath={established}").split()
+            return states == ["True"] * len(crds)
+
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all_established():
+            if time.monotonic() > deadline:
+                raise StackError(f"the Gateway API CRDs not established after {READY_TIMEOUT_S}s")
+            time.sleep(0.1)
+
+    def _kubectl(self, *args: str) -> str:
+        kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]
+        done = subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
+            [*kubectl, *args], capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            stderr = done.stderr.decode(errors="replace")
+            raise StackError(f"kubectl {args[0]} failed: {stderr.strip()}", stderr)
+        return done.stdout.decode()
 
     def _nodes(self) -> None:
         kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]
