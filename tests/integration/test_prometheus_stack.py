@@ -1,18 +1,23 @@
 """The stack's Prometheus and the Gateway API in its cluster: what canary analysis and
 routed canaries stand on."""
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from devstack.build import HELM
 from shared.outside.prometheus import Prometheus
 from tests.support.prometheus import Exporter, LocalPrometheus, Series, reachable, wait_scraped
 from tests.support.stack import StackEnv
 
 GROUP, VERSION = "gateway.networking.k8s.io", "v1"
+CHART = Path(__file__).parents[2] / "deploy" / "helm" / "fabu"
 
 
 def _one(value: float) -> Callable[[list[Series]], bool]:
@@ -150,3 +155,34 @@ async def test_an_httproute_splits_by_weight_and_reads_back(
             GROUP, VERSION, namespace, "httproutes", route("bad", (90, -1))
         )
     assert refused.value.status == 422
+
+
+def _template(*values: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HELM.binary("helm")), "template", "fabu", str(CHART), *values],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_chart_gives_every_stage_the_prometheus_url() -> None:
+    key = ["--set", "secrets.FABU_SECRET_KEY=a-fernet-key-for-tests"]
+    url = "http://prometheus-operated.monitoring:9090"
+    done = _template(*key, "--set", f"prometheus.url={url}")
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    [config] = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config["data"]["FABU_PROMETHEUS_URL"] == url
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deployments) == 5
+    for deployment in deployments:
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert {"configMapRef": {"name": config["metadata"]["name"]}} in container["envFrom"]
+
+    default = _template(*key)
+    assert default.returncode == 0, default.stderr
+    assert "FABU_PROMETHEUS_URL" not in default.stdout
+    refused = _template(*key, "--set", "prometheus.url=prometheus:9090")
+    assert refused.returncode != 0
+    assert "prometheus.url: give an http:// or https:// address" in refused.stderr
