@@ -30,6 +30,7 @@ class Component:
     name: str
     module: str  # the upstream module whose version keys the cache
     programs: dict[str, str]  # binary name -> Go package
+    tags: tuple[str, ...] = ()  # Go build tags
 
     @property
     def version(self) -> str:
@@ -37,12 +38,13 @@ class Component:
 
     @property
     def bin_dir(self) -> Path:
-        """Keyed by the upstream version and a digest of the wrapper module's files."""
+        """Keyed by the upstream version and a digest of the wrapper module's files
+        and the build tags."""
         return cache_dir() / "bin" / f"{self.name}-{self.version}-{self.source_digest}"
 
     @property
     def source_digest(self) -> str:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(",".join(self.tags).encode())
         for path in sorted((GOMOD / self.name).iterdir()):
             if path.is_file():
                 digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -84,9 +86,22 @@ NATS = Component(
     "github.com/nats-io/nats-server/v2",
     {"nats-server": "github.com/nats-io/nats-server/v2"},
 )
+# The local stack's Prometheus reads its targets from files only: remove_all_sd leaves
+# out every other service discovery (measured with an empty build cache on two cores:
+# 3 min 20 s instead of about 8 min, a 75 MB binary instead of 147 MB). Without the
+# builtinassets tag the web UI is not embedded; the tests use only the HTTP API.
+PROMETHEUS = Component(
+    "prometheus",
+    "github.com/prometheus/prometheus",
+    {"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
+    tags=("remove_all_sd",),
+)
 # For checking the Helm chart (lint, template), not part of the running stack.
 HELM = Component("helm", "helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"})
-COMPONENTS = (KUBERNETES, ETCD, KWOK, NATS, HELM)
+COMPONENTS = (KUBERNETES, ETCD, KWOK, NATS, PROMETHEUS, HELM)
+# Nothing to build: the stack applies the CRDs of its standard channel
+# (config/crd/standard) from Go's module cache, checked against the wrapper's go.sum.
+GATEWAY_API = Component("gateway-api", "sigs.k8s.io/gateway-api", {})
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -112,6 +127,8 @@ def build(component: Component) -> bool:
         cmd = ["go", "build", "-trimpath", "-o", str(staging / program)]
         if flags := component.ldflags():
             cmd += ["-ldflags", flags]
+        if component.tags:
+            cmd += ["-tags", ",".join(component.tags)]
         subprocess.run([*cmd, package], cwd=GOMOD / component.name, env=env, check=True)  # noqa: S603 - go with arguments built here
     shutil.rmtree(component.bin_dir, ignore_errors=True)
     staging.rename(component.bin_dir)

@@ -8,6 +8,8 @@ requested version, never written by hand.
 
     python -m devstack.gomod kubernetes v1.35.4
     python -m devstack.gomod etcd v3.6.16
+    python -m devstack.gomod prometheus v0.316.0
+    python -m devstack.gomod gateway-api v1.6.3  (a module read for its files, not built)
 """
 
 import json
@@ -17,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack.build import COMPONENTS, Component
+from devstack.build import COMPONENTS, GATEWAY_API, Component
 from devstack.paths import GOMOD
 
 GO_DIRECTIVE = "1.26"
@@ -50,12 +52,15 @@ def regenerate(component: Component, version: str) -> None:
         )
         header += "\n" + staging_replaces(version, Path(info["GoMod"]).read_text())
     (folder / "go.mod").write_text(header)
+    if not component.programs:
+        _go(["get", f"{component.module}@{version}"], folder)
+        return
     # An explicit version on every tool: a bare path would mean @latest.
     _go(["get", "-tool", *(f"{pkg}@{version}" for pkg in component.programs.values())], folder)
 
 
 def main(argv: list[str]) -> None:
-    by_name = {c.name: c for c in COMPONENTS}
+    by_name = {c.name: c for c in (*COMPONENTS, GATEWAY_API)}
     if len(argv) != 2 or argv[0] not in by_name:
         sys.exit(f"usage: python -m devstack.gomod {{{','.join(by_name)}}} VERSION")
     regenerate(by_name[argv[0]], argv[1])

@@ -5,7 +5,12 @@ own process group, with its data and log under the state folder. ``up`` writes
 a kubeconfig and an env file; ``down`` stops every process it started. A
 component is left out, and its URL passed through, when the environment already
 names a real one (``KUBECONFIG``, ``FABU_MONGO_URL``, ``FABU_NATS_URL``,
-``FABU_REGISTRY_URL``).
+``FABU_REGISTRY_URL``, ``FABU_PROMETHEUS_URL``).
+
+The local cluster gets the Gateway API's CRDs (its standard channel) as it comes up.
+The local Prometheus scrapes every target listed in the JSON files of
+``<state folder>/prometheus/targets`` (Prometheus' file service discovery): tests
+add and remove targets by writing files, which reach it within about two seconds.
 """
 
 import contextlib
@@ -21,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +39,17 @@ from devstack.paths import GOMOD, state_dir
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
-ENV_KEYS = (
+# The services the environment may name instead of the stack's own.
+EXTERNAL_KEYS = (
     "KUBECONFIG",
     "FABU_MONGO_URL",
     "FABU_NATS_URL",
     "FABU_REGISTRY_URL",
-    "FABU_KUBECTL",
+    "FABU_PROMETHEUS_URL",
 )
+ENV_KEYS = (*EXTERNAL_KEYS, "FABU_KUBECTL")
+# How often the local Prometheus scrapes and reads its target files again.
+SCRAPE_INTERVAL = "1s"
 
 
 class StackError(RuntimeError):
@@ -119,6 +129,8 @@ class Stack:
         self.env_file = self.root / "env"
         # In a directory of its own: Fabu reads kubeconfigs only from FABU_KUBECONFIG_DIR.
         self.kubeconfig = self.root / "kubeconfigs" / "local.yaml"
+        # Prometheus scrapes the targets listed in the *.json files here.
+        self.prometheus_targets = self.root / "prometheus" / "targets"
 
     # ---- reporting -------------------------------------------------------------
     def _records(self) -> dict[str, list[Any]]:
@@ -135,8 +147,10 @@ class Stack:
         return {name: _alive(pid, binary) for name, (pid, binary) in self.pids().items()}
 
     def is_up(self) -> bool:
+        """Every component runs, and the env file names all the stack gives (a stack
+        started by an older checkout, without some of them, is not up)."""
         states = self.running()
-        return self.env_file.exists() and bool(states) and all(states.values())
+        return bool(states) and all(states.values()) and set(ENV_KEYS) <= set(self.env())
 
     def env(self) -> dict[str, str]:
         if not self.env_file.exists():
@@ -153,7 +167,7 @@ class Stack:
         # it; only other values name real external services.
         ours = {**self.env(), "KUBECONFIG": str(self.kubeconfig)}
         external = {
-            k: v for k, v in os.environ.items() if k in ENV_KEYS[:4] and v and v != ours.get(k)
+            k: v for k, v in os.environ.items() if k in EXTERNAL_KEYS and v and v != ours.get(k)
         }
         build.build_all(self._needed(external))
         started = time.monotonic()
@@ -184,10 +198,15 @@ class Stack:
             self._wait([p for p in first if p.name == "etcd"])
             self._start(second)
             self._wait([p for p in second if p.name == "kube-apiserver"])
-            self._start(third)
-            self._wait(first + second + third)
-            if "KUBECONFIG" not in external:
-                self._nodes()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # While the controller manager, scheduler and KWOK start.
+                crds = pool.submit(self._gateway_api) if "KUBECONFIG" not in external else None
+                self._start(third)
+                self._wait(first + second + third)
+                if "KUBECONFIG" not in external:
+                    self._nodes()
+                if crds is not None:
+                    crds.result()
         except BaseException:
             self.down()
             raise
@@ -203,6 +222,8 @@ class Stack:
             names.append("nats")
         if "FABU_REGISTRY_URL" not in external:
             names.append("registry")
+        if "FABU_PROMETHEUS_URL" not in external:
+            names.append("prometheus")
         return names
 
     def _plan(
@@ -217,6 +238,8 @@ class Stack:
             first.append(self._secantusdb(env))
         if "FABU_REGISTRY_URL" not in external:
             first.append(self._registry(env))
+        if "FABU_PROMETHEUS_URL" not in external:
+            first.append(self._prometheus(env))
         if "KUBECONFIG" not in external:
             etcd_url = f"http://127.0.0.1:{free_port()}"
             first.append(self._etcd(etcd_url))
@@ -295,6 +318,51 @@ class Stack:
         env["FABU_REGISTRY_URL"] = url
         binary = shutil.which(build.REGISTRY_BINARY) or build.REGISTRY_BINARY
         return Process("registry", [binary, "serve", str(config)], lambda: _http_ok(f"{url}/v2/"))
+
+    def _prometheus(self, env: dict[str, str]) -> Process:
+        port = free_port()
+        folder = self.prometheus_targets.parent
+        self.prometheus_targets.mkdir(parents=True)
+        config = folder / "prometheus.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": SCRAPE_INTERVAL,
+                        # Never longer than the interval (Prometheus refuses that).
+                        "scrape_timeout": SCRAPE_INTERVAL,
+                        "evaluation_interval": SCRAPE_INTERVAL,
+                    },
+                    "scrape_configs": [
+                        {
+                            "job_name": "fabu-test-exporters",
+                            "file_sd_configs": [
+                                {
+                                    "files": [str(self.prometheus_targets / "*.json")],
+                                    "refresh_interval": SCRAPE_INTERVAL,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        url = f"http://127.0.0.1:{port}"
+        env["FABU_PROMETHEUS_URL"] = url
+        return Process(
+            "prometheus",
+            [
+                str(build.PROMETHEUS.binary("prometheus")),
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                # How often new targets reach the scrapers (5s by default): a test's
+                # exporter is scraped, or dropped, within about two seconds.
+                f"--scrape.discovery-reload-interval={SCRAPE_INTERVAL}",
+                "--log.level=warn",
+            ],
+            lambda: _http_ok(f"{url}/-/ready"),
+        )
 
     def _etcd(self, url: str) -> Process:
         peer = f"http://127.0.0.1:{free_port()}"
@@ -436,6 +504,38 @@ class Stack:
                 lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"),
             ),
         ]
+
+    def _gateway_api(self) -> None:
+        """Apply the Gateway API's standard channel (its CRDs and the admission policy
+        that guards their upgrades) and wait until every CRD is established."""
+        folder = _module_dir(build.GATEWAY_API) / "config" / "crd" / "standard"
+        # Server-side: the HTTPRoute CRD is too big for client-side apply's annotation.
+        applied = self._kubectl(
+            "apply", "--server-side", f"--filename={folder}", "--output=name"
+        ).split()
+        crds = [name for name in applied if name.startswith("customresourcedefinition")]
+        # Polled with get: kubectl wait takes a second even when all are established.
+        established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status} {end}'
+
+        def all_established() -> bool:
+            states = self._kubectl("get", *crds, f"--output=jsonpath={established}").split()
+            return states == ["True"] * len(crds)
+
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all_established():
+            if time.monotonic() > deadline:
+                raise StackError(f"the Gateway API CRDs not established after {READY_TIMEOUT_S}s")
+            time.sleep(0.1)
+
+    def _kubectl(self, *args: str) -> str:
+        kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]
+        done = subprocess.run(  # noqa: S603 - kubectl from the stack, arguments built here
+            [*kubectl, *args], capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            stderr = done.stderr.decode(errors="replace")
+            raise StackError(f"kubectl {args[0]} failed: {stderr.strip()}", stderr)
+        return done.stdout.decode()
 
     def _nodes(self) -> None:
         kubectl = [str(build.KUBERNETES.binary("kubectl")), f"--kubeconfig={self.kubeconfig}"]

@@ -21,6 +21,7 @@ from devstack.system import FabuSystem, new_token
 from tests.support import gitlab as gitlab_support
 from tests.support.gitlab import FakeGitLab
 from tests.support.oidc import CLIENT_ID, CLIENT_SECRET, FakeGitLabIdentity
+from tests.support.prometheus import Exporter, LocalPrometheus
 from tests.support.registries import (
     PASSWORD,
     USER,
@@ -81,6 +82,35 @@ def stack_env() -> Iterator[StackEnv]:
         if started:
             cleanup.callback(stack.down)
         yield StackEnv.from_env(env)
+
+
+def _local_prometheus(stack_env: StackEnv) -> LocalPrometheus:
+    stack = Stack()
+    if "prometheus" not in stack.pids():
+        pytest.skip("FABU_PROMETHEUS_URL names a Prometheus outside the stack")
+    return LocalPrometheus(stack, stack_env.prometheus_url)
+
+
+@pytest.fixture
+def exporter(stack_env: StackEnv) -> Iterator[Exporter]:
+    """Counters the test sets, scraped by the stack's Prometheus every second (a
+    test-owned stand-in for what a canary's pods would publish: tests/support/prometheus.py)."""
+    server = Exporter(_local_prometheus(stack_env).stack.prometheus_targets)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def prometheus(stack_env: StackEnv) -> AsyncIterator[LocalPrometheus]:
+    """The stack's Prometheus, which the test may stop and start; running again after it."""
+    local = _local_prometheus(stack_env)
+    try:
+        yield local
+    finally:
+        if not local.running():
+            await local.start()
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,11 @@ from tests.support.stack import StackEnv
 
 @pytest.fixture
 def second(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """A second stack pointed at the running cluster and database: it starts only
-    NATS and the registry of its own."""
+    """A second stack pointed at the running cluster, database and Prometheus: it starts
+    only NATS and the registry of its own."""
     monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
     monkeypatch.setenv("FABU_MONGO_URL", stack_env.mongo_url)
+    monkeypatch.setenv("FABU_PROMETHEUS_URL", stack_env.prometheus_url)
     monkeypatch.delenv("FABU_NATS_URL", raising=False)
     monkeypatch.delenv("FABU_REGISTRY_URL", raising=False)
     return Stack(tmp_path / "second")
@@ -29,9 +30,10 @@ def second(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def own_database(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """A stack pointed at the running cluster, NATS and registry: it starts only the
-    MongoDB-protocol server (SecantusDB) of its own."""
+    """A stack pointed at the running cluster, NATS, registry and Prometheus: it starts
+    only the MongoDB-protocol server (SecantusDB) of its own."""
     monkeypatch.setenv("KUBECONFIG", str(stack_env.kubeconfig))
+    monkeypatch.setenv("FABU_PROMETHEUS_URL", stack_env.prometheus_url)
     monkeypatch.setenv("FABU_NATS_URL", stack_env.nats_url)
     monkeypatch.setenv("FABU_REGISTRY_URL", stack_env.registry_url)
     monkeypatch.delenv("FABU_MONGO_URL", raising=False)
@@ -46,6 +48,7 @@ def test_external_services_pass_through_and_down_stops_everything(
     try:
         assert env["KUBECONFIG"] == str(stack_env.kubeconfig)
         assert env["FABU_MONGO_URL"] == stack_env.mongo_url
+        assert env["FABU_PROMETHEUS_URL"] == stack_env.prometheus_url
         assert env["FABU_NATS_URL"] != stack_env.nats_url
         assert set(second.running()) == {"nats", "registry"}
         assert all(second.running().values())

@@ -10,6 +10,7 @@ class StackEnv:
     mongo_url: str
     nats_url: str
     registry_url: str
+    prometheus_url: str
     kubectl: Path
     env: dict[str, str]  # everything the stack's env file says
 
@@ -23,6 +24,7 @@ class StackEnv:
             mongo_url=env["FABU_MONGO_URL"],
             nats_url=env["FABU_NATS_URL"],
             registry_url=env["FABU_REGISTRY_URL"],
+            prometheus_url=env["FABU_PROMETHEUS_URL"],
             kubectl=Path(env["FABU_KUBECTL"]),
             env=dict(env),
         )
