@@ -91,6 +91,18 @@ async def switched(cluster: Cluster, release: Release, docs: list[Obj]) -> set[s
     return names
 
 
+def _selector(before: str, service: Obj) -> dict[str, str]:
+    """The selector kept before the switch; the manifest's own if it was edited into
+    something else than a selector."""
+    try:
+        kept = json.loads(before)
+    except ValueError:
+        kept = None
+    if isinstance(kept, dict) and all(isinstance(v, str) for v in kept.values()):
+        return {str(k): v for k, v in kept.items()}
+    return dict((service.get("spec") or {}).get("selector") or {})
+
+
 async def remove_preview(cluster: Cluster, release: Release) -> list[str]:
     """Put each switched Service back (before the full rollout: as it was; after it: as
     the manifest has it), then delete the preview; what was done."""
@@ -111,7 +123,7 @@ async def remove_preview(cluster: Cluster, release: Release) -> list[str]:
             done.append(f"{name} (it did not exist before the switch)")
         else:
             restored = copy.deepcopy(service)
-            restored["spec"]["selector"] = json.loads(before)
+            restored["spec"]["selector"] = _selector(before, service)
             await cluster.apply(release.namespace, restored)
             done.append(f"{name} switched back to the old version")
     for obj in reversed(preview_objects(release.manifest)):

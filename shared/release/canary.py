@@ -4,7 +4,7 @@ import copy
 import json
 
 from shared.cluster.client import Cluster
-from shared.cluster.manifest import Obj, canary_objects, is_route
+from shared.cluster.manifest import Obj, canary_objects, is_route, objects
 from shared.messaging.bus import Bus
 from shared.models.base import now
 from shared.models.release import Release
@@ -32,7 +32,17 @@ async def route_for_step(cluster: Cluster, namespace: str, route: Obj) -> Obj:
     return route
 
 
-async def _restore_route(cluster: Cluster, namespace: str, route: Obj) -> str:
+def _spec(before: str, own: Obj) -> dict[str, object]:
+    """The route's spec kept before the canary; the release's own route's (``own``, as
+    its manifest has it) if the annotation was edited into something else."""
+    try:
+        kept = json.loads(before)
+    except ValueError:
+        kept = None
+    return kept if isinstance(kept, dict) else dict(own.get("spec") or {})
+
+
+async def _restore_route(cluster: Cluster, namespace: str, route: Obj, own: Obj) -> str:
     """Put back the HTTPRoute as it was before the canary (deleted if it was not there)."""
     name = f"HTTPRoute/{route['metadata']['name']}"
     live = await cluster.live(namespace, route)
@@ -51,10 +61,14 @@ async def _restore_route(cluster: Cluster, namespace: str, route: Obj) -> str:
             "labels": metadata.get("labels") or {},
             "annotations": annotations,
         },
-        spec=json.loads(before),
+        spec=_spec(before, own),
     )
     await cluster.apply(namespace, restored)
     return f"{name} (its routes as before the canary)"
+
+
+def _named(obj: Obj) -> str:
+    return str(obj["metadata"]["name"])
 
 
 async def remove_canary(cluster: Cluster, release: Release) -> list[str]:
@@ -63,10 +77,11 @@ async def remove_canary(cluster: Cluster, release: Release) -> list[str]:
     if release.params.blue_green is not None:
         return await remove_preview(cluster, release)
     removed = []
+    own = {_named(o): o for o in objects(release.manifest) if is_route(o)}
     for obj in reversed(canary_objects(release.manifest, 50)):
         if is_route(obj):
             if release.in_canary and (
-                done := await _restore_route(cluster, release.namespace, obj)
+                done := await _restore_route(cluster, release.namespace, obj, own[_named(obj)])
             ):
                 removed.append(done)
         elif await cluster.delete(release.namespace, obj):
