@@ -144,7 +144,10 @@ async def test_an_unreachable_prometheus_pauses_the_step_and_never_promotes(
 
     async def judged() -> dict[str, Any] | None:
         body: dict[str, Any] = (await api.get(f"/releases/{release_id}")).json()
-        said = any("inconclusive" in line["text"] for line in body["transcript"])
+        said = any(
+            line["text"].startswith(f"canary step 1: analysis {name}/error-ratio inconclusive")
+            for line in body["transcript"]
+        )
         return body if said else None
 
     body = await eventually(judged, "the analysis to be inconclusive", within=60)
