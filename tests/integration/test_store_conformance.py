@@ -414,10 +414,16 @@ async def test_the_release_pipelines_queries_are_read_by_index(
                 {
                     "releases": "_id_",
                     "release_lines": "by_release",
+                    "release_measurements": "by_release",
                     "release_progress": "_id_",
                     "deliveries": "release_id",
                     "rollbacks": "_id_",
                 },
+            ),
+            Step(
+                "Releases.measurements (the tracker taking an analysis over)",
+                lambda: releases.measurements(first.id),
+                {"release_measurements": "by_release"},
             ),
             Step(
                 "Releases.latest, running, inventories: a service's releases in an "
