@@ -385,6 +385,10 @@ async def cancel(api: Api, principal: Principal, release_id: str) -> Cancelled:
     return Cancelled(id=release_id, state=ReleaseState.CANCELLED, was=was, message=message)
 
 
+def _objects_of(release: Release) -> str:
+    return "the canary's objects" if release.params.blue_green is None else "the preview"
+
+
 def _aborted_at(release: Release) -> str:
     step = release.canary_step or 0
     if release.params.blue_green is not None:
@@ -409,9 +413,9 @@ async def abort(api: Api, principal: Principal, release_id: str) -> Cancelled:
     )
     try:
         removed = await remove_canary(await api.clusters.get(env), release)
-        line = f"removed the canary's objects: {', '.join(removed) or 'none were there'}"
+        line = f"removed {_objects_of(release)}: {', '.join(removed) or 'none were there'}"
     except (ClusterError, TransientError) as exc:
-        line = f"could not remove the canary's objects: {exc.message}"
+        line = f"could not remove {_objects_of(release)}: {exc.message}"
     line += "; the main Deployment was not touched"
     await api.releases.note(release.id, [TranscriptLine(at=now(), text=line)])
     return Cancelled(id=release.id, state=ReleaseState.ABORTED, was=was, message=line)

@@ -99,6 +99,10 @@ async def hold(
     return True, None
 
 
+def _objects_of(release: Release) -> str:
+    return "the canary's objects" if release.params.blue_green is None else "the preview"
+
+
 async def canary_done(
     cluster: Cluster, release: Release, outcome: str, reason: str = ""
 ) -> tuple[list[TranscriptLine], CanaryEvent | None]:
@@ -110,9 +114,9 @@ async def canary_done(
     weight = release.params.steps[step].weight if release.in_canary else 100
     try:
         removed = await remove_canary(cluster, release)
-        line = f"removed the canary's objects: {', '.join(removed) or 'none were left'}"
+        line = f"removed {_objects_of(release)}: {', '.join(removed) or 'none were left'}"
     except FabuError as exc:
-        line = f"could not remove the canary's objects: {exc.message}"
+        line = f"could not remove {_objects_of(release)}: {exc.message}"
     if release.in_canary:
         line += "; the main Deployment was not touched"
     event = CanaryEvent(step=step, weight=weight, what=outcome, detail=reason)

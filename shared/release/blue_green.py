@@ -72,8 +72,9 @@ async def step_objects(cluster: Cluster, release: Release) -> tuple[list[Obj], C
     names = ", ".join(f"Service {s['metadata']['name']}" for s in switched) or "no Service"
     delay = release.params.blue_green.scale_down_delay_s if release.params.blue_green else 0
     line = (
-        f"the switch: {names} now reach {name}'s pods (the new version); the old version "
-        f"stays {delay}s, then the main Deployment takes the new version"
+        f"the switch: {names} {'sends its' if len(switched) == 1 else 'send their'} traffic "
+        f"to {name}'s pods (the new version); the "
+        f"old version stays {delay}s, then the main Deployment takes the new version"
     )
     event = CanaryEvent(step=step, weight=100, what="applied", replicas=replicas, detail=names)
     return [*preview, *switched], event, line

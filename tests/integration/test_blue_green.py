@@ -71,7 +71,9 @@ async def test_the_preview_is_judged_then_the_switch_moves_the_traffic_and_the_m
     assert steps[5][:2] == (1, "promoted")
     assert steps[5][2] != "admin"  # by Fabu, after the delay
     lines = [line["text"] for line in body["transcript"]]
-    assert any(line.startswith("the switch: Service " + service) for line in lines), lines
+    switch = f"the switch: Service {service} sends its traffic to {service}-preview's pods"
+    assert any(line.startswith(switch) for line in lines), lines
+    assert any(line.startswith("removed the preview: ") for line in lines), lines
     assert any("back on the main pods" in line for line in lines), lines
 
 

@@ -87,3 +87,13 @@ def analysis_view(release: Release) -> list[StepAnalysis]:
                 )
         steps.append(StepAnalysis(index + 1, rows))
     return steps
+
+
+def inconclusive(release: Release, index: int) -> bool:
+    """Whether the analysis of step ``index`` (0-based) ended inconclusive."""
+    return any(
+        row.verdict is Verdict.INCONCLUSIVE
+        for step in analysis_view(release)
+        if step.step == index + 1
+        for row in step.rows
+    )

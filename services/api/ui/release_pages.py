@@ -15,7 +15,7 @@ from services.api.access import Principal, Releaser, Viewer
 from services.api.context import Api
 from services.api.deps import api_of
 from services.api.schemas import ActionIn, ConfigView, DecisionIn, PlanIn, Preview, ReleaseIn
-from services.api.ui.analysis_view import analysis_view
+from services.api.ui.analysis_view import analysis_view, inconclusive
 from services.api.ui.pages import (
     back,
     form,
@@ -455,6 +455,9 @@ def canary_view(release: Release) -> CanaryView | None:
         pause_s = release.params.steps[step].pause_s
         healthy = [e.at for e in release.canary if e.what == "healthy" and e.step == step]
         judged_by = release.params.steps[step].analysis
+        if judged_by and inconclusive(release, step):
+            # Its analysis was inconclusive: a person decides now, whatever its pause.
+            judged_by, pause_s = [], None
         person = pause_s is None and not judged_by
         if pause_s is not None and healthy:
             pause_ends = healthy[-1] + timedelta(seconds=pause_s)
