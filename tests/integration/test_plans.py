@@ -119,8 +119,13 @@ async def test_with_the_rollback_policy_a_failure_rolls_every_changed_service_ba
 
     assert body["state"] == "failed"
     assert [i["state"] for i in body["items"]] == ["succeeded", "failed", "skipped"]
-    back_id = body["rolled_back_by"]
-    assert back_id
+
+    # The automatic rollback is named on the plan by a second write just after the failure.
+    async def named() -> str | None:
+        back: str | None = (await api.get(f"/plans/{made['id']}")).json()["rolled_back_by"]
+        return back
+
+    back_id = await eventually(named, "the plan's automatic rollback to be named", within=15)
     back = await plan_done(api, back_id)
     assert back["state"] == "succeeded", back
     assert back["kind"] == "rollback"
