@@ -98,7 +98,7 @@ async def _step_objects(
             return await blue_green.step_objects(cluster, release)
         # The full rollout: the Services switched to the preview stay there until the
         # main Deployment has the new version (the tracker then puts them back).
-        keep = await blue_green.switched(cluster, release, docs)
+        keep = await blue_green.switched(cluster, release)
         applying = [
             o
             for o in rollout_objects(docs)

@@ -87,11 +87,6 @@ def _why(check: Check, taken: list[Measurement], found: Verdict) -> str:
     )
 
 
-def _labels(release: Release) -> tuple[str, dict[str, str]]:
-    """The new version's Deployment (the canary or the preview) and its pods' labels."""
-    return new_pods(release.manifest, release.params.blue_green is not None)
-
-
 async def judge(
     ctx: Context, subscription: Subscription, release: Release, step: int, names: list[str]
 ) -> Judged:
@@ -100,7 +95,7 @@ async def judge(
     if not checks:
         return Judged(Verdict.INCONCLUSIVE, "the analysis templates named are gone", fresh=True)
     taken = [m for m in await ctx.releases.measurements(release.id) if m.step == step]
-    deployment, labels = _labels(release)
+    deployment, labels = new_pods(release.manifest, release.params.blue_green is not None)
     values = {
         "service": release.service,
         "version": release.version,

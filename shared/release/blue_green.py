@@ -80,15 +80,15 @@ async def step_objects(cluster: Cluster, release: Release) -> tuple[list[Obj], C
     return [*preview, *switched], event, line
 
 
-async def switched(cluster: Cluster, release: Release, docs: list[Obj]) -> set[str]:
-    """The names of the manifest's Services now switched to the preview (``docs``)."""
+async def switched(cluster: Cluster, release: Release) -> set[str]:
+    """The names of the active Services now switched to the preview: only those can be,
+    so only those are read."""
     names = set()
-    for obj in docs:
-        if obj.get("kind") == "Service" and obj.get("apiVersion") == "v1":
-            live = await cluster.live(release.namespace, obj)
-            annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-            if BEFORE_SWITCH in annotations:
-                names.add(obj["metadata"]["name"])
+    for service in _active(release)[1]:
+        live = await cluster.live(release.namespace, service)
+        annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+        if BEFORE_SWITCH in annotations:
+            names.add(service["metadata"]["name"])
     return names
 
 
